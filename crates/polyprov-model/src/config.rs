@@ -1,0 +1,169 @@
+//! Writing `<polycomConfig>` files and the `device.*` gating rule.
+//!
+//! A Poly phone reads parameters as dotted XML *attributes* (`reg.1.address="…"`); element names
+//! only group them (domain.md §4). A `device.*` parameter is applied only when `device.set="1"`
+//! **and** its own `<name>.set="1"` are present, so a generated file must add both.
+
+use std::collections::BTreeMap;
+
+/// Parameter names and values, ordered by name so that rendering is deterministic.
+pub type Params = BTreeMap<String, String>;
+
+/// Why a parameter name cannot be written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0:?} is not a parameter name: use dotted names of letters, digits, '_' and '-', e.g. reg.1.address"
+)]
+pub struct ParamNameError(pub String);
+
+/// Checks a parameter name: dot-separated, non-empty words of ASCII letters, digits, `_`, `-`,
+/// starting with a letter, at most 255 bytes. Anything else would not be a valid XML attribute.
+pub fn check_param_name(name: &str) -> Result<(), ParamNameError> {
+    let ok = !name.is_empty()
+        && name.len() <= 255
+        && name.as_bytes()[0].is_ascii_alphabetic()
+        && name.split('.').all(|w| {
+            !w.is_empty()
+                && w
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(ParamNameError(name.chars().take(80).collect()))
+    }
+}
+
+/// Adds the gates a phone needs before it applies `device.*` parameters: `device.set="1"` and,
+/// for each `device.X`, `device.X.set="1"` — unless the caller set a gate explicitly.
+pub fn add_device_gates(params: &mut Params) {
+    let gated: Vec<String> = params
+        .keys()
+        .filter(|k| k.starts_with("device.") && *k != "device.set" && !k.ends_with(".set"))
+        .map(|k| format!("{k}.set"))
+        .collect();
+    if gated.is_empty() {
+        return;
+    }
+    for g in gated {
+        params.entry(g).or_insert_with(|| "1".to_string());
+    }
+    params
+        .entry("device.set".to_string())
+        .or_insert_with(|| "1".to_string());
+}
+
+/// Escapes text for a double-quoted XML attribute value. Tabs and line breaks are written as
+/// character references so that they survive attribute-value normalisation.
+pub fn escape_attr(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\t' => out.push_str("&#9;"),
+            '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Renders parameters as a `<polycomConfig>` document, one element per first name segment
+/// (`<reg reg.1.address=…/>`), in name order. Same input, same bytes.
+///
+/// Names must have passed [`check_param_name`]; `comment` must not contain `--`.
+pub fn render_polycom_config(params: &Params, comment: &str) -> String {
+    let mut out = String::with_capacity(128 + params.len() * 48);
+    out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n");
+    out.push_str("<!-- ");
+    out.push_str(&comment.replace("--", "- -"));
+    out.push_str(" -->\n");
+    out.push_str("<polycomConfig xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xsi:noNamespaceSchemaLocation=\"polycomConfig.xsd\">\n");
+    let mut current: Option<&str> = None;
+    for (name, value) in params {
+        let group = name.split('.').next().unwrap_or(name);
+        if current != Some(group) {
+            if current.is_some() {
+                out.push_str("/>\n");
+            }
+            out.push_str("  <");
+            out.push_str(group);
+            current = Some(group);
+        }
+        out.push_str("\n    ");
+        out.push_str(name);
+        out.push_str("=\"");
+        out.push_str(&escape_attr(value));
+        out.push('"');
+    }
+    if current.is_some() {
+        out.push_str("/>\n");
+    }
+    out.push_str("</polycomConfig>\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> Params {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn device_parameters_get_both_gates() {
+        let mut p = params(&[("device.auth.localAdminPassword", "s3cret"), ("reg.1.address", "100")]);
+        add_device_gates(&mut p);
+        assert_eq!(p["device.set"], "1");
+        assert_eq!(p["device.auth.localAdminPassword.set"], "1");
+        assert!(!p.contains_key("reg.1.address.set"));
+    }
+
+    #[test]
+    fn explicit_gates_are_kept() {
+        let mut p = params(&[("device.prov.serverName", "x"), ("device.prov.serverName.set", "0")]);
+        add_device_gates(&mut p);
+        assert_eq!(p["device.prov.serverName.set"], "0");
+        assert_eq!(p["device.set"], "1");
+    }
+
+    #[test]
+    fn no_device_parameters_no_gates() {
+        let mut p = params(&[("reg.1.address", "100")]);
+        add_device_gates(&mut p);
+        assert_eq!(p.len(), 1);
+    }
+
+    #[test]
+    fn renders_grouped_and_escaped() {
+        let p = params(&[
+            ("reg.1.address", "100@pbx"),
+            ("reg.1.label", "A \"B\" & <C>"),
+            ("tcpIpApp.sntp.address", "pool"),
+        ]);
+        let xml = render_polycom_config(&p, "test -- file");
+        assert!(xml.contains("<!-- test - - file -->"));
+        assert!(xml.contains("  <reg\n    reg.1.address=\"100@pbx\"\n    reg.1.label=\"A &quot;B&quot; &amp; &lt;C&gt;\"/>\n"));
+        assert!(xml.contains("  <tcpIpApp\n    tcpIpApp.sntp.address=\"pool\"/>\n"));
+        assert_eq!(xml, render_polycom_config(&p, "test -- file"));
+    }
+
+    #[test]
+    fn param_names() {
+        for ok in ["reg.1.address", "device.auth.localAdminPassword", "voIpProt.SIP.x-y_z"] {
+            assert!(check_param_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "1reg", "reg..1", "reg.", "reg 1", "reg\"1", "a=b", ".reg"] {
+            assert!(check_param_name(bad).is_err(), "{bad}");
+        }
+    }
+}
