@@ -24,8 +24,7 @@ pub fn check_param_name(name: &str) -> Result<(), ParamNameError> {
         && name.as_bytes()[0].is_ascii_alphabetic()
         && name.split('.').all(|w| {
             !w.is_empty()
-                && w
-                    .bytes()
+                && w.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         });
     if ok {
@@ -121,7 +120,10 @@ mod tests {
 
     #[test]
     fn device_parameters_get_both_gates() {
-        let mut p = params(&[("device.auth.localAdminPassword", "s3cret"), ("reg.1.address", "100")]);
+        let mut p = params(&[
+            ("device.auth.localAdminPassword", "s3cret"),
+            ("reg.1.address", "100"),
+        ]);
         add_device_gates(&mut p);
         assert_eq!(p["device.set"], "1");
         assert_eq!(p["device.auth.localAdminPassword.set"], "1");
@@ -130,7 +132,10 @@ mod tests {
 
     #[test]
     fn explicit_gates_are_kept() {
-        let mut p = params(&[("device.prov.serverName", "x"), ("device.prov.serverName.set", "0")]);
+        let mut p = params(&[
+            ("device.prov.serverName", "x"),
+            ("device.prov.serverName.set", "0"),
+        ]);
         add_device_gates(&mut p);
         assert_eq!(p["device.prov.serverName.set"], "0");
         assert_eq!(p["device.set"], "1");
@@ -159,11 +164,110 @@ mod tests {
 
     #[test]
     fn param_names() {
-        for ok in ["reg.1.address", "device.auth.localAdminPassword", "voIpProt.SIP.x-y_z"] {
+        for ok in [
+            "reg.1.address",
+            "device.auth.localAdminPassword",
+            "voIpProt.SIP.x-y_z",
+        ] {
             assert!(check_param_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "1reg", "reg..1", "reg.", "reg 1", "reg\"1", "a=b", ".reg"] {
+        for bad in [
+            "", "1reg", "reg..1", "reg.", "reg 1", "reg\"1", "a=b", ".reg",
+        ] {
             assert!(check_param_name(bad).is_err(), "{bad}");
+        }
+    }
+}
+
+/// Why uploaded XML is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not well-formed XML at byte {at}: {message}")]
+pub struct XmlError {
+    /// Byte offset of the error.
+    pub at: u64,
+    /// What the parser found.
+    pub message: String,
+}
+
+/// Checks that `text` is one well-formed XML document (with a root element). Phones upload
+/// overrides, directories and call lists as XML; anything else is truncated or forged.
+pub fn check_well_formed(text: &str) -> Result<(), XmlError> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_str(text);
+    reader.config_mut().check_end_names = true;
+    let mut depth = 0usize;
+    let mut roots = 0usize;
+    loop {
+        match reader.read_event() {
+            Ok(Event::Start(_)) => {
+                if depth == 0 {
+                    roots += 1;
+                }
+                depth += 1;
+            }
+            Ok(Event::End(_)) => depth = depth.saturating_sub(1),
+            Ok(Event::Empty(_)) if depth == 0 => roots += 1,
+            Ok(Event::Text(t)) if depth == 0 && !t.as_ref().trim_ascii().is_empty() => {
+                return Err(XmlError {
+                    at: reader.buffer_position(),
+                    message: "text outside the root element".into(),
+                });
+            }
+            Ok(Event::Eof) => break,
+            Ok(_) => {}
+            Err(e) => {
+                return Err(XmlError {
+                    at: reader.error_position(),
+                    message: e.to_string(),
+                });
+            }
+        }
+    }
+    match (depth, roots) {
+        (0, 1) => Ok(()),
+        (0, 0) => Err(XmlError {
+            at: 0,
+            message: "no root element".into(),
+        }),
+        (0, _) => Err(XmlError {
+            at: 0,
+            message: "more than one root element".into(),
+        }),
+        _ => Err(XmlError {
+            at: text.len() as u64,
+            message: "unclosed element at end of document".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod xml_tests {
+    use super::*;
+
+    #[test]
+    fn well_formed_documents() {
+        assert!(
+            check_well_formed(
+                "<?xml version=\"1.0\"?>\n<PHONE_CONFIG><OVERRIDES a=\"1\"/></PHONE_CONFIG>\n"
+            )
+            .is_ok()
+        );
+        assert!(check_well_formed(&render_polycom_config(&Params::new(), "x")).is_ok());
+    }
+
+    #[test]
+    fn malformed_documents() {
+        for bad in [
+            "",
+            "hello",
+            "<a>",
+            "<a></b>",
+            "<a/><b/>",
+            "<a x=\"1></a>",
+            "<a/>trailing",
+            "<a>&bogus;</a",
+        ] {
+            assert!(check_well_formed(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -18,7 +18,9 @@ pub enum MacError {
     WrongLength(String, usize),
     #[error("{0:?} is not a MAC address: {1:?} is not a hex digit")]
     NotHex(String, char),
-    #[error("{0:?} is not a MAC address: separators must be all ':' or all '-' between byte pairs, or '.' between groups of four")]
+    #[error(
+        "{0:?} is not a MAC address: separators must be all ':' or all '-' between byte pairs, or '.' between groups of four"
+    )]
     BadSeparators(String),
     #[error("000000000000 is the shared master file's name, not a phone's MAC address")]
     AllZero,
@@ -102,7 +104,10 @@ impl FromStr for Mac {
         if s.len() == 12 {
             return Mac::from_hex12(s);
         }
-        if let Some(bad) = s.chars().find(|c| !c.is_ascii_hexdigit() && !":-.".contains(*c)) {
+        if let Some(bad) = s
+            .chars()
+            .find(|c| !c.is_ascii_hexdigit() && !":-.".contains(*c))
+        {
             return Err(MacError::NotHex(truncate(s), bad));
         }
         let digits: String = s.chars().filter(|c| c.is_ascii_hexdigit()).collect();
@@ -158,7 +163,11 @@ mod tests {
             "0004.f2aa.814c",
             " 00:04:F2:aa:81:4C ",
         ] {
-            assert_eq!(s.parse::<Mac>().map(|m| m.to_string()), Ok(want.to_string()), "{s}");
+            assert_eq!(
+                s.parse::<Mac>().map(|m| m.to_string()),
+                Ok(want.to_string()),
+                "{s}"
+            );
         }
     }
 

@@ -93,9 +93,8 @@ pub fn prepend_config_file(master: &str, file: &str) -> Result<String, MasterErr
         if is_root {
             seen_application = true;
             if !has_config_files {
-                let after_name = offset_in(master, name)
-                    .ok_or(MasterError::NoApplication)?
-                    + name.len();
+                let after_name =
+                    offset_in(master, name).ok_or(MasterError::NoApplication)? + name.len();
                 inserts.push((after_name, format!(" CONFIG_FILES=\"{file}\"")));
             }
         }
@@ -146,7 +145,10 @@ mod tests {
         let out = prepend_config_file(STARTER_MASTER, "d.cfg").unwrap();
         assert!(out.contains("CONFIG_FILES=\"d.cfg\""));
         let out = prepend_config_file("<APPLICATION APP_FILE_PATH=\"sip.ld\"/>", "d.cfg").unwrap();
-        assert_eq!(out, "<APPLICATION CONFIG_FILES=\"d.cfg\" APP_FILE_PATH=\"sip.ld\"/>");
+        assert_eq!(
+            out,
+            "<APPLICATION CONFIG_FILES=\"d.cfg\" APP_FILE_PATH=\"sip.ld\"/>"
+        );
     }
 
     #[test]
@@ -173,8 +175,12 @@ mod corpus_tests {
         let mut out = Vec::new();
         let mut stack = vec![root.clone()];
         while let Some(dir) = stack.pop() {
-            let entries = std::fs::read_dir(&dir)
-                .unwrap_or_else(|e| panic!("{}: {e} (shared/corpus must sit beside the repository)", dir.display()));
+            let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| {
+                panic!(
+                    "{}: {e} (shared/corpus must sit beside the repository)",
+                    dir.display()
+                )
+            });
             for e in entries {
                 let p = e.unwrap().path();
                 if p.is_dir() {
@@ -195,9 +201,17 @@ mod corpus_tests {
             let text = std::fs::read_to_string(&p).unwrap();
             let out = prepend_config_file(&text, "0004f2aa814c-polyprov.cfg")
                 .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-            assert!(out.contains("CONFIG_FILES=\"0004f2aa814c-polyprov.cfg"), "{}", p.display());
+            assert!(
+                out.contains("CONFIG_FILES=\"0004f2aa814c-polyprov.cfg"),
+                "{}",
+                p.display()
+            );
             // Nothing but the insertions changed.
-            assert_eq!(out.replace("0004f2aa814c-polyprov.cfg, ", "").replace("0004f2aa814c-polyprov.cfg", ""), text);
+            assert_eq!(
+                out.replace("0004f2aa814c-polyprov.cfg, ", "")
+                    .replace("0004f2aa814c-polyprov.cfg", ""),
+                text
+            );
         }
     }
 }

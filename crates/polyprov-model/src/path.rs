@@ -302,8 +302,14 @@ mod tests {
         ] {
             assert_eq!(RequestPath::parse(raw), Err(want), "{raw}");
         }
-        assert_eq!(RequestPath::parse(&format!("/{}", "a".repeat(2000))), Err(TooLong));
-        assert_eq!(RequestPath::parse(&format!("/{}", "a".repeat(300))), Err(SegmentTooLong));
+        assert_eq!(
+            RequestPath::parse(&format!("/{}", "a".repeat(2000))),
+            Err(TooLong)
+        );
+        assert_eq!(
+            RequestPath::parse(&format!("/{}", "a".repeat(300))),
+            Err(SegmentTooLong)
+        );
     }
 
     #[test]
@@ -311,7 +317,10 @@ mod tests {
         let m = mac();
         assert_eq!(FileKind::of("0004f2aa814c.cfg"), FileKind::Master(m));
         assert_eq!(FileKind::of("000000000000.cfg"), FileKind::Shared);
-        assert_eq!(FileKind::of("0004f2aa814c-polyprov.cfg"), FileKind::DeviceConfig(m));
+        assert_eq!(
+            FileKind::of("0004f2aa814c-polyprov.cfg"),
+            FileKind::DeviceConfig(m)
+        );
         assert_eq!(
             FileKind::of("0004f2aa814c-web.cfg"),
             FileKind::DeviceFile(m, UploadKind::WebOverride)

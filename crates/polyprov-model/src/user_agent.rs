@@ -90,7 +90,9 @@ impl UserAgent {
                 stage = Some(match t {
                     "Application" => Stage::Application,
                     "Updater" => Stage::Updater,
-                    other => return Err(UserAgentError::BadStage(other.chars().take(40).collect())),
+                    other => {
+                        return Err(UserAgentError::BadStage(other.chars().take(40).collect()));
+                    }
                 });
             }
         }
@@ -115,8 +117,7 @@ fn parse_product(p: &str) -> Result<(String, String, String), UserAgentError> {
     let token_ok = |t: &str| {
         !t.is_empty()
             && t.len() <= 64
-            && t
-                .bytes()
+            && t.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     };
     let version_ok = !version.is_empty()
@@ -152,10 +153,16 @@ mod tests {
             "FileTransport PolycomSoundPointIP-SPIP_550-UA/4.0.15.1047 (SN:0004a11a1a1a) Type/Application",
         );
         assert_eq!(u.model, "SPIP_550");
-        assert_eq!(u.serial.map(|m| m.to_string()).as_deref(), Some("0004a11a1a1a"));
+        assert_eq!(
+            u.serial.map(|m| m.to_string()).as_deref(),
+            Some("0004a11a1a1a")
+        );
 
         let u = ua("FileTransport PolycomSoundStationIP-SSIP_5000-UA/4.0.3.7562 Type/Updater");
-        assert_eq!((u.family.as_str(), u.stage), ("SoundStationIP", Some(Stage::Updater)));
+        assert_eq!(
+            (u.family.as_str(), u.stage),
+            ("SoundStationIP", Some(Stage::Updater))
+        );
 
         let u = ua("FileTransport PolyEdge-Edge_E450-UA/8.0.3.1234 Type/Application");
         assert_eq!((u.family.as_str(), u.model.as_str()), ("Edge", "Edge_E450"));
@@ -180,7 +187,10 @@ mod tests {
         ] {
             assert!(UserAgent::parse(s).is_err(), "{s}");
         }
-        assert_eq!(UserAgent::parse(&"x".repeat(600)), Err(UserAgentError::TooLong));
+        assert_eq!(
+            UserAgent::parse(&"x".repeat(600)),
+            Err(UserAgentError::TooLong)
+        );
     }
 
     proptest! {

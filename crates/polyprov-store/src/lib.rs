@@ -1,1 +1,10 @@
-//! placeholder
+//! What polyprov keeps: the inventory (devices, profiles, site defaults) and the files phones
+//! upload, each device in its own namespace outside the served boot root.
+
+pub mod inventory;
+pub mod uploads;
+
+pub use inventory::{
+    Assignment, Device, DeviceState, Inventory, InventoryError, Profile, Sighting,
+};
+pub use uploads::{UploadError, UploadInfo, UploadLimits, Uploads};

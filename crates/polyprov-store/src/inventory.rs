@@ -1,0 +1,523 @@
+//! The inventory: devices, profiles and site defaults, in SQLite.
+//!
+//! Times are stored as integer Unix seconds and parameter maps as JSON text, so the schema moves
+//! to PostgreSQL unchanged. Every write that can change what a phone is served bumps
+//! [`Inventory::generation`], which the server uses to invalidate rendered files.
+
+use polyprov_model::{Mac, Params};
+use serde::{Deserialize, Serialize};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Why an inventory operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("stored JSON is corrupt: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("profile {0:?} does not exist")]
+    NoSuchProfile(String),
+    #[error("profile {0:?} is used by {1} device(s)")]
+    ProfileInUse(String, i64),
+}
+
+/// Where a device is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceState {
+    /// Seen by the server, never given anything of its own.
+    Unassigned,
+    /// Has an assignment: it gets a generated master and per-device file.
+    Assigned,
+}
+
+impl DeviceState {
+    fn as_str(self) -> &'static str {
+        match self {
+            DeviceState::Unassigned => "unassigned",
+            DeviceState::Assigned => "assigned",
+        }
+    }
+
+    fn parse(s: &str) -> DeviceState {
+        match s {
+            "assigned" => DeviceState::Assigned,
+            _ => DeviceState::Unassigned,
+        }
+    }
+}
+
+/// What an admin decides for a device.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    /// Profile whose parameters apply under the device's own.
+    pub profile: Option<String>,
+    /// Rendered as `device.auth.localAdminPassword` with its gates.
+    pub admin_password: Option<String>,
+    /// Any further parameters; they win over the profile and the site defaults.
+    pub params: Params,
+}
+
+/// What the server last saw of a device.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sighting {
+    pub mac: String,
+    pub at: i64,
+    pub addr: Option<String>,
+    pub model: Option<String>,
+    pub family: Option<String>,
+    pub firmware: Option<String>,
+    pub stage: Option<String>,
+    pub serial: Option<String>,
+    pub last_fetch: Option<String>,
+    pub last_upload: Option<String>,
+}
+
+/// A device as the inventory holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    pub mac: String,
+    pub state: DeviceState,
+    #[serde(flatten)]
+    pub assignment: Assignment,
+    pub model: Option<String>,
+    pub family: Option<String>,
+    pub firmware: Option<String>,
+    pub stage: Option<String>,
+    pub serial: Option<String>,
+    pub first_seen: Option<i64>,
+    pub last_seen: Option<i64>,
+    pub last_addr: Option<String>,
+    pub last_fetch: Option<String>,
+    pub last_upload: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A named set of parameters shared by many devices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    pub name: String,
+    pub params: Params,
+    pub updated_at: i64,
+}
+
+/// Schema steps, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE devices (
+    mac TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    profile TEXT,
+    admin_password TEXT,
+    params TEXT NOT NULL DEFAULT '{}',
+    model TEXT, family TEXT, firmware TEXT, stage TEXT, serial TEXT,
+    first_seen INTEGER, last_seen INTEGER, last_addr TEXT,
+    last_fetch TEXT, last_upload TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX devices_profile ON devices(profile);
+CREATE TABLE profiles (
+    name TEXT PRIMARY KEY,
+    params TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE site (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    params TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+"#];
+
+/// The inventory database.
+pub struct Inventory {
+    pool: SqlitePool,
+    generation: AtomicU64,
+}
+
+/// Current Unix time in seconds.
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+macro_rules! select_devices {
+    ($tail:literal) => {
+        concat!(
+            "SELECT mac, state, profile, admin_password, params, model, family, firmware, stage, ",
+            "serial, first_seen, last_seen, last_addr, last_fetch, last_upload, created_at, ",
+            "updated_at FROM devices ",
+            $tail
+        )
+    };
+}
+
+impl Inventory {
+    /// Opens (creating if needed) the SQLite inventory at `path` and brings its schema up to date.
+    pub async fn open_sqlite(path: &Path) -> Result<Inventory, InventoryError> {
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
+        let inv = Inventory {
+            pool,
+            generation: AtomicU64::new(1),
+        };
+        inv.migrate().await?;
+        Ok(inv)
+    }
+
+    async fn migrate(&self) -> Result<(), InventoryError> {
+        let mut tx = self.pool.begin().await?;
+        let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+            .fetch_one(&mut *tx)
+            .await?;
+        for (i, step) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            sqlx::raw_sql(*step).execute(&mut *tx).await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "PRAGMA user_version = {}",
+                i + 1
+            )))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A number that changes whenever anything a phone is served from the inventory changes.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn bump(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Closes the pool, waiting for running queries.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// One device, if known.
+    pub async fn device(&self, mac: Mac) -> Result<Option<Device>, InventoryError> {
+        let row = sqlx::query(select_devices!("WHERE mac = ?"))
+            .bind(mac.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| device_from_row(&r)).transpose()
+    }
+
+    /// Every device, by MAC.
+    pub async fn devices(&self) -> Result<Vec<Device>, InventoryError> {
+        let rows = sqlx::query(select_devices!("ORDER BY mac"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(device_from_row).collect()
+    }
+
+    /// Number of devices in each state.
+    pub async fn count_by_state(&self) -> Result<Vec<(DeviceState, i64)>, InventoryError> {
+        let rows = sqlx::query("SELECT state, COUNT(*) FROM devices GROUP BY state ORDER BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (DeviceState::parse(r.get::<&str, _>(0)), r.get::<i64, _>(1)))
+            .collect())
+    }
+
+    /// Gives a device its assignment (creating the device if new). The profile must exist.
+    pub async fn assign(&self, mac: Mac, a: &Assignment) -> Result<Device, InventoryError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(p) = &a.profile {
+            let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM profiles WHERE name = ?")
+                .bind(p)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if exists.is_none() {
+                return Err(InventoryError::NoSuchProfile(p.clone()));
+            }
+        }
+        let t = now();
+        sqlx::query(
+            "INSERT INTO devices (mac, state, profile, admin_password, params, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+             ON CONFLICT(mac) DO UPDATE SET state = ?2, profile = ?3, admin_password = ?4,
+                 params = ?5, updated_at = ?6",
+        )
+        .bind(mac.to_string())
+        .bind(DeviceState::Assigned.as_str())
+        .bind(&a.profile)
+        .bind(&a.admin_password)
+        .bind(serde_json::to_string(&a.params)?)
+        .bind(t)
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query(select_devices!("WHERE mac = ?"))
+            .bind(mac.to_string())
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.bump();
+        device_from_row(&row)
+    }
+
+    /// Deletes a device's record. Returns whether it existed.
+    pub async fn remove(&self, mac: Mac) -> Result<bool, InventoryError> {
+        let n = sqlx::query("DELETE FROM devices WHERE mac = ?")
+            .bind(mac.to_string())
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        self.bump();
+        Ok(n > 0)
+    }
+
+    /// Records what the server saw, many devices in one transaction. Unknown devices are created
+    /// `unassigned`; `None` fields keep their stored value.
+    pub async fn record_sightings(&self, batch: &[Sighting]) -> Result<(), InventoryError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for s in batch {
+            sqlx::query(
+                "INSERT INTO devices (mac, state, model, family, firmware, stage, serial,
+                     first_seen, last_seen, last_addr, last_fetch, last_upload, created_at, updated_at)
+                 VALUES (?1, 'unassigned', ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10, ?7, ?7)
+                 ON CONFLICT(mac) DO UPDATE SET
+                     model = COALESCE(?2, model), family = COALESCE(?3, family),
+                     firmware = COALESCE(?4, firmware), stage = COALESCE(?5, stage),
+                     serial = COALESCE(?6, serial),
+                     first_seen = COALESCE(first_seen, ?7), last_seen = MAX(COALESCE(last_seen, 0), ?7),
+                     last_addr = COALESCE(?8, last_addr), last_fetch = COALESCE(?9, last_fetch),
+                     last_upload = COALESCE(?10, last_upload)",
+            )
+            .bind(&s.mac)
+            .bind(&s.model)
+            .bind(&s.family)
+            .bind(&s.firmware)
+            .bind(&s.stage)
+            .bind(&s.serial)
+            .bind(s.at)
+            .bind(&s.addr)
+            .bind(&s.last_fetch)
+            .bind(&s.last_upload)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every profile, by name.
+    pub async fn profiles(&self) -> Result<Vec<Profile>, InventoryError> {
+        let rows = sqlx::query("SELECT name, params, updated_at FROM profiles ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(profile_from_row).collect()
+    }
+
+    /// One profile.
+    pub async fn profile(&self, name: &str) -> Result<Option<Profile>, InventoryError> {
+        let row = sqlx::query("SELECT name, params, updated_at FROM profiles WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(profile_from_row).transpose()
+    }
+
+    /// Creates or replaces a profile.
+    pub async fn put_profile(
+        &self,
+        name: &str,
+        params: &Params,
+    ) -> Result<Profile, InventoryError> {
+        let t = now();
+        sqlx::query(
+            "INSERT INTO profiles (name, params, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT(name) DO UPDATE SET params = ?2, updated_at = ?3",
+        )
+        .bind(name)
+        .bind(serde_json::to_string(params)?)
+        .bind(t)
+        .execute(&self.pool)
+        .await?;
+        self.bump();
+        Ok(Profile {
+            name: name.to_string(),
+            params: params.clone(),
+            updated_at: t,
+        })
+    }
+
+    /// Deletes a profile no device uses. Returns whether it existed.
+    pub async fn delete_profile(&self, name: &str) -> Result<bool, InventoryError> {
+        let mut tx = self.pool.begin().await?;
+        let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE profile = ?")
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await?;
+        if users > 0 {
+            return Err(InventoryError::ProfileInUse(name.to_string(), users));
+        }
+        let n = sqlx::query("DELETE FROM profiles WHERE name = ?")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        self.bump();
+        Ok(n > 0)
+    }
+
+    /// The site defaults: parameters every assigned device gets unless its profile or its own
+    /// parameters say otherwise.
+    pub async fn site_defaults(&self) -> Result<Params, InventoryError> {
+        let text: Option<String> = sqlx::query_scalar("SELECT params FROM site WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match text {
+            Some(t) => serde_json::from_str(&t)?,
+            None => Params::new(),
+        })
+    }
+
+    /// Replaces the site defaults.
+    pub async fn put_site_defaults(&self, params: &Params) -> Result<(), InventoryError> {
+        sqlx::query(
+            "INSERT INTO site (id, params, updated_at) VALUES (1, ?1, ?2)
+             ON CONFLICT(id) DO UPDATE SET params = ?1, updated_at = ?2",
+        )
+        .bind(serde_json::to_string(params)?)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        self.bump();
+        Ok(())
+    }
+}
+
+fn device_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Device, InventoryError> {
+    Ok(Device {
+        mac: r.try_get("mac")?,
+        state: DeviceState::parse(r.try_get("state")?),
+        assignment: Assignment {
+            profile: r.try_get("profile")?,
+            admin_password: r.try_get("admin_password")?,
+            params: serde_json::from_str(r.try_get("params")?)?,
+        },
+        model: r.try_get("model")?,
+        family: r.try_get("family")?,
+        firmware: r.try_get("firmware")?,
+        stage: r.try_get("stage")?,
+        serial: r.try_get("serial")?,
+        first_seen: r.try_get("first_seen")?,
+        last_seen: r.try_get("last_seen")?,
+        last_addr: r.try_get("last_addr")?,
+        last_fetch: r.try_get("last_fetch")?,
+        last_upload: r.try_get("last_upload")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn profile_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Profile, InventoryError> {
+    Ok(Profile {
+        name: r.try_get("name")?,
+        params: serde_json::from_str(r.try_get("params")?)?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mac(s: &str) -> Mac {
+        s.parse().unwrap()
+    }
+
+    async fn open() -> (tempfile::TempDir, Inventory) {
+        let dir = tempfile::tempdir().unwrap();
+        let inv = Inventory::open_sqlite(&dir.path().join("inv.db"))
+            .await
+            .unwrap();
+        (dir, inv)
+    }
+
+    #[tokio::test]
+    async fn sightings_create_unassigned_devices_and_keep_known_fields() {
+        let (_d, inv) = open().await;
+        let m = mac("0004f2aa814c");
+        let mut s = Sighting {
+            mac: m.to_string(),
+            at: 10,
+            model: Some("VVX_500".into()),
+            ..Default::default()
+        };
+        inv.record_sightings(std::slice::from_ref(&s))
+            .await
+            .unwrap();
+        s.at = 20;
+        s.model = None;
+        s.addr = Some("127.0.0.1".into());
+        inv.record_sightings(&[s]).await.unwrap();
+        let d = inv.device(m).await.unwrap().unwrap();
+        assert_eq!(d.state, DeviceState::Unassigned);
+        assert_eq!((d.first_seen, d.last_seen), (Some(10), Some(20)));
+        assert_eq!(d.model.as_deref(), Some("VVX_500"));
+        assert_eq!(d.last_addr.as_deref(), Some("127.0.0.1"));
+    }
+
+    #[tokio::test]
+    async fn assignment_needs_an_existing_profile_and_bumps_the_generation() {
+        let (_d, inv) = open().await;
+        let m = mac("0004f2aa814c");
+        let a = Assignment {
+            profile: Some("sales".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            inv.assign(m, &a).await,
+            Err(InventoryError::NoSuchProfile(_))
+        ));
+        assert!(inv.device(m).await.unwrap().is_none());
+        let g = inv.generation();
+        inv.put_profile("sales", &Params::new()).await.unwrap();
+        let d = inv.assign(m, &a).await.unwrap();
+        assert_eq!(d.state, DeviceState::Assigned);
+        assert!(inv.generation() > g);
+        assert!(matches!(
+            inv.delete_profile("sales").await,
+            Err(InventoryError::ProfileInUse(_, 1))
+        ));
+        assert!(inv.remove(m).await.unwrap());
+        assert!(inv.delete_profile("sales").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn schema_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("inv.db");
+        let inv = Inventory::open_sqlite(&p).await.unwrap();
+        let params: Params = [("a.b".to_string(), "1".to_string())].into();
+        inv.put_site_defaults(&params).await.unwrap();
+        inv.close().await;
+        let inv = Inventory::open_sqlite(&p).await.unwrap();
+        assert_eq!(inv.site_defaults().await.unwrap(), params);
+    }
+}

@@ -1,0 +1,462 @@
+//! Files phones upload, kept per device outside the served boot root.
+//!
+//! Layout under the uploads directory:
+//! ```text
+//! <mac>/phone.cfg/v000001, v000002, …   every version of the phone-menu override
+//! <mac>/web.cfg/v000001, …              every version of the web-UI override
+//! <mac>/directory.xml/v…                the last `keep_versions` versions
+//! <mac>/app.log/current, current.1, …   logs: appended, rotated at `log_cap_bytes`
+//! .tmp/                                 files being written; renamed into place when complete
+//! ```
+//! A file appears under its final name only when complete (write, fsync, rename), so a reader —
+//! a phone, the admin API — never sees part of an upload. Version files never change once there.
+
+use polyprov_model::{Mac, UploadKind};
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::UNIX_EPOCH;
+
+/// Size limits and retention for uploads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UploadLimits {
+    /// Largest override (`-phone.cfg`, `-web.cfg`) or licence accepted, in bytes.
+    pub max_config_bytes: u64,
+    /// Largest directory or call list accepted, in bytes.
+    pub max_list_bytes: u64,
+    /// Largest single log upload accepted, in bytes.
+    pub max_log_upload_bytes: u64,
+    /// A log is rotated when appending would make it larger than this.
+    pub log_cap_bytes: u64,
+    /// Rotated logs kept (`current.1` … `current.N`).
+    pub log_rotations: u32,
+    /// Versions kept of directories, call lists and licences (overrides keep every version).
+    pub keep_versions: u32,
+}
+
+impl Default for UploadLimits {
+    fn default() -> Self {
+        UploadLimits {
+            max_config_bytes: 256 * 1024,
+            max_list_bytes: 2 * 1024 * 1024,
+            max_log_upload_bytes: 1024 * 1024,
+            log_cap_bytes: 4 * 1024 * 1024,
+            log_rotations: 3,
+            keep_versions: 20,
+        }
+    }
+}
+
+impl UploadLimits {
+    /// The largest body accepted for `kind`.
+    pub fn max_bytes(&self, kind: UploadKind) -> u64 {
+        match kind {
+            UploadKind::PhoneOverride | UploadKind::WebOverride | UploadKind::License => {
+                self.max_config_bytes
+            }
+            UploadKind::Directory | UploadKind::CallLists => self.max_list_bytes,
+            UploadKind::AppLog | UploadKind::BootLog => self.max_log_upload_bytes,
+        }
+    }
+
+    /// The largest body accepted for any kind.
+    pub fn max_any(&self) -> u64 {
+        UploadKind::ALL
+            .into_iter()
+            .map(|k| self.max_bytes(k))
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// Why an upload was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("{kind} upload of {size} bytes is over the {limit}-byte limit")]
+    TooLarge {
+        kind: UploadKind,
+        size: u64,
+        limit: u64,
+    },
+    #[error("upload storage: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// One stored upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadInfo {
+    /// The kind, as the file-name suffix (`web.cfg`, `app.log`, …).
+    pub kind: String,
+    /// Version number; for logs 0 is the current log and N the N-th rotation.
+    pub version: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modification, Unix seconds.
+    pub modified: i64,
+    /// Where the bytes are on disk.
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+/// The upload store.
+pub struct Uploads {
+    dir: PathBuf,
+    limits: UploadLimits,
+    /// Striped locks: writers to the same device and kind are serialised, others run in parallel.
+    locks: Vec<Mutex<()>>,
+}
+
+const STRIPES: usize = 64;
+
+impl Uploads {
+    /// Opens (creating) the upload store in `dir`, and clears files a crash left half-written.
+    pub fn open(dir: &Path, limits: UploadLimits) -> io::Result<Uploads> {
+        fs::create_dir_all(dir.join(".tmp"))?;
+        for e in fs::read_dir(dir.join(".tmp"))? {
+            let _ = fs::remove_file(e?.path());
+        }
+        Ok(Uploads {
+            dir: dir.to_path_buf(),
+            limits,
+            locks: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+        })
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &UploadLimits {
+        &self.limits
+    }
+
+    fn kind_dir(&self, mac: Mac, kind: UploadKind) -> PathBuf {
+        self.dir.join(mac.to_string()).join(kind.suffix())
+    }
+
+    /// Stores an upload: a new version, or for logs an append (rotating at the cap).
+    /// Nothing is written when the body is over the limit.
+    pub fn put(&self, mac: Mac, kind: UploadKind, body: &[u8]) -> Result<UploadInfo, UploadError> {
+        let limit = self.limits.max_bytes(kind);
+        if body.len() as u64 > limit {
+            return Err(UploadError::TooLarge {
+                kind,
+                size: body.len() as u64,
+                limit,
+            });
+        }
+        let dir = self.kind_dir(mac, kind);
+        let stripe = (mac
+            .bytes()
+            .iter()
+            .fold(kind as usize, |h, b| h * 31 + *b as usize))
+            % STRIPES;
+        let _guard = self.locks[stripe].lock().unwrap_or_else(|p| p.into_inner());
+        fs::create_dir_all(&dir)?;
+        if kind.is_log() {
+            self.append_log(&dir, kind, body)
+        } else {
+            self.add_version(&dir, kind, body)
+        }
+    }
+
+    fn add_version(
+        &self,
+        dir: &Path,
+        kind: UploadKind,
+        body: &[u8],
+    ) -> Result<UploadInfo, UploadError> {
+        let mut versions = versions_in(dir)?;
+        let next = versions.last().map_or(1, |(v, _)| v + 1);
+        let path = dir.join(version_name(next));
+        self.write_atomically(&path, &[body])?;
+        versions.push((next, path.clone()));
+        let keeps_all = matches!(kind, UploadKind::PhoneOverride | UploadKind::WebOverride);
+        if !keeps_all && self.limits.keep_versions > 0 {
+            let excess = versions
+                .len()
+                .saturating_sub(self.limits.keep_versions as usize);
+            for (_, old) in versions.iter().take(excess) {
+                fs::remove_file(old)?;
+            }
+        }
+        info(kind, next, &path)
+    }
+
+    fn append_log(
+        &self,
+        dir: &Path,
+        kind: UploadKind,
+        body: &[u8],
+    ) -> Result<UploadInfo, UploadError> {
+        let current = dir.join("current");
+        let old = match fs::read(&current) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        if !old.is_empty() && (old.len() + body.len()) as u64 > self.limits.log_cap_bytes {
+            self.rotate(dir)?;
+            self.write_atomically(&current, &[body])?;
+        } else {
+            self.write_atomically(&current, &[&old, body])?;
+        }
+        info(kind, 0, &current)
+    }
+
+    fn rotate(&self, dir: &Path) -> io::Result<()> {
+        let n = self.limits.log_rotations;
+        if n == 0 {
+            return Ok(());
+        }
+        let name = |i: u32| {
+            if i == 0 {
+                dir.join("current")
+            } else {
+                dir.join(format!("current.{i}"))
+            }
+        };
+        for i in (0..n).rev() {
+            match fs::rename(name(i), name(i + 1)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn write_atomically(&self, target: &Path, parts: &[&[u8]]) -> io::Result<()> {
+        let tmp = self
+            .dir
+            .join(".tmp")
+            .join(format!("{:016x}", rand::random::<u64>()));
+        let result = (|| {
+            let mut f = fs::File::create(&tmp)?;
+            for p in parts {
+                f.write_all(p)?;
+            }
+            f.sync_all()?;
+            fs::rename(&tmp, target)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    /// The newest stored upload of a kind (for logs, the current log).
+    pub fn latest(&self, mac: Mac, kind: UploadKind) -> io::Result<Option<UploadInfo>> {
+        let dir = self.kind_dir(mac, kind);
+        if kind.is_log() {
+            let p = dir.join("current");
+            return match info(kind, 0, &p) {
+                Ok(i) => Ok(Some(i)),
+                Err(UploadError::Io(e)) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(UploadError::Io(e)) => Err(e),
+                Err(UploadError::TooLarge { .. }) => Ok(None),
+            };
+        }
+        match versions_in(&dir)?.pop() {
+            Some((v, p)) => info(kind, v, &p).map(Some).map_err(into_io),
+            None => Ok(None),
+        }
+    }
+
+    /// One stored version (for logs: 0 current, N the N-th rotation).
+    pub fn version(
+        &self,
+        mac: Mac,
+        kind: UploadKind,
+        version: u64,
+    ) -> io::Result<Option<UploadInfo>> {
+        let dir = self.kind_dir(mac, kind);
+        let p = match (kind.is_log(), version) {
+            (true, 0) => dir.join("current"),
+            (true, v) => dir.join(format!("current.{v}")),
+            (false, v) => dir.join(version_name(v)),
+        };
+        match info(kind, version, &p) {
+            Ok(i) => Ok(Some(i)),
+            Err(UploadError::Io(e)) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(into_io(e)),
+        }
+    }
+
+    /// Everything stored for a device, by kind then version.
+    pub fn list(&self, mac: Mac) -> io::Result<Vec<UploadInfo>> {
+        let mut out = Vec::new();
+        for kind in UploadKind::ALL {
+            let dir = self.kind_dir(mac, kind);
+            if kind.is_log() {
+                for v in 0..=u64::from(self.limits.log_rotations) {
+                    if let Some(i) = self.version(mac, kind, v)? {
+                        out.push(i);
+                    }
+                }
+            } else {
+                for (v, p) in versions_in(&dir)? {
+                    out.push(info(kind, v, &p).map_err(into_io)?);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn into_io(e: UploadError) -> io::Error {
+    match e {
+        UploadError::Io(e) => e,
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+fn version_name(v: u64) -> String {
+    format!("v{v:06}")
+}
+
+/// Version files in `dir`, oldest first. A missing directory has none.
+fn versions_in(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for e in entries {
+        let e = e?;
+        let name = e.file_name();
+        if let Some(v) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix('v'))
+            .and_then(|n| n.parse().ok())
+        {
+            out.push((v, e.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn info(kind: UploadKind, version: u64, path: &Path) -> Result<UploadInfo, UploadError> {
+    let md = fs::metadata(path)?;
+    let modified = md
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs() as i64);
+    Ok(UploadInfo {
+        kind: kind.suffix().to_string(),
+        version,
+        size: md.len(),
+        modified,
+        path: path.to_path_buf(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mac() -> Mac {
+        "0004f2aa814c".parse().unwrap()
+    }
+
+    fn store(limits: UploadLimits) -> (tempfile::TempDir, Uploads) {
+        let d = tempfile::tempdir().unwrap();
+        let u = Uploads::open(&d.path().join("uploads"), limits).unwrap();
+        (d, u)
+    }
+
+    #[test]
+    fn every_override_version_is_kept() {
+        let (_d, u) = store(UploadLimits {
+            keep_versions: 1,
+            ..Default::default()
+        });
+        for i in 0..5 {
+            u.put(
+                mac(),
+                UploadKind::WebOverride,
+                format!("<a v=\"{i}\"/>").as_bytes(),
+            )
+            .unwrap();
+        }
+        let latest = u.latest(mac(), UploadKind::WebOverride).unwrap().unwrap();
+        assert_eq!(latest.version, 5);
+        assert_eq!(fs::read_to_string(&latest.path).unwrap(), "<a v=\"4\"/>");
+        assert_eq!(u.list(mac()).unwrap().len(), 5);
+    }
+
+    #[test]
+    fn lists_keep_only_the_newest_versions() {
+        let (_d, u) = store(UploadLimits {
+            keep_versions: 2,
+            ..Default::default()
+        });
+        for i in 0..4 {
+            u.put(
+                mac(),
+                UploadKind::CallLists,
+                format!("<c n=\"{i}\"/>").as_bytes(),
+            )
+            .unwrap();
+        }
+        let versions: Vec<u64> = u.list(mac()).unwrap().iter().map(|i| i.version).collect();
+        assert_eq!(versions, [3, 4]);
+    }
+
+    #[test]
+    fn logs_append_and_rotate_at_the_cap() {
+        let limits = UploadLimits {
+            log_cap_bytes: 10,
+            log_rotations: 2,
+            ..Default::default()
+        };
+        let (_d, u) = store(limits);
+        for chunk in ["aaaa", "bbbb", "cccc", "dddd", "eeee", "ffff", "gggg"] {
+            u.put(mac(), UploadKind::AppLog, chunk.as_bytes()).unwrap();
+        }
+        let read = |v| {
+            fs::read_to_string(
+                u.version(mac(), UploadKind::AppLog, v)
+                    .unwrap()
+                    .unwrap()
+                    .path,
+            )
+            .unwrap()
+        };
+        assert_eq!(read(0), "gggg");
+        assert_eq!(read(1), "eeeeffff");
+        assert_eq!(read(2), "ccccdddd");
+        assert!(u.version(mac(), UploadKind::AppLog, 3).unwrap().is_none());
+    }
+
+    #[test]
+    fn oversized_uploads_write_nothing() {
+        let (d, u) = store(UploadLimits {
+            max_config_bytes: 4,
+            ..Default::default()
+        });
+        assert!(matches!(
+            u.put(mac(), UploadKind::PhoneOverride, b"12345"),
+            Err(UploadError::TooLarge {
+                size: 5,
+                limit: 4,
+                ..
+            })
+        ));
+        assert!(u.list(mac()).unwrap().is_empty());
+        assert!(!d.path().join("uploads").join(mac().to_string()).exists());
+    }
+
+    #[test]
+    fn half_written_files_are_cleared_on_open() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("uploads");
+        fs::create_dir_all(dir.join(".tmp")).unwrap();
+        fs::write(dir.join(".tmp/partial"), "x").unwrap();
+        Uploads::open(&dir, UploadLimits::default()).unwrap();
+        assert_eq!(fs::read_dir(dir.join(".tmp")).unwrap().count(), 0);
+    }
+}
