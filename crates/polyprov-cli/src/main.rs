@@ -1,1 +1,472 @@
-fn main() {}
+//! `polyprov`: run the provisioning server, and manage its inventory through the admin API.
+//!
+//! Exit codes: 0 success; 1 the server refused or failed the request; 2 wrong usage;
+//! 3 not found; 4 cannot reach the server or the token was refused; 5 the server could not start.
+
+mod client;
+mod table;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use client::{CliError, Client};
+use polyprov_server::Settings;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "polyprov",
+    version,
+    about = "Provisioning server and fleet tool for Poly (Polycom) desk phones",
+    long_about = "Provisioning server and fleet tool for Poly (Polycom) desk phones.\n\n\
+        Start a server with `polyprov serve`; manage devices, profiles and site defaults with the \
+        other commands, which talk to the server's admin API."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the provisioning server (HTTP for phones, admin API, metrics).
+    Serve(ServeArgs),
+    /// Devices in the inventory: list, show, assign, remove, uploads.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+    /// Profiles: named sets of parameters shared by many devices.
+    #[command(subcommand)]
+    Profile(ProfileCommand),
+    /// Site defaults: parameters every assigned device gets unless its profile or it says otherwise.
+    #[command(subcommand)]
+    Site(SiteCommand),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Data directory (inventory, boot root, uploads, secrets); created on first start.
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Address phones connect to [default: 0.0.0.0:8080].
+    #[arg(long, value_name = "ADDR")]
+    http: Option<SocketAddr>,
+    /// Address of the admin API and /metrics [default: 127.0.0.1:8081].
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<SocketAddr>,
+    /// TOML settings file; flags given here win over it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log format on standard error.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where the admin API is and how to prove we may use it.
+#[derive(Args, Clone)]
+struct ApiArgs {
+    /// Admin API base URL.
+    #[arg(
+        long,
+        env = "POLYPROV_SERVER",
+        default_value = "http://127.0.0.1:8081",
+        global = true
+    )]
+    server: String,
+    /// File holding the admin token (ignored when POLYPROV_TOKEN is set).
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "./polyprov-data/admin.token",
+        global = true
+    )]
+    token_file: PathBuf,
+    /// Print JSON for scripts instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum DeviceCommand {
+    /// List every device the server knows.
+    List(ApiArgs),
+    /// Show one device.
+    Show {
+        /// MAC address, in any common form (0004f2aa814c, 00-04-F2-AA-81-4C, …).
+        mac: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Assign a device: replaces its profile, admin password, lines and parameters.
+    Assign {
+        /// MAC address, in any common form (0004f2aa814c, 00-04-F2-AA-81-4C, …).
+        mac: String,
+        /// Profile whose parameters apply under the device's own.
+        #[arg(long)]
+        profile: Option<String>,
+        /// Admin password for the phone (device.auth.localAdminPassword).
+        #[arg(long, conflicts_with = "admin_password_file")]
+        admin_password: Option<String>,
+        /// Read the admin password from a file (keeps it out of shell history).
+        #[arg(long, value_name = "FILE")]
+        admin_password_file: Option<PathBuf>,
+        /// A registration line: ADDRESS[,USER[,PASSWORD]]; repeat for lines 2, 3, …
+        #[arg(long, value_name = "LINE")]
+        line: Vec<String>,
+        /// Any Poly parameter: NAME=VALUE; repeat as needed.
+        #[arg(long, value_name = "NAME=VALUE")]
+        param: Vec<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Remove a device from the inventory (its uploaded files are kept).
+    Remove {
+        /// MAC address, in any common form.
+        mac: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// List the files a device uploaded (overrides, logs, directory, call lists).
+    Uploads {
+        /// MAC address, in any common form.
+        mac: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProfileCommand {
+    /// List profiles.
+    List(ApiArgs),
+    /// Show one profile.
+    Show {
+        /// Profile name.
+        name: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Create or replace a profile.
+    Set {
+        /// Profile name: 1-64 letters, digits, '.', '_', '-'.
+        name: String,
+        /// A Poly parameter: NAME=VALUE; repeat as needed.
+        #[arg(long, value_name = "NAME=VALUE")]
+        param: Vec<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Delete a profile no device uses.
+    Remove {
+        /// Profile name.
+        name: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum SiteCommand {
+    /// Show the site defaults.
+    Show(ApiArgs),
+    /// Replace the site defaults.
+    Set {
+        /// A Poly parameter: NAME=VALUE; repeat as needed.
+        #[arg(long, value_name = "NAME=VALUE")]
+        param: Vec<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", e.message);
+            ExitCode::from(e.code)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Device(cmd) => device(cmd).await,
+        Command::Profile(cmd) => profile(cmd).await,
+        Command::Site(cmd) => site(cmd).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), CliError> {
+    init_logging(args.log_format);
+    let mut settings = match &args.config {
+        Some(path) => Settings::from_file(path).map_err(|e| CliError::new(2, e.to_string()))?,
+        None => Settings::default(),
+    };
+    if let Some(d) = args.data {
+        settings.data = d;
+    }
+    if let Some(a) = args.http {
+        settings.http.listen = a;
+    }
+    if let Some(a) = args.admin {
+        settings.admin.listen = a;
+    }
+    let server = polyprov_server::start(settings.clone())
+        .await
+        .map_err(|e| CliError::new(5, format!("{e:#}")))?;
+    print_summary(&settings, &server);
+    server.run_until_signal().await;
+    Ok(())
+}
+
+fn print_summary(settings: &Settings, server: &polyprov_server::RunningServer) {
+    let host = if server.http_addr.ip().is_unspecified() {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "THIS-HOST".to_string())
+    } else {
+        server.http_addr.ip().to_string()
+    };
+    let login = server
+        .provisioning_login
+        .as_ref()
+        .map(|(u, p)| format!("{u}:{p}@"))
+        .unwrap_or_default();
+    let url = settings
+        .provisioning
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{login}{host}:{}/", server.http_addr.port()));
+    let data = settings.data.display();
+    println!("polyprov {} is serving", env!("CARGO_PKG_VERSION"));
+    println!("  data directory   {data}");
+    println!(
+        "  boot root        {} (firmware and shared .cfg files go here)",
+        settings.root_dir().display()
+    );
+    println!("  phones (HTTP)    {}", server.http_addr);
+    println!("  provisioning URL {url}");
+    println!("                   type it into a phone, or hand it out as DHCP option 160 (or 66)");
+    if server.provisioning_login.is_none() {
+        println!(
+            "  WARNING          provisioning auth is off: per-device passwords go to anyone who asks"
+        );
+    }
+    println!(
+        "  admin API        http://{}/api/v1 (token in {data}/admin.token)",
+        server.admin_addr
+    );
+    println!("  metrics          http://{}/metrics", server.admin_addr);
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn parse_params(pairs: &[String]) -> Result<serde_json::Map<String, serde_json::Value>, CliError> {
+    let mut out = serde_json::Map::new();
+    for p in pairs {
+        let (k, v) = p
+            .split_once('=')
+            .ok_or_else(|| CliError::new(2, format!("--param {p:?}: expected NAME=VALUE")))?;
+        out.insert(
+            k.trim().to_string(),
+            serde_json::Value::String(v.to_string()),
+        );
+    }
+    Ok(out)
+}
+
+async fn device(cmd: DeviceCommand) -> Result<(), CliError> {
+    match cmd {
+        DeviceCommand::List(api) => {
+            let c = Client::new(&api)?;
+            let devices = c.get("devices").await?;
+            if api.json {
+                return client::print_json(&devices);
+            }
+            table::devices(&devices);
+            Ok(())
+        }
+        DeviceCommand::Show { mac, api } => {
+            let c = Client::new(&api)?;
+            let d = c.get(&format!("devices/{mac}")).await?;
+            if api.json {
+                return client::print_json(&d);
+            }
+            table::device(&d);
+            Ok(())
+        }
+        DeviceCommand::Assign {
+            mac,
+            profile,
+            admin_password,
+            admin_password_file,
+            line,
+            param,
+            api,
+        } => {
+            let admin_password = match admin_password_file {
+                Some(f) => Some(
+                    std::fs::read_to_string(&f)
+                        .map_err(|e| CliError::new(2, format!("{}: {e}", f.display())))?
+                        .trim_end_matches(['\r', '\n'])
+                        .to_string(),
+                ),
+                None => admin_password,
+            };
+            let lines: Vec<serde_json::Value> = line
+                .iter()
+                .map(|l| {
+                    let mut parts = l.splitn(3, ',');
+                    let mut o = serde_json::Map::new();
+                    for key in ["address", "user", "password"] {
+                        if let Some(v) = parts.next().filter(|v| !v.is_empty()) {
+                            o.insert(key.to_string(), v.into());
+                        }
+                    }
+                    serde_json::Value::Object(o)
+                })
+                .collect();
+            let doc = serde_json::json!({
+                "profile": profile,
+                "admin_password": admin_password,
+                "params": parse_params(&param)?,
+                "lines": lines,
+            });
+            let c = Client::new(&api)?;
+            let d = c.put(&format!("devices/{mac}"), &doc).await?;
+            if api.json {
+                return client::print_json(&d);
+            }
+            println!("assigned {}", d["mac"].as_str().unwrap_or(&mac));
+            Ok(())
+        }
+        DeviceCommand::Remove { mac, api } => {
+            let c = Client::new(&api)?;
+            c.delete(&format!("devices/{mac}")).await?;
+            if api.json {
+                return client::print_json(&serde_json::json!({ "removed": mac }));
+            }
+            println!("removed {mac} from the inventory (its uploads are kept)");
+            Ok(())
+        }
+        DeviceCommand::Uploads { mac, api } => {
+            let c = Client::new(&api)?;
+            let list = c.get(&format!("devices/{mac}/uploads")).await?;
+            if api.json {
+                return client::print_json(&list);
+            }
+            table::uploads(&list);
+            Ok(())
+        }
+    }
+}
+
+async fn profile(cmd: ProfileCommand) -> Result<(), CliError> {
+    match cmd {
+        ProfileCommand::List(api) => {
+            let c = Client::new(&api)?;
+            let list = c.get("profiles").await?;
+            if api.json {
+                return client::print_json(&list);
+            }
+            table::profiles(&list);
+            Ok(())
+        }
+        ProfileCommand::Show { name, api } => {
+            let c = Client::new(&api)?;
+            let p = c.get(&format!("profiles/{name}")).await?;
+            if api.json {
+                return client::print_json(&p);
+            }
+            table::params(&p["params"]);
+            Ok(())
+        }
+        ProfileCommand::Set { name, param, api } => {
+            let c = Client::new(&api)?;
+            let p = c
+                .put(
+                    &format!("profiles/{name}"),
+                    &serde_json::json!({ "params": parse_params(&param)? }),
+                )
+                .await?;
+            if api.json {
+                return client::print_json(&p);
+            }
+            println!(
+                "profile {name} set ({} parameters)",
+                p["params"].as_object().map_or(0, |m| m.len())
+            );
+            Ok(())
+        }
+        ProfileCommand::Remove { name, api } => {
+            let c = Client::new(&api)?;
+            c.delete(&format!("profiles/{name}")).await?;
+            if api.json {
+                return client::print_json(&serde_json::json!({ "removed": name }));
+            }
+            println!("removed profile {name}");
+            Ok(())
+        }
+    }
+}
+
+async fn site(cmd: SiteCommand) -> Result<(), CliError> {
+    match cmd {
+        SiteCommand::Show(api) => {
+            let c = Client::new(&api)?;
+            let s = c.get("site").await?;
+            if api.json {
+                return client::print_json(&s);
+            }
+            table::params(&s["params"]);
+            Ok(())
+        }
+        SiteCommand::Set { param, api } => {
+            let c = Client::new(&api)?;
+            let s = c
+                .put(
+                    "site",
+                    &serde_json::json!({ "params": parse_params(&param)? }),
+                )
+                .await?;
+            if api.json {
+                return client::print_json(&s);
+            }
+            println!(
+                "site defaults set ({} parameters)",
+                s["params"].as_object().map_or(0, |m| m.len())
+            );
+            Ok(())
+        }
+    }
+}

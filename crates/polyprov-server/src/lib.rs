@@ -1,1 +1,256 @@
-//! placeholder
+//! The polyprov server: the provisioning [`core`], the phone-facing [`http`] door, the
+//! [`admin`] API and [`metrics`]. [`start`] wires them to a data directory and sockets.
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! let server = polyprov_server::start(polyprov_server::Settings::default()).await?;
+//! println!("phones: http://{}/", server.http_addr);
+//! server.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+pub mod admin;
+pub mod auth;
+pub mod core;
+pub mod http;
+pub mod metrics;
+pub mod render;
+pub mod settings;
+
+pub use settings::{ProvisioningAuth, Settings};
+
+use anyhow::Context;
+use polyprov_model::master::STARTER_MASTER;
+use polyprov_store::{Inventory, Uploads};
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// A running server.
+pub struct RunningServer {
+    /// Where phones connect.
+    pub http_addr: SocketAddr,
+    /// Where the admin API and `/metrics` are.
+    pub admin_addr: SocketAddr,
+    /// The provisioning user and password phones must present (`None` when auth is off).
+    pub provisioning_login: Option<(String, String)>,
+    /// The admin API bearer token.
+    pub admin_token: String,
+    /// The provisioning core (for tests and embedding).
+    pub core: Arc<core::Core>,
+    stop: CancellationToken,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl RunningServer {
+    /// Stops accepting, lets running requests finish, writes pending inventory updates.
+    pub async fn shutdown(mut self) {
+        self.stop.cancel();
+        while self.tasks.join_next().await.is_some() {}
+        self.core.flush().await;
+        self.core.inventory().close().await;
+    }
+
+    /// Runs until SIGINT or SIGTERM, then shuts down gracefully.
+    pub async fn run_until_signal(self) {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        self.shutdown().await;
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// Prepares the data directory (first start creates everything) and starts serving.
+pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
+    let data = settings.data.clone();
+    std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
+    restrict_dir(&data)?;
+    let root = settings.root_dir();
+    if !root.exists() {
+        std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+        std::fs::write(root.join(core::SHARED_MASTER), STARTER_MASTER)
+            .with_context(|| format!("writing the starter master in {}", root.display()))?;
+        tracing::info!(root = %root.display(), "created the boot root with a starter staging master");
+    }
+    let admin_token = read_or_create_secret(&data.join("admin.token"))?;
+    let provisioning_login = match settings.provisioning.auth {
+        ProvisioningAuth::Basic => Some((
+            settings.provisioning.user.clone(),
+            read_or_create_secret(&data.join("provisioning.password"))?,
+        )),
+        ProvisioningAuth::None => {
+            tracing::warn!(
+                "provisioning auth is off: anyone who knows a MAC can read that phone's passwords"
+            );
+            None
+        }
+    };
+    let inventory = Arc::new(
+        Inventory::open_sqlite(&data.join("polyprov.db"))
+            .await
+            .context("opening the inventory")?,
+    );
+    let uploads = Arc::new(
+        Uploads::open(&data.join("uploads"), settings.uploads.clone())
+            .context("opening the upload store")?,
+    );
+    let metrics = Arc::new(metrics::Metrics::default());
+    let core = Arc::new(core::Core::new(
+        root,
+        inventory,
+        uploads,
+        provisioning_login.is_some(),
+        metrics.clone(),
+    ));
+
+    let phone_door = Arc::new(http::PhoneDoor {
+        core: core.clone(),
+        credentials: provisioning_login
+            .as_ref()
+            .map(|(u, p)| auth::ProvisioningCredentials::new(u, p)),
+        metrics: metrics.clone(),
+    });
+    let admin_state = Arc::new(admin::AdminState {
+        core: core.clone(),
+        metrics,
+        token_hash: Sha256::digest(admin_token.as_bytes()).into(),
+    });
+
+    let stop = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let http_addr = serve(
+        &mut tasks,
+        settings.http.listen,
+        http::router(phone_door),
+        stop.clone(),
+    )
+    .await
+    .context("starting the phone HTTP door")?;
+    let admin_addr = serve(
+        &mut tasks,
+        settings.admin.listen,
+        admin::router(admin_state),
+        stop.clone(),
+    )
+    .await
+    .context("starting the admin API")?;
+
+    let flusher_core = core.clone();
+    let flusher_stop = stop.clone();
+    let period = Duration::from_millis(settings.inventory.flush_interval_ms.max(10));
+    tasks.spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => { flusher_core.flush().await; }
+                _ = flusher_stop.cancelled() => break,
+            }
+        }
+    });
+
+    Ok(RunningServer {
+        http_addr,
+        admin_addr,
+        provisioning_login,
+        admin_token,
+        core,
+        stop,
+        tasks,
+    })
+}
+
+async fn serve(
+    tasks: &mut tokio::task::JoinSet<()>,
+    addr: SocketAddr,
+    router: axum::Router,
+    stop: CancellationToken,
+) -> anyhow::Result<SocketAddr> {
+    use axum::serve::ListenerExt;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    let bound = listener.local_addr()?;
+    // Small files answered at once: without TCP_NODELAY each response waits on Nagle + delayed ACK.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    tasks.spawn(async move {
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(listener, service)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+        {
+            tracing::error!(addr = %bound, error = %e, "server stopped with an error");
+        }
+    });
+    Ok(bound)
+}
+
+/// Reads a secret file, or creates it with a new random secret (mode 0600).
+fn read_or_create_secret(path: &Path) -> anyhow::Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(s) if !s.trim().is_empty() => return Ok(s.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    let secret = auth::new_secret();
+    write_private(path, &format!("{secret}\n"))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(secret)
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    std::fs::write(path, text)
+}
+
+#[cfg(unix)]
+fn restrict_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("restricting {}", dir.display()))
+}
+
+#[cfg(not(unix))]
+fn restrict_dir(_dir: &Path) -> anyhow::Result<()> {
+    Ok(())
+}

@@ -99,6 +99,9 @@ pub struct UploadInfo {
     /// Where the bytes are on disk.
     #[serde(skip)]
     pub path: PathBuf,
+    /// Modification time in nanoseconds, for entity tags.
+    #[serde(skip)]
+    pub modified_nanos: u128,
 }
 
 /// The upload store.
@@ -340,17 +343,18 @@ fn versions_in(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
 
 fn info(kind: UploadKind, version: u64, path: &Path) -> Result<UploadInfo, UploadError> {
     let md = fs::metadata(path)?;
-    let modified = md
+    let since_epoch = md
         .modified()
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs() as i64);
+        .unwrap_or_default();
     Ok(UploadInfo {
         kind: kind.suffix().to_string(),
         version,
         size: md.len(),
-        modified,
+        modified: since_epoch.as_secs() as i64,
         path: path.to_path_buf(),
+        modified_nanos: since_epoch.as_nanos(),
     })
 }
 

@@ -1,0 +1,110 @@
+//! The admin API client used by every command but `serve`.
+
+use crate::ApiArgs;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+/// An error to print, with the process exit code it maps to.
+#[derive(Debug)]
+pub struct CliError {
+    pub code: u8,
+    pub message: String,
+}
+
+impl CliError {
+    pub fn new(code: u8, message: impl Into<String>) -> Self {
+        CliError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// A client of one server's admin API.
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Client {
+    /// A client from the command's flags and `POLYPROV_TOKEN`.
+    pub fn new(api: &ApiArgs) -> Result<Client, CliError> {
+        let token = match std::env::var("POLYPROV_TOKEN") {
+            Ok(t) if !t.trim().is_empty() => t.trim().to_string(),
+            _ => std::fs::read_to_string(&api.token_file)
+                .map_err(|e| {
+                    CliError::new(
+                        4,
+                        format!(
+                            "cannot read the admin token from {}: {e} (set POLYPROV_TOKEN or --token-file)",
+                            api.token_file.display()
+                        ),
+                    )
+                })?
+                .trim()
+                .to_string(),
+        };
+        let http = reqwest::Client::builder()
+            .build()
+            .map_err(|e| CliError::new(1, e.to_string()))?;
+        Ok(Client {
+            http,
+            base: format!("{}/api/v1/", api.server.trim_end_matches('/')),
+            token,
+        })
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value, CliError> {
+        self.send(self.http.get(self.url(path))).await
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> Result<Value, CliError> {
+        self.send(self.http.put(self.url(path)).json(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<Value, CliError> {
+        self.send(self.http.delete(self.url(path))).await
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, CliError> {
+        let resp = req
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| CliError::new(4, format!("cannot reach {}: {e}", self.base)))?;
+        let status = resp.status();
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| CliError::new(4, format!("reading the answer: {e}")))?;
+        let value: Value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        if status.is_success() {
+            return Ok(value);
+        }
+        let message = value["error"]
+            .as_str()
+            .map_or_else(|| value.to_string(), str::to_string);
+        let code = match status {
+            StatusCode::NOT_FOUND => 3,
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => 4,
+            _ => 1,
+        };
+        Err(CliError::new(code, format!("{status}: {message}")))
+    }
+}
+
+/// Prints a value as pretty JSON.
+pub fn print_json(v: &Value) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(v).map_err(|e| CliError::new(1, e.to_string()))?;
+    println!("{text}");
+    Ok(())
+}

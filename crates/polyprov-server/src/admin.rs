@@ -1,0 +1,448 @@
+//! The admin REST API (`/api/v1`, bearer token) and `/metrics`. It calls the inventory and the
+//! upload store; it never talks to phones.
+
+use crate::auth::constant_time_eq;
+use crate::core::Core;
+use crate::metrics::Metrics;
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use polyprov_model::config::check_param_name;
+use polyprov_model::{Mac, Params, UploadKind};
+use polyprov_store::{Assignment, InventoryError};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Route paths; each one is described in `openapi.json` (a test checks it).
+pub const ROUTES: &[&str] = &[
+    "/api/v1/openapi.json",
+    "/api/v1/devices",
+    "/api/v1/devices/{mac}",
+    "/api/v1/devices/{mac}/config",
+    "/api/v1/devices/{mac}/uploads",
+    "/api/v1/devices/{mac}/uploads/{kind}/{version}",
+    "/api/v1/profiles",
+    "/api/v1/profiles/{name}",
+    "/api/v1/site",
+];
+
+/// The OpenAPI 3.1 description of this API.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// What the admin API needs.
+pub struct AdminState {
+    pub core: Arc<Core>,
+    pub metrics: Arc<Metrics>,
+    /// SHA-256 of the admin token.
+    pub token_hash: [u8; 32],
+}
+
+/// The admin router: `/api/v1/...` behind the bearer token, `/metrics` and the OpenAPI document open.
+pub fn router(state: Arc<AdminState>) -> Router {
+    let api = Router::new()
+        .route(ROUTES[1], get(list_devices))
+        .route(
+            ROUTES[2],
+            get(get_device).put(put_device).delete(delete_device),
+        )
+        .route(ROUTES[3], get(device_config))
+        .route(ROUTES[4], get(list_uploads))
+        .route(ROUTES[5], get(get_upload))
+        .route(ROUTES[6], get(list_profiles))
+        .route(
+            ROUTES[7],
+            get(get_profile).put(put_profile).delete(delete_profile),
+        )
+        .route(ROUTES[8], get(get_site).put(put_site))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route(
+            ROUTES[0],
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
+        )
+        .route("/metrics", get(metrics))
+        .merge(api)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API path") })
+        .with_state(state)
+}
+
+/// An API error: a status and `{"error": "..."}`.
+pub struct ApiError(StatusCode, String);
+
+impl ApiError {
+    fn new(status: StatusCode, msg: impl Into<String>) -> Self {
+        ApiError(status, msg.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<InventoryError> for ApiError {
+    fn from(e: InventoryError) -> Self {
+        match e {
+            InventoryError::NoSuchProfile(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+            }
+            InventoryError::ProfileInUse(..) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+            other => {
+                tracing::error!(error = %other, "inventory error");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "inventory error")
+            }
+        }
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+async fn require_token(
+    State(state): State<Arc<AdminState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| -> [u8; 32] { Sha256::digest(t.trim().as_bytes()).into() });
+    match given {
+        Some(h) if constant_time_eq(&h, &state.token_hash) => next.run(req).await,
+        other => {
+            if other.is_some() {
+                state.metrics.security_event("admin_bad_token");
+                tracing::warn!(target: "polyprov::security", event = "admin_bad_token", addr = %peer.ip(), path = %req.uri().path(), "security event");
+            }
+            let mut r = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "a valid 'Authorization: Bearer <token>' is required",
+            )
+            .into_response();
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            r
+        }
+    }
+}
+
+async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
+    match state.core.inventory().count_by_state().await {
+        Ok(counts) => {
+            let counts: Vec<(String, i64)> = counts
+                .into_iter()
+                .map(|(s, n)| {
+                    (
+                        serde_json::to_value(s)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default(),
+                        n,
+                    )
+                })
+                .collect();
+            state.metrics.set_devices(&counts);
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot count devices for /metrics"),
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+fn parse_mac(s: &str) -> ApiResult<Mac> {
+    s.parse().map_err(|e: polyprov_model::MacError| {
+        ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
+    })
+}
+
+fn check_params(params: &Params) -> ApiResult<()> {
+    for name in params.keys() {
+        check_param_name(name)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    }
+    Ok(())
+}
+
+fn check_profile_name(name: &str) -> ApiResult<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{name:?} is not a profile name: use 1-64 letters, digits, '.', '_', '-'"),
+        ))
+    }
+}
+
+async fn list_devices(State(s): State<Arc<AdminState>>) -> ApiResult<Response> {
+    Ok(Json(s.core.inventory().devices().await?).into_response())
+}
+
+async fn get_device(
+    State(s): State<Arc<AdminState>>,
+    Path(mac): Path<String>,
+) -> ApiResult<Response> {
+    let mac = parse_mac(&mac)?;
+    match s.core.inventory().device(mac).await? {
+        Some(d) => Ok(Json(d).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no device {mac}"),
+        )),
+    }
+}
+
+/// A registration line, the common case of `reg.N.*` parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line {
+    address: String,
+    user: Option<String>,
+    password: Option<String>,
+    label: Option<String>,
+    display_name: Option<String>,
+}
+
+/// The document a device is assigned with.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceDoc {
+    profile: Option<String>,
+    admin_password: Option<String>,
+    #[serde(default)]
+    params: Params,
+    #[serde(default)]
+    lines: Vec<Line>,
+}
+
+impl DeviceDoc {
+    fn into_assignment(self) -> ApiResult<Assignment> {
+        let mut params = self.params;
+        for (i, line) in self.lines.into_iter().enumerate() {
+            let n = i + 1;
+            let mut set = |k: &str, v: Option<String>| {
+                if let Some(v) = v {
+                    params.insert(format!("reg.{n}.{k}"), v);
+                }
+            };
+            set("address", Some(line.address));
+            set("auth.userId", line.user);
+            set("auth.password", line.password);
+            set("label", line.label);
+            set("displayName", line.display_name);
+        }
+        check_params(&params)?;
+        if let Some(p) = &self.profile {
+            check_profile_name(p)?;
+        }
+        if self.admin_password.as_deref() == Some("") {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "admin_password must not be empty",
+            ));
+        }
+        Ok(Assignment {
+            profile: self.profile,
+            admin_password: self.admin_password,
+            params,
+        })
+    }
+}
+
+async fn put_device(
+    State(s): State<Arc<AdminState>>,
+    Path(mac): Path<String>,
+    Json(doc): Json<DeviceDoc>,
+) -> ApiResult<Response> {
+    let mac = parse_mac(&mac)?;
+    let a = doc.into_assignment()?;
+    let d = s.core.inventory().assign(mac, &a).await?;
+    tracing::info!(%mac, profile = d.assignment.profile.as_deref().unwrap_or("-"), "device assigned");
+    Ok(Json(d).into_response())
+}
+
+async fn delete_device(
+    State(s): State<Arc<AdminState>>,
+    Path(mac): Path<String>,
+) -> ApiResult<Response> {
+    let mac = parse_mac(&mac)?;
+    if s.core.inventory().remove(mac).await? {
+        tracing::info!(%mac, "device removed from the inventory (its uploads are kept)");
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no device {mac}"),
+        ))
+    }
+}
+
+async fn device_config(
+    State(s): State<Arc<AdminState>>,
+    Path(mac): Path<String>,
+) -> ApiResult<Response> {
+    let mac = parse_mac(&mac)?;
+    match s.core.device_config(mac).await {
+        Ok(Some(g)) => Ok(([(header::CONTENT_TYPE, g.content_type)], g.body).into_response()),
+        Ok(None) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("device {mac} has no assignment"),
+        )),
+        Err(e) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            e.to_string(),
+        )),
+    }
+}
+
+async fn list_uploads(
+    State(s): State<Arc<AdminState>>,
+    Path(mac): Path<String>,
+) -> ApiResult<Response> {
+    let mac = parse_mac(&mac)?;
+    let uploads = s.core.uploads().clone();
+    let list = tokio::task::spawn_blocking(move || uploads.list(mac))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Json(list).into_response())
+}
+
+async fn get_upload(
+    State(s): State<Arc<AdminState>>,
+    Path((mac, kind, version)): Path<(String, String, u64)>,
+) -> ApiResult<Response> {
+    let mac = parse_mac(&mac)?;
+    let kind = UploadKind::from_suffix(&kind).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{kind:?} is not an upload kind"),
+        )
+    })?;
+    let uploads = s.core.uploads().clone();
+    let found = tokio::task::spawn_blocking(move || {
+        uploads
+            .version(mac, kind, version)
+            .and_then(|i| i.map(|i| std::fs::read(i.path)).transpose())
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    match found {
+        Some(bytes) => Ok((
+            [(
+                header::CONTENT_TYPE,
+                crate::core::content_type(kind.suffix()),
+            )],
+            bytes,
+        )
+            .into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no {kind} version {version} for {mac}"),
+        )),
+    }
+}
+
+async fn list_profiles(State(s): State<Arc<AdminState>>) -> ApiResult<Response> {
+    Ok(Json(s.core.inventory().profiles().await?).into_response())
+}
+
+async fn get_profile(
+    State(s): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    match s.core.inventory().profile(&name).await? {
+        Some(p) => Ok(Json(p).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no profile {name:?}"),
+        )),
+    }
+}
+
+/// The document a profile or the site defaults are set with.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ParamsDoc {
+    #[serde(default)]
+    params: Params,
+}
+
+async fn put_profile(
+    State(s): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+    Json(doc): Json<ParamsDoc>,
+) -> ApiResult<Response> {
+    check_profile_name(&name)?;
+    check_params(&doc.params)?;
+    Ok(Json(s.core.inventory().put_profile(&name, &doc.params).await?).into_response())
+}
+
+async fn delete_profile(
+    State(s): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    if s.core.inventory().delete_profile(&name).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no profile {name:?}"),
+        ))
+    }
+}
+
+async fn get_site(State(s): State<Arc<AdminState>>) -> ApiResult<Response> {
+    let params = s.core.inventory().site_defaults().await?;
+    Ok(Json(serde_json::json!({ "params": params })).into_response())
+}
+
+async fn put_site(
+    State(s): State<Arc<AdminState>>,
+    Json(doc): Json<ParamsDoc>,
+) -> ApiResult<Response> {
+    check_params(&doc.params)?;
+    s.core.inventory().put_site_defaults(&doc.params).await?;
+    Ok(Json(serde_json::json!({ "params": doc.params })).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_in_the_openapi_document() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        for r in ROUTES {
+            assert!(paths.contains_key(*r), "{r} missing from openapi.json");
+        }
+        assert_eq!(
+            paths.len(),
+            ROUTES.len(),
+            "openapi.json describes paths the router lacks"
+        );
+    }
+}

@@ -1,0 +1,226 @@
+//! The phone-facing HTTP door: translates GET/HEAD/PUT into [`Core`] calls and answers back,
+//! with entity tags, conditional requests and byte ranges. No provisioning rule lives here.
+
+mod range;
+
+use crate::auth::ProvisioningCredentials;
+use crate::core::{Answer, Core, Credential, Refusal, Request, kind_label};
+use crate::metrics::Metrics;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use range::RangeAnswer;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+/// What the phone door needs.
+pub struct PhoneDoor {
+    pub core: Arc<Core>,
+    pub credentials: Option<ProvisioningCredentials>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The router phones talk to: every path is a file.
+pub fn router(door: Arc<PhoneDoor>) -> Router {
+    Router::new().fallback(phone_request).with_state(door)
+}
+
+async fn phone_request(
+    State(door): State<Arc<PhoneDoor>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let req = Request {
+        path: uri.path(),
+        user_agent: user_agent.as_deref(),
+        peer: peer.ip(),
+        credential: credential(door.credentials.as_ref(), &headers),
+    };
+    let kind = kind_label(uri.path());
+    let (response, sent) = match method {
+        Method::GET | Method::HEAD => match door.core.fetch(&req).await {
+            Ok(answer) => send(answer, &headers, method == Method::HEAD).await,
+            Err(r) => (refusal_response(&r), 0),
+        },
+        Method::PUT | Method::POST => (receive(&door.core, &req, &headers, body).await, 0),
+        _ => (
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                [(header::ALLOW, "GET, HEAD, PUT")],
+            )
+                .into_response(),
+            0,
+        ),
+    };
+    door.metrics
+        .request("http", kind, response.status().as_u16(), sent);
+    response
+}
+
+fn credential(expected: Option<&ProvisioningCredentials>, headers: &HeaderMap) -> Credential {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Credential::Absent;
+    };
+    let Some(expected) = expected else {
+        return Credential::Valid;
+    };
+    let basic = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b64| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .ok()
+        })
+        .and_then(|raw| String::from_utf8(raw).ok());
+    match basic.as_deref().and_then(|s| s.split_once(':')) {
+        Some((user, password)) if expected.verify(user, password) => Credential::Valid,
+        Some(_) => Credential::Invalid,
+        // Another scheme (Digest): ask again with Basic rather than call it wrong.
+        None => Credential::Absent,
+    }
+}
+
+async fn receive(core: &Core, req: &Request<'_>, headers: &HeaderMap, body: Body) -> Response {
+    let max = core.max_upload_bytes();
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let too_large = |size| Refusal::TooLarge { size, limit: max };
+    let body = match declared {
+        Some(n) if n > max => Err(too_large(n)),
+        _ => axum::body::to_bytes(body, max as usize)
+            .await
+            .map_err(|_| too_large(max + 1)),
+    };
+    let result = match body {
+        Ok(bytes) => core.upload(req, bytes).await,
+        Err(r) => core.refuse_upload(req, r),
+    };
+    match result {
+        Ok(info) if info.version == 0 => StatusCode::NO_CONTENT.into_response(),
+        Ok(_) => StatusCode::CREATED.into_response(),
+        Err(r) => refusal_response(&r),
+    }
+}
+
+fn refusal_response(r: &Refusal) -> Response {
+    let status = match r {
+        Refusal::NotFound => StatusCode::NOT_FOUND,
+        Refusal::BadPath(_) | Refusal::BadUserAgent(_) | Refusal::BadBody(_) => {
+            StatusCode::BAD_REQUEST
+        }
+        Refusal::SerialMismatch { .. } => StatusCode::FORBIDDEN,
+        Refusal::AuthRequired | Refusal::BadCredentials => {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(
+                    header::WWW_AUTHENTICATE,
+                    "Basic realm=\"polyprov\", charset=\"UTF-8\"",
+                )],
+                "credentials required\n",
+            )
+                .into_response();
+        }
+        Refusal::NotUploadable => {
+            return (
+                StatusCode::METHOD_NOT_ALLOWED,
+                [(header::ALLOW, "GET, HEAD")],
+                "this file cannot be uploaded\n",
+            )
+                .into_response();
+        }
+        Refusal::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        Refusal::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let text = match r {
+        Refusal::Internal(_) => "server error\n".to_string(),
+        other => format!("{other}\n"),
+    };
+    (status, text).into_response()
+}
+
+/// Sends an answer, honouring If-None-Match and Range. Returns the response and body bytes sent.
+async fn send(answer: Answer, headers: &HeaderMap, head: bool) -> (Response, u64) {
+    let etag = answer.etag().to_string();
+    let len = answer.len();
+    let mut h = HeaderMap::new();
+    insert(&mut h, header::ETAG, &etag);
+    insert(&mut h, header::ACCEPT_RANGES, "bytes");
+    insert(&mut h, header::CACHE_CONTROL, "no-cache");
+    if let Some(inm) = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        && etag_matches(inm, &etag)
+    {
+        return ((StatusCode::NOT_MODIFIED, h).into_response(), 0);
+    }
+    let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let (status, start, count) = match range::interpret(range_header, len) {
+        RangeAnswer::Full => (StatusCode::OK, 0, len),
+        RangeAnswer::Partial { start, end } => {
+            insert(
+                &mut h,
+                header::CONTENT_RANGE,
+                &format!("bytes {start}-{end}/{len}"),
+            );
+            (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
+        }
+        RangeAnswer::Unsatisfiable => {
+            insert(&mut h, header::CONTENT_RANGE, &format!("bytes */{len}"));
+            return ((StatusCode::RANGE_NOT_SATISFIABLE, h).into_response(), 0);
+        }
+    };
+    insert(&mut h, header::CONTENT_TYPE, answer.content_type());
+    insert(&mut h, header::CONTENT_LENGTH, &count.to_string());
+    if head {
+        return ((status, h).into_response(), 0);
+    }
+    let body = match answer {
+        Answer::Generated(g) => Body::from(g.body.slice(start as usize..(start + count) as usize)),
+        Answer::File(f) => match open_at(&f.path, start).await {
+            Ok(file) => Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+                file.take(count),
+                64 * 1024,
+            )),
+            Err(e) => {
+                tracing::warn!(file = %f.path.display(), error = %e, "file vanished while being served");
+                return (refusal_response(&Refusal::NotFound), 0);
+            }
+        },
+    };
+    ((status, h, body).into_response(), count)
+}
+
+async fn open_at(path: &std::path::Path, start: u64) -> std::io::Result<tokio::fs::File> {
+    let mut f = tokio::fs::File::open(path).await?;
+    if start > 0 {
+        f.seek(std::io::SeekFrom::Start(start)).await?;
+    }
+    Ok(f)
+}
+
+fn insert(h: &mut HeaderMap, name: header::HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        h.insert(name, v);
+    }
+}
+
+fn etag_matches(if_none_match: &str, etag: &str) -> bool {
+    if_none_match.trim() == "*"
+        || if_none_match
+            .split(',')
+            .any(|t| t.trim().trim_start_matches("W/") == etag)
+}

@@ -1,0 +1,135 @@
+//! Prometheus metrics, one registry per server (so tests can run several servers in a process).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    door: &'static str,
+    kind: &'static str,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BytesLabels {
+    door: &'static str,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    event: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: String,
+}
+
+/// The server's metrics.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    bytes: Family<BytesLabels, Counter>,
+    upload_rejects: Family<ReasonLabels, Counter>,
+    security: Family<EventLabels, Counter>,
+    devices: Family<StateLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let bytes = Family::<BytesLabels, Counter>::default();
+        let upload_rejects = Family::<ReasonLabels, Counter>::default();
+        let security = Family::<EventLabels, Counter>::default();
+        let devices = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "polyprov_requests",
+            "Phone requests by door, file kind and status",
+            requests.clone(),
+        );
+        registry.register(
+            "polyprov_response_bytes",
+            "Body bytes sent to phones",
+            bytes.clone(),
+        );
+        registry.register(
+            "polyprov_upload_rejects",
+            "Uploads refused, by reason",
+            upload_rejects.clone(),
+        );
+        registry.register(
+            "polyprov_security_events",
+            "Security events (also logged for fail2ban), by event",
+            security.clone(),
+        );
+        registry.register(
+            "polyprov_devices",
+            "Devices in the inventory by state",
+            devices.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            bytes,
+            upload_rejects,
+            security,
+            devices,
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts one phone request and the body bytes it was sent.
+    pub fn request(&self, door: &'static str, kind: &'static str, status: u16, bytes: u64) {
+        self.requests
+            .get_or_create(&RequestLabels { door, kind, status })
+            .inc();
+        if bytes > 0 {
+            self.bytes
+                .get_or_create(&BytesLabels { door, kind })
+                .inc_by(bytes);
+        }
+    }
+
+    /// Counts a refused upload.
+    pub fn upload_rejected(&self, reason: &'static str) {
+        self.upload_rejects
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    /// Counts a security event.
+    pub fn security_event(&self, event: &'static str) {
+        self.security.get_or_create(&EventLabels { event }).inc();
+    }
+
+    /// Sets the device counts (read from the inventory at scrape time).
+    pub fn set_devices(&self, counts: &[(String, i64)]) {
+        self.devices.clear();
+        for (state, n) in counts {
+            self.devices
+                .get_or_create(&StateLabels {
+                    state: state.clone(),
+                })
+                .set(*n);
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

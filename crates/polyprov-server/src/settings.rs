@@ -1,0 +1,184 @@
+//! Server settings: a TOML file, defaults for everything, command-line flags on top.
+
+use polyprov_store::UploadLimits;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Everything `polyprov serve` can be told. Every field has a default, so an empty file is valid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Data directory: inventory, boot root, uploads, secrets. Created on first start.
+    pub data: PathBuf,
+    pub http: HttpSettings,
+    pub admin: AdminSettings,
+    pub provisioning: ProvisioningSettings,
+    pub uploads: UploadLimits,
+    pub inventory: InventorySettings,
+}
+
+/// The phone-facing HTTP door.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Address phones connect to.
+    pub listen: SocketAddr,
+}
+
+/// The admin REST API and `/metrics`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Address of the admin API. Loopback by default: it can change every phone's configuration.
+    pub listen: SocketAddr,
+}
+
+/// How phones prove they may read and write per-device files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProvisioningAuth {
+    /// HTTP Basic with the provisioning user and password (the phone sends what is in its
+    /// provisioning URL or in `device.prov.user`/`device.prov.password`).
+    Basic,
+    /// No check: anyone who knows a MAC can read that phone's passwords. Only for closed labs.
+    None,
+}
+
+/// Phone-facing provisioning behaviour.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProvisioningSettings {
+    /// Credentials required for per-device files and uploads.
+    pub auth: ProvisioningAuth,
+    /// User name phones log in with. `PlcmSpIp` is the phone's factory default, so only the
+    /// password has to be typed into a phone.
+    pub user: String,
+    /// The URL phones should use, as printed at start-up (e.g. `http://prov.example.com:8080/`).
+    /// Without it polyprov prints one built from the host name and the listen port.
+    pub public_url: Option<String>,
+}
+
+/// Inventory housekeeping.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InventorySettings {
+    /// How often what phones did (last seen, model, firmware, files) is written, in milliseconds.
+    /// Requests never wait for the database; they are batched.
+    pub flush_interval_ms: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            data: PathBuf::from("./polyprov-data"),
+            http: HttpSettings::default(),
+            admin: AdminSettings::default(),
+            provisioning: ProvisioningSettings::default(),
+            uploads: UploadLimits::default(),
+            inventory: InventorySettings::default(),
+        }
+    }
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+        }
+    }
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        AdminSettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+        }
+    }
+}
+
+impl Default for ProvisioningSettings {
+    fn default() -> Self {
+        ProvisioningSettings {
+            auth: ProvisioningAuth::Basic,
+            user: "PlcmSpIp".to_string(),
+            public_url: None,
+        }
+    }
+}
+
+impl Default for InventorySettings {
+    fn default() -> Self {
+        InventorySettings {
+            flush_interval_ms: 1000,
+        }
+    }
+}
+
+/// Why settings cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+}
+
+impl Settings {
+    /// Reads a TOML settings file.
+    pub fn from_file(path: &Path) -> Result<Settings, SettingsError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| SettingsError::Parse {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })
+    }
+
+    /// The boot root: files served to phones as they are.
+    pub fn root_dir(&self) -> PathBuf {
+        self.data.join("root")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_means_the_defaults() {
+        assert_eq!(toml::from_str::<Settings>("").unwrap(), Settings::default());
+    }
+
+    #[test]
+    fn reads_a_full_file_and_refuses_unknown_keys() {
+        let s: Settings = toml::from_str(
+            r#"
+            data = "/var/lib/polyprov"
+            [http]
+            listen = "127.0.0.1:9000"
+            [provisioning]
+            auth = "none"
+            [uploads]
+            max_config_bytes = 1000
+            "#,
+        )
+        .unwrap();
+        assert_eq!(s.http.listen.port(), 9000);
+        assert_eq!(s.provisioning.auth, ProvisioningAuth::None);
+        assert_eq!(s.uploads.max_config_bytes, 1000);
+        assert_eq!(
+            s.uploads.log_rotations,
+            UploadLimits::default().log_rotations
+        );
+        assert!(toml::from_str::<Settings>("[http]\nlisen = \"x\"").is_err());
+    }
+}
