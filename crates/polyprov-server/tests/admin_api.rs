@@ -1,0 +1,152 @@
+//! The admin REST API over real sockets.
+
+mod common;
+
+use common::{MAC, TestServer};
+use reqwest::Method;
+use serde_json::json;
+
+#[tokio::test]
+async fn every_api_path_needs_the_token_but_the_openapi_document() {
+    let t = TestServer::start().await;
+    let base = format!("http://{}", t.server.admin_addr);
+    for path in [
+        "/api/v1/devices",
+        "/api/v1/profiles",
+        "/api/v1/site",
+        &format!("/api/v1/devices/{MAC}"),
+    ] {
+        let r = t.http.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+        let r = t
+            .http
+            .get(format!("{base}{path}"))
+            .bearer_auth("wrong")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+    }
+    let doc: serde_json::Value = t
+        .http
+        .get(format!("{base}/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let metrics = t
+        .http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("polyprov_security_events_total{event=\"admin_bad_token\"} 4"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn devices_profiles_and_site_round_trip() {
+    let t = TestServer::start().await;
+    let (s, _) = t
+        .admin_json(
+            Method::PUT,
+            &format!("/api/v1/devices/{MAC}"),
+            Some(json!({"profile": "nope"})),
+        )
+        .await;
+    assert_eq!(s, 422);
+    let (s, _) = t
+        .admin_json(
+            Method::PUT,
+            "/api/v1/profiles/front-desk",
+            Some(json!({"params": {"reg.1.label": "Desk"}})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, d) = t
+        .admin_json(
+            Method::PUT,
+            "/api/v1/devices/00-04-F2-AA-81-4C",
+            Some(json!({"profile": "front-desk", "admin_password": "pw", "params": {"a.b": "1"}})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        (
+            d["mac"].as_str(),
+            d["state"].as_str(),
+            d["profile"].as_str()
+        ),
+        (Some(MAC), Some("assigned"), Some("front-desk"))
+    );
+    let (s, list) = t.admin_json(Method::GET, "/api/v1/devices", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let (s, _) = t
+        .admin_json(Method::DELETE, "/api/v1/profiles/front-desk", None)
+        .await;
+    assert_eq!(s, 409);
+    let r = t
+        .admin(Method::GET, &format!("/api/v1/devices/{MAC}/config"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("reg.1.label=\"Desk\"") && text.contains("a.b=\"1\""),
+        "{text}"
+    );
+    let (s, site) = t
+        .admin_json(
+            Method::PUT,
+            "/api/v1/site",
+            Some(json!({"params": {"x.y": "z"}})),
+        )
+        .await;
+    assert_eq!((s, &site["params"]["x.y"]), (200, &json!("z")));
+    let (s, _) = t
+        .admin_json(Method::DELETE, &format!("/api/v1/devices/{MAC}"), None)
+        .await;
+    assert_eq!(s, 204);
+    let (s, _) = t
+        .admin_json(Method::GET, &format!("/api/v1/devices/{MAC}"), None)
+        .await;
+    assert_eq!(s, 404);
+    let (s, _) = t
+        .admin_json(Method::DELETE, "/api/v1/profiles/front-desk", None)
+        .await;
+    assert_eq!(s, 204);
+}
+
+#[tokio::test]
+async fn malformed_documents_are_refused() {
+    let t = TestServer::start().await;
+    for (path, body) in [
+        (
+            format!("/api/v1/devices/{MAC}"),
+            json!({"params": {"bad name": "1"}}),
+        ),
+        (
+            format!("/api/v1/devices/{MAC}"),
+            json!({"admin_password": ""}),
+        ),
+        (format!("/api/v1/devices/{MAC}"), json!({"surprise": 1})),
+        ("/api/v1/devices/not-a-mac".to_string(), json!({})),
+        ("/api/v1/profiles/bad%20name".to_string(), json!({})),
+        ("/api/v1/site".to_string(), json!({"params": {"x\"y": "1"}})),
+    ] {
+        let (s, _) = t.admin_json(Method::PUT, &path, Some(body.clone())).await;
+        assert!((400..500).contains(&s), "{path} {body}: {s}");
+    }
+    let (_, list) = t.admin_json(Method::GET, "/api/v1/devices", None).await;
+    assert_eq!(list, json!([]));
+}

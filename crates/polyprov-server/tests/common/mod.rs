@@ -1,0 +1,140 @@
+//! A real server on ephemeral loopback ports, and a real HTTP client.
+
+#![allow(dead_code)]
+
+use polyprov_server::{RunningServer, Settings};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+pub const MAC: &str = "0004f2aa814c";
+pub const UA: &str = "FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 Type/Application";
+
+pub struct TestServer {
+    pub server: RunningServer,
+    pub dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut Settings)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Settings::default();
+        s.data = dir.path().join("data");
+        s.http.listen = "127.0.0.1:0".parse().unwrap();
+        s.admin.listen = "127.0.0.1:0".parse().unwrap();
+        s.inventory.flush_interval_ms = 20;
+        tweak(&mut s);
+        let server = polyprov_server::start(s).await.unwrap();
+        let http = reqwest::Client::builder().user_agent(UA).build().unwrap();
+        TestServer { server, dir, http }
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.data().join("root")
+    }
+
+    /// A URL on the phone door.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.server.http_addr)
+    }
+
+    /// A request from a phone that presents the provisioning credentials.
+    pub fn phone(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let (user, pw) = self.server.provisioning_login.clone().unwrap();
+        self.http
+            .request(method, self.url(path))
+            .basic_auth(user, Some(pw))
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.phone(reqwest::Method::GET, path).send().await.unwrap()
+    }
+
+    pub async fn put(&self, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.phone(reqwest::Method::PUT, path)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A request to the admin API with the admin token.
+    pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("http://{}{path}", self.server.admin_addr))
+            .bearer_auth(&self.server.admin_token)
+    }
+
+    pub async fn admin_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut req = self.admin(method, path);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// Every file under the data directory's uploads, for "nothing was written" checks.
+    pub fn upload_files(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.data().join("uploads")];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    out.push(p);
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+/// Every attribute of every element of an XML document, by name (a polycomConfig's parameters,
+/// or a master's attributes). Panics on malformed XML or a name set twice.
+pub fn attributes(xml: &str) -> BTreeMap<String, String> {
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut out = BTreeMap::new();
+    loop {
+        match reader.read_event().unwrap() {
+            quick_xml::events::Event::Start(e) | quick_xml::events::Event::Empty(e) => {
+                for a in e.attributes() {
+                    let a = a.unwrap();
+                    let key = a.key.as_ref().to_string();
+                    if key.contains(':') {
+                        continue; // xmlns:xsi, xsi:noNamespaceSchemaLocation
+                    }
+                    let value = a
+                        .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                        .unwrap()
+                        .to_string();
+                    assert!(out.insert(key.clone(), value).is_none(), "{key} twice");
+                }
+            }
+            quick_xml::events::Event::Eof => break,
+            _ => {}
+        }
+    }
+    out
+}

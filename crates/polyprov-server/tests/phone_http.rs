@@ -1,0 +1,726 @@
+//! The phone door, driven over real sockets with a real HTTP client.
+
+mod common;
+
+use common::{MAC, TestServer, UA, attributes};
+use reqwest::Method;
+use serde_json::json;
+
+async fn assign_default(t: &TestServer) {
+    let (s, _) = t
+        .admin_json(
+            Method::PUT,
+            "/api/v1/site",
+            Some(json!({"params": {"tcpIpApp.sntp.address": "site.ntp", "reg.1.label": "site"}})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, _) = t
+        .admin_json(Method::PUT, "/api/v1/profiles/sales", Some(json!({"params": {"reg.1.label": "profile", "reg.1.server.1.address": "pbx.example.com"}})))
+        .await;
+    assert_eq!(s, 200);
+    let (s, body) = t
+        .admin_json(
+            Method::PUT,
+            &format!("/api/v1/devices/{MAC}"),
+            Some(json!({
+                "profile": "sales",
+                "admin_password": "Adm1n\"&<",
+                "params": {"device.prov.serverName": "prov.example.com", "up.welcomeSoundEnabled": "0"},
+                "lines": [{"address": "1001@pbx.example.com", "user": "1001", "password": "linepw", "label": "Front desk"}]
+            })),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+}
+
+#[tokio::test]
+async fn unknown_macs_get_the_staging_master_in_either_case() {
+    let t = TestServer::start().await;
+    let staging = std::fs::read_to_string(t.root().join("000000000000.cfg")).unwrap();
+    for name in ["/0004f2aa814c.cfg", "/0004F2AA814C.cfg"] {
+        let r = t.http.get(t.url(name)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.text().await.unwrap(), staging);
+    }
+    let attrs = attributes(&staging);
+    assert_eq!(attrs["CONFIG_FILES"], "");
+    assert!(!staging.to_lowercase().contains("password="));
+}
+
+#[tokio::test]
+async fn assigned_devices_get_a_generated_master_and_their_own_file() {
+    let t = TestServer::start().await;
+    assign_default(&t).await;
+
+    let master = t
+        .http
+        .get(t.url(&format!("/{MAC}.cfg")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(master.status(), 200);
+    let master = attributes(&master.text().await.unwrap());
+    assert_eq!(master["CONFIG_FILES"], format!("{MAC}-polyprov.cfg"));
+    assert_eq!(master["APP_FILE_PATH"], "sip.ld");
+
+    let cfg = t.get(&format!("/{MAC}-polyprov.cfg")).await;
+    assert_eq!(cfg.status(), 200);
+    assert_eq!(cfg.headers()["content-type"], "application/xml");
+    let p = attributes(&cfg.text().await.unwrap());
+    let want = [
+        ("device.set", "1"),
+        ("device.auth.localAdminPassword", "Adm1n\"&<"),
+        ("device.auth.localAdminPassword.set", "1"),
+        ("device.prov.serverName", "prov.example.com"),
+        ("device.prov.serverName.set", "1"),
+        ("reg.1.address", "1001@pbx.example.com"),
+        ("reg.1.auth.userId", "1001"),
+        ("reg.1.auth.password", "linepw"),
+        ("reg.1.label", "Front desk"),
+        ("reg.1.server.1.address", "pbx.example.com"),
+        ("tcpIpApp.sntp.address", "site.ntp"),
+        ("up.welcomeSoundEnabled", "0"),
+    ];
+    for (k, v) in want {
+        assert_eq!(p.get(k).map(String::as_str), Some(v), "{k}");
+    }
+    assert_eq!(p.len(), want.len(), "unexpected parameters: {p:?}");
+}
+
+async fn device_cfg(t: &TestServer) -> std::collections::BTreeMap<String, String> {
+    attributes(
+        &t.get(&format!("/{MAC}-polyprov.cfg"))
+            .await
+            .text()
+            .await
+            .unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn rendered_files_follow_every_inventory_and_boot_root_change() {
+    let t = TestServer::start().await;
+    assign_default(&t).await;
+    assert_eq!(device_cfg(&t).await["tcpIpApp.sntp.address"], "site.ntp");
+    t.admin_json(
+        Method::PUT,
+        "/api/v1/site",
+        Some(json!({"params": {"tcpIpApp.sntp.address": "new.ntp"}})),
+    )
+    .await;
+    assert_eq!(device_cfg(&t).await["tcpIpApp.sntp.address"], "new.ntp");
+    t.admin_json(
+        Method::PUT,
+        "/api/v1/profiles/sales",
+        Some(json!({"params": {"reg.1.server.1.address": "pbx2"}})),
+    )
+    .await;
+    assert_eq!(device_cfg(&t).await["reg.1.server.1.address"], "pbx2");
+
+    // An admin edits the shared master: the generated one follows.
+    std::fs::write(
+        t.root().join("000000000000.cfg"),
+        "<APPLICATION APP_FILE_PATH=\"sip.ld\" CONFIG_FILES=\"site.cfg, features.cfg\"/>",
+    )
+    .unwrap();
+    let m = t
+        .http
+        .get(t.url(&format!("/{MAC}.cfg")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        attributes(&m)["CONFIG_FILES"],
+        format!("{MAC}-polyprov.cfg, site.cfg, features.cfg")
+    );
+
+    // Removing the device: it is a stranger again.
+    let r = t
+        .admin(Method::DELETE, &format!("/api/v1/devices/{MAC}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(t.get(&format!("/{MAC}-polyprov.cfg")).await.status(), 404);
+    let m = t
+        .http
+        .get(t.url(&format!("/{MAC}.cfg")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(attributes(&m)["CONFIG_FILES"], "site.cfg, features.cfg");
+}
+
+#[tokio::test]
+async fn the_same_inventory_renders_the_same_bytes() {
+    let t = TestServer::start().await;
+    assign_default(&t).await;
+    let a = t.get(&format!("/{MAC}-polyprov.cfg")).await;
+    let etag = a.headers()["etag"].clone();
+    let a = a.bytes().await.unwrap();
+    // Re-assigning the same document invalidates the cache but renders identical bytes.
+    assign_default(&t).await;
+    let b = t.get(&format!("/{MAC}-polyprov.cfg")).await;
+    assert_eq!(b.headers()["etag"], etag);
+    assert_eq!(b.bytes().await.unwrap(), a);
+}
+
+#[tokio::test]
+async fn boot_root_files_support_range_etag_head_and_part_number_fallback() {
+    let t = TestServer::start().await;
+    let firmware: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(t.root().join("sip.ld"), &firmware).unwrap();
+    std::fs::create_dir(t.root().join("fw")).unwrap();
+    std::fs::write(t.root().join("fw/3111-44500-001.sip.ld"), b"specific").unwrap();
+
+    let r = t.http.get(t.url("/sip.ld")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let etag = r.headers()["etag"].to_str().unwrap().to_string();
+    assert_eq!(r.bytes().await.unwrap().as_ref(), firmware.as_slice());
+
+    let r = t
+        .http
+        .get(t.url("/sip.ld"))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    assert!(r.bytes().await.unwrap().is_empty());
+
+    let r = t
+        .http
+        .get(t.url("/sip.ld"))
+        .header("range", "bytes=1000-1999")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.headers()["content-range"], "bytes 1000-1999/200000");
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &firmware[1000..2000]);
+
+    let r = t
+        .http
+        .get(t.url("/sip.ld"))
+        .header("range", "bytes=-10")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.bytes().await.unwrap().as_ref(),
+        &firmware[firmware.len() - 10..]
+    );
+
+    let r = t
+        .http
+        .get(t.url("/sip.ld"))
+        .header("range", "bytes=300000-")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 416);
+    assert_eq!(r.headers()["content-range"], "bytes */200000");
+
+    let r = t.http.head(t.url("/sip.ld")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-length"], "200000");
+    assert_eq!(r.headers()["etag"].to_str().unwrap(), etag);
+
+    // <part>.<name> falls back to <name>; an existing part-numbered file wins.
+    let r = t
+        .http
+        .get(t.url("/3111-48300-001.sip.ld"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().len(), firmware.len());
+    let r = t
+        .http
+        .get(t.url("/fw/3111-44500-001.sip.ld"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "specific");
+
+    // Changing the file changes its tag.
+    std::fs::write(t.root().join("sip.ld"), b"new image").unwrap();
+    let r = t
+        .http
+        .get(t.url("/sip.ld"))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    for missing in [
+        "/nothing.cfg",
+        "/fw",
+        "/.hidden",
+        "/3111-48300-001.nothing.ld",
+    ] {
+        assert_eq!(
+            t.http.get(t.url(missing)).send().await.unwrap().status(),
+            404,
+            "{missing}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn generated_files_honour_if_none_match_and_range() {
+    let t = TestServer::start().await;
+    assign_default(&t).await;
+    let r = t.get(&format!("/{MAC}-polyprov.cfg")).await;
+    let etag = r.headers()["etag"].to_str().unwrap().to_string();
+    let full = r.bytes().await.unwrap();
+    let r = t
+        .phone(Method::GET, &format!("/{MAC}-polyprov.cfg"))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    let r = t
+        .phone(Method::GET, &format!("/{MAC}-polyprov.cfg"))
+        .header("range", "bytes=0-9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.bytes().await.unwrap(), full.slice(0..10));
+}
+
+#[tokio::test]
+async fn uploads_round_trip_and_every_override_version_is_kept() {
+    let t = TestServer::start().await;
+    let path = format!("/{MAC}-web.cfg");
+    assert_eq!(t.get(&path).await.status(), 404);
+    for i in 1..=3 {
+        let body = format!(
+            "<PHONE_CONFIG><OVERRIDES device.auth.localAdminPassword=\"P{i}\"/></PHONE_CONFIG>"
+        );
+        let r = t.put(&path, body).await;
+        assert_eq!(r.status(), 201);
+    }
+    let latest = t.get(&path).await.text().await.unwrap();
+    assert!(latest.contains("\"P3\""), "{latest}");
+
+    let (s, list) = t
+        .admin_json(Method::GET, &format!("/api/v1/devices/{MAC}/uploads"), None)
+        .await;
+    assert_eq!(s, 200);
+    let versions: Vec<u64> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(versions, [1, 2, 3]);
+    let first = t
+        .admin(
+            Method::GET,
+            &format!("/api/v1/devices/{MAC}/uploads/web.cfg/1"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(first.text().await.unwrap().contains("\"P1\""));
+
+    // Overrides in an OVERRIDES_DIRECTORY land in the same namespace.
+    let r = t
+        .put(&format!("/overrides/{MAC}-phone.cfg"), "<PHONE_CONFIG/>")
+        .await;
+    assert_eq!(r.status(), 201);
+    assert_eq!(
+        t.get(&format!("/{MAC}-phone.cfg"))
+            .await
+            .text()
+            .await
+            .unwrap(),
+        "<PHONE_CONFIG/>"
+    );
+
+    // Logs append.
+    for chunk in ["boot line 1\n", "boot line 2\n"] {
+        assert_eq!(
+            t.put(&format!("/{MAC}-boot.log"), chunk).await.status(),
+            204
+        );
+    }
+    assert_eq!(
+        t.get(&format!("/{MAC}-boot.log"))
+            .await
+            .text()
+            .await
+            .unwrap(),
+        "boot line 1\nboot line 2\n"
+    );
+    let head = t
+        .phone(Method::HEAD, &format!("/{MAC}-app.log"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 404);
+
+    // Uploads never appear in the boot root.
+    let root: Vec<_> = std::fs::read_dir(t.root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(root, ["000000000000.cfg"]);
+}
+
+#[tokio::test]
+async fn a_directory_seed_and_a_licence_in_the_boot_root_are_served() {
+    let t = TestServer::start().await;
+    std::fs::write(
+        t.root().join(format!("{MAC}-directory.xml")),
+        "<directory>seed</directory>",
+    )
+    .unwrap();
+    std::fs::write(t.root().join(format!("{MAC}-license.cfg")), "<license/>").unwrap();
+    assert_eq!(
+        t.get(&format!("/{MAC}-directory.xml"))
+            .await
+            .text()
+            .await
+            .unwrap(),
+        "<directory>seed</directory>"
+    );
+    t.put(
+        &format!("/{MAC}-directory.xml"),
+        "<directory>mine</directory>",
+    )
+    .await;
+    assert_eq!(
+        t.get(&format!("/{MAC}-directory.xml"))
+            .await
+            .text()
+            .await
+            .unwrap(),
+        "<directory>mine</directory>"
+    );
+    assert_eq!(
+        t.get(&format!("/{MAC}-license.cfg"))
+            .await
+            .text()
+            .await
+            .unwrap(),
+        "<license/>"
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_and_write_nothing() {
+    let t = TestServer::start_with(|s| s.uploads.max_config_bytes = 1000).await;
+    let web = format!("/{MAC}-web.cfg");
+    let cases: Vec<(Method, String, Vec<u8>, u16)> = vec![
+        (Method::PUT, "/../etc/passwd".into(), b"<a/>".to_vec(), 400),
+        (
+            Method::GET,
+            "/a/%2e%2e/%2e%2e/etc/passwd".into(),
+            vec![],
+            400,
+        ),
+        (
+            Method::PUT,
+            format!("/x%2f..%2f{MAC}-web.cfg"),
+            b"<a/>".to_vec(),
+            400,
+        ),
+        (Method::GET, "//etc/passwd".into(), vec![], 400),
+        (Method::GET, "/C:/boot.ini".into(), vec![], 400),
+        (
+            Method::PUT,
+            format!("/a\\{MAC}-web.cfg"),
+            b"<a/>".to_vec(),
+            400,
+        ),
+        (Method::PUT, web.clone(), vec![b'x'; 2000], 413),
+        (
+            Method::PUT,
+            web.clone(),
+            b"<PHONE_CONFIG><OVERRIDES".to_vec(),
+            400,
+        ),
+        (Method::PUT, web.clone(), vec![0xff, 0xfe, 0x00], 400),
+        (
+            Method::PUT,
+            format!("/{MAC}-unknown.cfg"),
+            b"<a/>".to_vec(),
+            405,
+        ),
+        (Method::PUT, format!("/{MAC}.cfg"), b"<a/>".to_vec(), 405),
+        (
+            Method::PUT,
+            "/000000000000.cfg".into(),
+            b"<a/>".to_vec(),
+            405,
+        ),
+        (Method::PUT, "/sip.ld".into(), b"x".to_vec(), 405),
+        (
+            Method::PUT,
+            "/0004f2aa81zz-web.cfg".into(),
+            b"<a/>".to_vec(),
+            405,
+        ),
+        (
+            Method::PUT,
+            "/000000000000-web.cfg".into(),
+            b"<a/>".to_vec(),
+            405,
+        ),
+        (Method::DELETE, web.clone(), vec![], 405),
+    ];
+    for (method, path, body, want) in cases {
+        // Paths a normal client would clean up are sent as they are.
+        let url = format!("http://{}{}", t.server.http_addr, path);
+        let r = t.phone(method.clone(), "/").body(body.clone());
+        let mut req = r.build().unwrap();
+        *req.url_mut() = reqwest::Url::parse(&url).unwrap_or_else(|_| req.url().clone());
+        if path.contains("..")
+            || path.contains("%2e")
+            || path.contains('\\')
+            || path.starts_with("//")
+        {
+            // reqwest's URL type normalises these; send the raw request line instead.
+            let status = raw_request(&t, method.as_str(), &path, &body).await;
+            assert_eq!(status, want, "{method} {path}");
+            continue;
+        }
+        let r = t.http.execute(req).await.unwrap();
+        assert_eq!(r.status().as_u16(), want, "{method} {path}");
+    }
+    assert!(t.upload_files().is_empty(), "{:?}", t.upload_files());
+    let root: Vec<_> = std::fs::read_dir(t.root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(root, ["000000000000.cfg"]);
+
+    // A User-Agent that claims to be a phone but is malformed.
+    let r = t
+        .http
+        .get(t.url("/000000000000.cfg"))
+        .header(
+            "user-agent",
+            "FileTransport PolycomVVX-VVX_500-UA/5.9 (SN:zz) Type/Application",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
+
+/// Sends one HTTP/1.1 request with the path exactly as given.
+async fn raw_request(t: &TestServer, method: &str, path: &str, body: &[u8]) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (user, pw) = t.server.provisioning_login.clone().unwrap();
+    let auth = base64_encode(format!("{user}:{pw}").as_bytes());
+    let mut s = tokio::net::TcpStream::connect(t.server.http_addr)
+        .await
+        .unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nUser-Agent: {UA}\r\nAuthorization: Basic {auth}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in b.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_serial_that_contradicts_the_mac_gets_nothing_per_device() {
+    let t = TestServer::start().await;
+    assign_default(&t).await;
+    let liar = "FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 (SN:0004f2000001) Type/Application";
+    for (method, path) in [
+        (Method::GET, format!("/{MAC}.cfg")),
+        (Method::GET, format!("/{MAC}-polyprov.cfg")),
+        (Method::GET, format!("/{MAC}-web.cfg")),
+        (Method::PUT, format!("/{MAC}-web.cfg")),
+    ] {
+        let r = t
+            .phone(method.clone(), &path)
+            .header("user-agent", liar)
+            .body("<a/>")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{method} {path}");
+    }
+    assert!(t.upload_files().is_empty());
+    // The honest phone with the same tag is served.
+    let honest =
+        format!("FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 (SN:{MAC}) Type/Application");
+    let r = t
+        .phone(Method::GET, &format!("/{MAC}-polyprov.cfg"))
+        .header("user-agent", honest)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let metrics = t
+        .http
+        .get(format!("http://{}/metrics", t.server.admin_addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("polyprov_security_events_total{event=\"serial_mismatch\"} 4"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn per_device_files_need_the_provisioning_credentials() {
+    let t = TestServer::start().await;
+    assign_default(&t).await;
+    t.put(&format!("/{MAC}-web.cfg"), "<a/>").await;
+    for path in [format!("/{MAC}-polyprov.cfg"), format!("/{MAC}-web.cfg")] {
+        let r = t.http.get(t.url(&path)).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+        assert!(
+            r.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Basic")
+        );
+        let r = t
+            .http
+            .get(t.url(&path))
+            .basic_auth("PlcmSpIp", Some("wrong"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+    }
+    let r = t
+        .http
+        .put(t.url(&format!("/{MAC}-web.cfg")))
+        .body("<b/>")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(t.upload_files().len(), 1);
+    // Shared files and masters carry no secret and need no credentials.
+    assert_eq!(
+        t.http
+            .get(t.url(&format!("/{MAC}.cfg")))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        t.http
+            .get(t.url("/000000000000.cfg"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn without_auth_per_device_files_are_served_to_anyone() {
+    let t =
+        TestServer::start_with(|s| s.provisioning.auth = polyprov_server::ProvisioningAuth::None)
+            .await;
+    assert!(t.server.provisioning_login.is_none());
+    let r = t
+        .http
+        .put(t.url(&format!("/{MAC}-web.cfg")))
+        .body("<a/>")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+}
+
+#[tokio::test]
+async fn first_contact_records_an_unassigned_device_with_what_it_said() {
+    let t = TestServer::start().await;
+    let ua = format!("FileTransport PolycomVVX-VVX_411-UA/6.4.3.5018 (SN:{MAC}) Type/Updater");
+    t.http
+        .get(t.url(&format!("/{MAC}.cfg")))
+        .header("user-agent", ua)
+        .send()
+        .await
+        .unwrap();
+    let mut device = serde_json::Value::Null;
+    for _ in 0..200 {
+        let (s, d) = t
+            .admin_json(Method::GET, &format!("/api/v1/devices/{MAC}"), None)
+            .await;
+        if s == 200 {
+            device = d;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(device["state"], "unassigned");
+    assert_eq!(device["model"], "VVX_411");
+    assert_eq!(device["firmware"], "6.4.3.5018");
+    assert_eq!(device["stage"], "Updater");
+    assert_eq!(device["serial"], MAC);
+    assert_eq!(device["last_addr"], "127.0.0.1");
+    assert_eq!(device["last_fetch"], format!("{MAC}.cfg"));
+    assert!(device["admin_password"].is_null());
+    // Never given a secret: no per-device file.
+    assert_eq!(t.get(&format!("/{MAC}-polyprov.cfg")).await.status(), 404);
+}
+
+#[tokio::test]
+async fn graceful_shutdown_writes_pending_sightings() {
+    let t = TestServer::start_with(|s| s.inventory.flush_interval_ms = 3_600_000).await;
+    t.http
+        .get(t.url(&format!("/{MAC}.cfg")))
+        .send()
+        .await
+        .unwrap();
+    let data = t.data();
+    let TestServer { server, dir, .. } = t;
+    server.shutdown().await;
+    let inv = polyprov_store::Inventory::open_sqlite(&data.join("polyprov.db"))
+        .await
+        .unwrap();
+    let d = inv.device(MAC.parse().unwrap()).await.unwrap().unwrap();
+    assert_eq!(d.model.as_deref(), Some("VVX_500"));
+    drop(dir);
+}
