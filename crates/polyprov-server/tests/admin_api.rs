@@ -1,5 +1,7 @@
 //! The admin REST API over real sockets.
 
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
 mod common;
 
 use common::{MAC, TestServer};

@@ -1,5 +1,7 @@
 //! The phone door, driven over real sockets with a real HTTP client.
 
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
 mod common;
 
 use common::{MAC, TestServer, UA, attributes};

@@ -1,5 +1,6 @@
 //! A real server on ephemeral loopback ports, and a real HTTP client.
 
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 #![allow(dead_code)]
 
 use polyprov_server::{RunningServer, Settings};
@@ -22,8 +23,10 @@ impl TestServer {
 
     pub async fn start_with(tweak: impl FnOnce(&mut Settings)) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Settings::default();
-        s.data = dir.path().join("data");
+        let mut s = Settings {
+            data: dir.path().join("data"),
+            ..Settings::default()
+        };
         s.http.listen = "127.0.0.1:0".parse().unwrap();
         s.admin.listen = "127.0.0.1:0".parse().unwrap();
         s.inventory.flush_interval_ms = 20;
