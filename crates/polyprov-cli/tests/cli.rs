@@ -1,0 +1,153 @@
+//! The `polyprov` binary end to end: `serve` on a fresh data directory, then the admin commands
+//! against it, checking output and exit codes.
+
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_polyprov");
+
+struct Served {
+    child: Child,
+    admin: String,
+    phones: String,
+    summary: String,
+}
+
+fn serve(data: &Path) -> Served {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--http", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut summary = String::new();
+    let (mut admin, mut phones) = (String::new(), String::new());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        summary.push_str(&line);
+        let field = |l: &str| l.split_whitespace().nth(2).unwrap_or_default().to_string();
+        if line.trim_start().starts_with("phones (HTTP)") {
+            phones = field(&line);
+        }
+        if line.trim_start().starts_with("admin API") {
+            admin = field(&line).trim_end_matches("/api/v1").to_string();
+        }
+        if line.trim_start().starts_with("metrics") {
+            break;
+        }
+    }
+    assert!(!admin.is_empty() && !phones.is_empty(), "no summary: {summary}");
+    Served { child, admin, phones, summary }
+}
+
+fn polyprov(args: &[&str], served: &Served, data: &Path) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("--server")
+        .arg(&served.admin)
+        .arg("--token-file")
+        .arg(data.join("admin.token"))
+        .env_remove("POLYPROV_TOKEN")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn serve_then_manage_devices_with_meaningful_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut served = serve(&data);
+    assert!(served.summary.contains("provisioning URL http://PlcmSpIp:"), "{}", served.summary);
+
+    // First start created the store, the boot root and private secrets.
+    assert!(data.join("root/000000000000.cfg").is_file());
+    assert!(data.join("polyprov.db").is_file());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for f in ["admin.token", "provisioning.password"] {
+            let mode = std::fs::metadata(data.join(f)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{f}");
+        }
+    }
+
+    let ok = |o: &Output| assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    ok(&polyprov(&["profile", "set", "sales", "--param", "reg.1.server.1.address=pbx.example.com"], &served, &data));
+    let o = polyprov(
+        &["device", "assign", "00:04:f2:aa:81:4c", "--profile", "sales", "--admin-password", "pw1", "--line", "1001@pbx,1001,secret"],
+        &served,
+        &data,
+    );
+    ok(&o);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "assigned 0004f2aa814c");
+
+    let o = polyprov(&["device", "list", "--json"], &served, &data);
+    ok(&o);
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(list[0]["mac"], "0004f2aa814c");
+    assert_eq!(list[0]["params"]["reg.1.auth.password"], "secret");
+
+    let o = polyprov(&["device", "list"], &served, &data);
+    ok(&o);
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(table.starts_with("MAC") && table.contains("0004f2aa814c  assigned  sales"), "{table}");
+
+    // Exit codes: 3 not found, 4 refused token or unreachable server, 2 usage, 1 refused request.
+    assert_eq!(polyprov(&["device", "show", "0004f2000001"], &served, &data).status.code(), Some(3));
+    let o = Command::new(BIN)
+        .args(["device", "list", "--server", &served.admin])
+        .env("POLYPROV_TOKEN", "wrong")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(4));
+    let o = Command::new(BIN)
+        .args(["device", "list", "--server", "http://127.0.0.1:9", "--token-file"])
+        .arg(data.join("admin.token"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(4));
+    assert_eq!(polyprov(&["device", "assign", "0004f2aa814c", "--param", "novalue"], &served, &data).status.code(), Some(2));
+    assert_eq!(polyprov(&["device", "assign", "0004f2aa814c", "--profile", "missing"], &served, &data).status.code(), Some(1));
+    assert_eq!(polyprov(&["profile", "remove", "sales"], &served, &data).status.code(), Some(1));
+
+    // A phone fetches its file through the door the summary named.
+    let pw = std::fs::read_to_string(data.join("provisioning.password")).unwrap();
+    let o = Command::new("curl")
+        .args(["-sf", "-u", &format!("PlcmSpIp:{}", pw.trim()), &format!("http://{}/0004f2aa814c-polyprov.cfg", served.phones)])
+        .output()
+        .expect("curl must be installed (.ci/run installs it)");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("device.auth.localAdminPassword=\"pw1\""));
+
+    // SIGTERM: a graceful stop with exit code 0.
+    Command::new("kill").args(["-TERM", &served.child.id().to_string()]).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = served.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn a_bad_settings_file_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("polyprov.toml");
+    std::fs::write(&cfg, "[http]\nlisen = \"0.0.0.0:80\"\n").unwrap();
+    let o = Command::new(BIN).arg("serve").arg("--config").arg(&cfg).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("lisen"));
+}
