@@ -7,6 +7,8 @@ set -uo pipefail
 BIN=${1:-target/release/polyprov}
 [ -x "$BIN" ] || { echo "no polyprov binary at $BIN (cargo build --release)"; exit 2; }
 command -v curl >/dev/null || { echo "curl is not installed"; exit 2; }
+command -v fail2ban-regex >/dev/null || { echo "fail2ban-regex is not installed (Debian: fail2ban)"; exit 2; }
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
 
 WORK=$(mktemp -d)
 DATA=$WORK/data
@@ -87,6 +89,10 @@ check "metrics count the requests" \
 
 kill -TERM "$SERVER_PID"; wait "$SERVER_PID"; code=$?; SERVER_PID=
 check "SIGTERM stops the server cleanly" [ "$code" = 0 ]
+
+# The traversal, the encoded slash and the wrong password above: one line each for fail2ban.
+hits=$(fail2ban-regex "$WORK/log" "$REPO/contrib/fail2ban/polyprov.conf" 2>/dev/null | awk '/^Failregex:/ {print $2}')
+check "fail2ban's filter matches the security events ($hits)" [ "${hits:-0}" = 3 ]
 
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
