@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Boot-storm benchmark of the phone door: GETs of generated per-device files (<mac>-polyprov.cfg)
+# and generated masters (<mac>.cfg) for many assigned devices, against polyprov and against nginx
+# serving the very same bytes as static files, in the same run. Reports the ratio polyprov/nginx.
+# Loopback only; every load run is bounded in time.
+# Usage: bench/http-storm.sh [devices=1000] [seconds=10] [connections=64]
+# Needs: a release build (cargo build --release), wrk, nginx, curl.
+set -euo pipefail
+DEVICES=${1:-1000}
+SECONDS_PER_RUN=${2:-10}
+CONNECTIONS=${3:-64}
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+BIN=$REPO/target/release/polyprov
+for t in wrk nginx curl; do command -v $t >/dev/null || { echo "$t is not installed"; exit 2; }; done
+[ -x "$BIN" ] || { echo "build first: cargo build --release"; exit 2; }
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+"$BIN" serve --data "$WORK/data" --http 127.0.0.1:0 --admin 127.0.0.1:0 >"$WORK/summary" 2>"$WORK/log" &
+PIDS+=($!)
+for _ in $(seq 1 100); do grep -q '^  metrics' "$WORK/summary" 2>/dev/null && break; sleep 0.1; done
+PHONES=$(awk '/phones \(HTTP\)/ {print $3}' "$WORK/summary")
+ADMIN=$(awk '/admin API/ {print $3}' "$WORK/summary" | sed 's#/api/v1##')
+TOKEN=$(cat "$WORK/data/admin.token")
+PW=$(cat "$WORK/data/provisioning.password")
+BASIC=$(printf 'PlcmSpIp:%s' "$PW" | base64 -w0)
+
+echo "assigning $DEVICES devices..."
+curl -sf -X PUT -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+  -d '{"params":{"reg.1.server.1.address":"pbx.example.com","tcpIpApp.sntp.address":"pool.ntp.org","voIpProt.SIP.outboundProxy.address":"sbc.example.com"}}' \
+  "$ADMIN/api/v1/profiles/bench" >/dev/null
+mkdir -p "$WORK/static"
+chmod a+rx "$WORK" "$WORK/static"  # nginx workers run as another user
+: >"$WORK/macs"
+for i in $(seq 1 "$DEVICES"); do
+  mac=$(printf '0004f2%06x' "$i")
+  echo "$mac" >>"$WORK/macs"
+  curl -sf -X PUT -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+    -d "{\"profile\":\"bench\",\"admin_password\":\"pw$i\",\"lines\":[{\"address\":\"$i@pbx.example.com\",\"user\":\"$i\",\"password\":\"secret$i\"}]}" \
+    "$ADMIN/api/v1/devices/$mac" >/dev/null
+done
+# The same bytes, as static files for nginx.
+while read -r mac; do
+  curl -sf -H "Authorization: Basic $BASIC" "http://$PHONES/$mac-polyprov.cfg" -o "$WORK/static/$mac-polyprov.cfg"
+  curl -sf "http://$PHONES/$mac.cfg" -o "$WORK/static/$mac.cfg"
+done <"$WORK/macs"
+chmod a+r "$WORK"/static/*
+
+NGINX_PORT=$((20000 + RANDOM % 20000))
+mkdir -p "$WORK/nginx"
+cat >"$WORK/nginx/nginx.conf" <<NGINX
+worker_processes 2;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on; tcp_nodelay on; keepalive_requests 100000;
+  client_body_temp_path $WORK/nginx; proxy_temp_path $WORK/nginx; fastcgi_temp_path $WORK/nginx;
+  uwsgi_temp_path $WORK/nginx; scgi_temp_path $WORK/nginx;
+  server { listen 127.0.0.1:$NGINX_PORT; root $WORK/static; }
+}
+NGINX
+nginx -c "$WORK/nginx/nginx.conf" -g 'daemon off;' &
+PIDS+=($!)
+sleep 0.5
+
+cat >"$WORK/storm.lua" <<LUA
+local macs = {}
+for line in io.lines("$WORK/macs") do macs[#macs + 1] = line end
+local i = 0
+request = function()
+  i = i + 1
+  local mac = macs[(i % #macs) + 1]
+  local path
+  if i % 2 == 0 then path = "/" .. mac .. "-polyprov.cfg" else path = "/" .. mac .. ".cfg" end
+  return wrk.format("GET", path, { ["Authorization"] = "Basic $BASIC",
+    ["User-Agent"] = "FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 Type/Application" })
+end
+LUA
+
+run() { # name url
+  wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency -s "$WORK/storm.lua" "$2" >"$WORK/$1.txt"
+  local rps p50 p99 errors
+  rps=$(awk '/^Requests\/sec/ {print $2}' "$WORK/$1.txt")
+  p50=$(awk '$1=="50%" {print $2}' "$WORK/$1.txt")
+  p99=$(awk '$1=="99%" {print $2}' "$WORK/$1.txt")
+  errors=$(awk '/Non-2xx/ {print $NF}' "$WORK/$1.txt")
+  printf '%-9s %10s req/s   p50 %8s   p99 %8s   non-2xx %s\n' "$1" "$rps" "$p50" "$p99" "${errors:-0}"
+  echo "$rps" >"$WORK/$1.rps"
+}
+echo "devices=$DEVICES seconds=$SECONDS_PER_RUN connections=$CONNECTIONS (wrk -t2, half masters, half per-device files)"
+run nginx "http://127.0.0.1:$NGINX_PORT"
+run polyprov "http://$PHONES"
+awk -v p="$(cat "$WORK/polyprov.rps")" -v n="$(cat "$WORK/nginx.rps")" \
+  'BEGIN { printf "ratio polyprov/nginx: %.2f\n", p / n }'
