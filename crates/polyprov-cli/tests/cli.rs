@@ -19,7 +19,14 @@ struct Served {
 
 fn serve(data: &Path) -> Served {
     let mut child = Command::new(BIN)
-        .args(["serve", "--http", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--data"])
+        .args([
+            "serve",
+            "--http",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--data",
+        ])
         .arg(data)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -47,8 +54,16 @@ fn serve(data: &Path) -> Served {
             break;
         }
     }
-    assert!(!admin.is_empty() && !phones.is_empty(), "no summary: {summary}");
-    Served { child, admin, phones, summary }
+    assert!(
+        !admin.is_empty() && !phones.is_empty(),
+        "no summary: {summary}"
+    );
+    Served {
+        child,
+        admin,
+        phones,
+        summary,
+    }
 }
 
 fn polyprov(args: &[&str], served: &Served, data: &Path) -> Output {
@@ -68,7 +83,11 @@ fn serve_then_manage_devices_with_meaningful_exit_codes() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut served = serve(&data);
-    assert!(served.summary.contains("provisioning URL http://PlcmSpIp:"), "{}", served.summary);
+    assert!(
+        served.summary.contains("provisioning URL http://PlcmSpIp:"),
+        "{}",
+        served.summary
+    );
 
     // First start created the store, the boot root and private secrets.
     assert!(data.join("root/000000000000.cfg").is_file());
@@ -77,20 +96,46 @@ fn serve_then_manage_devices_with_meaningful_exit_codes() {
     {
         use std::os::unix::fs::PermissionsExt;
         for f in ["admin.token", "provisioning.password"] {
-            let mode = std::fs::metadata(data.join(f)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(data.join(f))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600, "{f}");
         }
     }
 
     let ok = |o: &Output| assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    ok(&polyprov(&["profile", "set", "sales", "--param", "reg.1.server.1.address=pbx.example.com"], &served, &data));
+    ok(&polyprov(
+        &[
+            "profile",
+            "set",
+            "sales",
+            "--param",
+            "reg.1.server.1.address=pbx.example.com",
+        ],
+        &served,
+        &data,
+    ));
     let o = polyprov(
-        &["device", "assign", "00:04:f2:aa:81:4c", "--profile", "sales", "--admin-password", "pw1", "--line", "1001@pbx,1001,secret"],
+        &[
+            "device",
+            "assign",
+            "00:04:f2:aa:81:4c",
+            "--profile",
+            "sales",
+            "--admin-password",
+            "pw1",
+            "--line",
+            "1001@pbx,1001,secret",
+        ],
         &served,
         &data,
     );
     ok(&o);
-    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "assigned 0004f2aa814c");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "assigned 0004f2aa814c"
+    );
 
     let o = polyprov(&["device", "list", "--json"], &served, &data);
     ok(&o);
@@ -101,10 +146,18 @@ fn serve_then_manage_devices_with_meaningful_exit_codes() {
     let o = polyprov(&["device", "list"], &served, &data);
     ok(&o);
     let table = String::from_utf8_lossy(&o.stdout);
-    assert!(table.starts_with("MAC") && table.contains("0004f2aa814c  assigned  sales"), "{table}");
+    assert!(
+        table.starts_with("MAC") && table.contains("0004f2aa814c  assigned  sales"),
+        "{table}"
+    );
 
     // Exit codes: 3 not found, 4 refused token or unreachable server, 2 usage, 1 refused request.
-    assert_eq!(polyprov(&["device", "show", "0004f2000001"], &served, &data).status.code(), Some(3));
+    assert_eq!(
+        polyprov(&["device", "show", "0004f2000001"], &served, &data)
+            .status
+            .code(),
+        Some(3)
+    );
     let o = Command::new(BIN)
         .args(["device", "list", "--server", &served.admin])
         .env("POLYPROV_TOKEN", "wrong")
@@ -112,25 +165,62 @@ fn serve_then_manage_devices_with_meaningful_exit_codes() {
         .unwrap();
     assert_eq!(o.status.code(), Some(4));
     let o = Command::new(BIN)
-        .args(["device", "list", "--server", "http://127.0.0.1:9", "--token-file"])
+        .args([
+            "device",
+            "list",
+            "--server",
+            "http://127.0.0.1:9",
+            "--token-file",
+        ])
         .arg(data.join("admin.token"))
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(4));
-    assert_eq!(polyprov(&["device", "assign", "0004f2aa814c", "--param", "novalue"], &served, &data).status.code(), Some(2));
-    assert_eq!(polyprov(&["device", "assign", "0004f2aa814c", "--profile", "missing"], &served, &data).status.code(), Some(1));
-    assert_eq!(polyprov(&["profile", "remove", "sales"], &served, &data).status.code(), Some(1));
+    assert_eq!(
+        polyprov(
+            &["device", "assign", "0004f2aa814c", "--param", "novalue"],
+            &served,
+            &data
+        )
+        .status
+        .code(),
+        Some(2)
+    );
+    assert_eq!(
+        polyprov(
+            &["device", "assign", "0004f2aa814c", "--profile", "missing"],
+            &served,
+            &data
+        )
+        .status
+        .code(),
+        Some(1)
+    );
+    assert_eq!(
+        polyprov(&["profile", "remove", "sales"], &served, &data)
+            .status
+            .code(),
+        Some(1)
+    );
 
     // A phone fetches its file through the door the summary named.
     let pw = std::fs::read_to_string(data.join("provisioning.password")).unwrap();
     let o = Command::new("curl")
-        .args(["-sf", "-u", &format!("PlcmSpIp:{}", pw.trim()), &format!("http://{}/0004f2aa814c-polyprov.cfg", served.phones)])
+        .args([
+            "-sf",
+            "-u",
+            &format!("PlcmSpIp:{}", pw.trim()),
+            &format!("http://{}/0004f2aa814c-polyprov.cfg", served.phones),
+        ])
         .output()
         .expect("curl must be installed (.ci/run installs it)");
     assert!(String::from_utf8_lossy(&o.stdout).contains("device.auth.localAdminPassword=\"pw1\""));
 
     // SIGTERM: a graceful stop with exit code 0.
-    Command::new("kill").args(["-TERM", &served.child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &served.child.id().to_string()])
+        .status()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(s) = served.child.try_wait().unwrap() {
@@ -147,7 +237,12 @@ fn a_bad_settings_file_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("polyprov.toml");
     std::fs::write(&cfg, "[http]\nlisen = \"0.0.0.0:80\"\n").unwrap();
-    let o = Command::new(BIN).arg("serve").arg("--config").arg(&cfg).output().unwrap();
+    let o = Command::new(BIN)
+        .arg("serve")
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("lisen"));
 }

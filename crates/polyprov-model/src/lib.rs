@@ -10,6 +10,8 @@
 //! ```
 
 pub mod config;
+pub mod config_file;
+pub mod effective;
 pub mod mac;
 pub mod master;
 pub mod path;

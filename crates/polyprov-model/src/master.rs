@@ -6,6 +6,8 @@
 //! when a parameter is set in several files the phone keeps the value from the file listed first,
 //! and the phone's own settings must win over the shared ones.
 
+use crate::Mac;
+use crate::config_file::{ConfigFile, Param, ParseError, offset_in};
 use quick_xml::events::Event;
 
 /// Why a master file cannot be used.
@@ -40,6 +42,141 @@ pub const STARTER_MASTER: &str = r#"<?xml version="1.0" encoding="UTF-8" standal
   CERTIFICATE_DIRECTORY="">
 </APPLICATION>
 "#;
+
+/// Longest single `CONFIG_FILES` entry a phone accepts.
+pub const MAX_CONFIG_FILE_ENTRY: usize = 255;
+/// Longest `CONFIG_FILES` list a phone accepts.
+pub const MAX_CONFIG_FILES_LIST: usize = 2047;
+
+/// The `*_DIRECTORY` attributes: where a phone uploads and looks for its own files.
+pub const DIRECTORY_ATTRIBUTES: &[&str] = &[
+    "LOG_FILE_DIRECTORY",
+    "OVERRIDES_DIRECTORY",
+    "CONTACTS_DIRECTORY",
+    "LICENSE_DIRECTORY",
+    "USER_PROFILES_DIRECTORY",
+    "CALL_LISTS_DIRECTORY",
+    "COREFILE_DIRECTORY",
+    "CERTIFICATE_DIRECTORY",
+    "FLK_DIRECTORY",
+    "ICONS_DIRECTORY",
+];
+
+/// The model token used in master files (`VVX500`, `SPIP550`, `SSIP5000`) for a User-Agent model
+/// (`VVX_500`, `SPIP_550`, `SSIP_5000`): the same letters without underscores.
+pub fn model_token(user_agent_model: &str) -> String {
+    user_agent_model.chars().filter(|c| *c != '_').collect()
+}
+
+/// A master file (`<APPLICATION …>`), read for the phones that use it.
+#[derive(Debug, Clone)]
+pub struct Master {
+    file: ConfigFile,
+}
+
+/// Why a file is not a usable master.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MasterParseError {
+    #[error(transparent)]
+    Xml(#[from] ParseError),
+    #[error("{0}: the root element is <{1}>, not <APPLICATION>")]
+    NotAMaster(String, String),
+}
+
+/// What one phone model takes from a master.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedMaster {
+    /// The application image (`APP_FILE_PATH` or its per-model form).
+    pub app_file_path: Option<String>,
+    /// `CONFIG_FILES`, split, trimmed, substituted, in order (the first listed wins).
+    pub config_files: Vec<String>,
+    /// The raw `CONFIG_FILES` text, for the phone's length limits.
+    pub config_files_raw: String,
+    /// Every other attribute (directories, `MISC_FILES`, …) after per-model selection.
+    pub attributes: Vec<(String, String)>,
+}
+
+impl Master {
+    /// Parses a master file.
+    pub fn parse(name: &str, text: &str) -> Result<Master, MasterParseError> {
+        let file = ConfigFile::parse(name, text)?;
+        if file.root() != "APPLICATION" {
+            return Err(MasterParseError::NotAMaster(
+                name.to_string(),
+                file.root().to_string(),
+            ));
+        }
+        Ok(Master { file })
+    }
+
+    /// The underlying file (text and attribute positions).
+    pub fn file(&self) -> &ConfigFile {
+        &self.file
+    }
+
+    /// An attribute for a model: `NAME_<token>` when present and non-empty, else `NAME`.
+    /// The phone matches attribute names, not element names (domain.md §2). An empty per-model
+    /// value falls back to the generic one (an assumption: its meaning is not documented).
+    pub fn attribute(&self, name: &str, token: Option<&str>) -> Option<&Param> {
+        if let Some(t) = token {
+            let specific = format!("{name}_{t}");
+            if let Some(p) = self
+                .file
+                .get(&specific)
+                .filter(|p| !p.value.trim().is_empty())
+            {
+                return Some(p);
+            }
+        }
+        self.file.get(name)
+    }
+
+    /// What a phone of model `token` (e.g. `VVX500`) with `mac` takes from this master.
+    /// `[PHONE_MAC_ADDRESS]` becomes the lower-case MAC, `[PHONE_MODEL]` the token.
+    pub fn resolve(&self, token: Option<&str>, mac: Mac) -> ResolvedMaster {
+        let subst = |s: &str| {
+            let s = s.replace("[PHONE_MAC_ADDRESS]", &mac.to_string());
+            match token {
+                Some(t) => s.replace("[PHONE_MODEL]", t),
+                None => s,
+            }
+        };
+        let raw = self
+            .attribute("CONFIG_FILES", token)
+            .map(|p| p.value.clone())
+            .unwrap_or_default();
+        let config_files = raw
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(subst)
+            .collect();
+        let generic: Vec<&str> = self
+            .file
+            .params()
+            .iter()
+            .filter(|p| {
+                p.element == "APPLICATION" && p.name != "CONFIG_FILES" && p.name != "APP_FILE_PATH"
+            })
+            .map(|p| p.name.as_str())
+            .collect();
+        let attributes = generic
+            .into_iter()
+            .filter_map(|n| {
+                self.attribute(n, token)
+                    .map(|p| (n.to_string(), subst(&p.value)))
+            })
+            .collect();
+        ResolvedMaster {
+            app_file_path: self
+                .attribute("APP_FILE_PATH", token)
+                .map(|p| subst(&p.value)),
+            config_files,
+            config_files_raw: raw,
+            attributes,
+        }
+    }
+}
 
 /// Returns `master` with `file` put first in `CONFIG_FILES` of the `<APPLICATION>` element and in
 /// every non-empty `CONFIG_FILES_<model>` of its per-model children. An empty per-model list is
@@ -114,15 +251,40 @@ pub fn prepend_config_file(master: &str, file: &str) -> Result<String, MasterErr
     Ok(out)
 }
 
-/// Where `part`, a slice borrowed from `whole`, starts in it; `None` for text from elsewhere.
-fn offset_in(whole: &str, part: &str) -> Option<usize> {
-    let at = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
-    (at + part.len() <= whole.len() && whole.is_char_boundary(at)).then_some(at)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resolves_per_model_attributes_by_name() {
+        let m = Master::parse(
+            "m.cfg",
+            r#"<APPLICATION APP_FILE_PATH="sip.ld" CONFIG_FILES="a.cfg, [PHONE_MAC_ADDRESS]-x.cfg,, b.cfg" LOG_FILE_DIRECTORY="/logs/">
+  <APPLICATION_SPIP300 APP_FILE_PATH_SPIP300="sip_213.ld" CONFIG_FILES_SPIP300="old.cfg"/>
+  <ANY_ELEMENT CONFIG_FILES_VVX500="v.cfg" LOG_FILE_DIRECTORY_VVX500=""/>
+</APPLICATION>"#,
+        )
+        .unwrap();
+        let mac: Mac = "0004F2AA814C".parse().unwrap();
+        let r = m.resolve(None, mac);
+        assert_eq!(r.config_files, ["a.cfg", "0004f2aa814c-x.cfg", "b.cfg"]);
+        assert_eq!(r.app_file_path.as_deref(), Some("sip.ld"));
+        let r = m.resolve(Some("SPIP300"), mac);
+        assert_eq!(
+            (r.app_file_path.as_deref(), r.config_files.as_slice()),
+            (Some("sip_213.ld"), ["old.cfg".to_string()].as_slice())
+        );
+        let r = m.resolve(Some(&model_token("VVX_500")), mac);
+        assert_eq!(r.config_files, ["v.cfg"]);
+        assert_eq!(
+            r.attributes,
+            [("LOG_FILE_DIRECTORY".to_string(), "/logs/".to_string())]
+        );
+        assert!(matches!(
+            Master::parse("x", "<polycomConfig/>"),
+            Err(MasterParseError::NotAMaster(..))
+        ));
+    }
 
     #[test]
     fn puts_the_device_file_first() {
