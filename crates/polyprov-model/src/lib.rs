@@ -12,6 +12,7 @@
 pub mod config;
 pub mod config_file;
 pub mod effective;
+pub mod lint;
 pub mod mac;
 pub mod master;
 pub mod path;

@@ -1,0 +1,410 @@
+//! Findings on a set of Poly configuration files, as a phone would see them: malformed XML,
+//! parameters set twice, `device.*` values the phone will ignore, `CONFIG_FILES` over the phone's
+//! limits or naming missing files, and secrets in files every phone can download.
+//!
+//! Pure: the caller reads the files and says which names exist.
+
+use crate::config_file::{ConfigFile, Position};
+use crate::effective::{PhoneSources, Verdict, effective, is_gated};
+use crate::master::{MAX_CONFIG_FILE_ENTRY, MAX_CONFIG_FILES_LIST, Master};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// How bad a finding is. `Error` and `Security` make `config check` fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Error,
+    Security,
+    Warning,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Error => "error",
+            Severity::Security => "security",
+            Severity::Warning => "warning",
+        })
+    }
+}
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub severity: Severity,
+    /// A stable identifier, e.g. `secret-in-shared-file`.
+    pub code: &'static str,
+    pub file: String,
+    pub position: Option<Position>,
+    pub message: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position {
+            Some(p) => write!(f, "{}:{p}: ", self.file)?,
+            None => write!(f, "{}: ", self.file)?,
+        }
+        write!(f, "{}[{}]: {}", self.severity, self.code, self.message)
+    }
+}
+
+/// Files to check: `(name relative to the boot root, text)`, and every name that exists in the
+/// boot root (for `CONFIG_FILES` that name missing files).
+#[derive(Debug, Default, Clone)]
+pub struct LintInput {
+    pub files: Vec<(String, String)>,
+    pub existing: BTreeSet<String>,
+}
+
+/// Ungated values per file above which they are reported as one finding.
+const UNGATED_DETAIL_LIMIT: usize = 5;
+
+/// Whether a parameter carries a secret: a password, passphrase, key or `device.auth.*` value.
+pub fn is_secret(name: &str) -> bool {
+    if name.ends_with(".set") {
+        return false;
+    }
+    let last = name.rsplit('.').next().unwrap_or(name).to_ascii_lowercase();
+    last.ends_with("password")
+        || last == "passwd"
+        || last == "passphrase"
+        || last == "secret"
+        || name.starts_with("device.auth.")
+        || (name.starts_with("device.wifi.")
+            && (last == "key" || (last.starts_with("key") && last[3..].parse::<u8>().is_ok())))
+        || name == "device.sec.configEncryption.key"
+}
+
+/// Whether a file is specific to one phone (`<mac>…`), rather than downloadable by every phone.
+fn is_per_device(name: &str) -> bool {
+    let base = name.rsplit('/').next().unwrap_or(name);
+    base.get(..12)
+        .is_some_and(|h| crate::Mac::from_hex12(h).is_ok())
+}
+
+fn dir_of(name: &str) -> &str {
+    name.rsplit_once('/').map_or("", |(d, _)| d)
+}
+
+fn join(dir: &str, entry: &str) -> String {
+    let entry = entry.trim_start_matches('/');
+    if dir.is_empty() {
+        entry.to_string()
+    } else {
+        format!("{dir}/{entry}")
+    }
+}
+
+/// Checks the files. Findings are sorted by file, position and code.
+pub fn lint(input: &LintInput) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let mut parsed: BTreeMap<String, ConfigFile> = BTreeMap::new();
+    for (name, text) in &input.files {
+        match ConfigFile::parse(name, text) {
+            Ok(f) => {
+                parsed.insert(name.clone(), f);
+            }
+            Err(e) => out.push(Finding {
+                severity: Severity::Error,
+                code: "malformed-xml",
+                file: name.clone(),
+                position: Some(e.at),
+                message: e.message,
+            }),
+        }
+    }
+
+    // Masters: limits, missing files, credentials in URLs; and the sets of files phones read.
+    let mut sets: Vec<(String, Vec<String>)> = Vec::new();
+    let mut referenced = BTreeSet::new();
+    for (name, f) in &parsed {
+        if f.root() != "APPLICATION" {
+            continue;
+        }
+        let Ok(master) = Master::parse(name, f.text()) else {
+            continue;
+        };
+        for p in f
+            .params()
+            .iter()
+            .filter(|p| p.name == "CONFIG_FILES" || p.name.starts_with("CONFIG_FILES_"))
+        {
+            let at = Some(f.position(p.offset));
+            if p.value.len() > MAX_CONFIG_FILES_LIST {
+                out.push(Finding {
+                    severity: Severity::Error,
+                    code: "config-files-too-long",
+                    file: name.clone(),
+                    position: at,
+                    message: format!(
+                        "{} is {} characters; a phone reads at most {MAX_CONFIG_FILES_LIST}",
+                        p.name,
+                        p.value.len()
+                    ),
+                });
+            }
+            let mut set = Vec::new();
+            for entry in p.value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+                if entry.len() > MAX_CONFIG_FILE_ENTRY {
+                    out.push(Finding {
+                        severity: Severity::Error,
+                        code: "config-file-entry-too-long",
+                        file: name.clone(),
+                        position: at,
+                        message: format!("an entry of {} is {} characters; a phone reads at most {MAX_CONFIG_FILE_ENTRY}", p.name, entry.len()),
+                    });
+                }
+                if let Some((_, rest)) = entry.split_once("://") {
+                    let userinfo = rest
+                        .split('/')
+                        .next()
+                        .unwrap_or("")
+                        .rsplit_once('@')
+                        .map(|(u, _)| u);
+                    if userinfo.is_some_and(|u| u.contains(':')) && !is_per_device(name) {
+                        out.push(Finding {
+                            severity: Severity::Security,
+                            code: "credentials-in-shared-master",
+                            file: name.clone(),
+                            position: at,
+                            message: format!("{} names a URL with a user and password; every phone can read this master", p.name),
+                        });
+                    }
+                    continue;
+                }
+                if entry.contains('[') {
+                    continue; // [PHONE_MAC_ADDRESS] / [PHONE_MODEL]: one file per phone, not checkable here
+                }
+                let full = join(dir_of(name), entry);
+                referenced.insert(full.clone());
+                if !input.existing.contains(&full) {
+                    out.push(Finding {
+                        severity: Severity::Error,
+                        code: "missing-config-file",
+                        file: name.clone(),
+                        position: at,
+                        message: format!(
+                            "{} lists {entry:?}, which is not in the boot root",
+                            p.name
+                        ),
+                    });
+                }
+                set.push(full);
+            }
+            sets.push((format!("{name} {}", p.name), set));
+        }
+        let _ = master;
+    }
+
+    for (name, f) in &parsed {
+        if f.root() == "APPLICATION" {
+            continue;
+        }
+        // Within one file.
+        let mut first: BTreeMap<&str, Position> = BTreeMap::new();
+        for p in f.params() {
+            let at = f.position(p.offset);
+            if let Some(win) = first.get(p.name.as_str()) {
+                out.push(Finding {
+                    severity: Severity::Warning,
+                    code: "duplicate-parameter",
+                    file: name.clone(),
+                    position: Some(at),
+                    message: format!(
+                        "{} is set again; the one at {win} is read first and wins",
+                        p.name
+                    ),
+                });
+            } else {
+                first.insert(&p.name, at);
+            }
+            if !is_per_device(name) && is_secret(&p.name) && !p.value.trim().is_empty() {
+                out.push(Finding {
+                    severity: Severity::Security,
+                    code: "secret-in-shared-file",
+                    file: name.clone(),
+                    position: Some(at),
+                    message: format!("{} is set in a file every phone can download; give each phone its own value in a per-device file", p.name),
+                });
+            }
+        }
+        // A file no master lists is checked for gating on its own.
+        if !referenced.contains(name) {
+            ungated(std::slice::from_ref(f), &mut out);
+        }
+    }
+
+    // Across the files one master list makes a phone read.
+    for (label, set) in &sets {
+        let files: Vec<ConfigFile> = set.iter().filter_map(|n| parsed.get(n).cloned()).collect();
+        if files.is_empty() {
+            continue;
+        }
+        let e = effective(&PhoneSources {
+            config_files: &files,
+            ..Default::default()
+        });
+        for (param, r) in &e {
+            let mut winner: Option<(&str, &str)> = None;
+            for c in &r.candidates {
+                let file = c.file.as_deref().unwrap_or_default();
+                match (&c.verdict, winner) {
+                    (Verdict::Wins, _) => winner = Some((file, &c.value)),
+                    (Verdict::Shadowed, Some((wf, wv))) if wf != file && wv != c.value => {
+                        out.push(Finding {
+                            severity: Severity::Warning,
+                            code: "overridden-parameter",
+                            file: file.to_string(),
+                            position: c.position,
+                            message: format!("{param}={:?} never applies: {wf} is listed before it in {label} and sets {wv:?}", c.value),
+                        });
+                    }
+                    _ => {}
+                }
+            }
+        }
+        ungated(&files, &mut out);
+    }
+
+    out.sort_by(|a, b| {
+        (&a.file, a.position, a.code, &a.message).cmp(&(&b.file, b.position, b.code, &b.message))
+    });
+    out.dedup();
+    out
+}
+
+/// `device.*` values with a value that the phone ignores for lack of gating, per file.
+fn ungated(files: &[ConfigFile], out: &mut Vec<Finding>) {
+    let e = effective(&PhoneSources {
+        config_files: files,
+        ..Default::default()
+    });
+    let mut per_file: BTreeMap<String, Vec<(String, Option<Position>, String)>> = BTreeMap::new();
+    for (param, r) in &e {
+        if !is_gated(param) {
+            continue;
+        }
+        for c in &r.candidates {
+            if let Verdict::Ungated(gate) = &c.verdict
+                && !c.value.trim().is_empty()
+            {
+                per_file
+                    .entry(c.file.clone().unwrap_or_default())
+                    .or_default()
+                    .push((param.clone(), c.position, gate.clone()));
+            }
+        }
+    }
+    for (file, list) in per_file {
+        if list.len() > UNGATED_DETAIL_LIMIT {
+            let first = &list[0];
+            out.push(Finding {
+                severity: Severity::Warning,
+                code: "ungated-device-parameter",
+                file,
+                position: None,
+                message: format!(
+                    "{} device.* values with a value are ignored by the phone for lack of gating (device.set=\"1\" and <name>.set=\"1\"), e.g. {} (needs {})",
+                    list.len(),
+                    first.0,
+                    first.2
+                ),
+            });
+        } else {
+            for (param, position, gate) in list {
+                out.push(Finding {
+                    severity: Severity::Warning,
+                    code: "ungated-device-parameter",
+                    file: file.clone(),
+                    position,
+                    message: format!("{param} is ignored by the phone: {gate} is not \"1\""),
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(files: &[(&str, &str)]) -> LintInput {
+        LintInput {
+            files: files
+                .iter()
+                .map(|(n, t)| (n.to_string(), t.to_string()))
+                .collect(),
+            existing: files.iter().map(|(n, _)| n.to_string()).collect(),
+        }
+    }
+
+    fn codes(f: &[Finding]) -> Vec<(&str, &str)> {
+        f.iter().map(|f| (f.file.as_str(), f.code)).collect()
+    }
+
+    #[test]
+    fn finds_each_kind_of_problem() {
+        let long = "x".repeat(300);
+        let master = format!(
+            r#"<APPLICATION CONFIG_FILES="site.cfg, lines.cfg, missing.cfg, ftp://u:p@h/x.cfg" CONFIG_FILES_VVX500="{long}.cfg"/>"#
+        );
+        let findings = lint(&input(&[
+            ("000000000000.cfg", &master),
+            (
+                "site.cfg",
+                r#"<polycomConfig><reg reg.1.label="A"/><device device.set="1" device.auth.localAdminPassword="789" device.prov.serverName="x"/></polycomConfig>"#,
+            ),
+            (
+                "lines.cfg",
+                r#"<polycomConfig><reg reg.1.label="B" reg.1.label.x="1"/><x a.b="1"/><y a.b="2"/></polycomConfig>"#,
+            ),
+            (
+                "0004f2aa814c-x.cfg",
+                r#"<polycomConfig device.set="1" device.auth.localAdminPassword="ok here" device.auth.localAdminPassword.set="1"/>"#,
+            ),
+            ("broken.cfg", "<polycomConfig>\n<a>"),
+        ]));
+        let c = codes(&findings);
+        for want in [
+            ("000000000000.cfg", "missing-config-file"),
+            ("000000000000.cfg", "credentials-in-shared-master"),
+            ("000000000000.cfg", "config-file-entry-too-long"),
+            ("site.cfg", "secret-in-shared-file"),
+            ("site.cfg", "ungated-device-parameter"),
+            ("lines.cfg", "overridden-parameter"),
+            ("lines.cfg", "duplicate-parameter"),
+            ("broken.cfg", "malformed-xml"),
+        ] {
+            assert!(c.contains(&want), "{want:?} missing from {findings:#?}");
+        }
+        assert!(
+            !c.iter().any(|(f, _)| *f == "0004f2aa814c-x.cfg"),
+            "{findings:#?}"
+        );
+    }
+
+    #[test]
+    fn secrets_are_recognised_by_name() {
+        for s in [
+            "device.auth.localAdminPassword",
+            "reg.1.auth.password",
+            "prov.login.localPassword",
+            "device.wifi.wep.key2",
+            "device.wifi.psk.key",
+            "sec.x.passphrase",
+        ] {
+            assert!(is_secret(s), "{s}");
+        }
+        for s in [
+            "device.auth.localAdminPassword.set",
+            "up.echoPasswordDigits",
+            "dir.local.passwordProtected",
+            "log.level.change.key",
+            "device.wifi.psk.keyType",
+            "prov.login.localPassword.hashed",
+        ] {
+            assert!(!is_secret(s), "{s}");
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! The linter's findings on the real files in `shared/corpus`, one boot root per source
+//! repository, against a reviewed snapshot. `UPDATE_SNAPSHOTS=1 cargo test` rewrites it; review
+//! the diff before committing.
+
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
+use polyprov_model::lint::{LintInput, lint};
+use std::path::{Path, PathBuf};
+
+fn walk(root: &Path, dir: &Path, input: &mut LintInput) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        let name = p
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        if p.is_dir() {
+            walk(root, &p, input);
+            continue;
+        }
+        input.existing.insert(name.clone());
+        if name.ends_with(".cfg") {
+            input
+                .files
+                .push((name, std::fs::read_to_string(&p).unwrap()));
+        }
+    }
+}
+
+#[test]
+fn corpus_findings_match_the_reviewed_snapshot() {
+    let corpus = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus");
+    let mut roots: Vec<PathBuf> = std::fs::read_dir(&corpus)
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (shared/corpus must sit beside the repository)",
+                corpus.display()
+            )
+        })
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    roots.sort();
+    let mut report = String::new();
+    for root in roots {
+        let mut input = LintInput::default();
+        walk(&root, &root, &mut input);
+        let repo = root.file_name().unwrap().to_string_lossy();
+        for f in lint(&input) {
+            report.push_str(&format!("{repo}/{f}\n"));
+        }
+    }
+    let snapshot =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/corpus-lint.txt");
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&snapshot, &report).unwrap();
+    }
+    let want = std::fs::read_to_string(&snapshot).unwrap_or_default();
+    assert_eq!(
+        report, want,
+        "findings changed; review and rerun with UPDATE_SNAPSHOTS=1"
+    );
+}
