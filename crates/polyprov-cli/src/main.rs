@@ -4,6 +4,7 @@
 //! 3 not found; 4 cannot reach the server or the token was refused; 5 the server could not start.
 
 mod client;
+mod config_cmd;
 mod table;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -40,6 +41,44 @@ enum Command {
     /// Site defaults: parameters every assigned device gets unless its profile or it says otherwise.
     #[command(subcommand)]
     Site(SiteCommand),
+    /// Check and explain Poly configuration files on disk (offline; no server needed).
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Lint files or whole boot roots: malformed XML, parameters set twice, ignored device.*
+    /// values, CONFIG_FILES limits and missing files, secrets in shared files. Exit 1 on errors.
+    Check {
+        /// Files or boot-root directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// What one phone ends up with for each parameter, and why (the chain of sources).
+    Explain {
+        /// The boot root the phone provisions from.
+        #[arg(long, value_name = "DIR")]
+        root: PathBuf,
+        /// The phone's MAC address.
+        #[arg(long)]
+        mac: String,
+        /// Its model, as a master-file token (VVX500) or as its User-Agent says it (VVX_500).
+        #[arg(long)]
+        model: String,
+        /// An override the phone holds: <mac>-phone.cfg (menu) or <mac>-web.cfg (web UI).
+        #[arg(long = "override", value_name = "FILE")]
+        overrides: Vec<PathBuf>,
+        /// Parameters to explain, e.g. device.auth.localAdminPassword.
+        #[arg(required = true)]
+        params: Vec<String>,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -211,6 +250,15 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Device(cmd) => device(cmd).await,
         Command::Profile(cmd) => profile(cmd).await,
         Command::Site(cmd) => site(cmd).await,
+        Command::Config(ConfigCommand::Check { paths, json }) => config_cmd::check(&paths, json),
+        Command::Config(ConfigCommand::Explain {
+            root,
+            mac,
+            model,
+            overrides,
+            params,
+            json,
+        }) => config_cmd::explain(&root, &mac, &model, &overrides, &params, json),
     }
 }
 

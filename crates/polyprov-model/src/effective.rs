@@ -4,8 +4,11 @@
 //! Precedence, highest first (domain.md §4): the local override (`<mac>-phone.cfg`, changes made
 //! in the phone menu), the web override (`<mac>-web.cfg`), the `CONFIG_FILES` in order — the file
 //! listed first wins —, the phone's flash (for `device.*`), built-in defaults. A `device.*`
-//! parameter from a file applies only when the effective `device.set` is `1` **and** its own
-//! `<name>.set` is `1`; otherwise the phone keeps what its flash holds.
+//! parameter from a `CONFIG_FILES` file applies only when the effective `device.set` is `1`
+//! **and** its own `<name>.set` is `1`; otherwise the phone keeps what its flash holds.
+//! The overrides are the phone's own record of changes made on it, so they are applied without
+//! gating (an assumption: it is what makes a web-UI admin password survive a factory reset, as
+//! the vendor FAQ describes, but the phone's exact handling is not documented).
 
 use crate::config::Params;
 use crate::config_file::{ConfigFile, Position};
@@ -157,7 +160,7 @@ pub fn effective(src: &PhoneSources<'_>) -> BTreeMap<String, Resolved> {
         let mut candidates = all.remove(&name).unwrap_or_default();
         let mut value = None;
         for c in &mut candidates {
-            let from_file = !matches!(c.layer, Layer::DeviceFlash | Layer::Default);
+            let from_file = matches!(c.layer, Layer::ConfigFile(_));
             if is_gated(&name) && from_file && !open {
                 c.verdict = Verdict::Ungated(if device_set {
                     own_gate.clone()
@@ -226,6 +229,19 @@ mod tests {
         assert_eq!(
             pw.winner().unwrap().file.as_deref(),
             Some("0004f2aa814c-web.cfg")
+        );
+    }
+
+    #[test]
+    fn overrides_are_not_gated() {
+        let web = file("w-web.cfg", &[("device.auth.localAdminPassword", "P2")]);
+        let e = effective(&PhoneSources {
+            web_override: Some(&web),
+            ..Default::default()
+        });
+        assert_eq!(
+            e["device.auth.localAdminPassword"].value.as_deref(),
+            Some("P2")
         );
     }
 

@@ -1,0 +1,292 @@
+//! `polyprov config check` and `polyprov config explain`: offline, on files on disk.
+
+use crate::client::{CliError, print_json};
+use polyprov_model::Mac;
+use polyprov_model::config_file::ConfigFile;
+use polyprov_model::effective::{PhoneSources, Verdict, effective, known_defaults};
+use polyprov_model::lint::{Finding, LintInput, Severity, lint};
+use polyprov_model::master::{Master, model_token};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+/// Reads a file or a whole boot root into a lint input; names are relative to the root
+/// (a single file's root is its directory, whose other files count as existing).
+fn load(path: &Path) -> Result<LintInput, CliError> {
+    let unreadable =
+        |p: &Path, e: std::io::Error| CliError::new(2, format!("{}: {e}", p.display()));
+    let mut input = LintInput::default();
+    let (root, only) = if path.is_dir() {
+        (path.to_path_buf(), None)
+    } else {
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        (parent.to_path_buf(), Some(path.to_path_buf()))
+    };
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|e| unreadable(&dir, e))?;
+        for e in entries {
+            let p = e.map_err(|e| unreadable(&dir, e))?.path();
+            if p.is_dir() {
+                if only.is_none() {
+                    stack.push(p);
+                }
+                continue;
+            }
+            let name = p
+                .strip_prefix(&root)
+                .unwrap_or(&p)
+                .to_string_lossy()
+                .replace('\\', "/");
+            input.existing.insert(name.clone());
+            let wanted = match &only {
+                Some(f) => same_file(f, &p),
+                None => name.ends_with(".cfg"),
+            };
+            if wanted {
+                let text = std::fs::read(&p).map_err(|e| unreadable(&p, e))?;
+                input
+                    .files
+                    .push((name, String::from_utf8_lossy(&text).into_owned()));
+            }
+        }
+    }
+    if let Some(f) = only
+        && input.files.is_empty()
+    {
+        return Err(CliError::new(2, format!("{}: no such file", f.display())));
+    }
+    input.files.sort();
+    Ok(input)
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// `config check PATH...`: exit 1 when any error or security finding.
+pub fn check(paths: &[PathBuf], as_json: bool) -> Result<(), CliError> {
+    let mut all: Vec<(String, Finding)> = Vec::new();
+    let mut files = 0;
+    for path in paths {
+        let input = load(path)?;
+        files += input.files.len();
+        let prefix = if path.is_dir() {
+            path.display().to_string()
+        } else {
+            path.parent()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        };
+        for f in lint(&input) {
+            all.push((prefix.clone(), f));
+        }
+    }
+    let count = |s: Severity| all.iter().filter(|(_, f)| f.severity == s).count();
+    let (errors, security, warnings) = (
+        count(Severity::Error),
+        count(Severity::Security),
+        count(Severity::Warning),
+    );
+    let shown = |prefix: &str, file: &str| {
+        if prefix.is_empty() || prefix == "." {
+            file.to_string()
+        } else {
+            format!("{}/{file}", prefix.trim_end_matches('/'))
+        }
+    };
+    if as_json {
+        let findings: Vec<_> = all
+            .iter()
+            .map(|(p, f)| {
+                json!({
+                    "severity": f.severity.to_string(),
+                    "code": f.code,
+                    "file": shown(p, &f.file),
+                    "line": f.position.map(|p| p.line),
+                    "column": f.position.map(|p| p.column),
+                    "message": f.message,
+                })
+            })
+            .collect();
+        print_json(&json!({
+            "files": files, "errors": errors, "security": security, "warnings": warnings,
+            "findings": findings,
+        }))?;
+    } else {
+        for (p, f) in &all {
+            let mut f = f.clone();
+            f.file = shown(p, &f.file);
+            println!("{f}");
+        }
+        println!(
+            "{files} files checked: {errors} errors, {security} security findings, {warnings} warnings"
+        );
+    }
+    if errors + security > 0 {
+        Err(CliError::new(
+            1,
+            format!("{} problems must be fixed", errors + security),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// `config explain`: what one phone ends up with for each parameter, and why.
+pub fn explain(
+    root: &Path,
+    mac: &str,
+    model: &str,
+    overrides: &[PathBuf],
+    params: &[String],
+    as_json: bool,
+) -> Result<(), CliError> {
+    let mac: Mac = mac
+        .parse()
+        .map_err(|e: polyprov_model::MacError| CliError::new(2, e.to_string()))?;
+    let token = model_token(model);
+    let read = |p: &Path| -> Result<String, CliError> {
+        std::fs::read(p)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .map_err(|e| CliError::new(2, format!("{}: {e}", p.display())))
+    };
+    let own = root.join(format!("{mac}.cfg"));
+    let master_path = if own.is_file() {
+        own
+    } else {
+        root.join("000000000000.cfg")
+    };
+    let master_name = master_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let master = Master::parse(&master_name, &read(&master_path)?)
+        .map_err(|e| CliError::new(1, e.to_string()))?;
+    let resolved = master.resolve(Some(&token), mac);
+
+    let mut notes = Vec::new();
+    let mut files = Vec::new();
+    for entry in &resolved.config_files {
+        if entry.contains("://") {
+            notes.push(format!("{entry}: a URL; not read offline"));
+            continue;
+        }
+        let p = root.join(entry.trim_start_matches('/'));
+        match std::fs::read(&p) {
+            Ok(b) => match ConfigFile::parse(entry, &String::from_utf8_lossy(&b)) {
+                Ok(f) => files.push(f),
+                Err(e) => notes.push(format!("{e} (the phone cannot use this file)")),
+            },
+            Err(_) => notes.push(format!(
+                "{entry}: listed in CONFIG_FILES but not in the boot root"
+            )),
+        }
+    }
+    let (mut local, mut web) = (None, None);
+    for o in overrides {
+        let name = o
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let f = ConfigFile::parse(&name, &read(o)?).map_err(|e| CliError::new(1, e.to_string()))?;
+        if name.ends_with("-phone.cfg") {
+            local = Some(f);
+        } else if name.ends_with("-web.cfg") {
+            web = Some(f);
+        } else {
+            return Err(CliError::new(
+                2,
+                format!(
+                    "{name}: an override is named <mac>-phone.cfg (phone menu) or <mac>-web.cfg (web UI)"
+                ),
+            ));
+        }
+    }
+    let defaults = known_defaults();
+    let e = effective(&PhoneSources {
+        local_override: local.as_ref(),
+        web_override: web.as_ref(),
+        config_files: &files,
+        flash: None,
+        defaults: Some(&defaults),
+    });
+
+    if as_json {
+        let out: Vec<_> = params
+            .iter()
+            .map(|p| {
+                let r = e.get(p);
+                json!({
+                    "param": p,
+                    "value": r.and_then(|r| r.value.clone()),
+                    "chain": r.map(|r| r.candidates.iter().map(|c| json!({
+                        "source": c.layer.to_string(),
+                        "file": c.file,
+                        "line": c.position.map(|p| p.line),
+                        "column": c.position.map(|p| p.column),
+                        "value": c.value,
+                        "verdict": verdict(&c.verdict),
+                    })).collect::<Vec<_>>()).unwrap_or_default(),
+                })
+            })
+            .collect();
+        return print_json(&json!({
+            "mac": mac.to_string(), "model": token, "master": master_name,
+            "config_files": resolved.config_files, "notes": notes, "params": out,
+        }));
+    }
+    println!(
+        "phone {mac} ({token}) reads {master_name}; CONFIG_FILES: {}",
+        if resolved.config_files.is_empty() {
+            "(none)".to_string()
+        } else {
+            resolved.config_files.join(", ")
+        }
+    );
+    for n in &notes {
+        println!("  note: {n}");
+    }
+    for p in params {
+        println!();
+        match e.get(p) {
+            Some(r) => {
+                match &r.value {
+                    Some(v) => println!("{p} = {v:?}"),
+                    None => println!("{p}: no value applies"),
+                }
+                for c in &r.candidates {
+                    let at = match (&c.file, c.position) {
+                        (Some(f), Some(pos)) => format!("{f}:{pos}"),
+                        (Some(f), None) => f.clone(),
+                        _ => String::new(),
+                    };
+                    println!(
+                        "  {:<28} {:<30} {:<32} {:?}",
+                        verdict(&c.verdict),
+                        c.layer.to_string(),
+                        at,
+                        c.value
+                    );
+                }
+            }
+            None => println!(
+                "{p}: set by no source; the phone's built-in default applies (not known to polyprov)"
+            ),
+        }
+    }
+    Ok(())
+}
+
+fn verdict(v: &Verdict) -> String {
+    match v {
+        Verdict::Wins => "wins".to_string(),
+        Verdict::Shadowed => "shadowed".to_string(),
+        Verdict::Ungated(gate) => format!("ignored ({gate} not 1)"),
+    }
+}

@@ -1,0 +1,180 @@
+//! `polyprov config check` and `config explain` on files on disk.
+
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_polyprov");
+
+fn root() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    let w = |n: &str, t: &str| std::fs::write(d.path().join(n), t).unwrap();
+    w(
+        "000000000000.cfg",
+        r#"<APPLICATION APP_FILE_PATH="sip.ld" CONFIG_FILES="site.cfg, features.cfg"><APPLICATION_VVX500 CONFIG_FILES_VVX500="vvx500.cfg, site.cfg"/></APPLICATION>"#,
+    );
+    w(
+        "site.cfg",
+        r#"<polycomConfig><device device.set="1" device.auth.localAdminPassword="P1" device.auth.localAdminPassword.set="1"/><reg reg.1.label="site"/></polycomConfig>"#,
+    );
+    w(
+        "features.cfg",
+        r#"<polycomConfig><reg reg.1.label="features"/></polycomConfig>"#,
+    );
+    w(
+        "vvx500.cfg",
+        r#"<polycomConfig><reg reg.1.label="vvx500"/></polycomConfig>"#,
+    );
+    w(
+        "0004f2aa814c-web.cfg",
+        r#"<PHONE_CONFIG><OVERRIDES device.auth.localAdminPassword="P2"/></PHONE_CONFIG>"#,
+    );
+    d
+}
+
+#[test]
+fn check_reports_a_shared_password_and_fails() {
+    let d = root();
+    let o = Command::new(BIN)
+        .args(["config", "check", "--json"])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let codes: Vec<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap())
+        .collect();
+    assert!(codes.contains(&"secret-in-shared-file"), "{v}");
+    assert!(codes.contains(&"overridden-parameter"), "{v}");
+    let secret = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "secret-in-shared-file")
+        .unwrap();
+    assert_eq!(
+        (
+            secret["line"].as_u64(),
+            secret["file"].as_str().map(|f| f.ends_with("/site.cfg"))
+        ),
+        (Some(1), Some(true))
+    );
+}
+
+#[test]
+fn check_passes_a_clean_root_and_flags_broken_xml() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("000000000000.cfg"),
+        r#"<APPLICATION CONFIG_FILES="a.cfg"/>"#,
+    )
+    .unwrap();
+    std::fs::write(
+        d.path().join("a.cfg"),
+        r#"<polycomConfig><reg reg.1.label="x"/></polycomConfig>"#,
+    )
+    .unwrap();
+    let o = Command::new(BIN)
+        .args(["config", "check"])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    std::fs::write(
+        d.path().join("a.cfg"),
+        "<polycomConfig>\n  <reg reg.1.label=\"x\">\n</polycomConfig>",
+    )
+    .unwrap();
+    let o = Command::new(BIN)
+        .args(["config", "check"])
+        .arg(d.path().join("a.cfg"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("a.cfg:3:") && out.contains("error[malformed-xml]"),
+        "{out}"
+    );
+    let o = Command::new(BIN)
+        .args(["config", "check", "/nonexistent/x.cfg"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn explain_follows_the_model_list_and_the_web_override() {
+    let d = root();
+    let o = Command::new(BIN)
+        .args([
+            "config",
+            "explain",
+            "--json",
+            "--mac",
+            "00:04:f2:aa:81:4c",
+            "--model",
+            "VVX_500",
+            "--root",
+        ])
+        .arg(d.path())
+        .arg("--override")
+        .arg(d.path().join("0004f2aa814c-web.cfg"))
+        .args(["reg.1.label", "device.auth.localAdminPassword"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v["config_files"],
+        serde_json::json!(["vvx500.cfg", "site.cfg"])
+    );
+    assert_eq!(v["params"][0]["value"], "vvx500");
+    assert_eq!(v["params"][0]["chain"][1]["verdict"], "shadowed");
+    assert_eq!(v["params"][1]["value"], "P2");
+    let chain: Vec<(&str, &str)> = v["params"][1]["chain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["source"].as_str().unwrap(),
+                c["verdict"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        chain,
+        [
+            ("web override (web UI)", "wins"),
+            ("CONFIG_FILES #2", "shadowed"),
+            ("built-in default", "shadowed")
+        ]
+    );
+
+    // Without the override, the server's P1; another model reads the generic list.
+    let o = Command::new(BIN)
+        .args([
+            "config",
+            "explain",
+            "--mac",
+            "0004f2aa814c",
+            "--model",
+            "VVX400",
+            "--root",
+        ])
+        .arg(d.path())
+        .args(["reg.1.label", "device.auth.localAdminPassword"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("reg.1.label = \"site\"")
+            && text.contains("device.auth.localAdminPassword = \"P1\""),
+        "{text}"
+    );
+}
