@@ -216,7 +216,8 @@ impl ConfigFile {
     /// element named after its first segment (`reg` for `reg.1.address`), or as a new such
     /// element at the end of the root.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), ParseError> {
-        let escaped = escape_attr(value);
+        // `'` too: the attribute being edited may be single-quoted.
+        let escaped = escape_attr(value).replace('\'', "&apos;");
         let mut edits: Vec<(Range<usize>, String)> = self
             .params
             .iter()
@@ -347,6 +348,9 @@ mod tests {
     #[test]
     fn edits_keep_everything_else() {
         let mut f = ConfigFile::parse("s.cfg", SAMPLE).unwrap();
+        let mut q = ConfigFile::parse("q.cfg", "<c a.b='x'/>").unwrap();
+        q.set("a.b", "it's").unwrap();
+        assert_eq!(q.get("a.b").unwrap().value, "it's");
         f.set("reg.1.label", "Desk <1>").unwrap();
         assert_eq!(f.text(), SAMPLE.replace("A &amp; B", "Desk &lt;1&gt;"));
         f.set("reg.2.address", "1002").unwrap();
