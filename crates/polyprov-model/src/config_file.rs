@@ -85,7 +85,9 @@ impl ConfigFile {
             at: position_in(text, &line_starts, at),
             message,
         };
-        let mut reader = quick_xml::Reader::from_str(text);
+        // The reader's positions do not count a byte-order mark; offsets here always do.
+        let bom = if text.starts_with('\u{feff}') { 3 } else { 0 };
+        let mut reader = quick_xml::Reader::from_str(&text[bom..]);
         reader.config_mut().check_end_names = true;
         let mut params = Vec::new();
         let mut elements = Vec::new();
@@ -93,10 +95,10 @@ impl ConfigFile {
         let mut root: Option<String> = None;
         let mut root_end = None;
         loop {
-            let before = reader.buffer_position() as usize;
+            let before = reader.buffer_position() as usize + bom;
             let event = reader
                 .read_event()
-                .map_err(|e| err(reader.error_position() as usize, e.to_string()))?;
+                .map_err(|e| err(reader.error_position() as usize + bom, e.to_string()))?;
             let (start, empty) = match &event {
                 Event::Start(s) => (s, false),
                 Event::Empty(s) => (s, true),
@@ -114,6 +116,9 @@ impl ConfigFile {
                 _ => continue,
             };
             let element = start.name().as_ref().to_string();
+            if element.is_empty() {
+                return Err(err(before, "an element without a name".into()));
+            }
             if depth == 0 {
                 if root.is_some() {
                     return Err(err(before, format!("a second root element <{element}>")));
@@ -270,6 +275,16 @@ impl ConfigFile {
         edits.sort_by_key(|(r, _)| std::cmp::Reverse(r.start));
         let mut text = self.text.clone();
         for (range, with) in edits {
+            if range.end > text.len()
+                || !text.is_char_boundary(range.start)
+                || !text.is_char_boundary(range.end)
+            {
+                return Err(ParseError {
+                    file: self.name.clone(),
+                    at: self.position(range.start),
+                    message: "cannot edit here: the position is not inside the text".into(),
+                });
+            }
             text.replace_range(range, &with);
         }
         *self = ConfigFile::parse(&self.name, &text)?;
@@ -400,6 +415,29 @@ mod tests {
             let e = ConfigFile::parse("bad.cfg", text).unwrap_err();
             assert_eq!(e.at.line, line, "{text:?}: {e}");
         }
+    }
+
+    #[test]
+    fn fuzzer_finding_is_an_error_not_a_panic() {
+        let input = include_bytes!("../tests/fixtures/fuzz-config-file-crash-1");
+        let text = std::str::from_utf8(input).unwrap();
+        if let Ok(mut f) = ConfigFile::parse("f.cfg", text) {
+            let _ = f.set("fuzz.added", "1");
+        }
+        assert!(ConfigFile::parse("e.cfg", "<></>").is_err());
+    }
+
+    #[test]
+    fn a_byte_order_mark_does_not_shift_edits() {
+        let mut f =
+            ConfigFile::parse("b.cfg", "\u{feff}<polycomConfig>\n</polycomConfig>\n").unwrap();
+        f.set("reg.1.label", "x").unwrap();
+        assert_eq!(
+            f.text(),
+            "\u{feff}<polycomConfig>\n  <reg reg.1.label=\"x\"/>\n</polycomConfig>\n"
+        );
+        let e = ConfigFile::parse("b.cfg", "\u{feff}<a>\n<b>\n</a>").unwrap_err();
+        assert_eq!(e.at.line, 3);
     }
 
     #[test]
