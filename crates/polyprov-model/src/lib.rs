@@ -12,6 +12,7 @@
 pub mod config;
 pub mod config_file;
 pub mod effective;
+pub mod keypad;
 pub mod lint;
 pub mod mac;
 pub mod master;
