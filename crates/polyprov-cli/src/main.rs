@@ -5,6 +5,7 @@
 
 mod client;
 mod config_cmd;
+mod guide_cmd;
 mod table;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -44,6 +45,87 @@ enum Command {
     /// Check and explain Poly configuration files on disk (offline; no server needed).
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// How to reboot and factory-reset a model, step by step, for its software version.
+    Guide(GuideArgs),
+    /// The keystrokes that type a MAC address at the phone's password prompt.
+    Keys(KeysArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum, Default)]
+enum CycleArg {
+    /// numeric → lower → upper: the vendor FAQ's table.
+    #[default]
+    Seed,
+    /// numeric → UPPER → lower: the key labels 1->Aa, A->a1, a->1A.
+    Labels,
+}
+
+#[derive(Clone, Copy, ValueEnum, Default)]
+enum CaseArg {
+    #[default]
+    Lower,
+    Upper,
+}
+
+impl From<CycleArg> for polyprov_model::keypad::ModeCycle {
+    fn from(c: CycleArg) -> Self {
+        match c {
+            CycleArg::Seed => Self::Seed,
+            CycleArg::Labels => Self::Labels,
+        }
+    }
+}
+
+impl From<CaseArg> for polyprov_model::keypad::LetterCase {
+    fn from(c: CaseArg) -> Self {
+        match c {
+            CaseArg::Lower => Self::Lower,
+            CaseArg::Upper => Self::Upper,
+        }
+    }
+}
+
+#[derive(Args)]
+struct GuideArgs {
+    /// The model: VVX410, "VVX 410", vvx_410, SoundPoint IP 550, or a whole User-Agent.
+    #[arg(required_unless_present = "list")]
+    model: Option<String>,
+    /// The phone's software version (e.g. 5.9.7.4477): steps that depend on it are chosen.
+    #[arg(long, value_name = "VERSION")]
+    firmware: Option<String>,
+    /// The phone's MAC: adds the keystrokes for typing it as the password.
+    #[arg(long)]
+    mac: Option<String>,
+    /// Print every model in the catalog with the confidence of its procedures.
+    #[arg(long)]
+    list: bool,
+    /// Mode-key order for the keystrokes.
+    #[arg(long, value_enum, default_value_t = CycleArg::Seed)]
+    cycle: CycleArg,
+    /// Letter case to type the MAC in.
+    #[arg(long = "case", value_enum, default_value_t = CaseArg::Lower)]
+    letter_case: CaseArg,
+    /// A catalog file that extends or corrects the built-in one.
+    #[arg(long, value_name = "FILE")]
+    catalog: Option<PathBuf>,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct KeysArgs {
+    /// The MAC address, in any common form.
+    mac: String,
+    /// Mode-key order.
+    #[arg(long, value_enum, default_value_t = CycleArg::Seed)]
+    cycle: CycleArg,
+    /// Letter case to type the MAC in.
+    #[arg(long = "case", value_enum, default_value_t = CaseArg::Lower)]
+    letter_case: CaseArg,
+    /// Print the steps as JSON (what the emulated phone's password prompt consumes).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -259,6 +341,17 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             params,
             json,
         }) => config_cmd::explain(&root, &mac, &model, &overrides, &params, json),
+        Command::Guide(g) if g.list => guide_cmd::list(g.catalog.as_deref(), g.json),
+        Command::Guide(g) => guide_cmd::guide(
+            g.model.as_deref().unwrap_or_default(),
+            g.firmware.as_deref(),
+            g.mac.as_deref(),
+            g.cycle.into(),
+            g.letter_case.into(),
+            g.catalog.as_deref(),
+            g.json,
+        ),
+        Command::Keys(k) => guide_cmd::keys(&k.mac, k.cycle.into(), k.letter_case.into(), k.json),
     }
 }
 

@@ -9,9 +9,11 @@
 //! assert_eq!(path.kind(), FileKind::DeviceFile(mac, UploadKind::WebOverride));
 //! ```
 
+pub mod catalog;
 pub mod config;
 pub mod config_file;
 pub mod effective;
+pub mod guide;
 pub mod keypad;
 pub mod lint;
 pub mod mac;
