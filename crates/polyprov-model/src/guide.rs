@@ -223,16 +223,14 @@ impl Guide {
             let mut s = section("Factory reset from the touch screen", t);
             match &t.value {
                 Some(p) => s.steps.push(format!("{}.", capitalized(p))),
-                None => s.steps.push(format!(
-                    "Unknown{}.",
-                    t.note
-                        .as_ref()
-                        .map(|n| format!(": {n}"))
-                        .unwrap_or_default()
-                )),
+                None => {
+                    // The note is the whole story here; it goes in the step.
+                    let note = t.note.as_ref().map(|n| format!(": {n}"));
+                    s.steps
+                        .push(format!("Unknown{}.", note.unwrap_or_default()));
+                    s.notes.clear();
+                }
             }
-            s.notes
-                .retain(|n| t.value.is_some() || !t.note.as_ref().is_some_and(|x| x == n));
             sections.push(s);
         }
         if let Some(b) = &model.button {
