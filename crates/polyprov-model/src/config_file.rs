@@ -221,6 +221,17 @@ impl ConfigFile {
     /// element named after its first segment (`reg` for `reg.1.address`), or as a new such
     /// element at the end of the root.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), ParseError> {
+        let group = name.split('.').next().unwrap_or(name).to_string();
+        self.set_with_home(name, value, &group)
+    }
+
+    /// Like [`ConfigFile::set`], but a new parameter goes into the last element named `element`
+    /// (for override files, whose parameters all sit on `<OVERRIDES>`).
+    pub fn set_in(&mut self, element: &str, name: &str, value: &str) -> Result<(), ParseError> {
+        self.set_with_home(name, value, element)
+    }
+
+    fn set_with_home(&mut self, name: &str, value: &str, home: &str) -> Result<(), ParseError> {
         // `'` too: the attribute being edited may be single-quoted.
         let escaped = escape_attr(value).replace('\'', "&apos;");
         let mut edits: Vec<(Range<usize>, String)> = self
@@ -230,7 +241,7 @@ impl ConfigFile {
             .map(|p| (p.value_span.clone(), escaped.clone()))
             .collect();
         if edits.is_empty() {
-            let group = name.split('.').next().unwrap_or(name);
+            let group = home;
             let attr = format!(" {name}=\"{escaped}\"");
             if let Some(slot) = self.elements.iter().rev().find(|e| e.name == group) {
                 edits.push((slot.insert_at..slot.insert_at, attr));
@@ -363,6 +374,14 @@ mod tests {
     #[test]
     fn edits_keep_everything_else() {
         let mut f = ConfigFile::parse("s.cfg", SAMPLE).unwrap();
+        let mut o =
+            ConfigFile::parse("o.cfg", "<PHONE_CONFIG>\n  <OVERRIDES/>\n</PHONE_CONFIG>").unwrap();
+        o.set_in("OVERRIDES", "device.auth.localAdminPassword", "P2")
+            .unwrap();
+        assert_eq!(
+            o.text(),
+            "<PHONE_CONFIG>\n  <OVERRIDES device.auth.localAdminPassword=\"P2\"/>\n</PHONE_CONFIG>"
+        );
         let mut q = ConfigFile::parse("q.cfg", "<c a.b='x'/>").unwrap();
         q.set("a.b", "it's").unwrap();
         assert_eq!(q.get("a.b").unwrap().value, "it's");

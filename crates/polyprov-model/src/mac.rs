@@ -147,6 +147,21 @@ impl fmt::Debug for Mac {
     }
 }
 
+impl serde::Serialize for Mac {
+    /// As the canonical 12 lower-case hex digits.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Mac {
+    /// From any form [`Mac::from_str`] accepts.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Mac, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,217 @@
+//! Emulated phones booting from a plain static folder and from polyprov, over real sockets.
+
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use polyprov_model::Mac;
+use polyprov_model::catalog::Catalog;
+use polyprov_phone::phone::{IMAGE_MAGIC, MenuReset};
+use polyprov_phone::{HttpTransport, PhoneState};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+const MAC: &str = "0004f2aa814c";
+
+/// A plain web server over a folder: GET and HEAD only, like a boot root behind nginx.
+async fn static_server(root: PathBuf) -> std::net::SocketAddr {
+    async fn serve(State(root): State<Arc<PathBuf>>, method: Method, uri: Uri) -> Response {
+        if method != Method::GET && method != Method::HEAD {
+            return StatusCode::METHOD_NOT_ALLOWED.into_response();
+        }
+        let path = root.join(uri.path().trim_start_matches('/'));
+        match std::fs::read(&path) {
+            Ok(b) if !uri.path().contains("..") => Response::new(Body::from(b)),
+            _ => StatusCode::NOT_FOUND.into_response(),
+        }
+    }
+    let app = axum::Router::new()
+        .fallback(serve)
+        .with_state(Arc::new(root));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+fn phone(model: &str, firmware: &str) -> PhoneState {
+    let c = Catalog::embedded().unwrap();
+    PhoneState::new(MAC.parse().unwrap(), c.find(model).unwrap(), firmware)
+}
+
+fn write_root(dir: &std::path::Path) {
+    let w = |n: &str, t: &[u8]| std::fs::write(dir.join(n), t).unwrap();
+    w(
+        "000000000000.cfg",
+        br#"<APPLICATION APP_FILE_PATH="sip.ld" CONFIG_FILES="site.cfg"/>"#,
+    );
+    w("site.cfg", br#"<polycomConfig><reg reg.1.address="1001@pbx"/><device device.set="1" device.auth.localAdminPassword="P1" device.auth.localAdminPassword.set="1" device.prov.tagSerialNo="1" device.prov.tagSerialNo.set="1"/></polycomConfig>"#);
+    w(
+        "sip.ld",
+        format!("{IMAGE_MAGIC}6.4.3.5018\nbinary…").as_bytes(),
+    );
+}
+
+#[tokio::test]
+async fn boots_from_a_plain_folder_in_the_real_order() {
+    let dir = tempfile::tempdir().unwrap();
+    write_root(dir.path());
+    let addr = static_server(dir.path().to_path_buf()).await;
+    let mut p = phone("VVX 500", "5.9.7.4477");
+    p.network.dhcp.insert(66, format!("http://{addr}/"));
+    let t = HttpTransport::new().unwrap();
+    let r = p.boot(&t).await;
+
+    let seq: Vec<String> = r
+        .requests
+        .iter()
+        .map(|q| format!("{} {} {}", q.method, q.path, q.status))
+        .collect();
+    assert_eq!(
+        seq,
+        [
+            format!("PUT {MAC}-boot.log 405"),
+            format!("GET {MAC}.cfg 404"),
+            "GET 000000000000.cfg 200".into(),
+            "GET 3111-44500-001.sip.ld 404".into(),
+            "GET sip.ld 200".into(),
+            "GET site.cfg 200".into(),
+            format!("GET {MAC}-phone.cfg 404"),
+            format!("GET {MAC}-web.cfg 404"),
+            "GET 000000000000-license.cfg 404".into(),
+            format!("GET {MAC}-license.cfg 404"),
+            format!("GET {MAC}-calls.xml 404"),
+            format!("GET {MAC}-directory.xml 404"),
+            "GET 000000000000-directory.xml 404".into(),
+            format!("HEAD {MAC}-app.log 404"),
+            format!("PUT {MAC}-app.log 405"),
+        ]
+    );
+    let stages: Vec<&str> = r.requests.iter().map(|q| q.stage.as_str()).collect();
+    assert_eq!(&stages[..5], ["Updater"; 5]);
+    assert_eq!(r.upgraded_to.as_deref(), Some("6.4.3.5018"));
+    assert_eq!(r.server_source.as_deref(), Some("DHCP option 66"));
+
+    let s = p.summary();
+    assert_eq!(s.admin_password.value.as_deref(), Some("P1"));
+    assert!(
+        s.admin_password.source.contains("site.cfg"),
+        "{}",
+        s.admin_password.source
+    );
+    assert_eq!(s.lines[0].1.value.as_deref(), Some("1001@pbx"));
+    assert_eq!(
+        p.flash
+            .get("device.auth.localAdminPassword")
+            .map(String::as_str),
+        Some("P1")
+    );
+    // Tag SN to UA, now in flash, shows in the User-Agent.
+    assert!(p.user_agent("Application").contains(&format!("(SN:{MAC})")));
+}
+
+/// polyprov with one assigned device; returns the server and its provisioning URL.
+async fn polyprov(
+    dir: &std::path::Path,
+    admin_password: &str,
+) -> (polyprov_server::RunningServer, String) {
+    let mut s = polyprov_server::Settings {
+        data: dir.join("data"),
+        ..Default::default()
+    };
+    s.http.listen = "127.0.0.1:0".parse().unwrap();
+    s.admin.listen = "127.0.0.1:0".parse().unwrap();
+    let server = polyprov_server::start(s).await.unwrap();
+    let a = polyprov_store::Assignment {
+        admin_password: Some(admin_password.into()),
+        ..Default::default()
+    };
+    server
+        .core
+        .inventory()
+        .assign(MAC.parse::<Mac>().unwrap(), &a)
+        .await
+        .unwrap();
+    let (u, p) = server.provisioning_login.clone().unwrap();
+    let url = format!("http://{u}:{p}@{}/", server.http_addr);
+    (server, url)
+}
+
+#[tokio::test]
+async fn the_seed_story_a_factory_reset_phone_comes_back_with_the_old_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, url) = polyprov(dir.path(), "P1").await;
+    let t = HttpTransport::new().unwrap();
+    let mut p = phone("VVX 410", "5.9.7.4477");
+    p.network.dhcp.insert(160, url);
+    let r = p.boot(&t).await;
+    assert_eq!(r.server_source.as_deref(), Some("DHCP option 160"));
+    assert!(
+        r.requests
+            .iter()
+            .any(|q| q.path == format!("{MAC}-polyprov.cfg") && q.status == 200),
+        "{:?}",
+        r.requests
+    );
+    assert_eq!(p.admin_password(), "P1");
+
+    // Reset to Factory: the phone forgets everything…
+    p.menu_reset(MenuReset::Factory, Some("P1")).unwrap();
+    assert_eq!(p.admin_password(), "456");
+    // …and the server gives it back.
+    p.boot(&t).await;
+    assert_eq!(p.admin_password(), "P1");
+
+    // Variant: P2 set in the web UI is uploaded as the web override and survives the reset.
+    let up = p.set_admin_password(true, "P2", &t).await.unwrap().unwrap();
+    assert_eq!(
+        (up.method.as_str(), up.path.as_str(), up.status),
+        ("PUT", format!("{MAC}-web.cfg").as_str(), 201)
+    );
+    assert_eq!(p.admin_password(), "P2");
+    p.menu_reset(MenuReset::Factory, Some("P2")).unwrap();
+    assert_eq!(p.admin_password(), "456");
+    p.boot(&t).await;
+    let s = p.summary();
+    assert_eq!(s.admin_password.value.as_deref(), Some("P2"));
+    assert!(
+        s.admin_password.source.starts_with("web override"),
+        "{}",
+        s.admin_password.source
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_phone_menu_password_goes_where_the_assumption_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, url) = polyprov(dir.path(), "P1").await;
+    let t = HttpTransport::new().unwrap();
+    let mut p = phone("VVX 410", "5.9.7.4477");
+    p.network.dhcp.insert(160, url.clone());
+    p.boot(&t).await;
+    let up = p
+        .set_admin_password(false, "P3", &t)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(up.path, format!("{MAC}-phone.cfg"));
+    assert_eq!(p.admin_password(), "P3");
+
+    let mut q = phone("VVX 410", "5.9.7.4477");
+    q.mac = "0004f2000002".parse().unwrap();
+    q.assumptions.menu_password_store = "flash".into();
+    q.network.dhcp.insert(160, url);
+    q.boot(&t).await;
+    assert!(
+        q.set_admin_password(false, "P4", &t)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(q.local_override.is_none());
+    assert_eq!(q.admin_password(), "P4");
+    server.shutdown().await;
+}
