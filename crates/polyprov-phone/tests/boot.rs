@@ -215,3 +215,47 @@ async fn a_phone_menu_password_goes_where_the_assumption_says() {
     assert_eq!(q.admin_password(), "P4");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_small_storm_boots_every_phone_without_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    write_root(&dir.path().join("data/root").tap_mkdir());
+    let (server, url) = polyprov(dir.path(), "P1").await;
+    // The boot root written before start is kept (start only creates a missing root).
+    let c = Catalog::embedded().unwrap();
+    let config = polyprov_phone::storm::StormConfig {
+        server: url,
+        phones: 60,
+        concurrency: 16,
+        mac_prefix: [0x00, 0x04, 0xf2],
+        firmware: "6.4.3.5018".into(),
+        time_limit: std::time::Duration::from_secs(60),
+    };
+    let seen = std::sync::atomic::AtomicUsize::new(0);
+    let r = polyprov_phone::storm::run(&config, c.find("VVX 500").unwrap(), |n| {
+        seen.fetch_max(n, std::sync::atomic::Ordering::Relaxed);
+    })
+    .await
+    .unwrap();
+    assert_eq!((r.phones_booted, r.error_count, seen.into_inner()), (60, 0, 60), "{:?}", r.errors);
+    // polyprov answers <mac>.cfg with the staging master and <part>.sip.ld with sip.ld, so each
+    // phone makes 13 requests where a plain folder takes 15.
+    assert_eq!(r.requests, 60 * 13);
+    assert_eq!((r.latency["master"].count, r.latency["firmware"].count), (60, 60));
+    // master, firmware, site.cfg; the two logs stored (204); the rest not there (404).
+    assert_eq!((r.statuses[&200], r.statuses[&204], r.statuses[&404]), (180, 120, 480));
+    server.core.flush().await;
+    assert_eq!(server.core.inventory().devices().await.unwrap().len(), 61);
+    server.shutdown().await;
+}
+
+trait TapMkdir {
+    fn tap_mkdir(self) -> Self;
+}
+
+impl TapMkdir for PathBuf {
+    fn tap_mkdir(self) -> Self {
+        std::fs::create_dir_all(&self).unwrap();
+        self
+    }
+}
