@@ -6,6 +6,7 @@
 mod client;
 mod config_cmd;
 mod guide_cmd;
+mod sim_cmd;
 mod table;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -49,6 +50,132 @@ enum Command {
     Guide(GuideArgs),
     /// The keystrokes that type a MAC address at the phone's password prompt.
     Keys(KeysArgs),
+    /// An emulated phone (state in a folder) and boot storms of many phones.
+    #[command(subcommand)]
+    Sim(SimCommand),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ResetArg {
+    /// Reset Local Configuration (the phone-menu override).
+    Local,
+    /// Reset Web Configuration (the web-UI override).
+    Web,
+    /// Reset Device Settings (device.* in flash).
+    Device,
+    /// Format File System (cached configuration, logs, directory, call lists).
+    Format,
+    /// Reset to Factory (UC Software 4.0.0+, needs --password).
+    Factory,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ViaArg {
+    Phone,
+    Web,
+}
+
+#[derive(Subcommand)]
+enum SimCommand {
+    /// Create an emulated phone in a state folder.
+    Init {
+        #[arg(long, value_name = "DIR")]
+        state: PathBuf,
+        /// Its MAC address.
+        #[arg(long)]
+        mac: String,
+        /// Its model (VVX500, "VVX 410", SoundPoint IP 650, …).
+        #[arg(long)]
+        model: String,
+        /// Its software version.
+        #[arg(long, default_value = "6.4.3.5018")]
+        firmware: String,
+        /// A provisioning server set in the phone (device.prov.serverName, boot server Static).
+        #[arg(long, value_name = "URL", conflicts_with = "dhcp_option")]
+        server: Option<String>,
+        /// A DHCP option the network offers: NUMBER=VALUE, e.g. 160=http://host:8080/. Repeatable.
+        #[arg(long = "dhcp-option", value_name = "N=VALUE")]
+        dhcp_option: Vec<String>,
+        /// The server a ZTP-style redirect gives this phone.
+        #[arg(long, value_name = "URL")]
+        ztp: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Power the phone on: it finds its server, downloads, uploads; prints every request.
+    Boot {
+        #[arg(long, value_name = "DIR")]
+        state: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change the admin password in the phone menu or the web UI (uploaded as an override).
+    SetPassword {
+        #[arg(long, value_name = "DIR")]
+        state: PathBuf,
+        #[arg(long, value_enum)]
+        via: ViaArg,
+        /// The new password.
+        new: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Settings > Advanced > Admin Settings > Reset to Defaults.
+    Reset {
+        #[arg(long, value_name = "DIR")]
+        state: PathBuf,
+        #[arg(value_enum)]
+        what: ResetArg,
+        /// The admin password (Reset to Factory asks for it).
+        #[arg(long)]
+        password: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The key combination during the boot countdown, then the password typed on the keypad.
+    KeysReset {
+        #[arg(long, value_name = "DIR")]
+        state: PathBuf,
+        /// The admin password, or the MAC address.
+        #[arg(long)]
+        password: String,
+        /// Mode-key order used to type it.
+        #[arg(long, value_enum, default_value_t = CycleArg::Seed)]
+        cycle: CycleArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// What the phone has now: admin password, lines, server, and where each came from.
+    Show {
+        #[arg(long, value_name = "DIR")]
+        state: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Boot many distinct phones at once against a server; report throughput and latency.
+    Storm {
+        /// The provisioning URL (given to each phone as DHCP option 160).
+        #[arg(long, value_name = "URL")]
+        server: String,
+        /// How many phones.
+        #[arg(long, default_value_t = 1000)]
+        phones: usize,
+        /// Phones booting at the same time.
+        #[arg(long, default_value_t = 200)]
+        concurrency: usize,
+        /// First three bytes of the MACs, as 6 hex digits.
+        #[arg(long, default_value = "0004f2")]
+        mac_prefix: String,
+        #[arg(long, default_value = "VVX500")]
+        model: String,
+        #[arg(long, default_value = "6.4.3.5018")]
+        firmware: String,
+        /// Stop starting phones after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        time_limit: u64,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum, Default)]
@@ -352,6 +479,90 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             g.json,
         ),
         Command::Keys(k) => guide_cmd::keys(&k.mac, k.cycle.into(), k.letter_case.into(), k.json),
+        Command::Sim(cmd) => sim(cmd).await,
+    }
+}
+
+async fn sim(cmd: SimCommand) -> Result<(), CliError> {
+    match cmd {
+        SimCommand::Init {
+            state,
+            mac,
+            model,
+            firmware,
+            server,
+            dhcp_option,
+            ztp,
+            json,
+        } => sim_cmd::init(
+            &state,
+            &mac,
+            &model,
+            &firmware,
+            server.as_deref(),
+            &dhcp_option,
+            ztp.as_deref(),
+            json,
+        ),
+        SimCommand::Boot { state, json } => sim_cmd::boot(&state, json).await,
+        SimCommand::SetPassword {
+            state,
+            via,
+            new,
+            json,
+        } => sim_cmd::set_password(&state, matches!(via, ViaArg::Web), &new, json).await,
+        SimCommand::Reset {
+            state,
+            what,
+            password,
+            json,
+        } => {
+            use polyprov_phone::MenuReset as M;
+            let what = match what {
+                ResetArg::Local => M::Local,
+                ResetArg::Web => M::Web,
+                ResetArg::Device => M::Device,
+                ResetArg::Format => M::Format,
+                ResetArg::Factory => M::Factory,
+            };
+            sim_cmd::reset(&state, what, password.as_deref(), json)
+        }
+        SimCommand::KeysReset {
+            state,
+            password,
+            cycle,
+            json,
+        } => sim_cmd::keys_reset(&state, &password, cycle.into(), json),
+        SimCommand::Show { state, json } => sim_cmd::show(&state, json),
+        SimCommand::Storm {
+            server,
+            phones,
+            concurrency,
+            mac_prefix,
+            model,
+            firmware,
+            time_limit,
+            json,
+        } => {
+            let bytes = (mac_prefix.len() == 6)
+                .then(|| u32::from_str_radix(&mac_prefix, 16).ok())
+                .flatten()
+                .ok_or_else(|| {
+                    CliError::new(
+                        2,
+                        format!("--mac-prefix {mac_prefix:?}: expected 6 hex digits"),
+                    )
+                })?;
+            let config = polyprov_phone::storm::StormConfig {
+                server,
+                phones,
+                concurrency,
+                mac_prefix: [(bytes >> 16) as u8, (bytes >> 8) as u8, bytes as u8],
+                firmware,
+                time_limit: std::time::Duration::from_secs(time_limit),
+            };
+            sim_cmd::storm(config, &model, json).await
+        }
     }
 }
 

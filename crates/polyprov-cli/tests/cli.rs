@@ -3,68 +3,12 @@
 
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
+use common::{BIN, Served, serve};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_polyprov");
-
-struct Served {
-    child: Child,
-    admin: String,
-    phones: String,
-    summary: String,
-}
-
-fn serve(data: &Path) -> Served {
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--http",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-            "--data",
-        ])
-        .arg(data)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut summary = String::new();
-    let (mut admin, mut phones) = (String::new(), String::new());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        let mut line = String::new();
-        if out.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        summary.push_str(&line);
-        let field = |l: &str| l.split_whitespace().nth(2).unwrap_or_default().to_string();
-        if line.trim_start().starts_with("phones (HTTP)") {
-            phones = field(&line);
-        }
-        if line.trim_start().starts_with("admin API") {
-            admin = field(&line).trim_end_matches("/api/v1").to_string();
-        }
-        if line.trim_start().starts_with("metrics") {
-            break;
-        }
-    }
-    assert!(
-        !admin.is_empty() && !phones.is_empty(),
-        "no summary: {summary}"
-    );
-    Served {
-        child,
-        admin,
-        phones,
-        summary,
-    }
-}
 
 fn polyprov(args: &[&str], served: &Served, data: &Path) -> Output {
     Command::new(BIN)

@@ -101,10 +101,20 @@ pub const SAME_KEY_WAIT_SECONDS: u8 = 2;
 
 /// The keystrokes that type `mac` (12 hex digits) at the password prompt, starting in numeric mode.
 pub fn keystrokes(mac: Mac, cycle: ModeCycle, case: LetterCase) -> Vec<CharSteps> {
-    let text: Vec<char> = match case {
-        LetterCase::Lower => mac.to_string().chars().collect(),
-        LetterCase::Upper => mac.to_string().to_uppercase().chars().collect(),
+    let text = match case {
+        LetterCase::Lower => mac.to_string(),
+        LetterCase::Upper => mac.to_string().to_uppercase(),
     };
+    type_text(&text, cycle).unwrap_or_default()
+}
+
+/// The keystrokes for any text of ASCII letters and digits (an admin password, say); `None` when
+/// it has a character the keypad cannot type this way.
+pub fn type_text(text: &str, cycle: ModeCycle) -> Option<Vec<CharSteps>> {
+    if !text.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return None;
+    }
+    let text: Vec<char> = text.chars().collect();
     let mut out: Vec<CharSteps> = Vec::new();
     let mut mode = Mode::Numeric;
     for (i, &ch) in text.iter().enumerate() {
@@ -129,7 +139,7 @@ pub fn keystrokes(mac: Mac, cycle: ModeCycle, case: LetterCase) -> Vec<CharSteps
         }
         out.push(CharSteps { ch, actions });
     }
-    out
+    Some(out)
 }
 
 /// Mode, key and press count for a hex digit.
@@ -291,6 +301,13 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn typed_text_decodes_back(text in "[a-zA-Z0-9]{0,16}", labels in any::<bool>()) {
+            let cycle = if labels { ModeCycle::Labels } else { ModeCycle::Seed };
+            let steps = type_text(&text, cycle).unwrap();
+            prop_assert_eq!(decode(&events(&steps), cycle), text);
+        }
+
         #[test]
         fn typed_macs_decode_back(bytes in any::<[u8; 6]>().prop_filter("non-zero", |b| *b != [0; 6]),
                                   labels in any::<bool>(), upper in any::<bool>()) {

@@ -66,41 +66,51 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 }
 
 /// Boots `config.phones` phones of `model`; `progress` is called with the count done so far.
-pub async fn run(config: &StormConfig, model: &Model, progress: impl Fn(usize) + Send + Sync) -> Result<StormReport, String> {
+pub async fn run(
+    config: &StormConfig,
+    model: &Model,
+    progress: impl Fn(usize) + Send + Sync,
+) -> Result<StormReport, String> {
     let transport = Arc::new(HttpTransport::new().map_err(|e| e.to_string())?);
     let started = Instant::now();
     let done = AtomicUsize::new(0);
     let limit_hit = std::sync::atomic::AtomicBool::new(false);
-    let results: Vec<(Vec<RequestRecord>, Vec<String>)> = futures_util::stream::iter(0..config.phones)
-        .map(|i| {
-            let transport = transport.clone();
-            let n = i as u32 + 1;
-            let p = config.mac_prefix;
-            let mac = Mac::from_bytes([p[0], p[1], p[2], (n >> 16) as u8, (n >> 8) as u8, n as u8]);
-            let mut phone = PhoneState::new(mac, model, &config.firmware);
-            phone.network.dhcp.insert(160, config.server.clone());
-            let (done, limit_hit, progress) = (&done, &limit_hit, &progress);
-            async move {
-                if started.elapsed() > config.time_limit {
-                    limit_hit.store(true, Ordering::Relaxed);
-                    return None;
+    let results: Vec<(Vec<RequestRecord>, Vec<String>)> =
+        futures_util::stream::iter(0..config.phones)
+            .map(|i| {
+                let transport = transport.clone();
+                let n = i as u32 + 1;
+                let p = config.mac_prefix;
+                let mac =
+                    Mac::from_bytes([p[0], p[1], p[2], (n >> 16) as u8, (n >> 8) as u8, n as u8]);
+                let mut phone = PhoneState::new(mac, model, &config.firmware);
+                phone.network.dhcp.insert(160, config.server.clone());
+                let (done, limit_hit, progress) = (&done, &limit_hit, &progress);
+                async move {
+                    if started.elapsed() > config.time_limit {
+                        limit_hit.store(true, Ordering::Relaxed);
+                        return None;
+                    }
+                    let handle = tokio::spawn(async move {
+                        let r = phone.boot(&*transport).await;
+                        (r.requests, r.problems)
+                    });
+                    let out = handle.await.ok();
+                    progress(done.fetch_add(1, Ordering::Relaxed) + 1);
+                    out
                 }
-                let handle = tokio::spawn(async move {
-                    let r = phone.boot(&*transport).await;
-                    (r.requests, r.problems)
-                });
-                let out = handle.await.ok();
-                progress(done.fetch_add(1, Ordering::Relaxed) + 1);
-                out
-            }
-        })
-        .buffer_unordered(config.concurrency.max(1))
-        .filter_map(|r| async move { r })
-        .collect()
-        .await;
+            })
+            .buffer_unordered(config.concurrency.max(1))
+            .filter_map(|r| async move { r })
+            .collect()
+            .await;
     let seconds = started.elapsed().as_secs_f64();
 
-    let mut report = StormReport { seconds, stopped_by_time_limit: limit_hit.load(Ordering::Relaxed), ..Default::default() };
+    let mut report = StormReport {
+        seconds,
+        stopped_by_time_limit: limit_hit.load(Ordering::Relaxed),
+        ..Default::default()
+    };
     let mut by_kind: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for (requests, problems) in results {
         report.phones_booted += 1;
@@ -112,11 +122,16 @@ pub async fn run(config: &StormConfig, model: &Model, progress: impl Fn(usize) +
             if q.status == 0 || q.status >= 500 {
                 report.error_count += 1;
                 if report.errors.len() < 100 {
-                    report.errors.push(format!("{} {} -> {}", q.method, q.path, q.status));
+                    report
+                        .errors
+                        .push(format!("{} {} -> {}", q.method, q.path, q.status));
                 }
             }
         }
-        for p in problems.into_iter().filter(|p| p.contains("cannot reach") || p.contains("no usable master")) {
+        for p in problems
+            .into_iter()
+            .filter(|p| p.contains("cannot reach") || p.contains("no usable master"))
+        {
             report.error_count += 1;
             if report.errors.len() < 100 {
                 report.errors.push(p);
@@ -125,13 +140,16 @@ pub async fn run(config: &StormConfig, model: &Model, progress: impl Fn(usize) +
     }
     for (kind, mut v) in by_kind {
         v.sort_unstable();
-        report.latency.insert(kind, Latency {
-            count: v.len(),
-            p50: percentile(&v, 0.50),
-            p90: percentile(&v, 0.90),
-            p99: percentile(&v, 0.99),
-            max: v.last().copied().unwrap_or(0),
-        });
+        report.latency.insert(
+            kind,
+            Latency {
+                count: v.len(),
+                p50: percentile(&v, 0.50),
+                p90: percentile(&v, 0.90),
+                p99: percentile(&v, 0.99),
+                max: v.last().copied().unwrap_or(0),
+            },
+        );
     }
     if seconds > 0.0 {
         report.requests_per_second = report.requests as f64 / seconds;
@@ -147,6 +165,13 @@ mod tests {
     #[test]
     fn percentiles() {
         let v: Vec<u64> = (1..=100).collect();
-        assert_eq!((percentile(&v, 0.5), percentile(&v, 0.99), percentile(&[], 0.5)), (51, 99, 0));
+        assert_eq!(
+            (
+                percentile(&v, 0.5),
+                percentile(&v, 0.99),
+                percentile(&[], 0.5)
+            ),
+            (51, 99, 0)
+        );
     }
 }

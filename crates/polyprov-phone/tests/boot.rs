@@ -237,13 +237,24 @@ async fn a_small_storm_boots_every_phone_without_errors() {
     })
     .await
     .unwrap();
-    assert_eq!((r.phones_booted, r.error_count, seen.into_inner()), (60, 0, 60), "{:?}", r.errors);
+    assert_eq!(
+        (r.phones_booted, r.error_count, seen.into_inner()),
+        (60, 0, 60),
+        "{:?}",
+        r.errors
+    );
     // polyprov answers <mac>.cfg with the staging master and <part>.sip.ld with sip.ld, so each
     // phone makes 13 requests where a plain folder takes 15.
     assert_eq!(r.requests, 60 * 13);
-    assert_eq!((r.latency["master"].count, r.latency["firmware"].count), (60, 60));
+    assert_eq!(
+        (r.latency["master"].count, r.latency["firmware"].count),
+        (60, 60)
+    );
     // master, firmware, site.cfg; the two logs stored (204); the rest not there (404).
-    assert_eq!((r.statuses[&200], r.statuses[&204], r.statuses[&404]), (180, 120, 480));
+    assert_eq!(
+        (r.statuses[&200], r.statuses[&204], r.statuses[&404]),
+        (180, 120, 480)
+    );
     server.core.flush().await;
     assert_eq!(server.core.inventory().devices().await.unwrap().len(), 61);
     server.shutdown().await;

@@ -1,0 +1,323 @@
+//! `polyprov sim`: an emulated phone whose state lives in a folder, so a shell script can tell a
+//! story (provision, change a password, reset, boot again), and the boot storm.
+
+use crate::client::{CliError, print_json};
+use polyprov_model::catalog::Catalog;
+use polyprov_model::keypad::{ModeCycle, events, type_text};
+use polyprov_phone::phone::{BootReport, MenuReset};
+use polyprov_phone::storm::{StormConfig, StormReport};
+use polyprov_phone::{HttpTransport, PhoneState};
+use std::path::{Path, PathBuf};
+
+fn state_file(dir: &Path) -> PathBuf {
+    dir.join("phone.json")
+}
+
+fn load(dir: &Path) -> Result<PhoneState, CliError> {
+    let p = state_file(dir);
+    let text = std::fs::read_to_string(&p).map_err(|e| {
+        CliError::new(
+            2,
+            format!("{}: {e} (run `polyprov sim init` first)", p.display()),
+        )
+    })?;
+    serde_json::from_str(&text).map_err(|e| CliError::new(1, format!("{}: {e}", p.display())))
+}
+
+fn save(dir: &Path, s: &PhoneState) -> Result<(), CliError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| CliError::new(1, format!("{}: {e}", dir.display())))?;
+    let text = serde_json::to_string_pretty(s).map_err(|e| CliError::new(1, e.to_string()))?;
+    let tmp = dir.join("phone.json.tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, state_file(dir)))
+        .map_err(|e| CliError::new(1, format!("{}: {e}", dir.display())))
+}
+
+fn transport() -> Result<HttpTransport, CliError> {
+    HttpTransport::new().map_err(|e| CliError::new(1, e.to_string()))
+}
+
+/// `sim init`.
+#[allow(clippy::too_many_arguments)]
+pub fn init(
+    dir: &Path,
+    mac: &str,
+    model: &str,
+    firmware: &str,
+    server: Option<&str>,
+    dhcp: &[String],
+    ztp: Option<&str>,
+    as_json: bool,
+) -> Result<(), CliError> {
+    let catalog = Catalog::embedded().map_err(|e| CliError::new(1, e.to_string()))?;
+    let m = catalog.find(model).ok_or_else(|| {
+        let near: Vec<String> = catalog
+            .closest(model, 3)
+            .iter()
+            .map(|m| m.id.clone())
+            .collect();
+        CliError::new(
+            3,
+            format!("no model {model:?}; closest: {}", near.join(", ")),
+        )
+    })?;
+    let mac = mac
+        .parse()
+        .map_err(|e: polyprov_model::MacError| CliError::new(2, e.to_string()))?;
+    let mut s = PhoneState::new(mac, m, firmware);
+    if let Some(url) = server {
+        s.flash.insert("device.prov.serverName".into(), url.into());
+        s.flash
+            .insert("device.dhcp.bootSrvUseOpt".into(), "Static".into());
+    }
+    for d in dhcp {
+        let (n, v) = d
+            .split_once('=')
+            .and_then(|(n, v)| n.parse::<u8>().ok().map(|n| (n, v)))
+            .ok_or_else(|| {
+                CliError::new(
+                    2,
+                    format!("--dhcp-option {d:?}: expected NUMBER=VALUE, e.g. 160=http://host/"),
+                )
+            })?;
+        s.network.dhcp.insert(n, v.to_string());
+    }
+    s.network.ztp = ztp.map(str::to_string);
+    save(dir, &s)?;
+    if as_json {
+        return print_json(&serde_json::to_value(&s).map_err(|e| CliError::new(1, e.to_string()))?);
+    }
+    println!(
+        "{} {} ({}) with software {} is ready in {}",
+        s.model,
+        s.mac,
+        m.name,
+        s.firmware,
+        dir.display()
+    );
+    Ok(())
+}
+
+fn print_boot(r: &BootReport) {
+    match (&r.server, &r.server_source) {
+        (Some(s), Some(src)) => println!("provisioning server {s} (from {src})"),
+        _ => println!("no provisioning server"),
+    }
+    for q in &r.requests {
+        let status = if q.status == 0 {
+            "no answer".to_string()
+        } else {
+            q.status.to_string()
+        };
+        println!(
+            "  {:<12} {:<4} {:<40} {status:>9}  {} bytes",
+            q.stage, q.method, q.path, q.bytes
+        );
+    }
+    if let Some(v) = &r.upgraded_to {
+        println!("flashed software {v}");
+    }
+    for p in &r.problems {
+        println!("  problem: {p}");
+    }
+}
+
+/// `sim boot`.
+pub async fn boot(dir: &Path, as_json: bool) -> Result<(), CliError> {
+    let mut s = load(dir)?;
+    let r = s.boot(&transport()?).await;
+    save(dir, &s)?;
+    if as_json {
+        return print_json(&serde_json::json!({"boot": r, "phone": s.summary()}));
+    }
+    print_boot(&r);
+    let sum = s.summary();
+    println!(
+        "admin password {:?} from {}",
+        sum.admin_password.value.unwrap_or_default(),
+        sum.admin_password.source
+    );
+    Ok(())
+}
+
+/// `sim set-password`.
+pub async fn set_password(
+    dir: &Path,
+    via_web: bool,
+    new: &str,
+    as_json: bool,
+) -> Result<(), CliError> {
+    let mut s = load(dir)?;
+    let up = s
+        .set_admin_password(via_web, new, &transport()?)
+        .await
+        .map_err(|e| CliError::new(1, e.to_string()))?;
+    save(dir, &s)?;
+    if as_json {
+        return print_json(&serde_json::json!({"upload": up, "phone": s.summary()}));
+    }
+    match up {
+        Some(q) => println!(
+            "admin password changed; {} {} → {}",
+            q.method,
+            q.path,
+            if q.status == 0 {
+                "no answer".into()
+            } else {
+                q.status.to_string()
+            }
+        ),
+        None => println!("admin password changed (kept on the phone)"),
+    }
+    Ok(())
+}
+
+/// `sim reset`.
+pub fn reset(
+    dir: &Path,
+    what: MenuReset,
+    password: Option<&str>,
+    as_json: bool,
+) -> Result<(), CliError> {
+    let mut s = load(dir)?;
+    s.menu_reset(what, password)
+        .map_err(|e| CliError::new(1, e.to_string()))?;
+    save(dir, &s)?;
+    if as_json {
+        return print_json(
+            &serde_json::json!({"reset": format!("{what:?}").to_lowercase(), "phone": s.summary()}),
+        );
+    }
+    println!("{what:?} reset done; boot the phone to see what it gets back");
+    Ok(())
+}
+
+/// `sim keys-reset`: the key combination at boot, the password typed on the keypad.
+pub fn keys_reset(
+    dir: &Path,
+    password: &str,
+    cycle: ModeCycle,
+    as_json: bool,
+) -> Result<(), CliError> {
+    let mut s = load(dir)?;
+    let typed = password.replace(['-', ':', '.'], "");
+    let steps = type_text(&typed, cycle).ok_or_else(|| {
+        CliError::new(
+            2,
+            "the password prompt takes letters and digits only".to_string(),
+        )
+    })?;
+    let done = s
+        .keys_reset(&events(&steps))
+        .map_err(|e| CliError::new(1, e.to_string()))?;
+    save(dir, &s)?;
+    if as_json {
+        return print_json(
+            &serde_json::json!({"reset": format!("{done:?}").to_lowercase(), "phone": s.summary()}),
+        );
+    }
+    match done {
+        MenuReset::Factory => println!("password accepted: factory reset done"),
+        _ => println!("password accepted: device settings reset (software before 4.0.0)"),
+    }
+    Ok(())
+}
+
+/// `sim show`.
+pub fn show(dir: &Path, as_json: bool) -> Result<(), CliError> {
+    let s = load(dir)?;
+    let sum = s.summary();
+    if as_json {
+        return print_json(
+            &serde_json::to_value(&sum).map_err(|e| CliError::new(1, e.to_string()))?,
+        );
+    }
+    let v = |e: &polyprov_phone::phone::Explained| {
+        format!("{:?}  ({})", e.value.clone().unwrap_or_default(), e.source)
+    };
+    println!(
+        "phone             {} {} software {}",
+        sum.model, sum.mac, sum.firmware
+    );
+    println!("admin password    {}", v(&sum.admin_password));
+    println!("user password     {}", v(&sum.user_password));
+    println!("provisioning      {}", v(&sum.provisioning_server));
+    for (k, e) in &sum.lines {
+        println!("{k:<17} {}", v(e));
+    }
+    println!(
+        "overrides         local: {}, web: {}",
+        if sum.local_override { "yes" } else { "no" },
+        if sum.web_override { "yes" } else { "no" }
+    );
+    Ok(())
+}
+
+/// `sim storm`.
+pub async fn storm(config: StormConfig, model: &str, as_json: bool) -> Result<(), CliError> {
+    let catalog = Catalog::embedded().map_err(|e| CliError::new(1, e.to_string()))?;
+    let m = catalog
+        .find(model)
+        .ok_or_else(|| CliError::new(3, format!("no model {model:?}")))?;
+    let bar = if as_json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        let b = indicatif::ProgressBar::new(config.phones as u64);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} phones booted  {per_sec}  eta {eta}",
+        ) {
+            b.set_style(style);
+        }
+        b
+    };
+    let r: StormReport = polyprov_phone::storm::run(&config, m, |n| bar.set_position(n as u64))
+        .await
+        .map_err(|e| CliError::new(1, e))?;
+    bar.finish_and_clear();
+    if as_json {
+        print_json(&serde_json::to_value(&r).map_err(|e| CliError::new(1, e.to_string()))?)?;
+    } else {
+        println!(
+            "{} phones booted in {:.2} s: {:.0} requests/s, {:.0} phones/s, {} requests, {} bytes",
+            r.phones_booted,
+            r.seconds,
+            r.requests_per_second,
+            r.phones_per_second,
+            r.requests,
+            r.bytes
+        );
+        println!(
+            "{:<10} {:>8} {:>10} {:>10} {:>10} {:>10}",
+            "KIND", "COUNT", "P50 ms", "P90 ms", "P99 ms", "MAX ms"
+        );
+        for (k, l) in &r.latency {
+            let ms = |us: u64| us as f64 / 1000.0;
+            println!(
+                "{k:<10} {:>8} {:>10.2} {:>10.2} {:>10.2} {:>10.2}",
+                l.count,
+                ms(l.p50),
+                ms(l.p90),
+                ms(l.p99),
+                ms(l.max)
+            );
+        }
+        let statuses: Vec<String> = r
+            .statuses
+            .iter()
+            .map(|(s, n)| format!("{s}: {n}"))
+            .collect();
+        println!("answers: {}", statuses.join(", "));
+        if r.stopped_by_time_limit {
+            println!("stopped by the time limit");
+        }
+        println!("{} errors", r.error_count);
+        for e in &r.errors {
+            println!("  {e}");
+        }
+    }
+    if r.error_count > 0 {
+        return Err(CliError::new(1, format!("{} errors", r.error_count)));
+    }
+    Ok(())
+}

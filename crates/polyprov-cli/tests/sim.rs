@@ -1,0 +1,198 @@
+//! The vendor FAQ's story told with `polyprov sim` against `polyprov serve`, as a shell script
+//! would: the phone finds the server through DHCP option 160.
+
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
+mod common;
+
+use common::{BIN, serve};
+use std::path::Path;
+use std::process::Command;
+
+fn run(args: &[&str], envs: &[(&str, String)]) -> (i32, String) {
+    let o = Command::new(BIN)
+        .args(args)
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+    )
+}
+
+fn admin_password(state: &Path) -> (String, String) {
+    let (code, out) = run(
+        &["sim", "show", "--json", "--state", state.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    (
+        v["admin_password"]["value"].as_str().unwrap().to_string(),
+        v["admin_password"]["source"].as_str().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn the_seed_story_with_the_sim_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let served = serve(&data);
+    let env = [
+        ("POLYPROV_SERVER", served.admin.clone()),
+        (
+            "POLYPROV_TOKEN",
+            std::fs::read_to_string(data.join("admin.token"))
+                .unwrap()
+                .trim()
+                .to_string(),
+        ),
+    ];
+    let pw = std::fs::read_to_string(data.join("provisioning.password")).unwrap();
+    let url = format!("160=http://PlcmSpIp:{}@{}/", pw.trim(), served.phones);
+    let state = dir.path().join("phone");
+    let st = state.to_str().unwrap();
+
+    assert_eq!(
+        run(
+            &["device", "assign", "0004f2aa814c", "--admin-password", "P1"],
+            &env
+        )
+        .0,
+        0
+    );
+    let (code, out) = run(
+        &[
+            "sim",
+            "init",
+            "--state",
+            st,
+            "--mac",
+            "00:04:f2:aa:81:4c",
+            "--model",
+            "VVX 410",
+            "--firmware",
+            "5.9.7.4477",
+            "--dhcp-option",
+            &url,
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = run(&["sim", "boot", "--state", st], &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("(from DHCP option 160)") && out.contains("0004f2aa814c-polyprov.cfg"),
+        "{out}"
+    );
+    assert_eq!(admin_password(&state).0, "P1");
+
+    // Reset to Factory: back with P1, not 456.
+    assert_eq!(
+        run(
+            &["sim", "reset", "--state", st, "factory", "--password", "P1"],
+            &[]
+        )
+        .0,
+        0
+    );
+    assert_eq!(admin_password(&state).0, "456");
+    run(&["sim", "boot", "--state", st], &[]);
+    assert_eq!(admin_password(&state).0, "P1");
+
+    // P2 in the web UI, then the key combination with the MAC typed on the keypad: back with P2.
+    let (code, out) = run(
+        &["sim", "set-password", "--state", st, "--via", "web", "P2"],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("PUT 0004f2aa814c-web.cfg → 201"), "{out}");
+    assert_eq!(
+        run(
+            &["sim", "keys-reset", "--state", st, "--password", "WRONG"],
+            &[]
+        )
+        .0,
+        1
+    );
+    let (code, out) = run(
+        &[
+            "sim",
+            "keys-reset",
+            "--state",
+            st,
+            "--password",
+            "00-04-F2-AA-81-4C",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(admin_password(&state).0, "456");
+    run(&["sim", "boot", "--state", st], &[]);
+    let (value, source) = admin_password(&state);
+    assert_eq!(value, "P2");
+    assert!(source.starts_with("web override"), "{source}");
+
+    // Reset to Factory is not in the menu before 4.0.0.
+    let old = dir.path().join("old");
+    run(
+        &[
+            "sim",
+            "init",
+            "--state",
+            old.to_str().unwrap(),
+            "--mac",
+            "0004f2000009",
+            "--model",
+            "SoundPoint IP 650",
+            "--firmware",
+            "3.2.7",
+        ],
+        &[],
+    );
+    let (code, out) = run(
+        &[
+            "sim",
+            "reset",
+            "--state",
+            old.to_str().unwrap(),
+            "factory",
+            "--password",
+            "456",
+        ],
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert!(out.contains("before UC Software 4.0.0"), "{out}");
+}
+
+#[test]
+fn a_storm_against_polyprov_reports_no_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let served = serve(&data);
+    let pw = std::fs::read_to_string(data.join("provisioning.password")).unwrap();
+    let url = format!("http://PlcmSpIp:{}@{}/", pw.trim(), served.phones);
+    let (code, out) = run(
+        &[
+            "sim",
+            "storm",
+            "--server",
+            &url,
+            "--phones",
+            "40",
+            "--concurrency",
+            "8",
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (v["phones_booted"].as_u64(), v["error_count"].as_u64()),
+        (Some(40), Some(0))
+    );
+    assert!(v["latency"]["master"]["p99"].as_u64().is_some());
+}
