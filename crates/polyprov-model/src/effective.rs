@@ -12,6 +12,7 @@
 
 use crate::config::Params;
 use crate::config_file::{ConfigFile, Position};
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -80,15 +81,27 @@ impl Resolved {
     }
 }
 
-/// Everything a phone reads, by layer.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct PhoneSources<'a> {
+/// Everything a phone reads, by layer. `F` lets callers pass shared files (`Arc<ConfigFile>`).
+#[derive(Debug, Clone, Copy)]
+pub struct PhoneSources<'a, F: Borrow<ConfigFile> = ConfigFile> {
     pub local_override: Option<&'a ConfigFile>,
     pub web_override: Option<&'a ConfigFile>,
     /// In `CONFIG_FILES` order.
-    pub config_files: &'a [ConfigFile],
+    pub config_files: &'a [F],
     pub flash: Option<&'a Params>,
     pub defaults: Option<&'a Params>,
+}
+
+impl<F: Borrow<ConfigFile>> Default for PhoneSources<'_, F> {
+    fn default() -> Self {
+        PhoneSources {
+            local_override: None,
+            web_override: None,
+            config_files: &[],
+            flash: None,
+            defaults: None,
+        }
+    }
 }
 
 /// Defaults polyprov knows from vendor documents (domain.md §7): admin 456, user 123.
@@ -108,10 +121,20 @@ pub fn is_gated(name: &str) -> bool {
 }
 
 /// The effective configuration: every parameter any source sets, resolved.
-pub fn effective(src: &PhoneSources<'_>) -> BTreeMap<String, Resolved> {
+pub fn effective<F: Borrow<ConfigFile>>(src: &PhoneSources<'_, F>) -> BTreeMap<String, Resolved> {
+    effective_only(src, |_| true)
+}
+
+/// The effective configuration of the parameters `keep` accepts (cheaper when a caller needs a
+/// few: a booting phone needs only `device.*`). Gates are resolved from what `keep` accepts, so
+/// keep `device.set` and the `.set` gates with any `device.*` parameter.
+pub fn effective_only<F: Borrow<ConfigFile>>(
+    src: &PhoneSources<'_, F>,
+    keep: impl Fn(&str) -> bool,
+) -> BTreeMap<String, Resolved> {
     let mut all: BTreeMap<String, Vec<Candidate>> = BTreeMap::new();
     let mut push_file = |layer: Layer, f: &ConfigFile| {
-        for p in f.params() {
+        for p in f.params().iter().filter(|p| keep(&p.name)) {
             all.entry(p.name.clone()).or_default().push(Candidate {
                 layer: layer.clone(),
                 file: Some(f.name().to_string()),
@@ -128,13 +151,13 @@ pub fn effective(src: &PhoneSources<'_>) -> BTreeMap<String, Resolved> {
         push_file(Layer::WebOverride, f);
     }
     for (i, f) in src.config_files.iter().enumerate() {
-        push_file(Layer::ConfigFile(i), f);
+        push_file(Layer::ConfigFile(i), f.borrow());
     }
     for (layer, params) in [
         (Layer::DeviceFlash, src.flash),
         (Layer::Default, src.defaults),
     ] {
-        for (k, v) in params.into_iter().flatten() {
+        for (k, v) in params.into_iter().flatten().filter(|(k, _)| keep(k)) {
             all.entry(k.clone()).or_default().push(Candidate {
                 layer: layer.clone(),
                 file: None,
@@ -235,7 +258,7 @@ mod tests {
     #[test]
     fn overrides_are_not_gated() {
         let web = file("w-web.cfg", &[("device.auth.localAdminPassword", "P2")]);
-        let e = effective(&PhoneSources {
+        let e = effective(&PhoneSources::<ConfigFile> {
             web_override: Some(&web),
             ..Default::default()
         });

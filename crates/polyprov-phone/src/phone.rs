@@ -5,16 +5,18 @@ use crate::url::ServerUrl;
 use polyprov_model::Mac;
 use polyprov_model::catalog::Model;
 use polyprov_model::config::Params;
-use polyprov_model::config_file::ConfigFile;
+use polyprov_model::config_file::{ConfigFile, ParseError};
 use polyprov_model::effective::{
-    Layer, PhoneSources, Resolved, effective, is_gated, known_defaults,
+    Layer, PhoneSources, Resolved, effective, effective_only, is_gated, known_defaults,
 };
 use polyprov_model::guide::compare_versions;
 use polyprov_model::keypad::{KeyEvent, ModeCycle, decode};
 use polyprov_model::master::{Master, model_token};
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// The admin password parameter.
@@ -111,6 +113,37 @@ pub struct RequestRecord {
     /// What kind of file (master, firmware, config, override, licence, calls, directory, log).
     pub kind: String,
     pub micros: u64,
+}
+
+/// Parsed configuration files shared between emulated phones. A storm downloads the same files
+/// thousands of times; parsing each distinct file once is the runner's saving, not a change in
+/// what any phone does with it.
+#[derive(Default)]
+pub struct ParseCache {
+    files: Mutex<HashMap<(String, u64), Arc<ConfigFile>>>,
+}
+
+impl ParseCache {
+    /// The parsed file for this name and text, parsing it the first time.
+    pub fn parse(&self, name: &str, text: &str) -> Result<Arc<ConfigFile>, ParseError> {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        text.hash(&mut h);
+        let key = (name.to_string(), h.finish());
+        if let Some(f) = self
+            .files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(f.clone());
+        }
+        let f = Arc::new(ConfigFile::parse(name, text)?);
+        self.files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, f.clone());
+        Ok(f)
+    }
 }
 
 /// What a boot did.
@@ -249,18 +282,23 @@ impl PhoneState {
 
     /// The effective configuration now, with every parameter's chain.
     pub fn effective(&self) -> BTreeMap<String, Resolved> {
-        let local = Self::parsed(&format!("{}-phone.cfg", self.mac), &self.local_override);
-        let web = Self::parsed(&format!("{}-web.cfg", self.mac), &self.web_override);
         let files: Vec<ConfigFile> = self
             .config_files
             .iter()
             .filter_map(|n| self.cache.get(n).and_then(|t| ConfigFile::parse(n, t).ok()))
             .collect();
+        self.effective_with(&files)
+    }
+
+    /// The effective configuration with the CONFIG_FILES already parsed (a boot parses once).
+    fn effective_with(&self, files: &[ConfigFile]) -> BTreeMap<String, Resolved> {
+        let local = Self::parsed(&format!("{}-phone.cfg", self.mac), &self.local_override);
+        let web = Self::parsed(&format!("{}-web.cfg", self.mac), &self.web_override);
         let defaults = known_defaults();
         effective(&PhoneSources {
             local_override: local.as_ref(),
             web_override: web.as_ref(),
-            config_files: &files,
+            config_files: files,
             flash: Some(&self.flash),
             defaults: Some(&defaults),
         })
@@ -362,6 +400,15 @@ impl PhoneState {
     /// Powers on and boots: finds the server, runs the Updater and the application requests in
     /// the order real phones make them, and applies the effective configuration.
     pub async fn boot<T: Transport>(&mut self, transport: &T) -> BootReport {
+        self.boot_with(transport, None).await
+    }
+
+    /// [`PhoneState::boot`], sharing parsed files with other emulated phones through `cache`.
+    pub async fn boot_with<T: Transport>(
+        &mut self,
+        transport: &T,
+        parses: Option<&ParseCache>,
+    ) -> BootReport {
         self.powered = true;
         let mut report = BootReport::default();
         let Some((server_text, source)) = self.discover() else {
@@ -476,6 +523,7 @@ impl PhoneState {
         // Application: configuration, overrides, licences, call lists, directory, log.
         let app = self.user_agent("Application");
         let mut cache = BTreeMap::new();
+        let mut parsed = Vec::new();
         for name in &resolved.config_files {
             if name.contains("://") {
                 session.report.problems.push(format!(
@@ -486,8 +534,13 @@ impl PhoneState {
             match session.get(&app, name, "config").await {
                 Some(r) if r.ok() => {
                     let text = String::from_utf8_lossy(&r.body).into_owned();
-                    if let Err(e) = ConfigFile::parse(name, &text) {
-                        session.report.problems.push(e.to_string());
+                    let file = match parses {
+                        Some(c) => c.parse(name, &text),
+                        None => ConfigFile::parse(name, &text).map(Arc::new),
+                    };
+                    match file {
+                        Ok(f) => parsed.push(f),
+                        Err(e) => session.report.problems.push(e.to_string()),
                     }
                     cache.insert(name.clone(), text);
                 }
@@ -560,11 +613,8 @@ impl PhoneState {
             &format!("{mac}-app.log"),
         );
         session.head(&app, &log_name, "log").await;
-        self.apply_to_flash();
-        self.log(&format!(
-            "application started; admin password from {}",
-            self.summary().admin_password.source
-        ));
+        self.apply_to_flash(&parsed);
+        self.log("application started");
         let log = self.app_log.join("\n").into_bytes();
         session.put(&app, &log_name, "log", log).await;
         report
@@ -592,8 +642,19 @@ impl PhoneState {
     }
 
     /// Stores gated `device.*` values from the configuration files in flash, as the phone does.
-    fn apply_to_flash(&mut self) {
-        let e = self.effective();
+    fn apply_to_flash(&mut self, files: &[Arc<ConfigFile>]) {
+        let local = Self::parsed("local", &self.local_override);
+        let web = Self::parsed("web", &self.web_override);
+        let e = effective_only(
+            &PhoneSources {
+                local_override: local.as_ref(),
+                web_override: web.as_ref(),
+                config_files: files,
+                flash: Some(&self.flash),
+                defaults: None,
+            },
+            |name| name.starts_with("device."),
+        );
         for (name, r) in e {
             if let (true, Some(w)) = (is_gated(&name), r.winner())
                 && matches!(w.layer, Layer::ConfigFile(_))

@@ -1,7 +1,7 @@
 //! A boot storm: many distinct phones booting at once against one server, as after a power cut.
 //! Bounded in phone count and in time; reports throughput, latency per file kind and every error.
 
-use crate::phone::{PhoneState, RequestRecord};
+use crate::phone::{ParseCache, PhoneState, RequestRecord};
 use crate::transport::HttpTransport;
 use futures_util::StreamExt;
 use polyprov_model::Mac;
@@ -72,6 +72,7 @@ pub async fn run(
     progress: impl Fn(usize) + Send + Sync,
 ) -> Result<StormReport, String> {
     let transport = Arc::new(HttpTransport::new().map_err(|e| e.to_string())?);
+    let parses = Arc::new(ParseCache::default());
     let started = Instant::now();
     let done = AtomicUsize::new(0);
     let limit_hit = std::sync::atomic::AtomicBool::new(false);
@@ -79,6 +80,7 @@ pub async fn run(
         futures_util::stream::iter(0..config.phones)
             .map(|i| {
                 let transport = transport.clone();
+                let parses = parses.clone();
                 let n = i as u32 + 1;
                 let p = config.mac_prefix;
                 let mac =
@@ -92,7 +94,7 @@ pub async fn run(
                         return None;
                     }
                     let handle = tokio::spawn(async move {
-                        let r = phone.boot(&*transport).await;
+                        let r = phone.boot_with(&*transport, Some(&parses)).await;
                         (r.requests, r.problems)
                     });
                     let out = handle.await.ok();

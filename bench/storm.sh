@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Boot storm: N emulated phones (polyprov sim storm) against nginx serving a static boot root and
+# against polyprov serving the same root, in one run. To show whether the storm runner or the
+# server is the bottleneck, wrk replays the same request mix against nginx for the same time.
+# Loopback only; bounded by phone count and a time limit.
+# Usage: bench/storm.sh [phones=10000] [concurrency=200]
+# Needs: cargo build --release, nginx, wrk.
+set -euo pipefail
+PHONES=${1:-10000}
+CONC=${2:-200}
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+BIN=$REPO/target/release/polyprov
+for t in nginx wrk; do command -v $t >/dev/null || { echo "$t is not installed"; exit 2; }; done
+[ -x "$BIN" ] || { echo "build first: cargo build --release"; exit 2; }
+
+WORK=$(mktemp -d)
+chmod a+rx "$WORK"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+ROOT=$WORK/root
+mkdir -p "$ROOT"
+cat >"$ROOT/000000000000.cfg" <<'CFG'
+<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<APPLICATION APP_FILE_PATH="sip.ld" CONFIG_FILES="site.cfg, features.cfg" MISC_FILES="" LOG_FILE_DIRECTORY="" OVERRIDES_DIRECTORY="" CONTACTS_DIRECTORY="" LICENSE_DIRECTORY=""/>
+CFG
+cp "$REPO/../shared/corpus/openspork__pp/Config/features.cfg" "$ROOT/features.cfg"
+cat >"$ROOT/site.cfg" <<'CFG'
+<polycomConfig><reg reg.1.server.1.address="pbx.example.com"/><tcpIpApp tcpIpApp.sntp.address="pool.ntp.org"/></polycomConfig>
+CFG
+{ printf 'POLYPROV-SIM-IMAGE 6.4.3.5018\n'; head -c 65536 /dev/zero; } >"$ROOT/sip.ld"
+chmod -R a+r "$ROOT"
+
+PORT=$((20000 + RANDOM % 20000))
+mkdir -p "$WORK/nginx"
+cat >"$WORK/nginx/nginx.conf" <<NGINX
+worker_processes 2;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off; sendfile on; tcp_nodelay on; keepalive_requests 100000;
+  client_body_temp_path $WORK/nginx; proxy_temp_path $WORK/nginx; fastcgi_temp_path $WORK/nginx;
+  uwsgi_temp_path $WORK/nginx; scgi_temp_path $WORK/nginx;
+  server { listen 127.0.0.1:$PORT; root $ROOT; }
+}
+NGINX
+nginx -c "$WORK/nginx/nginx.conf" -g 'daemon off;' &
+PIDS+=($!)
+
+mkdir -p "$WORK/data"
+cp -r "$ROOT" "$WORK/data/root"
+"$BIN" serve --data "$WORK/data" --http 127.0.0.1:0 --admin 127.0.0.1:0 >"$WORK/summary" 2>"$WORK/log" &
+PIDS+=($!)
+for _ in $(seq 1 100); do grep -q '^  metrics' "$WORK/summary" 2>/dev/null && break; sleep 0.1; done
+PHONES_ADDR=$(awk '/phones \(HTTP\)/ {print $3}' "$WORK/summary")
+PW=$(cat "$WORK/data/provisioning.password")
+sleep 0.3
+
+storm() { # name url
+  "$BIN" sim storm --server "$2" --phones "$PHONES" --concurrency "$CONC" --time-limit 300 --json >"$WORK/$1.json" || true
+  python3 - "$1" "$WORK/$1.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[2]))
+lat = r["latency"]
+print(f'{sys.argv[1]:<9} {r["phones_booted"]:>6} phones in {r["seconds"]:6.2f} s: {r["requests_per_second"]:8.0f} req/s '
+      f'{r["phones_per_second"]:7.0f} phones/s  errors {r["error_count"]}  '
+      + "  ".join(f'{k} p50/p99 {v["p50"]/1000:.2f}/{v["p99"]/1000:.2f} ms' for k, v in lat.items() if k in ("master", "config", "firmware")))
+PY
+}
+echo "phones=$PHONES concurrency=$CONC"
+storm nginx "http://127.0.0.1:$PORT/"
+storm polyprov "http://PlcmSpIp:$PW@$PHONES_ADDR/"
+
+# The same request mix, replayed by wrk against nginx for as long as the storm took.
+SECS=$(python3 -c "import json;print(max(3,round(json.load(open('$WORK/nginx.json'))['seconds'])))")
+cat >"$WORK/mix.lua" <<'LUA'
+local paths = { "/000000000000.cfg", "/sip.ld", "/site.cfg", "/features.cfg", "/0004f2000001.cfg",
+  "/3111-44500-001.sip.ld", "/0004f2000001-phone.cfg", "/0004f2000001-web.cfg", "/000000000000-license.cfg",
+  "/0004f2000001-license.cfg", "/0004f2000001-calls.xml", "/0004f2000001-directory.xml", "/000000000000-directory.xml" }
+local i = 0
+request = function() i = i + 1; return wrk.format("GET", paths[(i % #paths) + 1]) end
+LUA
+wrk -t2 -c"$CONC" -d"${SECS}s" -s "$WORK/mix.lua" "http://127.0.0.1:$PORT" >"$WORK/wrk.txt"
+WRK_RPS=$(awk '/^Requests\/sec/ {print $2}' "$WORK/wrk.txt")
+python3 - "$WORK/nginx.json" "$WORK/polyprov.json" "$WRK_RPS" <<'PY'
+import json, sys
+n = json.load(open(sys.argv[1])); p = json.load(open(sys.argv[2])); w = float(sys.argv[3])
+print(f"wrk, same mix against nginx: {w:.0f} req/s")
+print(f"ratio storm-on-nginx / wrk-on-nginx: {n['requests_per_second'] / w:.2f}  (1.0 = the runner keeps up with a load generator)")
+print(f"ratio polyprov / nginx under the storm: {p['phones_per_second'] / n['phones_per_second']:.2f} (phones/s)")
+PY
