@@ -10,7 +10,8 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     pub status: u16,
-    pub body: Vec<u8>,
+    /// The body, shared with the HTTP client's buffer (no copy).
+    pub body: bytes::Bytes,
 }
 
 impl Reply {
@@ -110,10 +111,7 @@ impl HttpTransport {
             .bytes()
             .await
             .map_err(|e| TransportError::Unreachable(e.to_string()))?;
-        Ok(Reply {
-            status,
-            body: body.to_vec(),
-        })
+        Ok(Reply { status, body })
     }
 }
 

@@ -372,6 +372,9 @@ impl Core {
         // Read the generation before the inventory: a change racing with this render leaves a
         // stale generation behind, so the next request renders again.
         let generation = self.inventory.generation();
+        if !self.inventory.is_assigned(mac) {
+            return Ok(None);
+        }
         if let Some(e) = lock(&self.cache).get(&mac)
             && e.generation == generation
         {

@@ -137,6 +137,9 @@ CREATE TABLE site (
 pub struct Inventory {
     pool: SqlitePool,
     generation: AtomicU64,
+    /// MACs with an assignment, kept in memory so that a storm of unknown phones never queries
+    /// the database (one process owns the database; several nodes will need a shared signal).
+    assigned: std::sync::RwLock<std::collections::HashSet<Mac>>,
 }
 
 /// Current Unix time in seconds.
@@ -174,8 +177,14 @@ impl Inventory {
         let inv = Inventory {
             pool,
             generation: AtomicU64::new(1),
+            assigned: Default::default(),
         };
         inv.migrate().await?;
+        let macs: Vec<String> =
+            sqlx::query_scalar("SELECT mac FROM devices WHERE state = 'assigned'")
+                .fetch_all(&inv.pool)
+                .await?;
+        *inv.assigned_set() = macs.iter().filter_map(|m| m.parse().ok()).collect();
         Ok(inv)
     }
 
@@ -195,6 +204,18 @@ impl Inventory {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    fn assigned_set(&self) -> std::sync::RwLockWriteGuard<'_, std::collections::HashSet<Mac>> {
+        self.assigned.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a device has an assignment, without a database query.
+    pub fn is_assigned(&self, mac: Mac) -> bool {
+        self.assigned
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&mac)
     }
 
     /// A number that changes whenever anything a phone is served from the inventory changes.
@@ -271,6 +292,7 @@ impl Inventory {
             .fetch_one(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.assigned_set().insert(mac);
         self.bump();
         device_from_row(&row)
     }
@@ -282,6 +304,7 @@ impl Inventory {
             .execute(&self.pool)
             .await?
             .rows_affected();
+        self.assigned_set().remove(&mac);
         self.bump();
         Ok(n > 0)
     }
@@ -501,11 +524,13 @@ mod tests {
         let d = inv.assign(m, &a).await.unwrap();
         assert_eq!(d.state, DeviceState::Assigned);
         assert!(inv.generation() > g);
+        assert!(inv.is_assigned(m));
         assert!(matches!(
             inv.delete_profile("sales").await,
             Err(InventoryError::ProfileInUse(_, 1))
         ));
         assert!(inv.remove(m).await.unwrap());
+        assert!(!inv.is_assigned(m));
         assert!(inv.delete_profile("sales").await.unwrap());
     }
 

@@ -10,6 +10,8 @@
 //! ```
 //! A file appears under its final name only when complete (write, fsync, rename), so a reader —
 //! a phone, the admin API — never sees part of an upload. Version files never change once there.
+//! Logs skip the fsync: every boot of every phone appends to them, and in a boot storm an fsync
+//! per log line costs more than the logs are worth after a crash.
 
 use polyprov_model::{Mac, UploadKind};
 use serde::{Deserialize, Serialize};
@@ -104,6 +106,16 @@ pub struct UploadInfo {
     pub modified_nanos: u128,
 }
 
+/// How hard a write insists on reaching the disk. Either way a reader sees the old file or the
+/// new one, never part of one (rename); only a crash can tell them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    /// fsync before the rename: overrides, directories, call lists, licences — a phone's settings.
+    Synced,
+    /// Rename only: logs, appended on every boot of every phone; a crash may lose the newest lines.
+    Renamed,
+}
+
 /// The upload store.
 pub struct Uploads {
     dir: PathBuf,
@@ -172,7 +184,7 @@ impl Uploads {
         let mut versions = versions_in(dir)?;
         let next = versions.last().map_or(1, |(v, _)| v + 1);
         let path = dir.join(version_name(next));
-        self.write_atomically(&path, &[body])?;
+        self.write_atomically(&path, &[body], Durability::Synced)?;
         versions.push((next, path.clone()));
         let keeps_all = matches!(kind, UploadKind::PhoneOverride | UploadKind::WebOverride);
         if !keeps_all && self.limits.keep_versions > 0 {
@@ -200,9 +212,9 @@ impl Uploads {
         };
         if !old.is_empty() && (old.len() + body.len()) as u64 > self.limits.log_cap_bytes {
             self.rotate(dir)?;
-            self.write_atomically(&current, &[body])?;
+            self.write_atomically(&current, &[body], Durability::Renamed)?;
         } else {
-            self.write_atomically(&current, &[&old, body])?;
+            self.write_atomically(&current, &[&old, body], Durability::Renamed)?;
         }
         info(kind, 0, &current)
     }
@@ -229,7 +241,12 @@ impl Uploads {
         Ok(())
     }
 
-    fn write_atomically(&self, target: &Path, parts: &[&[u8]]) -> io::Result<()> {
+    fn write_atomically(
+        &self,
+        target: &Path,
+        parts: &[&[u8]],
+        durability: Durability,
+    ) -> io::Result<()> {
         let tmp = self
             .dir
             .join(".tmp")
@@ -239,7 +256,9 @@ impl Uploads {
             for p in parts {
                 f.write_all(p)?;
             }
-            f.sync_all()?;
+            if durability == Durability::Synced {
+                f.sync_all()?;
+            }
             fs::rename(&tmp, target)
         })();
         if result.is_err() {
