@@ -3,11 +3,11 @@
 # against polyprov serving the same root, in one run. To show whether the storm runner or the
 # server is the bottleneck, wrk replays the same request mix against nginx for the same time.
 # Loopback only; bounded by phone count and a time limit.
-# Usage: bench/storm.sh [phones=10000] [concurrency=200]
+# Usage: bench/storm.sh [phones=10000] [concurrency=100]
 # Needs: cargo build --release, nginx, wrk.
 set -euo pipefail
 PHONES=${1:-10000}
-CONC=${2:-200}
+CONC=${2:-100}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 BIN=$REPO/target/release/polyprov
 for t in nginx wrk; do command -v $t >/dev/null || { echo "$t is not installed"; exit 2; }; done

@@ -161,7 +161,7 @@ enum SimCommand {
         #[arg(long, default_value_t = 1000)]
         phones: usize,
         /// Phones booting at the same time.
-        #[arg(long, default_value_t = 200)]
+        #[arg(long, default_value_t = 100)]
         concurrency: usize,
         /// First three bytes of the MACs, as 6 hex digits.
         #[arg(long, default_value = "0004f2")]
