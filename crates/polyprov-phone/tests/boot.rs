@@ -131,7 +131,7 @@ async fn polyprov(
     server
         .core
         .inventory()
-        .assign(MAC.parse::<Mac>().unwrap(), &a)
+        .assign(MAC.parse::<Mac>().unwrap(), &a, "test")
         .await
         .unwrap();
     let (u, p) = server.provisioning_login.clone().unwrap();

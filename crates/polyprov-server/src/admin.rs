@@ -5,10 +5,10 @@ use crate::auth::constant_time_eq;
 use crate::core::Core;
 use crate::metrics::Metrics;
 use axum::extract::{ConnectInfo, Path, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use polyprov_model::config::check_param_name;
 use polyprov_model::{Mac, Params, UploadKind};
@@ -29,6 +29,13 @@ pub const ROUTES: &[&str] = &[
     "/api/v1/profiles",
     "/api/v1/profiles/{name}",
     "/api/v1/site",
+    "/api/v1/devices/{mac}/release",
+    "/api/v1/devices/{mac}/reassign",
+    "/api/v1/devices/{mac}/restore",
+    "/api/v1/devices/{mac}/retire",
+    "/api/v1/devices/{mac}/history",
+    "/api/v1/devices/{mac}/quarantine",
+    "/api/v1/devices/{mac}/doctor",
 ];
 
 /// The OpenAPI 3.1 description of this API.
@@ -40,6 +47,8 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     /// SHA-256 of the admin token.
     pub token_hash: [u8; 32],
+    /// DHCP options the admin declares (settings), for `doctor`.
+    pub dhcp: std::collections::BTreeMap<u8, String>,
 }
 
 /// The admin router: `/api/v1/...` behind the bearer token, `/metrics` and the OpenAPI document open.
@@ -59,6 +68,13 @@ pub fn router(state: Arc<AdminState>) -> Router {
             get(get_profile).put(put_profile).delete(delete_profile),
         )
         .route(ROUTES[8], get(get_site).put(put_site))
+        .route(ROUTES[9], post(release_device))
+        .route(ROUTES[10], post(reassign_device))
+        .route(ROUTES[11], post(restore_device))
+        .route(ROUTES[12], post(retire_device))
+        .route(ROUTES[13], get(device_history))
+        .route(ROUTES[14], get(device_quarantine))
+        .route(ROUTES[15], get(device_doctor))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route(
@@ -86,13 +102,28 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<crate::core::LifecycleError> for ApiError {
+    fn from(e: crate::core::LifecycleError) -> Self {
+        match e {
+            crate::core::LifecycleError::Inventory(e) => e.into(),
+            crate::core::LifecycleError::Storage(e) => {
+                tracing::error!(error = %e, "upload storage error");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "upload storage error")
+            }
+        }
+    }
+}
+
 impl From<InventoryError> for ApiError {
     fn from(e: InventoryError) -> Self {
         match e {
             InventoryError::NoSuchProfile(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
             }
-            InventoryError::ProfileInUse(..) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+            InventoryError::ProfileInUse(..) | InventoryError::InvalidTransition { .. } => {
+                ApiError::new(StatusCode::CONFLICT, e.to_string())
+            }
+            InventoryError::NoSuchDevice(_) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
             other => {
                 tracing::error!(error = %other, "inventory error");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "inventory error")
@@ -270,14 +301,33 @@ impl DeviceDoc {
     }
 }
 
+/// Who is acting: the admin token, and the local user the CLI names in `X-Polyprov-Actor`.
+fn actor(headers: &HeaderMap) -> String {
+    let user = headers
+        .get("x-polyprov-actor")
+        .and_then(|v| v.to_str().ok())
+        .map(|u| {
+            u.chars()
+                .filter(|c| c.is_ascii_graphic())
+                .take(64)
+                .collect::<String>()
+        })
+        .filter(|u| !u.is_empty());
+    match user {
+        Some(u) => format!("admin-token ({u})"),
+        None => "admin-token".to_string(),
+    }
+}
+
 async fn put_device(
     State(s): State<Arc<AdminState>>,
     Path(mac): Path<String>,
+    headers: HeaderMap,
     Json(doc): Json<DeviceDoc>,
 ) -> ApiResult<Response> {
     let mac = parse_mac(&mac)?;
     let a = doc.into_assignment()?;
-    let d = s.core.inventory().assign(mac, &a).await?;
+    let d = s.core.assign(mac, &a, &actor(&headers)).await?;
     tracing::info!(%mac, profile = d.assignment.profile.as_deref().unwrap_or("-"), "device assigned");
     Ok(Json(d).into_response())
 }
@@ -285,9 +335,10 @@ async fn put_device(
 async fn delete_device(
     State(s): State<Arc<AdminState>>,
     Path(mac): Path<String>,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
     let mac = parse_mac(&mac)?;
-    if s.core.inventory().remove(mac).await? {
+    if s.core.inventory().remove(mac, &actor(&headers)).await? {
         tracing::info!(%mac, "device removed from the inventory (its uploads are kept)");
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
@@ -426,6 +477,126 @@ async fn put_site(
     check_params(&doc.params)?;
     s.core.inventory().put_site_defaults(&doc.params).await?;
     Ok(Json(serde_json::json!({ "params": doc.params })).into_response())
+}
+
+/// `{"reason": "..."}`, for release and retire.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReasonDoc {
+    #[serde(default)]
+    reason: String,
+}
+
+async fn release_device(
+    State(s): State<Arc<AdminState>>,
+    Path(mac): Path<String>,
+    headers: HeaderMap,
+    body: Option<Json<ReasonDoc>>,
+) -> ApiResult<Response> {
+    let mac = parse_mac(&mac)?;
+    let reason = body.map(|b| b.0.reason).unwrap_or_default();
+    let r = s.core.release(mac, &actor(&headers), &reason).await?;
+    Ok(Json(r).into_response())
+}
+
+async fn retire_device(
+    State(s): State<Arc<AdminState>>,
+    Path(mac): Path<String>,
+    headers: HeaderMap,
+    body: Option<Json<ReasonDoc>>,
+) -> ApiResult<Response> {
+    let mac = parse_mac(&mac)?;
+    let reason = body.map(|b| b.0.reason).unwrap_or_default();
+    Ok(Json(
+        s.core
+            .inventory()
+            .retire(mac, &actor(&headers), &reason)
+            .await?,
+    )
+    .into_response())
+}
+
+/// A reassignment: the new assignment and why.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReassignDoc {
+    #[serde(default)]
+    reason: String,
+    #[serde(flatten)]
+    device: DeviceDoc,
+}
+
+async fn reassign_device(
+    State(s): State<Arc<AdminState>>,
+    Path(mac): Path<String>,
+    headers: HeaderMap,
+    Json(doc): Json<ReassignDoc>,
+) -> ApiResult<Response> {
+    let mac = parse_mac(&mac)?;
+    let a = doc.device.into_assignment()?;
+    let (released, device) = s
+        .core
+        .reassign(mac, &a, &actor(&headers), &doc.reason)
+        .await?;
+    Ok(Json(serde_json::json!({ "released": released, "device": device })).into_response())
+}
+
+/// `{"version": "<quarantine set id>"}`; without it the newest set.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RestoreDoc {
+    version: Option<String>,
+}
+
+async fn restore_device(
+    State(s): State<Arc<AdminState>>,
+    Path(mac): Path<String>,
+    headers: HeaderMap,
+    body: Option<Json<RestoreDoc>>,
+) -> ApiResult<Response> {
+    let mac = parse_mac(&mac)?;
+    let version = body.and_then(|b| b.0.version);
+    match s.core.restore(mac, version, &actor(&headers)).await? {
+        Some((id, files)) => {
+            Ok(Json(serde_json::json!({ "restored": id, "files": files })).into_response())
+        }
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no quarantined files for {mac}"),
+        )),
+    }
+}
+
+async fn device_history(
+    State(s): State<Arc<AdminState>>,
+    Path(mac): Path<String>,
+) -> ApiResult<Response> {
+    let mac = parse_mac(&mac)?;
+    Ok(Json(s.core.inventory().history(mac).await?).into_response())
+}
+
+async fn device_quarantine(
+    State(s): State<Arc<AdminState>>,
+    Path(mac): Path<String>,
+) -> ApiResult<Response> {
+    let mac = parse_mac(&mac)?;
+    let uploads = s.core.uploads().clone();
+    let sets = tokio::task::spawn_blocking(move || uploads.quarantined(mac))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Json(sets).into_response())
+}
+
+async fn device_doctor(
+    State(s): State<Arc<AdminState>>,
+    Path(mac): Path<String>,
+) -> ApiResult<Response> {
+    let mac = parse_mac(&mac)?;
+    let report = crate::doctor::diagnose(&s.core, &s.dhcp, mac)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    Ok(Json(report).into_response())
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use polyprov_model::{
     FileKind, Mac, PathError, RequestPath, UploadKind, UserAgent, UserAgentError,
 };
 use polyprov_store::{DeviceState, Inventory, Sighting, UploadInfo, Uploads};
+
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -177,6 +178,31 @@ pub struct Core {
     metrics: Arc<Metrics>,
     cache: Mutex<HashMap<Mac, CacheEntry>>,
     sightings: Mutex<HashMap<Mac, Sighting>>,
+    /// Striped per-device locks: phone requests for a device's own files hold one for reading,
+    /// a release or reassignment for writing — so a request sees the whole before or the whole
+    /// after, never a mix.
+    device_locks: Vec<tokio::sync::RwLock<()>>,
+}
+
+const DEVICE_LOCK_STRIPES: usize = 256;
+
+/// Why a lifecycle action failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error(transparent)]
+    Inventory(#[from] polyprov_store::InventoryError),
+    #[error("upload storage: {0}")]
+    Storage(String),
+}
+
+/// What a release did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Released {
+    pub device: polyprov_store::Device,
+    /// False when the device was already released (nothing changed).
+    pub changed: bool,
+    /// The quarantine set holding its former overrides, directory, call lists, licence.
+    pub quarantine: Option<String>,
 }
 
 /// What was parsed from a request, once.
@@ -202,7 +228,158 @@ impl Core {
             metrics,
             cache: Mutex::new(HashMap::new()),
             sightings: Mutex::new(HashMap::new()),
+            device_locks: (0..DEVICE_LOCK_STRIPES)
+                .map(|_| tokio::sync::RwLock::new(()))
+                .collect(),
         }
+    }
+
+    fn device_lock(&self, mac: Mac) -> &tokio::sync::RwLock<()> {
+        let h = mac
+            .bytes()
+            .iter()
+            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(*b as usize));
+        &self.device_locks[h % DEVICE_LOCK_STRIPES]
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Uploads) -> std::io::Result<T> + Send + 'static,
+    ) -> Result<T, LifecycleError> {
+        let uploads = self.uploads.clone();
+        tokio::task::spawn_blocking(move || f(&uploads))
+            .await
+            .map_err(|e| LifecycleError::Storage(e.to_string()))?
+            .map_err(|e| LifecycleError::Storage(e.to_string()))
+    }
+
+    /// Releases a device: in one step, under its lock, its overrides, directory, call lists and
+    /// licence move to a quarantine set and its assignment is withdrawn; from then on it is
+    /// served what a never-seen phone is served. Idempotent.
+    pub async fn release(
+        &self,
+        mac: Mac,
+        actor: &str,
+        reason: &str,
+    ) -> Result<Released, LifecycleError> {
+        let _guard = self.device_lock(mac).write().await;
+        self.release_locked(mac, actor, reason).await
+    }
+
+    async fn release_locked(
+        &self,
+        mac: Mac,
+        actor: &str,
+        reason: &str,
+    ) -> Result<Released, LifecycleError> {
+        let current = self
+            .inventory
+            .device(mac)
+            .await?
+            .ok_or_else(|| polyprov_store::InventoryError::NoSuchDevice(mac.to_string()))?;
+        match current.state {
+            DeviceState::Released => {
+                return Ok(Released {
+                    device: current,
+                    changed: false,
+                    quarantine: None,
+                });
+            }
+            DeviceState::Retired => {
+                return Err(polyprov_store::InventoryError::InvalidTransition {
+                    mac: mac.to_string(),
+                    state: "retired",
+                    what: "release",
+                }
+                .into());
+            }
+            _ => {}
+        }
+        let quarantine = self.blocking(move |u| u.quarantine(mac)).await?;
+        let detail = format!(
+            "reason: {}; quarantine: {}",
+            if reason.is_empty() { "-" } else { reason },
+            quarantine.as_deref().unwrap_or("nothing to keep")
+        );
+        match self.inventory.release(mac, actor, &detail).await {
+            Ok((device, changed)) => {
+                tracing::info!(%mac, actor, quarantine = quarantine.as_deref().unwrap_or("-"), "device released");
+                Ok(Released {
+                    device,
+                    changed,
+                    quarantine,
+                })
+            }
+            Err(e) => {
+                if let Some(id) = quarantine {
+                    self.blocking(move |u| u.unquarantine(mac, &id)).await?;
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Release and assign in one step, under the device's lock.
+    pub async fn reassign(
+        &self,
+        mac: Mac,
+        assignment: &polyprov_store::Assignment,
+        actor: &str,
+        reason: &str,
+    ) -> Result<(Released, polyprov_store::Device), LifecycleError> {
+        let _guard = self.device_lock(mac).write().await;
+        let released = match self.inventory.device(mac).await? {
+            Some(_) => self.release_locked(mac, actor, reason).await?,
+            None => {
+                // Never seen: nothing to release; assign creates it.
+                let device = self.inventory.assign(mac, assignment, actor).await?;
+                return Ok((
+                    Released {
+                        device: device.clone(),
+                        changed: false,
+                        quarantine: None,
+                    },
+                    device,
+                ));
+            }
+        };
+        let device = self.inventory.assign(mac, assignment, actor).await?;
+        Ok((released, device))
+    }
+
+    /// Assigns a device (under its lock, so phone requests never see half of it).
+    pub async fn assign(
+        &self,
+        mac: Mac,
+        assignment: &polyprov_store::Assignment,
+        actor: &str,
+    ) -> Result<polyprov_store::Device, LifecycleError> {
+        let _guard = self.device_lock(mac).write().await;
+        Ok(self.inventory.assign(mac, assignment, actor).await?)
+    }
+
+    /// Brings a quarantine set back (the newest when `id` is `None`).
+    pub async fn restore(
+        &self,
+        mac: Mac,
+        id: Option<String>,
+        actor: &str,
+    ) -> Result<Option<(String, usize)>, LifecycleError> {
+        let _guard = self.device_lock(mac).write().await;
+        let restored = self
+            .blocking(move |u| u.restore(mac, id.as_deref()))
+            .await?;
+        if let Some((id, n)) = &restored {
+            self.inventory
+                .record(
+                    actor,
+                    mac,
+                    "restore",
+                    &format!("quarantine {id}: {n} files back"),
+                )
+                .await?;
+        }
+        Ok(restored)
     }
 
     /// The inventory behind this core.
@@ -222,23 +399,44 @@ impl Core {
 
     /// Answers a read (HTTP GET/HEAD, TFTP RRQ, FTP RETR).
     pub async fn fetch(&self, req: &Request<'_>) -> Result<Answer, Refusal> {
-        let result = self.fetch_inner(req).await;
+        let result = self.fetch_inner(req, true).await;
         if let Err(r) = &result {
             self.log_refusal(req, "fetch", r);
         }
         result
     }
 
-    async fn fetch_inner(&self, req: &Request<'_>) -> Result<Answer, Refusal> {
+    /// What a phone asking for `path` with the provisioning credentials would get now, without
+    /// recording a sighting (for `doctor`).
+    pub async fn preview(&self, path: &str) -> Result<Answer, Refusal> {
+        let req = Request {
+            path,
+            user_agent: None,
+            peer: IpAddr::from([127, 0, 0, 1]),
+            credential: Credential::Valid,
+        };
+        self.fetch_inner(&req, false).await
+    }
+
+    async fn fetch_inner(&self, req: &Request<'_>, observe: bool) -> Result<Answer, Refusal> {
         let Parsed { path, ua } = parse(req)?;
         if req.credential == Credential::Invalid {
             return Err(Refusal::BadCredentials);
         }
-        match path.kind() {
+        let kind = path.kind();
+        let _guard = match &kind {
+            FileKind::Master(m) | FileKind::DeviceConfig(m) | FileKind::DeviceFile(m, _) => {
+                Some(self.device_lock(*m).read().await)
+            }
+            FileKind::Shared => None,
+        };
+        match kind {
             FileKind::Shared => self.root_file(&path).await,
             FileKind::Master(mac) => {
                 check_serial(mac, ua.as_ref())?;
-                self.note(mac, req, ua.as_ref(), Some(path.file_name()), None);
+                if observe {
+                    self.note(mac, req, ua.as_ref(), Some(path.file_name()), None);
+                }
                 if let Some(render) = self.device_render(mac).await? {
                     return self.generated_master(mac, &render, &path).await;
                 }
@@ -252,7 +450,9 @@ impl Core {
             FileKind::DeviceConfig(mac) => {
                 check_serial(mac, ua.as_ref())?;
                 self.require_credential(req)?;
-                self.note(mac, req, ua.as_ref(), Some(path.file_name()), None);
+                if observe {
+                    self.note(mac, req, ua.as_ref(), Some(path.file_name()), None);
+                }
                 match self.device_render(mac).await? {
                     Some(render) => Ok(Answer::Generated(render.config.clone())),
                     None => Err(Refusal::NotFound),
@@ -261,7 +461,9 @@ impl Core {
             FileKind::DeviceFile(mac, kind) => {
                 check_serial(mac, ua.as_ref())?;
                 self.require_credential(req)?;
-                self.note(mac, req, ua.as_ref(), Some(path.file_name()), None);
+                if observe {
+                    self.note(mac, req, ua.as_ref(), Some(path.file_name()), None);
+                }
                 // An admin-placed licence wins; a directory falls back to an admin-placed seed.
                 if kind == UploadKind::License {
                     match self.root_file(&path).await {
@@ -309,6 +511,7 @@ impl Core {
         let FileKind::DeviceFile(mac, kind) = path.kind() else {
             return Err(Refusal::NotUploadable);
         };
+        let _guard = self.device_lock(mac).read().await;
         check_serial(mac, ua.as_ref())?;
         self.require_credential(req)?;
         let limit = self.uploads.limits().max_bytes(kind);

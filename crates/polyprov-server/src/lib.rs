@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod auth;
 pub mod core;
+pub mod doctor;
 pub mod http;
 pub mod metrics;
 pub mod render;
@@ -139,6 +140,12 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         core: core.clone(),
         metrics,
         token_hash: Sha256::digest(admin_token.as_bytes()).into(),
+        dhcp: settings
+            .dhcp
+            .options
+            .iter()
+            .filter_map(|(k, v)| Some((k.trim().parse().ok()?, v.clone())))
+            .collect(),
     });
 
     let stop = CancellationToken::new();

@@ -16,6 +16,15 @@ pub struct Settings {
     pub provisioning: ProvisioningSettings,
     pub uploads: UploadLimits,
     pub inventory: InventorySettings,
+    pub dhcp: DhcpSettings,
+}
+
+/// What the network's DHCP servers hand out, as the admin declares it (for `doctor`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DhcpSettings {
+    /// Option number → value, e.g. `160 = "http://prov.example.com:8080/"`.
+    pub options: std::collections::BTreeMap<String, String>,
 }
 
 /// The phone-facing HTTP door.
@@ -77,6 +86,7 @@ impl Default for Settings {
             provisioning: ProvisioningSettings::default(),
             uploads: UploadLimits::default(),
             inventory: InventorySettings::default(),
+            dhcp: DhcpSettings::default(),
         }
     }
 }

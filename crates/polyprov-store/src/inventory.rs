@@ -23,9 +23,19 @@ pub enum InventoryError {
     NoSuchProfile(String),
     #[error("profile {0:?} is used by {1} device(s)")]
     ProfileInUse(String, i64),
+    #[error("device {mac} is {state}: {what} is not allowed")]
+    InvalidTransition {
+        mac: String,
+        state: &'static str,
+        what: &'static str,
+    },
+    #[error("no device {0}")]
+    NoSuchDevice(String),
 }
 
-/// Where a device is in its life.
+/// Where a device is in its life: `unassigned` → `assigned` → `released` → (`assigned` again |
+/// `retired`). Only `assigned` devices get anything of their own; the others are served exactly
+/// what a never-seen phone is served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceState {
@@ -33,22 +43,71 @@ pub enum DeviceState {
     Unassigned,
     /// Has an assignment: it gets a generated master and per-device file.
     Assigned,
+    /// Its assignment was withdrawn and its uploads quarantined, ready for a new user.
+    Released,
+    /// Out of service; it can no longer be assigned.
+    Retired,
 }
 
 impl DeviceState {
-    fn as_str(self) -> &'static str {
+    /// The stored and displayed name.
+    pub fn as_str(self) -> &'static str {
         match self {
             DeviceState::Unassigned => "unassigned",
             DeviceState::Assigned => "assigned",
+            DeviceState::Released => "released",
+            DeviceState::Retired => "retired",
         }
     }
 
     fn parse(s: &str) -> DeviceState {
         match s {
             "assigned" => DeviceState::Assigned,
+            "released" => DeviceState::Released,
+            "retired" => DeviceState::Retired,
             _ => DeviceState::Unassigned,
         }
     }
+}
+
+/// One entry of the append-only audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: i64,
+    /// Who: the admin token's name, or `phone` for what a phone's requests caused.
+    pub actor: String,
+    pub mac: String,
+    /// `assign`, `release`, `retire`, `restore`, `remove`, `reset-suspected`, …
+    pub action: String,
+    /// The device before and after (admin password masked), as JSON.
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+    /// Free text: the reason given, the quarantine set, …
+    pub detail: Option<String>,
+}
+
+/// A device as the audit log shows it: the admin password never appears.
+fn audit_view(d: &Device) -> serde_json::Value {
+    let mut v = serde_json::to_value(d).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        if o.get("admin_password").is_some_and(|p| !p.is_null()) {
+            o.insert(
+                "admin_password".into(),
+                serde_json::Value::String("***".into()),
+            );
+        }
+        for secret in o
+            .get_mut("params")
+            .and_then(|p| p.as_object_mut())
+            .into_iter()
+            .flat_map(|p| p.iter_mut())
+            .filter(|(k, _)| polyprov_model::lint::is_secret(k))
+        {
+            *secret.1 = serde_json::Value::String("***".into());
+        }
+    }
+    v
 }
 
 /// What an admin decides for a device.
@@ -96,6 +155,10 @@ pub struct Device {
     pub last_upload: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// When it was last released.
+    pub released_at: Option<i64>,
+    /// When its requests last looked like a factory reset (see the server's reset heuristics).
+    pub reset_suspected_at: Option<i64>,
 }
 
 /// A named set of parameters shared by many devices.
@@ -107,7 +170,29 @@ pub struct Profile {
 }
 
 /// Schema steps, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];
+
+const MIGRATION_2: &str = r#"
+CREATE TABLE audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    mac TEXT NOT NULL,
+    action TEXT NOT NULL,
+    before TEXT,
+    after TEXT,
+    detail TEXT
+);
+CREATE INDEX audit_mac ON audit(mac, id);
+CREATE TRIGGER audit_append_only_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_append_only_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+ALTER TABLE devices ADD COLUMN released_at INTEGER;
+ALTER TABLE devices ADD COLUMN reset_suspected_at INTEGER;
+"#;
+
+const MIGRATION_1: &str = r#"
 CREATE TABLE devices (
     mac TEXT PRIMARY KEY,
     state TEXT NOT NULL,
@@ -131,7 +216,7 @@ CREATE TABLE site (
     params TEXT NOT NULL,
     updated_at INTEGER NOT NULL
 );
-"#];
+"#;
 
 /// The inventory database.
 pub struct Inventory {
@@ -155,7 +240,7 @@ macro_rules! select_devices {
         concat!(
             "SELECT mac, state, profile, admin_password, params, model, family, firmware, stage, ",
             "serial, first_seen, last_seen, last_addr, last_fetch, last_upload, created_at, ",
-            "updated_at FROM devices ",
+            "updated_at, released_at, reset_suspected_at FROM devices ",
             $tail
         )
     };
@@ -260,9 +345,26 @@ impl Inventory {
             .collect())
     }
 
-    /// Gives a device its assignment (creating the device if new). The profile must exist.
-    pub async fn assign(&self, mac: Mac, a: &Assignment) -> Result<Device, InventoryError> {
+    /// Gives a device its assignment (creating the device if new). The profile must exist; a
+    /// retired device cannot be assigned.
+    pub async fn assign(
+        &self,
+        mac: Mac,
+        a: &Assignment,
+        actor: &str,
+    ) -> Result<Device, InventoryError> {
         let mut tx = self.pool.begin().await?;
+        let before = fetch_device(&mut tx, mac).await?;
+        if before
+            .as_ref()
+            .is_some_and(|d| d.state == DeviceState::Retired)
+        {
+            return Err(InventoryError::InvalidTransition {
+                mac: mac.to_string(),
+                state: "retired",
+                what: "assign",
+            });
+        }
         if let Some(p) = &a.profile {
             let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM profiles WHERE name = ?")
                 .bind(p)
@@ -287,23 +389,208 @@ impl Inventory {
         .bind(t)
         .execute(&mut *tx)
         .await?;
-        let row = sqlx::query(select_devices!("WHERE mac = ?"))
-            .bind(mac.to_string())
-            .fetch_one(&mut *tx)
-            .await?;
+        let after = fetch_device(&mut tx, mac)
+            .await?
+            .ok_or_else(|| InventoryError::NoSuchDevice(mac.to_string()))?;
+        audit(
+            &mut tx,
+            actor,
+            mac,
+            "assign",
+            before.as_ref(),
+            Some(&after),
+            None,
+        )
+        .await?;
         tx.commit().await?;
         self.assigned_set().insert(mac);
         self.bump();
-        device_from_row(&row)
+        Ok(after)
     }
 
-    /// Deletes a device's record. Returns whether it existed.
-    pub async fn remove(&self, mac: Mac) -> Result<bool, InventoryError> {
+    /// Withdraws a device's assignment: from now on it is served what a never-seen phone is.
+    /// Idempotent: releasing a released device changes nothing and returns `false`.
+    /// `detail` goes to the audit log (the reason, the quarantine set).
+    pub async fn release(
+        &self,
+        mac: Mac,
+        actor: &str,
+        detail: &str,
+    ) -> Result<(Device, bool), InventoryError> {
+        let mut tx = self.pool.begin().await?;
+        let before = fetch_device(&mut tx, mac)
+            .await?
+            .ok_or_else(|| InventoryError::NoSuchDevice(mac.to_string()))?;
+        match before.state {
+            DeviceState::Released => return Ok((before, false)),
+            DeviceState::Retired => {
+                return Err(InventoryError::InvalidTransition {
+                    mac: mac.to_string(),
+                    state: "retired",
+                    what: "release",
+                });
+            }
+            DeviceState::Unassigned | DeviceState::Assigned => {}
+        }
+        let t = now();
+        sqlx::query(
+            "UPDATE devices SET state = 'released', profile = NULL, admin_password = NULL,
+                 params = '{}', released_at = ?2, updated_at = ?2 WHERE mac = ?1",
+        )
+        .bind(mac.to_string())
+        .bind(t)
+        .execute(&mut *tx)
+        .await?;
+        let after = fetch_device(&mut tx, mac)
+            .await?
+            .ok_or_else(|| InventoryError::NoSuchDevice(mac.to_string()))?;
+        audit(
+            &mut tx,
+            actor,
+            mac,
+            "release",
+            Some(&before),
+            Some(&after),
+            Some(detail),
+        )
+        .await?;
+        tx.commit().await?;
+        self.assigned_set().remove(&mac);
+        self.bump();
+        Ok((after, true))
+    }
+
+    /// Takes a released (or never assigned) device out of service.
+    pub async fn retire(
+        &self,
+        mac: Mac,
+        actor: &str,
+        detail: &str,
+    ) -> Result<Device, InventoryError> {
+        let mut tx = self.pool.begin().await?;
+        let before = fetch_device(&mut tx, mac)
+            .await?
+            .ok_or_else(|| InventoryError::NoSuchDevice(mac.to_string()))?;
+        if before.state == DeviceState::Assigned {
+            return Err(InventoryError::InvalidTransition {
+                mac: mac.to_string(),
+                state: "assigned",
+                what: "retire (release it first)",
+            });
+        }
+        sqlx::query("UPDATE devices SET state = 'retired', updated_at = ?2 WHERE mac = ?1")
+            .bind(mac.to_string())
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+        let after = fetch_device(&mut tx, mac)
+            .await?
+            .ok_or_else(|| InventoryError::NoSuchDevice(mac.to_string()))?;
+        audit(
+            &mut tx,
+            actor,
+            mac,
+            "retire",
+            Some(&before),
+            Some(&after),
+            Some(detail),
+        )
+        .await?;
+        tx.commit().await?;
+        self.bump();
+        Ok(after)
+    }
+
+    /// Appends an entry to the audit log (for actions outside the inventory: restore, …).
+    pub async fn record(
+        &self,
+        actor: &str,
+        mac: Mac,
+        action: &str,
+        detail: &str,
+    ) -> Result<(), InventoryError> {
+        let mut tx = self.pool.begin().await?;
+        let d = fetch_device(&mut tx, mac).await?;
+        audit(
+            &mut tx,
+            actor,
+            mac,
+            action,
+            d.as_ref(),
+            d.as_ref(),
+            Some(detail),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Marks a device as probably factory-reset at `at`, with the evidence in the audit log.
+    pub async fn suspect_reset(
+        &self,
+        mac: Mac,
+        at: i64,
+        evidence: &str,
+    ) -> Result<(), InventoryError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE devices SET reset_suspected_at = ?2 WHERE mac = ?1")
+            .bind(mac.to_string())
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        audit(
+            &mut tx,
+            "phone",
+            mac,
+            "reset-suspected",
+            None,
+            None,
+            Some(evidence),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A device's audit log, oldest first.
+    pub async fn history(&self, mac: Mac) -> Result<Vec<AuditEntry>, InventoryError> {
+        let rows = sqlx::query("SELECT id, at, actor, mac, action, before, after, detail FROM audit WHERE mac = ? ORDER BY id")
+            .bind(mac.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let json = |c: &str| -> Result<Option<serde_json::Value>, InventoryError> {
+                    let t: Option<String> = r.try_get(c)?;
+                    Ok(t.map(|t| serde_json::from_str(&t)).transpose()?)
+                };
+                Ok(AuditEntry {
+                    id: r.try_get("id")?,
+                    at: r.try_get("at")?,
+                    actor: r.try_get("actor")?,
+                    mac: r.try_get("mac")?,
+                    action: r.try_get("action")?,
+                    before: json("before")?,
+                    after: json("after")?,
+                    detail: r.try_get("detail")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Deletes a device's record (its audit log stays). Returns whether it existed.
+    pub async fn remove(&self, mac: Mac, actor: &str) -> Result<bool, InventoryError> {
+        let mut tx = self.pool.begin().await?;
+        let before = fetch_device(&mut tx, mac).await?;
         let n = sqlx::query("DELETE FROM devices WHERE mac = ?")
             .bind(mac.to_string())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?
             .rows_affected();
+        if before.is_some() {
+            audit(&mut tx, actor, mac, "remove", before.as_ref(), None, None).await?;
+        }
+        tx.commit().await?;
         self.assigned_set().remove(&mac);
         self.bump();
         Ok(n > 0)
@@ -434,6 +721,39 @@ impl Inventory {
     }
 }
 
+async fn fetch_device(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    mac: Mac,
+) -> Result<Option<Device>, InventoryError> {
+    let row = sqlx::query(select_devices!("WHERE mac = ?"))
+        .bind(mac.to_string())
+        .fetch_optional(&mut **tx)
+        .await?;
+    row.map(|r| device_from_row(&r)).transpose()
+}
+
+async fn audit(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    actor: &str,
+    mac: Mac,
+    action: &str,
+    before: Option<&Device>,
+    after: Option<&Device>,
+    detail: Option<&str>,
+) -> Result<(), InventoryError> {
+    sqlx::query("INSERT INTO audit (at, actor, mac, action, before, after, detail) VALUES (?, ?, ?, ?, ?, ?, ?)")
+        .bind(now())
+        .bind(actor)
+        .bind(mac.to_string())
+        .bind(action)
+        .bind(before.map(|d| audit_view(d).to_string()))
+        .bind(after.map(|d| audit_view(d).to_string()))
+        .bind(detail)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 fn device_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Device, InventoryError> {
     Ok(Device {
         mac: r.try_get("mac")?,
@@ -455,6 +775,8 @@ fn device_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Device, InventoryError
         last_upload: r.try_get("last_upload")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
+        released_at: r.try_get("released_at")?,
+        reset_suspected_at: r.try_get("reset_suspected_at")?,
     })
 }
 
@@ -515,13 +837,13 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(
-            inv.assign(m, &a).await,
+            inv.assign(m, &a, "test").await,
             Err(InventoryError::NoSuchProfile(_))
         ));
         assert!(inv.device(m).await.unwrap().is_none());
         let g = inv.generation();
         inv.put_profile("sales", &Params::new()).await.unwrap();
-        let d = inv.assign(m, &a).await.unwrap();
+        let d = inv.assign(m, &a, "test").await.unwrap();
         assert_eq!(d.state, DeviceState::Assigned);
         assert!(inv.generation() > g);
         assert!(inv.is_assigned(m));
@@ -529,9 +851,61 @@ mod tests {
             inv.delete_profile("sales").await,
             Err(InventoryError::ProfileInUse(_, 1))
         ));
-        assert!(inv.remove(m).await.unwrap());
+        assert!(inv.remove(m, "test").await.unwrap());
         assert!(!inv.is_assigned(m));
         assert!(inv.delete_profile("sales").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn the_lifecycle_is_validated_and_audited() {
+        let (_d, inv) = open().await;
+        let m = mac("0004f2aa814c");
+        let a = Assignment {
+            admin_password: Some("P1".into()),
+            ..Default::default()
+        };
+        inv.assign(m, &a, "alice").await.unwrap();
+        let (d, changed) = inv.release(m, "alice", "new user").await.unwrap();
+        assert_eq!(
+            (d.state, changed, d.assignment.admin_password.clone()),
+            (DeviceState::Released, true, None)
+        );
+        assert!(!inv.is_assigned(m));
+        let (_, changed) = inv.release(m, "alice", "again").await.unwrap();
+        assert!(!changed, "release is idempotent");
+        inv.retire(m, "bob", "broken screen").await.unwrap();
+        assert!(matches!(
+            inv.assign(m, &a, "bob").await,
+            Err(InventoryError::InvalidTransition { .. })
+        ));
+        assert!(matches!(
+            inv.release(mac("0004f2000001"), "bob", "").await,
+            Err(InventoryError::NoSuchDevice(_))
+        ));
+        let h = inv.history(m).await.unwrap();
+        let actions: Vec<(&str, &str)> = h
+            .iter()
+            .map(|e| (e.actor.as_str(), e.action.as_str()))
+            .collect();
+        assert_eq!(
+            actions,
+            [("alice", "assign"), ("alice", "release"), ("bob", "retire")]
+        );
+        assert_eq!(h[0].after.as_ref().unwrap()["admin_password"], "***");
+        assert_eq!(h[1].detail.as_deref(), Some("new user"));
+        // Append-only, even for SQL.
+        assert!(
+            sqlx::query("DELETE FROM audit")
+                .execute(&inv.pool)
+                .await
+                .is_err()
+        );
+        assert!(
+            sqlx::query("UPDATE audit SET actor = 'x'")
+                .execute(&inv.pool)
+                .await
+                .is_err()
+        );
     }
 
     #[tokio::test]

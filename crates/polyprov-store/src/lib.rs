@@ -7,4 +7,4 @@ pub mod uploads;
 pub use inventory::{
     Assignment, Device, DeviceState, Inventory, InventoryError, Profile, Sighting,
 };
-pub use uploads::{UploadError, UploadInfo, UploadLimits, Uploads};
+pub use uploads::{QuarantineSet, UploadError, UploadInfo, UploadLimits, Uploads};

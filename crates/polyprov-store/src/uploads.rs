@@ -116,9 +116,19 @@ enum Durability {
     Renamed,
 }
 
+/// One release's quarantined files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantineSet {
+    /// Identifier (sortable by time): give it to `restore` to bring these files back.
+    pub id: String,
+    pub files: Vec<UploadInfo>,
+}
+
 /// The upload store.
 pub struct Uploads {
     dir: PathBuf,
+    /// Where released devices' files wait: `<quarantine>/<mac>/<set id>/<kind>/v…`.
+    quarantine: PathBuf,
     limits: UploadLimits,
     /// Striped locks: writers to the same device and kind are serialised, others run in parallel.
     locks: Vec<Mutex<()>>,
@@ -130,11 +140,14 @@ impl Uploads {
     /// Opens (creating) the upload store in `dir`, and clears files a crash left half-written.
     pub fn open(dir: &Path, limits: UploadLimits) -> io::Result<Uploads> {
         fs::create_dir_all(dir.join(".tmp"))?;
+        let quarantine = dir.with_file_name("quarantine");
+        fs::create_dir_all(&quarantine)?;
         for e in fs::read_dir(dir.join(".tmp"))? {
             let _ = fs::remove_file(e?.path());
         }
         Ok(Uploads {
             dir: dir.to_path_buf(),
+            quarantine,
             limits,
             locks: (0..STRIPES).map(|_| Mutex::new(())).collect(),
         })
@@ -326,6 +339,120 @@ impl Uploads {
     }
 }
 
+/// Kinds a release quarantines: what a phone would download back. Logs stay where they are.
+const QUARANTINED: [UploadKind; 5] = [
+    UploadKind::PhoneOverride,
+    UploadKind::WebOverride,
+    UploadKind::Directory,
+    UploadKind::CallLists,
+    UploadKind::License,
+];
+
+impl Uploads {
+    /// Moves a device's overrides, directory, call lists and licence into a new quarantine set
+    /// (one rename per kind; nothing is copied or deleted). Returns the set's id, or `None` when
+    /// there was nothing to move.
+    pub fn quarantine(&self, mac: Mac) -> io::Result<Option<String>> {
+        let present: Vec<UploadKind> = QUARANTINED
+            .into_iter()
+            .filter(|k| self.kind_dir(mac, *k).is_dir())
+            .collect();
+        if present.is_empty() {
+            return Ok(None);
+        }
+        let id = format!(
+            "{:010}-{:04x}",
+            std::time::SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            rand::random::<u16>()
+        );
+        let set = self.quarantine.join(mac.to_string()).join(&id);
+        fs::create_dir_all(&set)?;
+        for (i, k) in present.iter().enumerate() {
+            if let Err(e) = fs::rename(self.kind_dir(mac, *k), set.join(k.suffix())) {
+                // Put back what already moved: a release is all or nothing.
+                for done in &present[..i] {
+                    let _ = fs::rename(set.join(done.suffix()), self.kind_dir(mac, *done));
+                }
+                let _ = fs::remove_dir(&set);
+                return Err(e);
+            }
+        }
+        Ok(Some(id))
+    }
+
+    /// Moves a quarantine set back (undoing a release that failed later).
+    pub fn unquarantine(&self, mac: Mac, id: &str) -> io::Result<()> {
+        let set = self.quarantine.join(mac.to_string()).join(id);
+        for k in QUARANTINED {
+            let from = set.join(k.suffix());
+            if from.is_dir() {
+                fs::create_dir_all(self.dir.join(mac.to_string()))?;
+                fs::rename(from, self.kind_dir(mac, k))?;
+            }
+        }
+        fs::remove_dir(&set)
+    }
+
+    /// The quarantine sets of a device, oldest first.
+    pub fn quarantined(&self, mac: Mac) -> io::Result<Vec<QuarantineSet>> {
+        let base = self.quarantine.join(mac.to_string());
+        let mut ids: Vec<String> = match fs::read_dir(&base) {
+            Ok(e) => e
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        ids.sort();
+        ids.into_iter()
+            .map(|id| {
+                let mut files = Vec::new();
+                for k in QUARANTINED {
+                    for (v, p) in versions_in(&base.join(&id).join(k.suffix()))? {
+                        files.push(info(k, v, &p).map_err(into_io)?);
+                    }
+                }
+                Ok(QuarantineSet { id, files })
+            })
+            .collect()
+    }
+
+    /// Brings a quarantine set (the newest when `id` is `None`) back to the device: each file
+    /// becomes the newest version of its kind, after anything uploaded since. Returns the set's
+    /// id and how many files came back.
+    pub fn restore(&self, mac: Mac, id: Option<&str>) -> io::Result<Option<(String, usize)>> {
+        let sets = self.quarantined(mac)?;
+        let Some(set) = (match id {
+            Some(id) => sets.into_iter().find(|s| s.id == id),
+            None => sets.into_iter().last(),
+        }) else {
+            return Ok(None);
+        };
+        let base = self.quarantine.join(mac.to_string()).join(&set.id);
+        let mut n = 0;
+        for k in QUARANTINED {
+            let from_dir = base.join(k.suffix());
+            let files = versions_in(&from_dir)?;
+            if files.is_empty() {
+                continue;
+            }
+            let dir = self.kind_dir(mac, k);
+            fs::create_dir_all(&dir)?;
+            let mut next = versions_in(&dir)?.last().map_or(1, |(v, _)| v + 1);
+            for (_, p) in files {
+                fs::rename(&p, dir.join(version_name(next)))?;
+                next += 1;
+                n += 1;
+            }
+            fs::remove_dir(&from_dir)?;
+        }
+        fs::remove_dir(&base)?;
+        Ok(Some((set.id, n)))
+    }
+}
+
 fn into_io(e: UploadError) -> io::Error {
     match e {
         UploadError::Io(e) => e,
@@ -471,6 +598,39 @@ mod tests {
         ));
         assert!(u.list(mac()).unwrap().is_empty());
         assert!(!d.path().join("uploads").join(mac().to_string()).exists());
+    }
+
+    #[test]
+    fn quarantine_moves_settings_away_and_restore_brings_them_back() {
+        let (_d, u) = store(UploadLimits::default());
+        let m = mac();
+        u.put(m, UploadKind::WebOverride, b"<a v=\"1\"/>").unwrap();
+        u.put(m, UploadKind::WebOverride, b"<a v=\"2\"/>").unwrap();
+        u.put(m, UploadKind::Directory, b"<d/>").unwrap();
+        u.put(m, UploadKind::AppLog, b"log").unwrap();
+        let id = u.quarantine(m).unwrap().unwrap();
+        assert!(u.latest(m, UploadKind::WebOverride).unwrap().is_none());
+        assert!(
+            u.latest(m, UploadKind::AppLog).unwrap().is_some(),
+            "logs stay"
+        );
+        let sets = u.quarantined(m).unwrap();
+        assert_eq!(
+            (sets.len(), sets[0].id.as_str(), sets[0].files.len()),
+            (1, id.as_str(), 3)
+        );
+        assert_eq!(u.quarantine(m).unwrap(), None, "nothing left to move");
+        // A new user's upload, then the old files come back after it.
+        u.put(m, UploadKind::WebOverride, b"<a v=\"new\"/>")
+            .unwrap();
+        assert_eq!(u.restore(m, None).unwrap(), Some((id, 3)));
+        let latest = u.latest(m, UploadKind::WebOverride).unwrap().unwrap();
+        assert_eq!(
+            (latest.version, fs::read_to_string(latest.path).unwrap()),
+            (3, "<a v=\"2\"/>".to_string())
+        );
+        assert!(u.quarantined(m).unwrap().is_empty());
+        assert_eq!(u.restore(m, None).unwrap(), None);
     }
 
     #[test]
