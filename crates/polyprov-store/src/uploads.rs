@@ -440,10 +440,9 @@ impl Uploads {
             }
             let dir = self.kind_dir(mac, k);
             fs::create_dir_all(&dir)?;
-            let mut next = versions_in(&dir)?.last().map_or(1, |(v, _)| v + 1);
-            for (_, p) in files {
-                fs::rename(&p, dir.join(version_name(next)))?;
-                next += 1;
+            let first = versions_in(&dir)?.last().map_or(1, |(v, _)| v + 1);
+            for (version, (_, p)) in (first..).zip(files) {
+                fs::rename(&p, dir.join(version_name(version)))?;
                 n += 1;
             }
             fs::remove_dir(&from_dir)?;
