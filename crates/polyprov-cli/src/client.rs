@@ -63,6 +63,10 @@ impl Client {
         self.send(self.http.put(self.url(path)).json(body)).await
     }
 
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Value, CliError> {
+        self.send(self.http.post(self.url(path)).json(body)).await
+    }
+
     pub async fn delete(&self, path: &str) -> Result<Value, CliError> {
         self.send(self.http.delete(self.url(path))).await
     }
@@ -72,8 +76,13 @@ impl Client {
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, CliError> {
+        // The audit log records who acted: the token, and the local user who ran the command.
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_default();
         let resp = req
             .bearer_auth(&self.token)
+            .header("X-Polyprov-Actor", user)
             .send()
             .await
             .map_err(|e| CliError::new(4, format!("cannot reach {}: {e}", self.base)))?;

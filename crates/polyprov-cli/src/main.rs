@@ -53,6 +53,13 @@ enum Command {
     /// An emulated phone (state in a folder) and boot storms of many phones.
     #[command(subcommand)]
     Sim(SimCommand),
+    /// After a factory reset, what would this phone get back, from where, and how to stop it.
+    Doctor {
+        /// MAC address, in any common form.
+        mac: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -379,6 +386,72 @@ enum DeviceCommand {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Release a device for a new user: its assignment is withdrawn and its overrides,
+    /// directory, call lists and licence move to quarantine; it is then served what a
+    /// never-seen phone is served. Do this before a factory reset, or the phone comes back
+    /// with its old settings.
+    Release {
+        /// MAC address, in any common form.
+        mac: String,
+        /// Why (kept in the audit log).
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Release and assign in one step (same options as assign).
+    Reassign {
+        /// MAC address, in any common form.
+        mac: String,
+        #[arg(long)]
+        profile: Option<String>,
+        #[arg(long, conflicts_with = "admin_password_file")]
+        admin_password: Option<String>,
+        #[arg(long, value_name = "FILE")]
+        admin_password_file: Option<PathBuf>,
+        #[arg(long, value_name = "LINE")]
+        line: Vec<String>,
+        #[arg(long, value_name = "NAME=VALUE")]
+        param: Vec<String>,
+        /// Why (kept in the audit log).
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Bring quarantined files back (the newest set, or --version ID).
+    Restore {
+        /// MAC address, in any common form.
+        mac: String,
+        /// A quarantine set id (see `device quarantine`).
+        #[arg(long)]
+        version: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Retire a released or unassigned device (it can no longer be assigned).
+    Retire {
+        /// MAC address, in any common form.
+        mac: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// The device's audit log: every change, when, by whom, before and after.
+    History {
+        /// MAC address, in any common form.
+        mac: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// The quarantine sets kept for a device.
+    Quarantine {
+        /// MAC address, in any common form.
+        mac: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// List the files a device uploaded (overrides, logs, directory, call lists).
     Uploads {
         /// MAC address, in any common form.
@@ -480,7 +553,84 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         ),
         Command::Keys(k) => guide_cmd::keys(&k.mac, k.cycle.into(), k.letter_case.into(), k.json),
         Command::Sim(cmd) => sim(cmd).await,
+        Command::Doctor { mac, api } => doctor(&mac, &api).await,
     }
+}
+
+async fn doctor(mac: &str, api: &ApiArgs) -> Result<(), CliError> {
+    let c = Client::new(api)?;
+    let r = c.get(&format!("devices/{mac}/doctor")).await?;
+    if api.json {
+        return client::print_json(&r);
+    }
+    let t = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
+    let src = |v: &serde_json::Value| {
+        let file = match (v["file"].as_str(), v["line"].as_u64()) {
+            (Some(f), Some(l)) => format!(" ({f}:{l})"),
+            (Some(f), None) => format!(" ({f})"),
+            _ => String::new(),
+        };
+        format!(
+            "{:?} from {}{file}",
+            v["value"].as_str().unwrap_or(""),
+            t(&v["source"])
+        )
+    };
+    println!(
+        "{} ({}, model {})",
+        t(&r["mac"]),
+        t(&r["state"]),
+        t(&r["model"])
+    );
+    println!("After a factory reset this phone reads {}", t(&r["master"]));
+    let files: Vec<String> = r["config_files"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(t)
+        .collect();
+    println!(
+        "  CONFIG_FILES: {}",
+        if files.is_empty() {
+            "(none)".into()
+        } else {
+            files.join(", ")
+        }
+    );
+    println!("  admin password       {}", src(&r["admin_password"]));
+    println!("  user password        {}", src(&r["user_password"]));
+    println!("  provisioning server  {}", src(&r["provisioning_server"]));
+    for (k, v) in r["lines"].as_object().into_iter().flatten() {
+        println!("  {k:<20} {}", src(v));
+    }
+    let held: Vec<String> = r["held"].as_array().into_iter().flatten().map(t).collect();
+    println!(
+        "  held for it          {}",
+        if held.is_empty() {
+            "nothing".into()
+        } else {
+            held.join(", ")
+        }
+    );
+    let q: Vec<String> = r["quarantine"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(t)
+        .collect();
+    if !q.is_empty() {
+        println!("  quarantined          {}", q.join(", "));
+    }
+    let findings = r["findings"].as_array().cloned().unwrap_or_default();
+    println!();
+    if findings.is_empty() {
+        println!("Nothing will bring old settings back.");
+    }
+    for (i, f) in findings.iter().enumerate() {
+        println!("{}. [{}] {}", i + 1, t(&f["kind"]), t(&f["what"]));
+        println!("   fix: {}", t(&f["fix"]));
+    }
+    Ok(())
 }
 
 async fn sim(cmd: SimCommand) -> Result<(), CliError> {
@@ -657,6 +807,44 @@ fn parse_params(pairs: &[String]) -> Result<serde_json::Map<String, serde_json::
     Ok(out)
 }
 
+/// The device document the API takes, from the assign/reassign flags.
+fn assignment_doc(
+    profile: Option<String>,
+    admin_password: Option<String>,
+    admin_password_file: Option<PathBuf>,
+    line: &[String],
+    param: &[String],
+) -> Result<serde_json::Value, CliError> {
+    let admin_password = match admin_password_file {
+        Some(f) => Some(
+            std::fs::read_to_string(&f)
+                .map_err(|e| CliError::new(2, format!("{}: {e}", f.display())))?
+                .trim_end_matches(['\r', '\n'])
+                .to_string(),
+        ),
+        None => admin_password,
+    };
+    let lines: Vec<serde_json::Value> = line
+        .iter()
+        .map(|l| {
+            let mut parts = l.splitn(3, ',');
+            let mut o = serde_json::Map::new();
+            for key in ["address", "user", "password"] {
+                if let Some(v) = parts.next().filter(|v| !v.is_empty()) {
+                    o.insert(key.to_string(), v.into());
+                }
+            }
+            serde_json::Value::Object(o)
+        })
+        .collect();
+    Ok(serde_json::json!({
+        "profile": profile,
+        "admin_password": admin_password,
+        "params": parse_params(param)?,
+        "lines": lines,
+    }))
+}
+
 async fn device(cmd: DeviceCommand) -> Result<(), CliError> {
     match cmd {
         DeviceCommand::List(api) => {
@@ -686,34 +874,7 @@ async fn device(cmd: DeviceCommand) -> Result<(), CliError> {
             param,
             api,
         } => {
-            let admin_password = match admin_password_file {
-                Some(f) => Some(
-                    std::fs::read_to_string(&f)
-                        .map_err(|e| CliError::new(2, format!("{}: {e}", f.display())))?
-                        .trim_end_matches(['\r', '\n'])
-                        .to_string(),
-                ),
-                None => admin_password,
-            };
-            let lines: Vec<serde_json::Value> = line
-                .iter()
-                .map(|l| {
-                    let mut parts = l.splitn(3, ',');
-                    let mut o = serde_json::Map::new();
-                    for key in ["address", "user", "password"] {
-                        if let Some(v) = parts.next().filter(|v| !v.is_empty()) {
-                            o.insert(key.to_string(), v.into());
-                        }
-                    }
-                    serde_json::Value::Object(o)
-                })
-                .collect();
-            let doc = serde_json::json!({
-                "profile": profile,
-                "admin_password": admin_password,
-                "params": parse_params(&param)?,
-                "lines": lines,
-            });
+            let doc = assignment_doc(profile, admin_password, admin_password_file, &line, &param)?;
             let c = Client::new(&api)?;
             let d = c.put(&format!("devices/{mac}"), &doc).await?;
             if api.json {
@@ -729,6 +890,106 @@ async fn device(cmd: DeviceCommand) -> Result<(), CliError> {
                 return client::print_json(&serde_json::json!({ "removed": mac }));
             }
             println!("removed {mac} from the inventory (its uploads are kept)");
+            Ok(())
+        }
+        DeviceCommand::Release { mac, reason, api } => {
+            let c = Client::new(&api)?;
+            let r = c
+                .post(
+                    &format!("devices/{mac}/release"),
+                    &serde_json::json!({ "reason": reason.unwrap_or_default() }),
+                )
+                .await?;
+            if api.json {
+                return client::print_json(&r);
+            }
+            if r["changed"] == false {
+                println!("{mac} was already released; nothing changed");
+            } else {
+                match r["quarantine"].as_str() {
+                    Some(q) => println!(
+                        "released {mac}; its files are in quarantine set {q} (polyprov device restore {mac} brings them back)"
+                    ),
+                    None => println!("released {mac}; it had no files to quarantine"),
+                }
+            }
+            Ok(())
+        }
+        DeviceCommand::Reassign {
+            mac,
+            profile,
+            admin_password,
+            admin_password_file,
+            line,
+            param,
+            reason,
+            api,
+        } => {
+            let mut doc =
+                assignment_doc(profile, admin_password, admin_password_file, &line, &param)?;
+            doc["reason"] = serde_json::Value::String(reason.unwrap_or_default());
+            let c = Client::new(&api)?;
+            let r = c.post(&format!("devices/{mac}/reassign"), &doc).await?;
+            if api.json {
+                return client::print_json(&r);
+            }
+            println!(
+                "reassigned {mac}{}",
+                r["released"]["quarantine"]
+                    .as_str()
+                    .map(|q| format!("; former files in quarantine set {q}"))
+                    .unwrap_or_default()
+            );
+            Ok(())
+        }
+        DeviceCommand::Restore { mac, version, api } => {
+            let c = Client::new(&api)?;
+            let r = c
+                .post(
+                    &format!("devices/{mac}/restore"),
+                    &serde_json::json!({ "version": version }),
+                )
+                .await?;
+            if api.json {
+                return client::print_json(&r);
+            }
+            println!(
+                "restored {} files of quarantine set {} to {mac}",
+                r["files"],
+                r["restored"].as_str().unwrap_or("-")
+            );
+            Ok(())
+        }
+        DeviceCommand::Retire { mac, reason, api } => {
+            let c = Client::new(&api)?;
+            let r = c
+                .post(
+                    &format!("devices/{mac}/retire"),
+                    &serde_json::json!({ "reason": reason.unwrap_or_default() }),
+                )
+                .await?;
+            if api.json {
+                return client::print_json(&r);
+            }
+            println!("retired {mac}");
+            Ok(())
+        }
+        DeviceCommand::History { mac, api } => {
+            let c = Client::new(&api)?;
+            let r = c.get(&format!("devices/{mac}/history")).await?;
+            if api.json {
+                return client::print_json(&r);
+            }
+            table::history(&r);
+            Ok(())
+        }
+        DeviceCommand::Quarantine { mac, api } => {
+            let c = Client::new(&api)?;
+            let r = c.get(&format!("devices/{mac}/quarantine")).await?;
+            if api.json {
+                return client::print_json(&r);
+            }
+            table::quarantine(&r);
             Ok(())
         }
         DeviceCommand::Uploads { mac, api } => {

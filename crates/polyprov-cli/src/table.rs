@@ -156,3 +156,43 @@ pub fn uploads(list: &Value) {
         .collect();
     print(&["KIND", "VERSION", "BYTES", "MODIFIED"], &rows);
 }
+
+pub fn history(list: &Value) {
+    let rows: Vec<Vec<String>> = list
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|e| {
+            let state = |v: &Value| v["state"].as_str().unwrap_or("-").to_string();
+            vec![
+                ago(&e["at"]),
+                text(&e["actor"]),
+                text(&e["action"]),
+                format!("{} → {}", state(&e["before"]), state(&e["after"])),
+                text(&e["detail"]),
+            ]
+        })
+        .collect();
+    print(&["WHEN", "WHO", "ACTION", "STATE", "DETAIL"], &rows);
+}
+
+pub fn quarantine(list: &Value) {
+    let rows: Vec<Vec<String>> = list
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|q| {
+            let files: Vec<String> = q["files"]
+                .as_array()
+                .map(|a| a.as_slice())
+                .unwrap_or_default()
+                .iter()
+                .map(|f| format!("{} v{}", text(&f["kind"]), text(&f["version"])))
+                .collect();
+            vec![text(&q["id"]), files.join(", ")]
+        })
+        .collect();
+    print(&["SET", "FILES"], &rows);
+}

@@ -255,7 +255,8 @@ impl Core {
 
     /// Releases a device: in one step, under its lock, its overrides, directory, call lists and
     /// licence move to a quarantine set and its assignment is withdrawn; from then on it is
-    /// served what a never-seen phone is served. Idempotent.
+    /// served what a never-seen phone is served. Idempotent: releasing a released device only
+    /// quarantines what the phone uploaded since (`changed` says whether anything moved).
     pub async fn release(
         &self,
         mac: Mac,
@@ -278,11 +279,22 @@ impl Core {
             .await?
             .ok_or_else(|| polyprov_store::InventoryError::NoSuchDevice(mac.to_string()))?;
         match current.state {
+            // Released already: only files the phone uploaded since are left to quarantine.
             DeviceState::Released => {
+                let quarantine = self.blocking(move |u| u.quarantine(mac)).await?;
+                if let Some(id) = &quarantine {
+                    let why = if reason.is_empty() { "-" } else { reason };
+                    let detail = format!(
+                        "reason: {why}; quarantine: {id} (uploaded after the last release)"
+                    );
+                    self.inventory
+                        .record(actor, mac, "release", &detail)
+                        .await?;
+                }
                 return Ok(Released {
                     device: current,
-                    changed: false,
-                    quarantine: None,
+                    changed: quarantine.is_some(),
+                    quarantine,
                 });
             }
             DeviceState::Retired => {
