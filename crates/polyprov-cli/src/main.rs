@@ -5,6 +5,7 @@
 
 mod client;
 mod config_cmd;
+mod dhcp_probe;
 mod guide_cmd;
 mod sim_cmd;
 mod table;
@@ -57,8 +58,22 @@ enum Command {
     Doctor {
         /// MAC address, in any common form.
         mac: String,
+        /// Also ask the DHCP servers on this interface what they hand a booting phone.
+        #[arg(long, value_name = "IFACE")]
+        dhcp_probe: Option<String>,
         #[command(flatten)]
         api: ApiArgs,
+    },
+    /// Ask the DHCP servers on an interface what they hand a booting phone (66, 67, 150, 160,
+    /// 43, …). Sends one DHCPDISCOVER; takes no lease. Needs root.
+    DhcpProbe {
+        /// The network interface.
+        iface: String,
+        /// Seconds to collect offers.
+        #[arg(long, default_value_t = 3)]
+        timeout: u64,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -553,13 +568,74 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         ),
         Command::Keys(k) => guide_cmd::keys(&k.mac, k.cycle.into(), k.letter_case.into(), k.json),
         Command::Sim(cmd) => sim(cmd).await,
-        Command::Doctor { mac, api } => doctor(&mac, &api).await,
+        Command::Doctor {
+            mac,
+            dhcp_probe,
+            api,
+        } => doctor(&mac, dhcp_probe.as_deref(), &api).await,
+        Command::DhcpProbe {
+            iface,
+            timeout,
+            json,
+        } => {
+            let r = dhcp_probe::probe(&iface, std::time::Duration::from_secs(timeout))
+                .map_err(|e| CliError::new(1, e))?;
+            if json {
+                return client::print_json(
+                    &serde_json::to_value(&r).map_err(|e| CliError::new(1, e.to_string()))?,
+                );
+            }
+            print_probe(&r);
+            Ok(())
+        }
     }
 }
 
-async fn doctor(mac: &str, api: &ApiArgs) -> Result<(), CliError> {
+fn print_probe(r: &dhcp_probe::ProbeResult) {
+    if r.offers.is_empty() {
+        println!("no DHCP offer on {}", r.interface);
+    }
+    for o in &r.offers {
+        println!("offer from {} ({} offered)", o.server, o.address);
+        for (n, v) in &o.options {
+            println!("  option {n:<3} {v}");
+        }
+    }
+    if r.malformed > 0 {
+        println!("{} malformed replies ignored", r.malformed);
+    }
+}
+
+/// Findings for what the probe saw: options that point phones at a provisioning server.
+fn probe_findings(r: &dhcp_probe::ProbeResult, mac: &str) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for o in &r.offers {
+        for n in [66u8, 160, 150] {
+            if let Some(v) = o.options.get(&n) {
+                out.push(serde_json::json!({
+                    "kind": "dhcp",
+                    "what": format!("the DHCP server {} on {} hands out option {n} = {v:?}: a factory-reset phone finds that server at once", o.server, r.interface),
+                    "fix": format!("make sure that server serves {mac} nothing of its own (`polyprov device release {mac}` when it is polyprov), or remove option {n} for this network"),
+                }));
+            }
+        }
+    }
+    out
+}
+
+async fn doctor(mac: &str, probe_iface: Option<&str>, api: &ApiArgs) -> Result<(), CliError> {
     let c = Client::new(api)?;
-    let r = c.get(&format!("devices/{mac}/doctor")).await?;
+    let mut r = c.get(&format!("devices/{mac}/doctor")).await?;
+    if let Some(iface) = probe_iface {
+        let probe = dhcp_probe::probe(iface, std::time::Duration::from_secs(3))
+            .map_err(|e| CliError::new(1, e))?;
+        let extra = probe_findings(&probe, mac);
+        if let Some(f) = r["findings"].as_array_mut() {
+            f.extend(extra);
+        }
+        r["dhcp_probe"] =
+            serde_json::to_value(&probe).map_err(|e| CliError::new(1, e.to_string()))?;
+    }
     if api.json {
         return client::print_json(&r);
     }

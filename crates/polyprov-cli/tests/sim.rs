@@ -137,26 +137,54 @@ fn the_seed_story_with_the_sim_commands() {
     // doctor names the web override; release; the next reset sticks; restore brings P2 back.
     let (code, out) = run(&["doctor", "0004f2aa814c"], &env);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("admin password       \"P2\" from web override (web UI) (0004f2aa814c-web.cfg"), "{out}");
-    assert!(out.contains("fix: polyprov device release 0004f2aa814c"), "{out}");
-    let (code, out) = run(&["device", "release", "0004f2aa814c", "--reason", "new user"], &env);
+    assert!(
+        out.contains(
+            "admin password       \"P2\" from web override (web UI) (0004f2aa814c-web.cfg"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("fix: polyprov device release 0004f2aa814c"),
+        "{out}"
+    );
+    let (code, out) = run(
+        &["device", "release", "0004f2aa814c", "--reason", "new user"],
+        &env,
+    );
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("quarantine set"), "{out}");
-    run(&["sim", "reset", "--state", st, "factory", "--password", "P2"], &[]);
+    run(
+        &["sim", "reset", "--state", st, "factory", "--password", "P2"],
+        &[],
+    );
     run(&["sim", "boot", "--state", st], &[]);
     assert_eq!(admin_password(&state).0, "456");
     let (_, out) = run(&["doctor", "0004f2aa814c", "--json"], &env);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert!(v["findings"].as_array().unwrap().iter().all(|f| f["kind"] != "returns"), "{v}");
+    assert!(
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["kind"] != "returns"),
+        "{v}"
+    );
     let (code, out) = run(&["device", "history", "0004f2aa814c"], &env);
     assert_eq!(code, 0);
-    assert!(out.contains("release") && out.contains("assigned → released") && out.contains("new user"), "{out}");
+    assert!(
+        out.contains("release") && out.contains("assigned → released") && out.contains("new user"),
+        "{out}"
+    );
     let (code, out) = run(&["device", "restore", "0004f2aa814c"], &env);
     assert_eq!(code, 0, "{out}");
     run(&["sim", "boot", "--state", st], &[]);
     assert_eq!(admin_password(&state).0, "P2");
     assert_eq!(run(&["device", "retire", "0004f2aa814c"], &env).0, 0);
-    assert_eq!(run(&["device", "assign", "0004f2aa814c"], &env).0, 1, "a retired device cannot be assigned");
+    assert_eq!(
+        run(&["device", "assign", "0004f2aa814c"], &env).0,
+        1,
+        "a retired device cannot be assigned"
+    );
 
     // Reset to Factory is not in the menu before 4.0.0.
     let old = dir.path().join("old");
