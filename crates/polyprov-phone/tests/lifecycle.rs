@@ -222,3 +222,70 @@ async fn requests_during_a_release_see_the_old_or_the_new_device_never_a_mix() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_wiped_boot_log_marks_a_probable_reset_and_the_quarantine_policy_acts_on_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = polyprov_server::Settings {
+        data: dir.path().join("data"),
+        ..Default::default()
+    };
+    s.http.listen = "127.0.0.1:0".parse().unwrap();
+    s.admin.listen = "127.0.0.1:0".parse().unwrap();
+    s.lifecycle.reset_policy = polyprov_server::settings::ResetPolicy::Quarantine;
+    s.lifecycle.reset_log_min_bytes = 50;
+    let server = polyprov_server::start(s).await.unwrap();
+    let (u, pw) = server.provisioning_login.clone().unwrap();
+    let url = format!("http://{u}:{pw}@{}/", server.http_addr);
+    let core = server.core.clone();
+    let mac: Mac = MAC.parse().unwrap();
+    core.assign(
+        mac,
+        &Assignment {
+            admin_password: Some("P1".into()),
+            ..Default::default()
+        },
+        "alice",
+    )
+    .await
+    .unwrap();
+
+    let t = HttpTransport::new().unwrap();
+    let mut p = phone(&url);
+    for _ in 0..3 {
+        p.boot(&t).await; // the phone's log grows with every boot
+    }
+    p.set_admin_password(true, "P2", &t).await.unwrap();
+    p.boot(&t).await;
+    assert_eq!(p.admin_password(), "P2");
+    core.flush().await;
+    assert!(
+        core.inventory()
+            .device(mac)
+            .await
+            .unwrap()
+            .unwrap()
+            .reset_suspected_at
+            .is_none()
+    );
+
+    // Reset to Factory wipes the phone's logs: its next boot log is short.
+    p.menu_reset(MenuReset::Factory, Some("P2")).unwrap();
+    p.boot(&t).await;
+    // The policy quarantined the web override before the phone read it back: the assignment's P1.
+    assert_eq!(p.admin_password(), "P1");
+    let d = core.inventory().device(mac).await.unwrap().unwrap();
+    assert!(d.reset_suspected_at.is_some());
+    let h = core.inventory().history(mac).await.unwrap();
+    let last = h.last().unwrap();
+    assert_eq!(
+        (last.actor.as_str(), last.action.as_str()),
+        ("phone", "reset-suspected")
+    );
+    assert!(
+        last.detail.as_deref().unwrap().contains("boot log shrank"),
+        "{last:?}"
+    );
+    assert_eq!(core.uploads().quarantined(mac).unwrap().len(), 1);
+    server.shutdown().await;
+}

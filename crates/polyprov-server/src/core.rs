@@ -182,6 +182,10 @@ pub struct Core {
     /// a release or reassignment for writing — so a request sees the whole before or the whole
     /// after, never a mix.
     device_locks: Vec<tokio::sync::RwLock<()>>,
+    lifecycle: crate::settings::LifecycleSettings,
+    /// Size of each device's last boot-log upload (in memory: the first upload after a restart
+    /// has nothing to compare with).
+    last_boot_log: Mutex<HashMap<Mac, u64>>,
 }
 
 const DEVICE_LOCK_STRIPES: usize = 256;
@@ -231,6 +235,53 @@ impl Core {
             device_locks: (0..DEVICE_LOCK_STRIPES)
                 .map(|_| tokio::sync::RwLock::new(()))
                 .collect(),
+            lifecycle: crate::settings::LifecycleSettings::default(),
+            last_boot_log: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The lifecycle settings (reset policy).
+    pub fn with_lifecycle(mut self, lifecycle: crate::settings::LifecycleSettings) -> Core {
+        self.lifecycle = lifecycle;
+        self
+    }
+
+    /// Looks at a boot-log upload for the sign of a factory reset: the log shrank below half of
+    /// the previous one (the phone's files were wiped). Returns the evidence.
+    fn reset_evidence(&self, mac: Mac, size: u64) -> Option<String> {
+        let previous = lock(&self.last_boot_log).insert(mac, size)?;
+        (previous >= self.lifecycle.reset_log_min_bytes && size * 2 < previous).then(|| {
+            format!("boot log shrank from {previous} to {size} bytes: the phone's files were wiped (factory reset or Format File System)")
+        })
+    }
+
+    async fn on_reset_suspected(&self, mac: Mac, evidence: String) {
+        use crate::settings::ResetPolicy;
+        let at = polyprov_store::inventory::now();
+        let mut detail = evidence;
+        if self.lifecycle.reset_policy == ResetPolicy::Quarantine {
+            let uploads = self.uploads.clone();
+            match tokio::task::spawn_blocking(move || uploads.quarantine(mac)).await {
+                Ok(Ok(Some(id))) => {
+                    detail.push_str(&format!("; policy quarantine: overrides moved to {id}"))
+                }
+                Ok(Ok(None)) => detail.push_str("; policy quarantine: nothing to move"),
+                Ok(Err(e)) => {
+                    tracing::error!(%mac, error = %e, "could not quarantine after a suspected reset")
+                }
+                Err(e) => {
+                    tracing::error!(%mac, error = %e, "could not quarantine after a suspected reset")
+                }
+            }
+        }
+        if let Err(e) = self.inventory.suspect_reset(mac, at, &detail).await {
+            tracing::warn!(%mac, error = %e, "could not record a suspected reset");
+        }
+        self.metrics.security_event("reset_suspected");
+        if self.lifecycle.reset_policy == ResetPolicy::Alert {
+            tracing::warn!(target: "polyprov::lifecycle", %mac, evidence = %detail, "phone probably factory-reset: check `polyprov doctor {mac}`");
+        } else {
+            tracing::info!(target: "polyprov::lifecycle", %mac, evidence = %detail, "phone probably factory-reset");
         }
     }
 
@@ -535,6 +586,11 @@ impl Core {
         }
         if !kind.is_log() {
             check_xml_body(&body)?;
+        }
+        if kind == UploadKind::BootLog
+            && let Some(evidence) = self.reset_evidence(mac, body.len() as u64)
+        {
+            self.on_reset_suspected(mac, evidence).await;
         }
         let uploads = self.uploads.clone();
         let info = tokio::task::spawn_blocking(move || uploads.put(mac, kind, &body))

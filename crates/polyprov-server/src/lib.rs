@@ -121,13 +121,16 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
             .context("opening the upload store")?,
     );
     let metrics = Arc::new(metrics::Metrics::default());
-    let core = Arc::new(core::Core::new(
-        root,
-        inventory,
-        uploads,
-        provisioning_login.is_some(),
-        metrics.clone(),
-    ));
+    let core = Arc::new(
+        core::Core::new(
+            root,
+            inventory,
+            uploads,
+            provisioning_login.is_some(),
+            metrics.clone(),
+        )
+        .with_lifecycle(settings.lifecycle.clone()),
+    );
 
     let phone_door = Arc::new(http::PhoneDoor {
         core: core.clone(),

@@ -17,6 +17,40 @@ pub struct Settings {
     pub uploads: UploadLimits,
     pub inventory: InventorySettings,
     pub dhcp: DhcpSettings,
+    pub lifecycle: LifecycleSettings,
+}
+
+/// What to do when a phone's requests look like it was factory-reset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResetPolicy {
+    /// Record it on the device and in the audit log.
+    #[default]
+    Keep,
+    /// Record it and quarantine the device's overrides before the phone reads them back.
+    Quarantine,
+    /// Record it and log a warning (target `polyprov::lifecycle`) for an admin to act on.
+    Alert,
+}
+
+/// Device lifecycle behaviour.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LifecycleSettings {
+    pub reset_policy: ResetPolicy,
+    /// A boot log that shrinks below half of the previous one, which had at least this many
+    /// bytes, is taken as a sign that the phone's files were wiped (factory reset or Format File
+    /// System). Assumes phones upload their whole boot log each time.
+    pub reset_log_min_bytes: u64,
+}
+
+impl Default for LifecycleSettings {
+    fn default() -> Self {
+        LifecycleSettings {
+            reset_policy: ResetPolicy::Keep,
+            reset_log_min_bytes: 200,
+        }
+    }
 }
 
 /// What the network's DHCP servers hand out, as the admin declares it (for `doctor`).
@@ -87,6 +121,7 @@ impl Default for Settings {
             uploads: UploadLimits::default(),
             inventory: InventorySettings::default(),
             dhcp: DhcpSettings::default(),
+            lifecycle: LifecycleSettings::default(),
         }
     }
 }
