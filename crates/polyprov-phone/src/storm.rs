@@ -2,7 +2,7 @@
 //! Bounded in phone count and in time; reports throughput, latency per file kind and every error.
 
 use crate::phone::{ParseCache, PhoneState, RequestRecord};
-use crate::transport::HttpTransport;
+use crate::transport::LeanHttp;
 use futures_util::StreamExt;
 use polyprov_model::Mac;
 use polyprov_model::catalog::Model;
@@ -71,7 +71,6 @@ pub async fn run(
     model: &Model,
     progress: impl Fn(usize) + Send + Sync,
 ) -> Result<StormReport, String> {
-    let transport = Arc::new(HttpTransport::new().map_err(|e| e.to_string())?);
     let parses = Arc::new(ParseCache::default());
     let started = Instant::now();
     let done = AtomicUsize::new(0);
@@ -79,7 +78,8 @@ pub async fn run(
     let results: Vec<(Vec<RequestRecord>, Vec<String>)> =
         futures_util::stream::iter(0..config.phones)
             .map(|i| {
-                let transport = transport.clone();
+                // Each phone holds its own keep-alive connection, as a real one would.
+                let transport = LeanHttp::new();
                 let parses = parses.clone();
                 let n = i as u32 + 1;
                 let p = config.mac_prefix;
@@ -94,7 +94,7 @@ pub async fn run(
                         return None;
                     }
                     let handle = tokio::spawn(async move {
-                        let r = phone.boot_with(&*transport, Some(&parses)).await;
+                        let r = phone.boot_with(&transport, Some(&parses)).await;
                         (r.requests, r.problems)
                     });
                     let out = handle.await.ok();

@@ -157,3 +157,236 @@ impl Transport for HttpTransport {
         .await
     }
 }
+
+/// A lean HTTP/1.1 client with one keep-alive connection, as one phone holds: what the storm
+/// runner uses, so that thousands of emulated phones cost little CPU. HTTP only; Basic
+/// credentials sent up front; `Content-Length` and chunked bodies.
+#[derive(Default)]
+pub struct LeanHttp {
+    conn: tokio::sync::Mutex<Option<tokio::io::BufReader<tokio::net::TcpStream>>>,
+}
+
+/// Longest response head accepted.
+const MAX_HEAD: usize = 16 * 1024;
+/// Largest body accepted (a firmware image).
+const MAX_BODY: usize = 512 * 1024 * 1024;
+
+impl LeanHttp {
+    /// A client with no connection yet.
+    pub fn new() -> LeanHttp {
+        LeanHttp::default()
+    }
+
+    async fn exchange(
+        stream: &mut tokio::io::BufReader<tokio::net::TcpStream>,
+        head: &[u8],
+        body: &[u8],
+        is_head: bool,
+    ) -> std::io::Result<(Reply, bool)> {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
+        stream.get_mut().write_all(head).await?;
+        if !body.is_empty() {
+            stream.get_mut().write_all(body).await?;
+        }
+        let mut line = Vec::new();
+        let mut status = 0u16;
+        let mut length: Option<usize> = None;
+        let mut chunked = false;
+        let mut close = false;
+        let mut total = 0;
+        loop {
+            line.clear();
+            let n = stream.read_until(b'\n', &mut line).await?;
+            if n == 0 {
+                return Err(bad("connection closed before the response head"));
+            }
+            total += n;
+            if total > MAX_HEAD {
+                return Err(bad("response head too long"));
+            }
+            let text = std::str::from_utf8(&line)
+                .map_err(|_| bad("response head is not text"))?
+                .trim_end();
+            if status == 0 {
+                status = text
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| bad("bad status line"))?;
+                continue;
+            }
+            if text.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = text.split_once(':') {
+                let v = v.trim();
+                if k.eq_ignore_ascii_case("content-length") {
+                    length = Some(v.parse().map_err(|_| bad("bad Content-Length"))?);
+                } else if k.eq_ignore_ascii_case("transfer-encoding")
+                    && v.eq_ignore_ascii_case("chunked")
+                {
+                    chunked = true;
+                } else if k.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("close") {
+                    close = true;
+                }
+            }
+        }
+        let mut out = Vec::new();
+        if is_head || status == 204 || status == 304 || (100..200).contains(&status) {
+        } else if chunked {
+            loop {
+                line.clear();
+                stream.read_until(b'\n', &mut line).await?;
+                let size_text = std::str::from_utf8(&line)
+                    .map_err(|_| bad("bad chunk size"))?
+                    .trim();
+                let size = usize::from_str_radix(size_text.split(';').next().unwrap_or(""), 16)
+                    .map_err(|_| bad("bad chunk size"))?;
+                if out.len() + size > MAX_BODY {
+                    return Err(bad("body too large"));
+                }
+                if size == 0 {
+                    // Trailers, then the empty line.
+                    loop {
+                        line.clear();
+                        if stream.read_until(b'\n', &mut line).await? <= 2 {
+                            break;
+                        }
+                    }
+                    break;
+                }
+                let start = out.len();
+                out.resize(start + size, 0);
+                stream.read_exact(&mut out[start..]).await?;
+                let mut crlf = [0u8; 2];
+                stream.read_exact(&mut crlf).await?;
+            }
+        } else if let Some(n) = length {
+            if n > MAX_BODY {
+                return Err(bad("body too large"));
+            }
+            out.resize(n, 0);
+            stream.read_exact(&mut out).await?;
+        } else {
+            stream.read_to_end(&mut out).await?;
+            close = true;
+        }
+        Ok((
+            Reply {
+                status,
+                body: bytes::Bytes::from(out),
+            },
+            close,
+        ))
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        server: &ServerUrl,
+        name: &str,
+        user_agent: &str,
+        login: &Login,
+        body: &[u8],
+    ) -> Result<Reply, TransportError> {
+        use base64::Engine;
+        if server.scheme != "http" {
+            return Err(TransportError::Unsupported(server.scheme.clone()));
+        }
+        let port = server.port.unwrap_or(80);
+        let dir = if server.dir.is_empty() {
+            String::new()
+        } else {
+            format!("/{}", server.dir)
+        };
+        let path: String = format!("{dir}/{}", name.trim_start_matches('/'))
+            .chars()
+            .map(|c| {
+                if c == ' ' {
+                    "%20".to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect();
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}:{port}\r\nUser-Agent: {user_agent}\r\n",
+            server.host
+        );
+        if let Some((u, p)) = login {
+            let token = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+            head.push_str(&format!("Authorization: Basic {token}\r\n"));
+        }
+        if method == "PUT" || !body.is_empty() {
+            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        head.push_str("\r\n");
+        let mut conn = self.conn.lock().await;
+        // A kept connection may have been closed by the server: one retry on a fresh one.
+        for attempt in 0..2 {
+            let reused = conn.is_some();
+            if conn.is_none() {
+                let host = server.host.trim_start_matches('[').trim_end_matches(']');
+                let stream = tokio::net::TcpStream::connect((host, port))
+                    .await
+                    .map_err(|e| TransportError::Unreachable(e.to_string()))?;
+                let _ = stream.set_nodelay(true);
+                *conn = Some(tokio::io::BufReader::new(stream));
+            }
+            let Some(stream) = conn.as_mut() else {
+                continue;
+            };
+            match Self::exchange(stream, head.as_bytes(), body, method == "HEAD").await {
+                Ok((reply, close)) => {
+                    if close {
+                        *conn = None;
+                    }
+                    return Ok(reply);
+                }
+                Err(e) => {
+                    *conn = None;
+                    if !(reused && attempt == 0) {
+                        return Err(TransportError::Unreachable(e.to_string()));
+                    }
+                }
+            }
+        }
+        Err(TransportError::Unreachable("connection lost".into()))
+    }
+}
+
+impl Transport for LeanHttp {
+    async fn get(
+        &self,
+        server: &ServerUrl,
+        name: &str,
+        user_agent: &str,
+        login: &Login,
+    ) -> Result<Reply, TransportError> {
+        self.send("GET", server, name, user_agent, login, &[]).await
+    }
+
+    async fn head(
+        &self,
+        server: &ServerUrl,
+        name: &str,
+        user_agent: &str,
+        login: &Login,
+    ) -> Result<Reply, TransportError> {
+        self.send("HEAD", server, name, user_agent, login, &[])
+            .await
+    }
+
+    async fn put(
+        &self,
+        server: &ServerUrl,
+        name: &str,
+        user_agent: &str,
+        login: &Login,
+        body: Vec<u8>,
+    ) -> Result<Reply, TransportError> {
+        self.send("PUT", server, name, user_agent, login, &body)
+            .await
+    }
+}

@@ -360,12 +360,12 @@ impl Uploads {
         if present.is_empty() {
             return Ok(None);
         }
+        // Time-ordered to the nanosecond, so that sets sort in the order they were made.
         let id = format!(
-            "{:010}-{:04x}",
+            "{:020}",
             std::time::SystemTime::now()
                 .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-            rand::random::<u16>()
+                .map_or(0, |d| d.as_nanos())
         );
         let set = self.quarantine.join(mac.to_string()).join(&id);
         fs::create_dir_all(&set)?;
