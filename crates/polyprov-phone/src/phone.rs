@@ -126,7 +126,10 @@ pub struct ParseCache {
 impl ParseCache {
     /// The parsed file for this name and text, parsing it the first time.
     pub fn parse(&self, name: &str, text: &str) -> Result<Arc<ConfigFile>, ParseError> {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
+        // A fast non-cryptographic hash: the text itself is what phones downloaded.
+        let mut h = std::hash::BuildHasher::build_hasher(&foldhash::fast::FixedState::with_seed(
+            0x706f6c79,
+        ));
         text.hash(&mut h);
         let key = (name.to_string(), h.finish());
         if let Some(f) = self
@@ -474,7 +477,7 @@ impl PhoneState {
         for name in candidates {
             match session.get(&updater, &name, "master").await {
                 Some(r) if r.ok() => {
-                    let text = String::from_utf8_lossy(&r.body).into_owned();
+                    let text = text_of(&r.body);
                     match Master::parse(&name, &text) {
                         Ok(m) => {
                             master = Some(m);
@@ -533,7 +536,7 @@ impl PhoneState {
             }
             match session.get(&app, name, "config").await {
                 Some(r) if r.ok() => {
-                    let text = String::from_utf8_lossy(&r.body).into_owned();
+                    let text = text_of(&r.body);
                     let file = match parses {
                         Some(c) => c.parse(name, &text),
                         None => ConfigFile::parse(name, &text).map(Arc::new),
@@ -559,14 +562,14 @@ impl PhoneState {
             .await
             .filter(Reply::ok)
         {
-            self.local_override = Some(String::from_utf8_lossy(&r.body).into_owned());
+            self.local_override = Some(text_of(&r.body));
         }
         if let Some(r) = session
             .get(&app, &ov(&format!("{mac}-web.cfg")), "override")
             .await
             .filter(Reply::ok)
         {
-            self.web_override = Some(String::from_utf8_lossy(&r.body).into_owned());
+            self.web_override = Some(text_of(&r.body));
         }
         let lic = |n: &str| dir_join(&self.directories, "LICENSE_DIRECTORY", n);
         session
@@ -585,7 +588,7 @@ impl PhoneState {
             .await
             .filter(Reply::ok)
         {
-            self.calls = Some(String::from_utf8_lossy(&r.body).into_owned());
+            self.calls = Some(text_of(&r.body));
         }
         let contacts = |n: &str| dir_join(&self.directories, "CONTACTS_DIRECTORY", n);
         let own_dir = session
@@ -605,7 +608,7 @@ impl PhoneState {
         } else {
             None
         }) {
-            self.directory = Some(String::from_utf8_lossy(&r.body).into_owned());
+            self.directory = Some(text_of(&r.body));
         }
         let log_name = dir_join(
             &self.directories,
@@ -805,6 +808,15 @@ impl PhoneState {
             self.reset(MenuReset::Factory);
             Ok(MenuReset::Factory)
         }
+    }
+}
+
+/// A downloaded body as text: valid UTF-8 as it is (fast path), anything else with replacement
+/// characters.
+fn text_of(body: &[u8]) -> String {
+    match std::str::from_utf8(body) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(body).into_owned(),
     }
 }
 

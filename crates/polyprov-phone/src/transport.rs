@@ -256,9 +256,13 @@ impl LeanHttp {
                     }
                     break;
                 }
-                let start = out.len();
-                out.resize(start + size, 0);
-                stream.read_exact(&mut out[start..]).await?;
+                let got = (&mut *stream)
+                    .take(size as u64)
+                    .read_to_end(&mut out)
+                    .await?;
+                if got != size {
+                    return Err(bad("chunk cut short"));
+                }
                 let mut crlf = [0u8; 2];
                 stream.read_exact(&mut crlf).await?;
             }
@@ -266,8 +270,12 @@ impl LeanHttp {
             if n > MAX_BODY {
                 return Err(bad("body too large"));
             }
-            out.resize(n, 0);
-            stream.read_exact(&mut out).await?;
+            // Read without zero-filling first: firmware images are large.
+            out.reserve_exact(n);
+            let got = (&mut *stream).take(n as u64).read_to_end(&mut out).await?;
+            if got != n {
+                return Err(bad("body cut short"));
+            }
         } else {
             stream.read_to_end(&mut out).await?;
             close = true;
