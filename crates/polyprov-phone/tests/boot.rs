@@ -148,12 +148,29 @@ async fn the_seed_story_a_factory_reset_phone_comes_back_with_the_old_password()
     p.network.dhcp.insert(160, url);
     let r = p.boot(&t).await;
     assert_eq!(r.server_source.as_deref(), Some("DHCP option 160"));
-    assert!(
-        r.requests
-            .iter()
-            .any(|q| q.path == format!("{MAC}-polyprov.cfg") && q.status == 200),
-        "{:?}",
-        r.requests
+    let seq: Vec<String> = r
+        .requests
+        .iter()
+        .map(|q| format!("{} {} {}", q.method, q.path, q.status))
+        .collect();
+    assert_eq!(
+        seq,
+        [
+            format!("PUT {MAC}-boot.log 204"),
+            format!("GET {MAC}.cfg 200"),
+            "GET 3111-46162-001.sip.ld 404".into(),
+            "GET sip.ld 404".into(),
+            format!("GET {MAC}-polyprov.cfg 200"),
+            format!("GET {MAC}-phone.cfg 404"),
+            format!("GET {MAC}-web.cfg 404"),
+            "GET 000000000000-license.cfg 404".into(),
+            format!("GET {MAC}-license.cfg 404"),
+            format!("GET {MAC}-calls.xml 404"),
+            format!("GET {MAC}-directory.xml 404"),
+            "GET 000000000000-directory.xml 404".into(),
+            format!("HEAD {MAC}-app.log 404"),
+            format!("PUT {MAC}-app.log 204"),
+        ]
     );
     assert_eq!(p.admin_password(), "P1");
 
