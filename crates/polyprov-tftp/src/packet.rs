@@ -3,7 +3,7 @@
 //! ```
 //! use polyprov_tftp::packet::Packet;
 //!
-//! let rrq = Packet::parse(b"\0\x01sip.ld\0octet\0blksize\01428\0").unwrap();
+//! let rrq = Packet::parse(b"\0\x01sip.ld\0octet\0blksize\x001428\0").unwrap();
 //! assert!(matches!(rrq, Packet::Rrq { ref filename, .. } if filename == "sip.ld"));
 //! ```
 
@@ -295,7 +295,7 @@ mod tests {
 
     #[test]
     fn reads_requests_with_options() {
-        let p = Packet::parse(b"\0\x01sip.ld\0OCTET\0BLKSIZE\01428\0windowsize\016\0tsize\00\0")
+        let p = Packet::parse(b"\0\x01sip.ld\0OCTET\0BLKSIZE\x001428\0windowsize\x0016\0tsize\x000\0")
             .unwrap();
         assert_eq!(
             p,
