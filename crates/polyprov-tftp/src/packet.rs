@@ -14,6 +14,9 @@ pub const MAX_FILENAME: usize = 512;
 /// Most options accepted in one request.
 pub const MAX_OPTIONS: usize = 16;
 
+/// Options (RFC 2347) as name/value pairs in the order sent; names in lower case.
+pub type Options = Vec<(String, String)>;
+
 /// TFTP error codes (RFC 1350 §5, RFC 2347 code 8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u16)]
@@ -120,7 +123,7 @@ fn strings(mut rest: &[u8]) -> Result<Vec<String>, PacketError> {
     Ok(out)
 }
 
-fn request(body: &[u8]) -> Result<(String, String, Vec<(String, String)>), PacketError> {
+fn request(body: &[u8]) -> Result<(String, String, Options), PacketError> {
     let mut fields = strings(body)?.into_iter();
     let filename = fields.next().ok_or(PacketError::Unterminated)?;
     if filename.is_empty() || filename.len() > MAX_FILENAME {
@@ -295,8 +298,9 @@ mod tests {
 
     #[test]
     fn reads_requests_with_options() {
-        let p = Packet::parse(b"\0\x01sip.ld\0OCTET\0BLKSIZE\x001428\0windowsize\x0016\0tsize\x000\0")
-            .unwrap();
+        let p =
+            Packet::parse(b"\0\x01sip.ld\0OCTET\0BLKSIZE\x001428\0windowsize\x0016\0tsize\x000\0")
+                .unwrap();
         assert_eq!(
             p,
             Packet::Rrq {
