@@ -2,5 +2,6 @@
 //! blksize 2348, timeout/tsize 2349, windowsize 7440).
 
 pub mod packet;
+pub mod server;
 
 pub use packet::{ErrorCode, Packet, PacketError};

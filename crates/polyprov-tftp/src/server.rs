@@ -1,0 +1,529 @@
+//! An async TFTP server: each transfer runs on its own UDP port (its transfer id), with option
+//! negotiation, windows (RFC 7440), bounded retries with backoff, block-number rollover, a cap on
+//! concurrent transfers, and memory per transfer bounded by the window.
+
+use crate::packet::{ErrorCode, Options, Packet};
+use bytes::Bytes;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::net::UdpSocket;
+use tokio::sync::Semaphore;
+
+/// What a read request is answered with.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// Bytes already in memory (a generated file).
+    Bytes(Bytes),
+    /// A file on disk, read a window at a time.
+    File { path: PathBuf, len: u64 },
+}
+
+impl Source {
+    fn len(&self) -> u64 {
+        match self {
+            Source::Bytes(b) => b.len() as u64,
+            Source::File { len, .. } => *len,
+        }
+    }
+}
+
+/// A refusal: the TFTP error code and message sent to the client.
+pub type Refusal = (ErrorCode, String);
+
+/// What the server serves and where uploads go.
+pub trait Handler: Send + Sync + 'static {
+    /// Answers a read request.
+    fn read(
+        &self,
+        peer: SocketAddr,
+        filename: &str,
+    ) -> impl Future<Output = Result<Source, Refusal>> + Send;
+    /// Stores a complete upload (called once, after the last block arrived).
+    fn write(
+        &self,
+        peer: SocketAddr,
+        filename: &str,
+        data: Bytes,
+    ) -> impl Future<Output = Result<(), Refusal>> + Send;
+    /// The largest upload accepted for `filename`; bigger ones are refused before any is stored.
+    fn max_write(&self, filename: &str) -> u64;
+}
+
+/// Server limits.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Transfers running at once; more get an error at once.
+    pub max_transfers: usize,
+    /// Largest blksize granted (RFC 2348 allows 8–65464).
+    pub max_blksize: u16,
+    /// Largest windowsize granted (RFC 7440).
+    pub max_windowsize: u16,
+    /// Retransmission timeout when the client asks for none.
+    pub timeout: Duration,
+    /// Retransmissions before a transfer is abandoned (the wait doubles each time, up to 8 s).
+    pub retries: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_transfers: 512,
+            max_blksize: 65464,
+            max_windowsize: 64,
+            timeout: Duration::from_secs(1),
+            retries: 5,
+        }
+    }
+}
+
+/// What was agreed for one transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Negotiated {
+    pub blksize: usize,
+    pub windowsize: u16,
+    pub timeout: Duration,
+}
+
+/// Negotiates options: returns what applies and the OACK options (empty: no OACK).
+pub fn negotiate(
+    requested: &Options,
+    config: &Config,
+    tsize: Option<u64>,
+) -> (Negotiated, Options) {
+    let mut n = Negotiated {
+        blksize: 512,
+        windowsize: 1,
+        timeout: config.timeout,
+    };
+    let mut ack = Options::new();
+    for (name, value) in requested {
+        let v: Option<u64> = value.parse().ok();
+        match (name.as_str(), v) {
+            ("blksize", Some(b)) if b >= 8 => {
+                let b = b.min(u64::from(config.max_blksize)).min(65464);
+                n.blksize = b as usize;
+                ack.push((name.clone(), b.to_string()));
+            }
+            ("windowsize", Some(w)) if w >= 1 => {
+                let w = w.min(u64::from(config.max_windowsize)).min(65535);
+                n.windowsize = w as u16;
+                ack.push((name.clone(), w.to_string()));
+            }
+            ("timeout", Some(t)) if (1..=255).contains(&t) => {
+                n.timeout = Duration::from_secs(t);
+                ack.push((name.clone(), t.to_string()));
+            }
+            ("tsize", Some(t)) => ack.push((name.clone(), tsize.unwrap_or(t).to_string())),
+            _ => {} // Unknown or malformed options are ignored (RFC 2347).
+        }
+    }
+    (n, ack)
+}
+
+/// Runs the server on `socket` until `shutdown` completes.
+pub async fn serve<H: Handler>(
+    socket: UdpSocket,
+    handler: Arc<H>,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) {
+    let slots = Arc::new(Semaphore::new(config.max_transfers));
+    let config = Arc::new(config);
+    let local_ip = socket.local_addr().map(|a| a.ip()).ok();
+    let mut buf = vec![0u8; 65536];
+    tokio::pin!(shutdown);
+    loop {
+        let (n, peer) = tokio::select! {
+            r = socket.recv_from(&mut buf) => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "tftp receive failed");
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let packet = match Packet::parse(&buf[..n]) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::info!(target: "polyprov::security", event = "tftp_malformed", addr = %peer.ip(), reason = %e, "security event");
+                send_error(&socket, peer, ErrorCode::IllegalOperation, &e.to_string()).await;
+                continue;
+            }
+        };
+        let (is_read, filename, options) = match packet {
+            Packet::Rrq {
+                filename, options, ..
+            } => (true, filename, options),
+            Packet::Wrq {
+                filename, options, ..
+            } => (false, filename, options),
+            // Stray packets to the listening port belong to no transfer.
+            _ => {
+                send_error(
+                    &socket,
+                    peer,
+                    ErrorCode::UnknownTransferId,
+                    "no transfer on this port",
+                )
+                .await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            send_error(
+                &socket,
+                peer,
+                ErrorCode::NotDefined,
+                "server busy: too many transfers, try again",
+            )
+            .await;
+            continue;
+        };
+        let (handler, config) = (handler.clone(), config.clone());
+        let bind_ip = local_ip.unwrap_or_else(|| std::net::Ipv4Addr::UNSPECIFIED.into());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let sock = match UdpSocket::bind((bind_ip, 0)).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "tftp: no port for a transfer");
+                    return;
+                }
+            };
+            if sock.connect(peer).await.is_err() {
+                return;
+            }
+            let result = if is_read {
+                read_transfer(&sock, &*handler, peer, &filename, &options, &config).await
+            } else {
+                write_transfer(&sock, &*handler, peer, &filename, &options, &config).await
+            };
+            if let Err(e) = result {
+                tracing::debug!(%peer, file = %filename, reason = %e, "tftp transfer ended early");
+            }
+        });
+    }
+}
+
+async fn send_error(socket: &UdpSocket, peer: SocketAddr, code: ErrorCode, message: &str) {
+    let _ = socket
+        .send_to(
+            &Packet::Error {
+                code,
+                message: message.to_string(),
+            }
+            .to_bytes(),
+            peer,
+        )
+        .await;
+}
+
+async fn send(sock: &UdpSocket, p: &Packet) -> std::io::Result<()> {
+    sock.send(&p.to_bytes()).await.map(|_| ())
+}
+
+/// Waits for the next packet from the peer (the socket is connected to it).
+async fn recv(sock: &UdpSocket, wait: Duration, buf: &mut [u8]) -> Result<Option<Packet>, String> {
+    match tokio::time::timeout(wait, sock.recv(buf)).await {
+        Err(_) => Ok(None),
+        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Ok(n)) => match Packet::parse(&buf[..n]) {
+            Ok(Packet::Error { code, message }) => Err(format!("peer error {code:?}: {message}")),
+            Ok(p) => Ok(Some(p)),
+            Err(e) => {
+                let _ = send(
+                    sock,
+                    &Packet::Error {
+                        code: ErrorCode::IllegalOperation,
+                        message: e.to_string(),
+                    },
+                )
+                .await;
+                Err(e.to_string())
+            }
+        },
+    }
+}
+
+fn backoff(base: Duration, attempt: u32) -> Duration {
+    (base * 2u32.saturating_pow(attempt)).min(Duration::from_secs(8))
+}
+
+/// The absolute block index an ACK's 16-bit number stands for, given the window's first block.
+fn resolve(window_start: u64, wire: u16) -> u64 {
+    // The ACKed block is in [window_start - 1, window_start - 1 + 65535].
+    let base = window_start.saturating_sub(1);
+    let offset = u64::from(wire.wrapping_sub(base as u16));
+    base + offset
+}
+
+struct Reader {
+    source: Source,
+    file: Option<tokio::fs::File>,
+}
+
+impl Reader {
+    async fn block(&mut self, index: u64, blksize: usize) -> std::io::Result<Bytes> {
+        let start = (index - 1) * blksize as u64;
+        let len = self.source.len();
+        let end = (start + blksize as u64).min(len);
+        if start >= len {
+            return Ok(Bytes::new());
+        }
+        match &self.source {
+            Source::Bytes(b) => Ok(b.slice(start as usize..end as usize)),
+            Source::File { path, .. } => {
+                if self.file.is_none() {
+                    self.file = Some(tokio::fs::File::open(path).await?);
+                }
+                let Some(f) = self.file.as_mut() else {
+                    return Ok(Bytes::new());
+                };
+                f.seek(std::io::SeekFrom::Start(start)).await?;
+                let mut buf = vec![0u8; (end - start) as usize];
+                f.read_exact(&mut buf).await?;
+                Ok(Bytes::from(buf))
+            }
+        }
+    }
+}
+
+async fn read_transfer<H: Handler>(
+    sock: &UdpSocket,
+    handler: &H,
+    peer: SocketAddr,
+    filename: &str,
+    options: &Options,
+    config: &Config,
+) -> Result<(), String> {
+    let source = match handler.read(peer, filename).await {
+        Ok(s) => s,
+        Err((code, message)) => {
+            let _ = send(sock, &Packet::Error { code, message }).await;
+            return Ok(());
+        }
+    };
+    let len = source.len();
+    let (n, oack) = negotiate(options, config, Some(len));
+    let mut buf = vec![0u8; 65536];
+    if !oack.is_empty() {
+        // OACK, then the client's ACK 0.
+        let mut attempt = 0;
+        loop {
+            send(
+                sock,
+                &Packet::Oack {
+                    options: oack.clone(),
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            match recv(sock, backoff(n.timeout, attempt), &mut buf).await? {
+                Some(Packet::Ack { block: 0 }) => break,
+                Some(_) => continue,
+                None if attempt < config.retries => attempt += 1,
+                None => return Err("no ACK for the OACK".into()),
+            }
+        }
+    }
+    // The last block is the first shorter than blksize (possibly empty).
+    let last = len / n.blksize as u64 + 1;
+    let mut reader = Reader { source, file: None };
+    let mut next = 1u64; // first block not yet acknowledged
+    let mut attempt = 0u32;
+    while next <= last {
+        let window_end = (next + u64::from(n.windowsize) - 1).min(last);
+        for i in next..=window_end {
+            let data = reader
+                .block(i, n.blksize)
+                .await
+                .map_err(|e| e.to_string())?;
+            send(
+                sock,
+                &Packet::Data {
+                    block: i as u16,
+                    data,
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        }
+        // Wait for an ACK that moves the window; duplicates and old ACKs are ignored.
+        loop {
+            match recv(sock, backoff(n.timeout, attempt), &mut buf).await? {
+                Some(Packet::Ack { block }) => {
+                    let acked = resolve(next, block);
+                    if acked >= next && acked <= window_end {
+                        next = acked + 1;
+                        attempt = 0;
+                        break;
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    attempt += 1;
+                    if attempt > config.retries {
+                        return Err(format!("no ACK after {} retries", config.retries));
+                    }
+                    break; // resend the window from `next`
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn write_transfer<H: Handler>(
+    sock: &UdpSocket,
+    handler: &H,
+    peer: SocketAddr,
+    filename: &str,
+    options: &Options,
+    config: &Config,
+) -> Result<(), String> {
+    let max = handler.max_write(filename);
+    let declared: Option<u64> = options
+        .iter()
+        .find(|(k, _)| k == "tsize")
+        .and_then(|(_, v)| v.parse().ok());
+    if max == 0 || declared.is_some_and(|d| d > max) {
+        let message = if max == 0 {
+            "this file cannot be uploaded".to_string()
+        } else {
+            format!("upload over the {max}-byte limit")
+        };
+        let code = if max == 0 {
+            ErrorCode::AccessViolation
+        } else {
+            ErrorCode::DiskFull
+        };
+        let _ = send(sock, &Packet::Error { code, message }).await;
+        return Ok(());
+    }
+    let (n, oack) = negotiate(options, config, declared);
+    let mut data: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    let mut last_ack = if oack.is_empty() {
+        Packet::Ack { block: 0 }
+    } else {
+        Packet::Oack { options: oack }
+    };
+    send(sock, &last_ack).await.map_err(|e| e.to_string())?;
+    let mut expected = 1u64;
+    let mut since_ack = 0u16;
+    let mut attempt = 0u32;
+    loop {
+        match recv(sock, backoff(n.timeout, attempt), &mut buf).await? {
+            Some(Packet::Data { block, data: chunk }) => {
+                attempt = 0;
+                if block != expected as u16 {
+                    // Out of order or a duplicate: acknowledge what we have (RFC 7440 §4).
+                    last_ack = Packet::Ack {
+                        block: (expected - 1) as u16,
+                    };
+                    send(sock, &last_ack).await.map_err(|e| e.to_string())?;
+                    since_ack = 0;
+                    continue;
+                }
+                if (data.len() + chunk.len()) as u64 > max {
+                    let _ = send(
+                        sock,
+                        &Packet::Error {
+                            code: ErrorCode::DiskFull,
+                            message: format!("upload over the {max}-byte limit"),
+                        },
+                    )
+                    .await;
+                    return Err("upload too large".into());
+                }
+                data.extend_from_slice(&chunk);
+                let fin = chunk.len() < n.blksize;
+                since_ack += 1;
+                if fin {
+                    // Store before the final ACK: a refusal becomes an ERROR instead.
+                    match handler
+                        .write(peer, filename, Bytes::from(std::mem::take(&mut data)))
+                        .await
+                    {
+                        Ok(()) => {
+                            let ack = Packet::Ack { block: block };
+                            send(sock, &ack).await.map_err(|e| e.to_string())?;
+                            // Answer a lost final ACK once more if the client repeats itself.
+                            if let Ok(Some(Packet::Data { .. })) =
+                                recv(sock, n.timeout, &mut buf).await
+                            {
+                                let _ = send(sock, &ack).await;
+                            }
+                        }
+                        Err((code, message)) => {
+                            let _ = send(sock, &Packet::Error { code, message }).await;
+                        }
+                    }
+                    return Ok(());
+                }
+                expected += 1;
+                if since_ack >= n.windowsize {
+                    last_ack = Packet::Ack { block };
+                    send(sock, &last_ack).await.map_err(|e| e.to_string())?;
+                    since_ack = 0;
+                }
+            }
+            Some(_) => {}
+            None => {
+                attempt += 1;
+                if attempt > config.retries {
+                    return Err("upload stalled".into());
+                }
+                send(sock, &last_ack).await.map_err(|e| e.to_string())?;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acks_resolve_across_the_rollover() {
+        assert_eq!(resolve(1, 0), 0);
+        assert_eq!(resolve(1, 1), 1);
+        assert_eq!(resolve(65536, 65535), 65535);
+        assert_eq!(resolve(65536, 0), 65536);
+        assert_eq!(resolve(65540, 3), 65539);
+        assert_eq!(resolve(70000, (70010u64 % 65536) as u16), 70010);
+    }
+
+    #[test]
+    fn options_are_granted_within_limits() {
+        let config = Config {
+            max_blksize: 1468,
+            max_windowsize: 16,
+            ..Config::default()
+        };
+        let req: Options = vec![
+            ("blksize".into(), "9000".into()),
+            ("windowsize".into(), "64".into()),
+            ("tsize".into(), "0".into()),
+            ("timeout".into(), "0".into()),
+            ("bogus".into(), "1".into()),
+        ];
+        let (n, ack) = negotiate(&req, &config, Some(1234));
+        assert_eq!((n.blksize, n.windowsize), (1468, 16));
+        assert_eq!(
+            ack,
+            vec![
+                ("blksize".into(), "1468".into()),
+                ("windowsize".into(), "16".into()),
+                ("tsize".into(), "1234".into())
+            ]
+        );
+        let (n, ack) = negotiate(&Options::new(), &config, None);
+        assert_eq!((n.blksize, n.windowsize, ack.len()), (512, 1, 0));
+    }
+}
