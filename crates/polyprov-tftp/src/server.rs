@@ -451,7 +451,7 @@ async fn write_transfer<H: Handler>(
                         .await
                     {
                         Ok(()) => {
-                            let ack = Packet::Ack { block: block };
+                            let ack = Packet::Ack { block };
                             send(sock, &ack).await.map_err(|e| e.to_string())?;
                             // Answer a lost final ACK once more if the client repeats itself.
                             if let Ok(Some(Packet::Data { .. })) =
