@@ -323,6 +323,9 @@ struct ServeArgs {
     /// Address of the admin API and /metrics [default: 127.0.0.1:8081].
     #[arg(long, value_name = "ADDR")]
     admin: Option<SocketAddr>,
+    /// Also serve TFTP here, e.g. 0.0.0.0:69 (off by default).
+    #[arg(long, value_name = "ADDR")]
+    tftp: Option<SocketAddr>,
     /// TOML settings file; flags given here win over it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -807,6 +810,9 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
     if let Some(a) = args.admin {
         settings.admin.listen = a;
     }
+    if let Some(a) = args.tftp {
+        settings.tftp.listen = Some(a);
+    }
     let server = polyprov_server::start(settings.clone())
         .await
         .map_err(|e| CliError::new(5, format!("{e:#}")))?;
@@ -841,6 +847,9 @@ fn print_summary(settings: &Settings, server: &polyprov_server::RunningServer) {
         settings.root_dir().display()
     );
     println!("  phones (HTTP)    {}", server.http_addr);
+    if let Some(t) = server.tftp_addr {
+        println!("  phones (TFTP)    {t}");
+    }
     println!("  provisioning URL {url}");
     println!("                   type it into a phone, or hand it out as DHCP option 160 (or 66)");
     if server.provisioning_login.is_none() {

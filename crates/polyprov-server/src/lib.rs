@@ -17,6 +17,7 @@ pub mod http;
 pub mod metrics;
 pub mod render;
 pub mod settings;
+pub mod tftp;
 
 pub use settings::{ProvisioningAuth, Settings};
 
@@ -36,6 +37,8 @@ pub struct RunningServer {
     pub http_addr: SocketAddr,
     /// Where the admin API and `/metrics` are.
     pub admin_addr: SocketAddr,
+    /// Where TFTP is served, when it is.
+    pub tftp_addr: Option<SocketAddr>,
     /// The provisioning user and password phones must present (`None` when auth is off).
     pub provisioning_login: Option<(String, String)>,
     /// The admin API bearer token.
@@ -121,6 +124,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
             .context("opening the upload store")?,
     );
     let metrics = Arc::new(metrics::Metrics::default());
+    let tftp_metrics = metrics.clone();
     let core = Arc::new(
         core::Core::new(
             root,
@@ -170,6 +174,32 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
     .await
     .context("starting the admin API")?;
 
+    let tftp_addr = match settings.tftp.listen {
+        Some(addr) => {
+            let socket = tokio::net::UdpSocket::bind(addr).await.with_context(|| {
+                format!("binding TFTP on {addr} (port 69 needs root or CAP_NET_BIND_SERVICE)")
+            })?;
+            let bound = socket.local_addr()?;
+            let door = Arc::new(tftp::TftpDoor {
+                core: core.clone(),
+                metrics: tftp_metrics,
+            });
+            let config = polyprov_tftp::server::Config {
+                max_transfers: settings.tftp.max_transfers,
+                max_windowsize: settings.tftp.max_windowsize,
+                ..Default::default()
+            };
+            tasks.spawn(polyprov_tftp::server::serve(
+                socket,
+                door,
+                config,
+                stop.clone().cancelled_owned(),
+            ));
+            Some(bound)
+        }
+        None => None,
+    };
+
     let flusher_core = core.clone();
     let flusher_stop = stop.clone();
     let period = Duration::from_millis(settings.inventory.flush_interval_ms.max(10));
@@ -186,6 +216,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
     Ok(RunningServer {
         http_addr,
         admin_addr,
+        tftp_addr,
         provisioning_login,
         admin_token,
         core,

@@ -18,6 +18,29 @@ pub struct Settings {
     pub inventory: InventorySettings,
     pub dhcp: DhcpSettings,
     pub lifecycle: LifecycleSettings,
+    pub tftp: TftpSettings,
+}
+
+/// The TFTP door (off unless `listen` is set).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TftpSettings {
+    /// Address to serve TFTP on, e.g. `0.0.0.0:69`.
+    pub listen: Option<SocketAddr>,
+    /// Transfers at once; more are told the server is busy.
+    pub max_transfers: usize,
+    /// Largest windowsize granted (RFC 7440).
+    pub max_windowsize: u16,
+}
+
+impl Default for TftpSettings {
+    fn default() -> Self {
+        TftpSettings {
+            listen: None,
+            max_transfers: 512,
+            max_windowsize: 64,
+        }
+    }
 }
 
 /// What to do when a phone's requests look like it was factory-reset.
@@ -122,6 +145,7 @@ impl Default for Settings {
             inventory: InventorySettings::default(),
             dhcp: DhcpSettings::default(),
             lifecycle: LifecycleSettings::default(),
+            tftp: TftpSettings::default(),
         }
     }
 }

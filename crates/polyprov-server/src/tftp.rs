@@ -1,0 +1,113 @@
+//! The TFTP door: read and write requests become [`Core::fetch`] and [`Core::upload`] calls,
+//! with the same names, limits and inventory as HTTP. TFTP carries no credentials, so per-device
+//! files need `[provisioning] auth = "none"` (a trusted network) to be reachable over it.
+
+use crate::core::{Answer, Core, Credential, Refusal, Request, kind_label};
+use crate::metrics::Metrics;
+use bytes::Bytes;
+use polyprov_model::{FileKind, RequestPath};
+use polyprov_tftp::packet::ErrorCode;
+use polyprov_tftp::server::{Handler, Source};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// What the TFTP door needs.
+pub struct TftpDoor {
+    pub core: Arc<Core>,
+    pub metrics: Arc<Metrics>,
+}
+
+fn path_of(filename: &str) -> String {
+    // TFTP names come without a leading slash; HTTP paths with one.
+    format!("/{}", filename.trim_start_matches('/'))
+}
+
+fn tftp_error(r: &Refusal) -> (ErrorCode, String) {
+    match r {
+        Refusal::NotFound => (ErrorCode::FileNotFound, "file not found".into()),
+        Refusal::AuthRequired | Refusal::BadCredentials => (
+            ErrorCode::AccessViolation,
+            "per-device files need credentials, which TFTP cannot carry".into(),
+        ),
+        Refusal::TooLarge { limit, .. } => (
+            ErrorCode::DiskFull,
+            format!("upload over the {limit}-byte limit"),
+        ),
+        Refusal::NotUploadable => (
+            ErrorCode::AccessViolation,
+            "this file cannot be uploaded".into(),
+        ),
+        Refusal::Internal(_) => (ErrorCode::NotDefined, "server error".into()),
+        other => (ErrorCode::AccessViolation, other.to_string()),
+    }
+}
+
+fn status(r: &Result<(), Refusal>) -> u16 {
+    match r {
+        Ok(()) => 200,
+        Err(Refusal::NotFound) => 404,
+        Err(Refusal::AuthRequired | Refusal::BadCredentials) => 401,
+        Err(Refusal::SerialMismatch { .. }) => 403,
+        Err(Refusal::TooLarge { .. }) => 413,
+        Err(Refusal::NotUploadable) => 405,
+        Err(Refusal::Internal(_)) => 500,
+        Err(_) => 400,
+    }
+}
+
+impl Handler for TftpDoor {
+    async fn read(&self, peer: SocketAddr, filename: &str) -> Result<Source, (ErrorCode, String)> {
+        let path = path_of(filename);
+        let req = Request {
+            path: &path,
+            user_agent: None,
+            peer: peer.ip(),
+            credential: Credential::Absent,
+        };
+        let answer = self.core.fetch(&req).await;
+        let kind = kind_label(&path);
+        match answer {
+            Ok(a) => {
+                self.metrics.request("tftp", kind, 200, a.len());
+                Ok(match a {
+                    Answer::Generated(g) => Source::Bytes(g.body),
+                    Answer::File(f) => Source::File {
+                        path: f.path,
+                        len: f.len,
+                    },
+                })
+            }
+            Err(r) => {
+                self.metrics
+                    .request("tftp", kind, status(&Err(r.clone())), 0);
+                Err(tftp_error(&r))
+            }
+        }
+    }
+
+    async fn write(
+        &self,
+        peer: SocketAddr,
+        filename: &str,
+        data: Bytes,
+    ) -> Result<(), (ErrorCode, String)> {
+        let path = path_of(filename);
+        let req = Request {
+            path: &path,
+            user_agent: None,
+            peer: peer.ip(),
+            credential: Credential::Absent,
+        };
+        let result = self.core.upload(&req, data).await.map(|_| ());
+        self.metrics
+            .request("tftp", kind_label(&path), status(&result), 0);
+        result.map_err(|r| tftp_error(&r))
+    }
+
+    fn max_write(&self, filename: &str) -> u64 {
+        match RequestPath::parse(&path_of(filename)).map(|p| p.kind()) {
+            Ok(FileKind::DeviceFile(_, kind)) => self.core.uploads().limits().max_bytes(kind),
+            _ => 0,
+        }
+    }
+}
