@@ -6,7 +6,7 @@ use polyprov_model::catalog::Catalog;
 use polyprov_model::keypad::{ModeCycle, events, type_text};
 use polyprov_phone::phone::{BootReport, MenuReset};
 use polyprov_phone::storm::{StormConfig, StormReport};
-use polyprov_phone::{HttpTransport, PhoneState};
+use polyprov_phone::{AnyTransport, PhoneState};
 use std::path::{Path, PathBuf};
 
 fn state_file(dir: &Path) -> PathBuf {
@@ -34,8 +34,8 @@ fn save(dir: &Path, s: &PhoneState) -> Result<(), CliError> {
         .map_err(|e| CliError::new(1, format!("{}: {e}", dir.display())))
 }
 
-fn transport() -> Result<HttpTransport, CliError> {
-    HttpTransport::new().map_err(|e| CliError::new(1, e.to_string()))
+fn transport() -> Result<AnyTransport, CliError> {
+    Ok(AnyTransport::default())
 }
 
 /// `sim init`.

@@ -11,5 +11,5 @@ pub mod transport;
 pub mod url;
 
 pub use phone::{Assumptions, BootReport, MenuReset, Network, PhoneState, RequestRecord, Summary};
-pub use transport::{HttpTransport, LeanHttp, Transport};
+pub use transport::{AnyTransport, HttpTransport, LeanHttp, TftpTransport, Transport};
 pub use url::ServerUrl;

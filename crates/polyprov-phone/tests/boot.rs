@@ -287,3 +287,68 @@ impl TapMkdir for PathBuf {
         self
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boots_over_tftp_from_polyprov() {
+    let dir = tempfile::tempdir().unwrap();
+    write_root(&dir.path().join("data/root").tap_mkdir());
+    let mut s = polyprov_server::Settings {
+        data: dir.path().join("data"),
+        ..Default::default()
+    };
+    s.http.listen = "127.0.0.1:0".parse().unwrap();
+    s.admin.listen = "127.0.0.1:0".parse().unwrap();
+    s.tftp.listen = Some("127.0.0.1:0".parse().unwrap());
+    // TFTP carries no credentials: per-device files only on a network trusted this way.
+    s.provisioning.auth = polyprov_server::ProvisioningAuth::None;
+    let server = polyprov_server::start(s).await.unwrap();
+    let a = polyprov_store::Assignment {
+        admin_password: Some("T1".into()),
+        ..Default::default()
+    };
+    server
+        .core
+        .inventory()
+        .assign(MAC.parse::<Mac>().unwrap(), &a, "test")
+        .await
+        .unwrap();
+
+    let mut p = phone("VVX 500", "5.9.7.4477");
+    p.network
+        .dhcp
+        .insert(66, format!("tftp://{}/", server.tftp_addr.unwrap()));
+    let t = polyprov_phone::AnyTransport::default();
+    let r = p.boot(&t).await;
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    let seq: Vec<String> = r
+        .requests
+        .iter()
+        .map(|q| format!("{} {} {}", q.method, q.path, q.status))
+        .collect();
+    assert_eq!(
+        &seq[..5],
+        [
+            format!("PUT {MAC}-boot.log 200"),
+            format!("GET {MAC}.cfg 200"),
+            "GET 3111-44500-001.sip.ld 200".to_string(),
+            format!("GET {MAC}-polyprov.cfg 200"),
+            "GET site.cfg 200".to_string(),
+        ]
+    );
+    assert_eq!(r.upgraded_to.as_deref(), Some("6.4.3.5018"));
+    assert_eq!(
+        p.admin_password(),
+        "T1",
+        "the per-device file wins over site.cfg"
+    );
+    // An upload over TFTP is read back over HTTP by the same core.
+    p.set_admin_password(true, "T2", &t).await.unwrap();
+    let web = reqwest::get(format!("http://{}/{MAC}-web.cfg", server.http_addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(web.contains("\"T2\""), "{web}");
+    server.shutdown().await;
+}

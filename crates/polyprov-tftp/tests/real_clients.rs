@@ -294,3 +294,43 @@ async fn malformed_packets_get_errors_and_a_full_server_says_busy() {
         Ok(Packet::Data { block: 1, .. })
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_client_against_our_server_with_windows_and_rollover() {
+    use polyprov_tftp::client::{Client, ClientError, Settings};
+    let dir = tempfile::tempdir().unwrap();
+    let big = content(34 * 1024 * 1024); // 69,632 blocks of 512: past the 16-bit rollover
+    std::fs::write(dir.path().join("big.ld"), &big).unwrap();
+    std::fs::write(dir.path().join("exact.bin"), content(2048)).unwrap();
+    let (addr, handler) = start(dir.path(), Config::default()).await;
+    let lockstep = Client::new(addr, Settings::default());
+    assert!(lockstep.get("big.ld").await.unwrap() == big);
+    let windowed = Client::new(
+        addr,
+        Settings {
+            blksize: 1428,
+            windowsize: 16,
+            ..Settings::default()
+        },
+    );
+    assert!(windowed.get("big.ld").await.unwrap() == big);
+    assert_eq!(
+        windowed.get("exact.bin").await.unwrap().as_ref(),
+        content(2048).as_slice()
+    );
+    assert!(matches!(
+        lockstep.get("missing.cfg").await,
+        Err(ClientError::Server(ErrorCode::FileNotFound, _))
+    ));
+    lockstep.put("a.cfg", &content(1024)).await.unwrap();
+    windowed.put("b.cfg", &content(3000)).await.unwrap();
+    assert!(matches!(
+        lockstep.put("c.ld", b"x").await,
+        Err(ClientError::Server(ErrorCode::AccessViolation, _))
+    ));
+    let up = handler.uploads.lock().unwrap().clone();
+    assert_eq!(
+        (up["a.cfg"].as_ref(), up["b.cfg"].as_ref()),
+        (content(1024).as_slice(), content(3000).as_slice())
+    );
+}
