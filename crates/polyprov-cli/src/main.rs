@@ -892,6 +892,16 @@ fn parse_params(pairs: &[String]) -> Result<serde_json::Map<String, serde_json::
     Ok(out)
 }
 
+/// GETs an admin API path and prints it: JSON with `--json`, else `render` for people.
+async fn show(api: &ApiArgs, path: &str, render: fn(&serde_json::Value)) -> Result<(), CliError> {
+    let v = Client::new(api)?.get(path).await?;
+    if api.json {
+        return client::print_json(&v);
+    }
+    render(&v);
+    Ok(())
+}
+
 /// The device document the API takes, from the assign/reassign flags.
 fn assignment_doc(
     profile: Option<String>,
@@ -932,23 +942,9 @@ fn assignment_doc(
 
 async fn device(cmd: DeviceCommand) -> Result<(), CliError> {
     match cmd {
-        DeviceCommand::List(api) => {
-            let c = Client::new(&api)?;
-            let devices = c.get("devices").await?;
-            if api.json {
-                return client::print_json(&devices);
-            }
-            table::devices(&devices);
-            Ok(())
-        }
+        DeviceCommand::List(api) => show(&api, "devices", table::devices).await,
         DeviceCommand::Show { mac, api } => {
-            let c = Client::new(&api)?;
-            let d = c.get(&format!("devices/{mac}")).await?;
-            if api.json {
-                return client::print_json(&d);
-            }
-            table::device(&d);
-            Ok(())
+            show(&api, &format!("devices/{mac}"), table::device).await
         }
         DeviceCommand::Assign {
             mac,
@@ -1060,54 +1056,30 @@ async fn device(cmd: DeviceCommand) -> Result<(), CliError> {
             Ok(())
         }
         DeviceCommand::History { mac, api } => {
-            let c = Client::new(&api)?;
-            let r = c.get(&format!("devices/{mac}/history")).await?;
-            if api.json {
-                return client::print_json(&r);
-            }
-            table::history(&r);
-            Ok(())
+            show(&api, &format!("devices/{mac}/history"), table::history).await
         }
         DeviceCommand::Quarantine { mac, api } => {
-            let c = Client::new(&api)?;
-            let r = c.get(&format!("devices/{mac}/quarantine")).await?;
-            if api.json {
-                return client::print_json(&r);
-            }
-            table::quarantine(&r);
-            Ok(())
+            show(
+                &api,
+                &format!("devices/{mac}/quarantine"),
+                table::quarantine,
+            )
+            .await
         }
         DeviceCommand::Uploads { mac, api } => {
-            let c = Client::new(&api)?;
-            let list = c.get(&format!("devices/{mac}/uploads")).await?;
-            if api.json {
-                return client::print_json(&list);
-            }
-            table::uploads(&list);
-            Ok(())
+            show(&api, &format!("devices/{mac}/uploads"), table::uploads).await
         }
     }
 }
 
 async fn profile(cmd: ProfileCommand) -> Result<(), CliError> {
     match cmd {
-        ProfileCommand::List(api) => {
-            let c = Client::new(&api)?;
-            let list = c.get("profiles").await?;
-            if api.json {
-                return client::print_json(&list);
-            }
-            table::profiles(&list);
-            Ok(())
-        }
+        ProfileCommand::List(api) => show(&api, "profiles", table::profiles).await,
         ProfileCommand::Show { name, api } => {
-            let c = Client::new(&api)?;
-            let p = c.get(&format!("profiles/{name}")).await?;
-            if api.json {
-                return client::print_json(&p);
-            }
-            table::params(&p["params"]);
-            Ok(())
+            show(&api, &format!("profiles/{name}"), |v| {
+                table::params(&v["params"])
+            })
+            .await
         }
         ProfileCommand::Set { name, param, api } => {
             let c = Client::new(&api)?;
@@ -1140,15 +1112,7 @@ async fn profile(cmd: ProfileCommand) -> Result<(), CliError> {
 
 async fn site(cmd: SiteCommand) -> Result<(), CliError> {
     match cmd {
-        SiteCommand::Show(api) => {
-            let c = Client::new(&api)?;
-            let s = c.get("site").await?;
-            if api.json {
-                return client::print_json(&s);
-            }
-            table::params(&s["params"]);
-            Ok(())
-        }
+        SiteCommand::Show(api) => show(&api, "site", |v| table::params(&v["params"])).await,
         SiteCommand::Set { param, api } => {
             let c = Client::new(&api)?;
             let s = c

@@ -372,11 +372,7 @@ async fn list_uploads(
     Path(mac): Path<String>,
 ) -> ApiResult<Response> {
     let mac = parse_mac(&mac)?;
-    let uploads = s.core.uploads().clone();
-    let list = tokio::task::spawn_blocking(move || uploads.list(mac))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let list = s.core.blocking(move |u| u.list(mac)).await?;
     Ok(Json(list).into_response())
 }
 
@@ -391,15 +387,13 @@ async fn get_upload(
             format!("{kind:?} is not an upload kind"),
         )
     })?;
-    let uploads = s.core.uploads().clone();
-    let found = tokio::task::spawn_blocking(move || {
-        uploads
-            .version(mac, kind, version)
-            .and_then(|i| i.map(|i| std::fs::read(i.path)).transpose())
-    })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let found = s
+        .core
+        .blocking(move |u| {
+            u.version(mac, kind, version)
+                .and_then(|i| i.map(|i| std::fs::read(i.path)).transpose())
+        })
+        .await?;
     match found {
         Some(bytes) => Ok((
             [(
@@ -580,11 +574,7 @@ async fn device_quarantine(
     Path(mac): Path<String>,
 ) -> ApiResult<Response> {
     let mac = parse_mac(&mac)?;
-    let uploads = s.core.uploads().clone();
-    let sets = tokio::task::spawn_blocking(move || uploads.quarantined(mac))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let sets = s.core.blocking(move |u| u.quarantined(mac)).await?;
     Ok(Json(sets).into_response())
 }
 

@@ -293,7 +293,8 @@ impl Core {
         &self.device_locks[h % DEVICE_LOCK_STRIPES]
     }
 
-    async fn blocking<T: Send + 'static>(
+    /// Runs upload-store work (file I/O) off the async threads.
+    pub async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Uploads) -> std::io::Result<T> + Send + 'static,
     ) -> Result<T, LifecycleError> {

@@ -278,11 +278,9 @@ pub async fn diagnose(
         });
     }
 
-    let uploads = core.uploads().clone();
-    let (held, quarantine) =
-        tokio::task::spawn_blocking(move || (uploads.list(mac), uploads.quarantined(mac)))
-            .await
-            .map_err(|e| e.to_string())?;
+    let held = core.blocking(move |u| u.list(mac));
+    let quarantine = core.blocking(move |u| u.quarantined(mac));
+    let (held, quarantine) = (held.await, quarantine.await);
     let held: Vec<String> = held
         .map_err(|e| e.to_string())?
         .into_iter()
