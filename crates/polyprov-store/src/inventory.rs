@@ -274,7 +274,7 @@ impl Inventory {
     }
 
     async fn migrate(&self) -> Result<(), InventoryError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let version: i64 = sqlx::query_scalar("PRAGMA user_version")
             .fetch_one(&mut *tx)
             .await?;
@@ -293,6 +293,13 @@ impl Inventory {
 
     fn assigned_set(&self) -> std::sync::RwLockWriteGuard<'_, std::collections::HashSet<Mac>> {
         self.assigned.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A write transaction that takes the write lock at once (`BEGIN IMMEDIATE`). A deferred
+    /// transaction that reads first and writes later fails with SQLITE_BUSY when another writer
+    /// (the sightings flush) committed in between; an immediate one waits its turn instead.
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
     }
 
     /// Whether a device has an assignment, without a database query.
@@ -353,7 +360,7 @@ impl Inventory {
         a: &Assignment,
         actor: &str,
     ) -> Result<Device, InventoryError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let before = fetch_device(&mut tx, mac).await?;
         if before
             .as_ref()
@@ -417,7 +424,7 @@ impl Inventory {
         actor: &str,
         detail: &str,
     ) -> Result<(Device, bool), InventoryError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let before = fetch_device(&mut tx, mac)
             .await?
             .ok_or_else(|| InventoryError::NoSuchDevice(mac.to_string()))?;
@@ -467,7 +474,7 @@ impl Inventory {
         actor: &str,
         detail: &str,
     ) -> Result<Device, InventoryError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let before = fetch_device(&mut tx, mac)
             .await?
             .ok_or_else(|| InventoryError::NoSuchDevice(mac.to_string()))?;
@@ -509,7 +516,7 @@ impl Inventory {
         action: &str,
         detail: &str,
     ) -> Result<(), InventoryError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let d = fetch_device(&mut tx, mac).await?;
         audit(
             &mut tx,
@@ -532,7 +539,7 @@ impl Inventory {
         at: i64,
         evidence: &str,
     ) -> Result<(), InventoryError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query("UPDATE devices SET reset_suspected_at = ?2 WHERE mac = ?1")
             .bind(mac.to_string())
             .bind(at)
@@ -580,7 +587,7 @@ impl Inventory {
 
     /// Deletes a device's record (its audit log stays). Returns whether it existed.
     pub async fn remove(&self, mac: Mac, actor: &str) -> Result<bool, InventoryError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let before = fetch_device(&mut tx, mac).await?;
         let n = sqlx::query("DELETE FROM devices WHERE mac = ?")
             .bind(mac.to_string())
@@ -602,7 +609,7 @@ impl Inventory {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for s in batch {
             sqlx::query(
                 "INSERT INTO devices (mac, state, model, family, firmware, stage, serial,
@@ -676,7 +683,7 @@ impl Inventory {
 
     /// Deletes a profile no device uses. Returns whether it existed.
     pub async fn delete_profile(&self, name: &str) -> Result<bool, InventoryError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE profile = ?")
             .bind(name)
             .fetch_one(&mut *tx)
