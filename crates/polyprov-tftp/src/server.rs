@@ -262,34 +262,59 @@ fn resolve(window_start: u64, wire: u16) -> u64 {
     base + offset
 }
 
+/// Reads blocks from the source, a chunk at a time: two blocking file operations per 256 KiB
+/// instead of per block, and memory per transfer bounded by the chunk.
 struct Reader {
     source: Source,
     file: Option<tokio::fs::File>,
+    chunk: Bytes,
+    chunk_start: u64,
 }
 
+/// Bytes read from disk at once per transfer (at least one window).
+const CHUNK: u64 = 256 * 1024;
+
 impl Reader {
-    async fn block(&mut self, index: u64, blksize: usize) -> std::io::Result<Bytes> {
+    fn new(source: Source) -> Reader {
+        Reader {
+            source,
+            file: None,
+            chunk: Bytes::new(),
+            chunk_start: 0,
+        }
+    }
+
+    async fn block(&mut self, index: u64, blksize: usize, window: u16) -> std::io::Result<Bytes> {
         let start = (index - 1) * blksize as u64;
         let len = self.source.len();
         let end = (start + blksize as u64).min(len);
         if start >= len {
             return Ok(Bytes::new());
         }
-        match &self.source {
-            Source::Bytes(b) => Ok(b.slice(start as usize..end as usize)),
-            Source::File { path, .. } => {
-                if self.file.is_none() {
-                    self.file = Some(tokio::fs::File::open(path).await?);
-                }
-                let Some(f) = self.file.as_mut() else {
-                    return Ok(Bytes::new());
-                };
-                f.seek(std::io::SeekFrom::Start(start)).await?;
-                let mut buf = vec![0u8; (end - start) as usize];
-                f.read_exact(&mut buf).await?;
-                Ok(Bytes::from(buf))
+        let path = match &self.source {
+            Source::Bytes(b) => return Ok(b.slice(start as usize..end as usize)),
+            Source::File { path, .. } => path.clone(),
+        };
+        let chunk_end = self.chunk_start + self.chunk.len() as u64;
+        if start < self.chunk_start || end > chunk_end {
+            if self.file.is_none() {
+                self.file = Some(tokio::fs::File::open(&path).await?);
             }
+            let Some(f) = self.file.as_mut() else {
+                return Ok(Bytes::new());
+            };
+            let want = CHUNK
+                .max(blksize as u64 * u64::from(window))
+                .min(len - start);
+            f.seek(std::io::SeekFrom::Start(start)).await?;
+            let mut buf = Vec::with_capacity(want as usize);
+            (&mut *f).take(want).read_to_end(&mut buf).await?;
+            self.chunk = Bytes::from(buf);
+            self.chunk_start = start;
         }
+        let from = (start - self.chunk_start) as usize;
+        let to = ((end - self.chunk_start) as usize).min(self.chunk.len());
+        Ok(self.chunk.slice(from.min(to)..to))
     }
 }
 
@@ -333,14 +358,14 @@ async fn read_transfer<H: Handler>(
     }
     // The last block is the first shorter than blksize (possibly empty).
     let last = len / n.blksize as u64 + 1;
-    let mut reader = Reader { source, file: None };
+    let mut reader = Reader::new(source);
     let mut next = 1u64; // first block not yet acknowledged
     let mut attempt = 0u32;
     while next <= last {
         let window_end = (next + u64::from(n.windowsize) - 1).min(last);
         for i in next..=window_end {
             let data = reader
-                .block(i, n.blksize)
+                .block(i, n.blksize, n.windowsize)
                 .await
                 .map_err(|e| e.to_string())?;
             send(
