@@ -112,3 +112,52 @@ async fn with_provisioning_auth_per_device_files_are_not_reachable_over_tftp() {
     .unwrap();
     assert!(out.contains("need credentials"), "{out}");
 }
+
+#[tokio::test]
+async fn an_upload_aborted_midway_stores_nothing_and_frees_its_slot() {
+    use polyprov_tftp::packet::Packet;
+    let t = TestServer::start_with(|s| {
+        s.tftp.listen = Some("127.0.0.1:0".parse().unwrap());
+        s.tftp.max_transfers = 1;
+        s.provisioning.auth = polyprov_server::ProvisioningAuth::None;
+    })
+    .await;
+    let addr = t.server.tftp_addr.unwrap();
+    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut buf = [0u8; 2048];
+    let wrq = Packet::Wrq {
+        filename: format!("{MAC}-web.cfg"),
+        mode: "octet".into(),
+        options: vec![],
+    };
+    client.send_to(&wrq.to_bytes(), addr).await.unwrap();
+    let (n, tid) = client.recv_from(&mut buf).await.unwrap();
+    assert_eq!(Packet::parse(&buf[..n]), Ok(Packet::Ack { block: 0 }));
+    let block = Packet::Data {
+        block: 1,
+        data: bytes::Bytes::from(vec![b'x'; 512]),
+    };
+    client.send_to(&block.to_bytes(), tid).await.unwrap();
+    let (n, _) = client.recv_from(&mut buf).await.unwrap();
+    assert_eq!(Packet::parse(&buf[..n]), Ok(Packet::Ack { block: 1 }));
+    // The phone gives up.
+    let abort = Packet::Error {
+        code: polyprov_tftp::ErrorCode::NotDefined,
+        message: "cancelled".into(),
+    };
+    client.send_to(&abort.to_bytes(), tid).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(t.upload_files().is_empty(), "{:?}", t.upload_files());
+    // The only slot is free again.
+    let rrq = Packet::Rrq {
+        filename: "000000000000.cfg".into(),
+        mode: "octet".into(),
+        options: vec![],
+    };
+    client.send_to(&rrq.to_bytes(), addr).await.unwrap();
+    let (n, _) = client.recv_from(&mut buf).await.unwrap();
+    assert!(matches!(
+        Packet::parse(&buf[..n]),
+        Ok(Packet::Data { block: 1, .. })
+    ));
+}
