@@ -172,15 +172,7 @@ async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
         Ok(counts) => {
             let counts: Vec<(String, i64)> = counts
                 .into_iter()
-                .map(|(s, n)| {
-                    (
-                        serde_json::to_value(s)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_string))
-                            .unwrap_or_default(),
-                        n,
-                    )
-                })
+                .map(|(s, n)| (s.as_str().to_string(), n))
                 .collect();
             state.metrics.set_devices(&counts);
         }
