@@ -54,6 +54,10 @@ check "wrong credentials are refused" [ "$(status -u PlcmSpIp:wrong "http://$PHO
 check "per-device file with credentials" \
   bash -c "curl -sf ${AUTH[*]} -A '$UA' http://$PHONES/$MAC-polyprov.cfg | grep -q 'device.auth.localAdminPassword=\"Curl&amp;Pw\"'"
 
+check "Digest credentials (curl --digest) are accepted" \
+  bash -c "curl -sf --digest -u PlcmSpIp:$PW -A '$UA' http://$PHONES/$MAC-polyprov.cfg | grep -q 'device.auth.localAdminPassword'"
+check "a wrong Digest password is refused" [ "$(status --digest -u PlcmSpIp:wrong "http://$PHONES/$MAC-polyprov.cfg")" = 401 ]
+
 ETAG=$(curl -s -D - -o /dev/null "${AUTH[@]}" -A "$UA" "http://$PHONES/$MAC-polyprov.cfg" | tr -d '\r' | awk 'tolower($1)=="etag:" {print $2}')
 check "If-None-Match on a generated file gives 304" \
   [ "$(status "${AUTH[@]}" -H "If-None-Match: $ETAG" "http://$PHONES/$MAC-polyprov.cfg")" = 304 ]
@@ -74,6 +78,7 @@ check "If-None-Match on a boot-root file gives 304" \
 
 printf '<PHONE_CONFIG><OVERRIDES device.auth.localAdminPassword="P2"/></PHONE_CONFIG>' >"$WORK/web.cfg"
 check "PUT of the web override is stored" [ "$(status "${AUTH[@]}" -T "$WORK/web.cfg" "http://$PHONES/$MAC-web.cfg")" = 201 ]
+check "PUT with Digest credentials is stored too" [ "$(status --digest "${AUTH[@]}" -T "$WORK/web.cfg" "http://$PHONES/$MAC-web.cfg")" = 201 ]
 check "GET returns the latest upload" \
   bash -c "curl -sf ${AUTH[*]} -A '$UA' http://$PHONES/$MAC-web.cfg | cmp -s - '$WORK/web.cfg'"
 check "the upload is not in the boot root" [ ! -e "$DATA/root/$MAC-web.cfg" ]
@@ -82,17 +87,17 @@ check "an oversized upload is refused" [ "$(status "${AUTH[@]}" -T "$WORK/big" "
 check "traversal is refused" [ "$(status --path-as-is "http://$PHONES/../../etc/passwd")" = 400 ]
 check "an encoded slash is refused" [ "$(status "http://$PHONES/a%2F..%2Fetc%2Fpasswd")" = 400 ]
 check "an unknown upload kind is refused" [ "$(status "${AUTH[@]}" -T "$WORK/web.cfg" "http://$PHONES/$MAC-other.cfg")" = 405 ]
-check "nothing but the one override was written" \
-  [ "$(find "$DATA/uploads" -type f -not -path '*/.tmp/*' | wc -l)" = 1 ]
+check "nothing but the two override versions was written" \
+  [ "$(find "$DATA/uploads" -type f -not -path '*/.tmp/*' | wc -l)" = 2 ]
 check "metrics count the requests" \
   bash -c "curl -sf $ADMIN/metrics | grep -q 'polyprov_requests_total{door=\"http\",kind=\"device_config\",status=\"200\"}'"
 
 kill -TERM "$SERVER_PID"; wait "$SERVER_PID"; code=$?; SERVER_PID=
 check "SIGTERM stops the server cleanly" [ "$code" = 0 ]
 
-# The traversal, the encoded slash and the wrong password above: one line each for fail2ban.
+# The traversal, the encoded slash and the two wrong passwords above: one line each for fail2ban.
 hits=$(fail2ban-regex "$WORK/log" "$REPO/contrib/fail2ban/polyprov.conf" 2>/dev/null | awk '/^Failregex:/ {print $2}')
-check "fail2ban's filter matches the security events ($hits)" [ "${hits:-0}" = 3 ]
+check "fail2ban's filter matches the security events ($hits)" [ "${hits:-0}" = 4 ]
 
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -1,12 +1,36 @@
-//! Secrets: the provisioning credentials phones present and the admin API's bearer token.
+//! Secrets: the provisioning credentials phones present (HTTP Basic or Digest) and the admin
+//! API's bearer token.
 
-use sha2::{Digest, Sha256};
+use md5::{Digest as _, Md5};
+use sha2::Sha256;
+use std::collections::BTreeMap;
+
+/// The realm phones see in the challenge.
+pub const REALM: &str = "polyprov";
+/// How long a Digest nonce stays valid.
+const NONCE_SECONDS: u64 = 300;
 
 /// The user and password phones must present for per-device files and uploads.
 #[derive(Clone)]
 pub struct ProvisioningCredentials {
     user: String,
     password_hash: [u8; 32],
+    /// MD5(user:realm:password), the only form of the password Digest needs.
+    ha1: String,
+    /// Signs nonces, so they need no server-side state.
+    nonce_key: [u8; 32],
+}
+
+fn md5_hex(s: &str) -> String {
+    hex::encode(Md5::digest(s.as_bytes()))
+}
+
+fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+    let mut h = <Sha256 as sha2::Digest>::new();
+    for p in parts {
+        sha2::Digest::update(&mut h, p);
+    }
+    sha2::Digest::finalize(h).into()
 }
 
 impl ProvisioningCredentials {
@@ -14,15 +38,117 @@ impl ProvisioningCredentials {
     pub fn new(user: &str, password: &str) -> Self {
         ProvisioningCredentials {
             user: user.to_string(),
-            password_hash: Sha256::digest(password.as_bytes()).into(),
+            password_hash: sha256(&[password.as_bytes()]),
+            ha1: md5_hex(&format!("{user}:{REALM}:{password}")),
+            nonce_key: rand::random(),
         }
     }
 
-    /// Whether `user`/`password` are these credentials. Compares hashes in constant time.
+    /// Whether `user`/`password` (HTTP Basic) are these credentials, in constant time.
     pub fn verify(&self, user: &str, password: &str) -> bool {
-        let given: [u8; 32] = Sha256::digest(password.as_bytes()).into();
+        let given = sha256(&[password.as_bytes()]);
         constant_time_eq(&given, &self.password_hash) & (user == self.user)
     }
+
+    /// A fresh Digest nonce: the time and a signature over it.
+    pub fn nonce(&self, now: u64) -> String {
+        let sig = sha256(&[&self.nonce_key, &now.to_be_bytes()]);
+        format!("{now:x}-{}", hex::encode(&sig[..12]))
+    }
+
+    /// Whether a nonce is ours and not older than five minutes.
+    fn nonce_fresh(&self, nonce: &str, now: u64) -> bool {
+        let Some((ts, sig)) = nonce.split_once('-') else {
+            return false;
+        };
+        let Ok(ts) = u64::from_str_radix(ts, 16) else {
+            return false;
+        };
+        let want = sha256(&[&self.nonce_key, &ts.to_be_bytes()]);
+        constant_time_eq(hex::encode(&want[..12]).as_bytes(), sig.as_bytes())
+            && ts <= now
+            && now - ts <= NONCE_SECONDS
+    }
+
+    /// Checks an `Authorization: Digest …` answer (RFC 7616 with MD5, `qop=auth` or none) for a
+    /// request of `method` on `request_uri`. `Err(true)` means only the nonce was stale: ask again.
+    pub fn verify_digest(
+        &self,
+        params: &BTreeMap<String, String>,
+        method: &str,
+        request_uri: &str,
+        now: u64,
+    ) -> Result<(), bool> {
+        let get = |k: &str| params.get(k).map(String::as_str).unwrap_or_default();
+        if get("username") != self.user || get("realm") != REALM || get("uri") != request_uri {
+            return Err(false);
+        }
+        if !matches!(get("algorithm"), "" | "MD5" | "md5") {
+            return Err(false);
+        }
+        let ha2 = md5_hex(&format!("{method}:{}", get("uri")));
+        let expected = match get("qop") {
+            "auth" => md5_hex(&format!(
+                "{}:{}:{}:{}:auth:{ha2}",
+                self.ha1,
+                get("nonce"),
+                get("nc"),
+                get("cnonce")
+            )),
+            "" => md5_hex(&format!("{}:{}:{ha2}", self.ha1, get("nonce"))),
+            _ => return Err(false),
+        };
+        if !constant_time_eq(
+            expected.as_bytes(),
+            get("response").to_ascii_lowercase().as_bytes(),
+        ) {
+            return Err(false);
+        }
+        if !self.nonce_fresh(get("nonce"), now) {
+            return Err(true);
+        }
+        Ok(())
+    }
+
+    /// The challenges for a 401: Digest first (phones and curl prefer it), then Basic.
+    pub fn challenges(&self, now: u64, stale: bool) -> [String; 2] {
+        [
+            format!(
+                "Digest realm=\"{REALM}\", qop=\"auth\", algorithm=MD5, nonce=\"{}\"{}",
+                self.nonce(now),
+                if stale { ", stale=true" } else { "" }
+            ),
+            format!("Basic realm=\"{REALM}\", charset=\"UTF-8\""),
+        ]
+    }
+}
+
+/// Parses the parameters of `Digest k=v, k2="v 2", …`; `None` when malformed.
+pub fn parse_digest(value: &str) -> Option<BTreeMap<String, String>> {
+    let mut rest = value.strip_prefix("Digest ")?.trim();
+    let mut out = BTreeMap::new();
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once('=')?;
+        let key = key.trim().to_ascii_lowercase();
+        let after = after.trim_start();
+        let (val, tail) = if let Some(q) = after.strip_prefix('"') {
+            let end = q.find('"')?;
+            (q[..end].to_string(), &q[end + 1..])
+        } else {
+            let end = after.find(',').unwrap_or(after.len());
+            (after[..end].trim().to_string(), &after[end..])
+        };
+        if key.is_empty() || out.len() > 16 {
+            return None;
+        }
+        out.insert(key, val);
+        rest = tail
+            .trim_start()
+            .strip_prefix(',')
+            .unwrap_or(tail)
+            .trim_start();
+    }
+    Some(out)
 }
 
 /// Compares two byte strings without stopping at the first difference.
@@ -47,5 +173,61 @@ mod tests {
         assert!(!c.verify("other", "pw"));
         assert_ne!(new_secret(), new_secret());
         assert_eq!(new_secret().len(), 32);
+    }
+
+    #[test]
+    fn digest_matches_the_rfc_2617_example_computation() {
+        // RFC 2617 §3.5's response, with our realm: computed independently of verify_digest.
+        let c = ProvisioningCredentials::new("Mufasa", "Circle Of Life");
+        let now = 1_000_000;
+        let nonce = c.nonce(now);
+        let ha1 = md5_hex(&format!("Mufasa:{REALM}:Circle Of Life"));
+        let ha2 = md5_hex("GET:/dir/index.html");
+        let response = md5_hex(&format!("{ha1}:{nonce}:00000001:0a4f113b:auth:{ha2}"));
+        let header = format!(
+            "Digest username=\"Mufasa\", realm=\"{REALM}\", nonce=\"{nonce}\", uri=\"/dir/index.html\", qop=auth, nc=00000001, cnonce=\"0a4f113b\", response=\"{response}\", algorithm=MD5"
+        );
+        let p = parse_digest(&header).unwrap();
+        assert_eq!(
+            c.verify_digest(&p, "GET", "/dir/index.html", now + 10),
+            Ok(())
+        );
+        assert_eq!(
+            c.verify_digest(&p, "PUT", "/dir/index.html", now + 10),
+            Err(false),
+            "method is signed"
+        );
+        assert_eq!(
+            c.verify_digest(&p, "GET", "/other", now + 10),
+            Err(false),
+            "uri must be the request's"
+        );
+        assert_eq!(
+            c.verify_digest(&p, "GET", "/dir/index.html", now + 400),
+            Err(true),
+            "stale"
+        );
+        let other = ProvisioningCredentials::new("Mufasa", "Circle Of Life");
+        assert_eq!(
+            other.verify_digest(&p, "GET", "/dir/index.html", now + 10),
+            Err(true),
+            "not our nonce"
+        );
+        // The MD5 itself: RFC 2617's published HA1 for its realm.
+        assert_eq!(
+            md5_hex("Mufasa:testrealm@host.com:Circle Of Life"),
+            "939e7578ed9e3c518a452acee763bce9"
+        );
+    }
+
+    #[test]
+    fn digest_headers_parse_defensively() {
+        assert!(parse_digest("Basic abc").is_none());
+        assert!(parse_digest("Digest username=\"unterminated").is_none());
+        let p = parse_digest("Digest a=1, b=\"x, y\",c=3").unwrap();
+        assert_eq!(
+            (p["a"].as_str(), p["b"].as_str(), p["c"].as_str()),
+            ("1", "x, y", "3")
+        );
     }
 }

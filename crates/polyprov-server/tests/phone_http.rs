@@ -614,11 +614,20 @@ async fn per_device_files_need_the_provisioning_credentials() {
     for path in [format!("/{MAC}-polyprov.cfg"), format!("/{MAC}-web.cfg")] {
         let r = t.http.get(t.url(&path)).send().await.unwrap();
         assert_eq!(r.status(), 401, "{path}");
+        let challenges: Vec<&str> = r
+            .headers()
+            .get_all("www-authenticate")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
         assert!(
-            r.headers()["www-authenticate"]
-                .to_str()
-                .unwrap()
-                .starts_with("Basic")
+            challenges[0]
+                .starts_with("Digest realm=\"polyprov\", qop=\"auth\", algorithm=MD5, nonce="),
+            "{challenges:?}"
+        );
+        assert!(
+            challenges[1].starts_with("Basic realm=\"polyprov\""),
+            "{challenges:?}"
         );
         let r = t
             .http

@@ -44,7 +44,7 @@ async fn phone_request(
         path: uri.path(),
         user_agent: user_agent.as_deref(),
         peer: peer.ip(),
-        credential: credential(door.credentials.as_ref(), &headers),
+        credential: credential(door.credentials.as_ref(), &headers, &method, &uri),
     };
     let kind = kind_label(uri.path());
     let (response, sent) = match method {
@@ -64,20 +64,43 @@ async fn phone_request(
     };
     door.metrics
         .request("http", kind, response.status().as_u16(), sent);
+    if response.status() == StatusCode::UNAUTHORIZED {
+        return challenge(door.credentials.as_ref());
+    }
     response
 }
 
-fn credential(expected: Option<&ProvisioningCredentials>, headers: &HeaderMap) -> Credential {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
+/// What the request's `Authorization` proves: Basic or Digest (RFC 7616, MD5) against the
+/// provisioning credentials. A stale Digest nonce counts as no credentials: the 401 that follows
+/// carries a fresh one.
+fn credential(
+    expected: Option<&ProvisioningCredentials>,
+    headers: &HeaderMap,
+    method: &Method,
+    uri: &Uri,
+) -> Credential {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
         return Credential::Absent;
     };
     let Some(expected) = expected else {
         return Credential::Valid;
     };
+    if value.starts_with("Digest ") {
+        let request_uri = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+        return match crate::auth::parse_digest(value) {
+            Some(p) => match expected.verify_digest(&p, method.as_str(), request_uri, unix_now()) {
+                Ok(()) => Credential::Valid,
+                Err(true) => Credential::Absent,
+                Err(false) => Credential::Invalid,
+            },
+            None => Credential::Invalid,
+        };
+    }
     let basic = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Basic "))
+        .strip_prefix("Basic ")
         .and_then(|b64| {
             base64::engine::general_purpose::STANDARD
                 .decode(b64.trim())
@@ -87,9 +110,37 @@ fn credential(expected: Option<&ProvisioningCredentials>, headers: &HeaderMap) -
     match basic.as_deref().and_then(|s| s.split_once(':')) {
         Some((user, password)) if expected.verify(user, password) => Credential::Valid,
         Some(_) => Credential::Invalid,
-        // Another scheme (Digest): ask again with Basic rather than call it wrong.
+        // Another scheme: ask again rather than call it wrong.
         None => Credential::Absent,
     }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A 401 with a Digest and a Basic challenge (or Basic only when no credentials are set).
+fn challenge(expected: Option<&ProvisioningCredentials>) -> Response {
+    let mut r = (StatusCode::UNAUTHORIZED, "credentials required\n").into_response();
+    let headers = r.headers_mut();
+    match expected {
+        Some(c) => {
+            for ch in c.challenges(unix_now(), false) {
+                if let Ok(v) = HeaderValue::from_str(&ch) {
+                    headers.append(header::WWW_AUTHENTICATE, v);
+                }
+            }
+        }
+        None => {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"polyprov\""),
+            );
+        }
+    }
+    r
 }
 
 async fn receive(core: &Core, req: &Request<'_>, headers: &HeaderMap, body: Body) -> Response {
@@ -123,17 +174,8 @@ fn refusal_response(r: &Refusal) -> Response {
             StatusCode::BAD_REQUEST
         }
         Refusal::SerialMismatch { .. } => StatusCode::FORBIDDEN,
-        Refusal::AuthRequired | Refusal::BadCredentials => {
-            return (
-                StatusCode::UNAUTHORIZED,
-                [(
-                    header::WWW_AUTHENTICATE,
-                    "Basic realm=\"polyprov\", charset=\"UTF-8\"",
-                )],
-                "credentials required\n",
-            )
-                .into_response();
-        }
+        // The caller replaces this with the challenges (it knows the credentials).
+        Refusal::AuthRequired | Refusal::BadCredentials => StatusCode::UNAUTHORIZED,
         Refusal::NotUploadable => {
             return (
                 StatusCode::METHOD_NOT_ALLOWED,
