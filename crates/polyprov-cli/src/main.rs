@@ -364,6 +364,26 @@ struct ApiArgs {
     json: bool,
 }
 
+/// What `device assign` and `device reassign` give a device.
+#[derive(Args)]
+struct AssignArgs {
+    /// Profile whose parameters apply under the device's own.
+    #[arg(long)]
+    profile: Option<String>,
+    /// Admin password for the phone (device.auth.localAdminPassword).
+    #[arg(long, conflicts_with = "admin_password_file")]
+    admin_password: Option<String>,
+    /// Read the admin password from a file (keeps it out of shell history).
+    #[arg(long, value_name = "FILE")]
+    admin_password_file: Option<PathBuf>,
+    /// A registration line: ADDRESS[,USER[,PASSWORD]]; repeat for lines 2, 3, …
+    #[arg(long, value_name = "LINE")]
+    line: Vec<String>,
+    /// Any Poly parameter: NAME=VALUE; repeat as needed.
+    #[arg(long, value_name = "NAME=VALUE")]
+    param: Vec<String>,
+}
+
 #[derive(Subcommand)]
 enum DeviceCommand {
     /// List every device the server knows.
@@ -379,21 +399,8 @@ enum DeviceCommand {
     Assign {
         /// MAC address, in any common form (0004f2aa814c, 00-04-F2-AA-81-4C, …).
         mac: String,
-        /// Profile whose parameters apply under the device's own.
-        #[arg(long)]
-        profile: Option<String>,
-        /// Admin password for the phone (device.auth.localAdminPassword).
-        #[arg(long, conflicts_with = "admin_password_file")]
-        admin_password: Option<String>,
-        /// Read the admin password from a file (keeps it out of shell history).
-        #[arg(long, value_name = "FILE")]
-        admin_password_file: Option<PathBuf>,
-        /// A registration line: ADDRESS[,USER[,PASSWORD]]; repeat for lines 2, 3, …
-        #[arg(long, value_name = "LINE")]
-        line: Vec<String>,
-        /// Any Poly parameter: NAME=VALUE; repeat as needed.
-        #[arg(long, value_name = "NAME=VALUE")]
-        param: Vec<String>,
+        #[command(flatten)]
+        assignment: AssignArgs,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -421,16 +428,8 @@ enum DeviceCommand {
     Reassign {
         /// MAC address, in any common form.
         mac: String,
-        #[arg(long)]
-        profile: Option<String>,
-        #[arg(long, conflicts_with = "admin_password_file")]
-        admin_password: Option<String>,
-        #[arg(long, value_name = "FILE")]
-        admin_password_file: Option<PathBuf>,
-        #[arg(long, value_name = "LINE")]
-        line: Vec<String>,
-        #[arg(long, value_name = "NAME=VALUE")]
-        param: Vec<String>,
+        #[command(flatten)]
+        assignment: AssignArgs,
         /// Why (kept in the audit log).
         #[arg(long)]
         reason: Option<String>,
@@ -903,13 +902,14 @@ async fn show(api: &ApiArgs, path: &str, render: fn(&serde_json::Value)) -> Resu
 }
 
 /// The device document the API takes, from the assign/reassign flags.
-fn assignment_doc(
-    profile: Option<String>,
-    admin_password: Option<String>,
-    admin_password_file: Option<PathBuf>,
-    line: &[String],
-    param: &[String],
-) -> Result<serde_json::Value, CliError> {
+fn assignment_doc(a: AssignArgs) -> Result<serde_json::Value, CliError> {
+    let AssignArgs {
+        profile,
+        admin_password,
+        admin_password_file,
+        line,
+        param,
+    } = a;
     let admin_password = match admin_password_file {
         Some(f) => Some(
             std::fs::read_to_string(&f)
@@ -935,7 +935,7 @@ fn assignment_doc(
     Ok(serde_json::json!({
         "profile": profile,
         "admin_password": admin_password,
-        "params": parse_params(param)?,
+        "params": parse_params(&param)?,
         "lines": lines,
     }))
 }
@@ -948,14 +948,10 @@ async fn device(cmd: DeviceCommand) -> Result<(), CliError> {
         }
         DeviceCommand::Assign {
             mac,
-            profile,
-            admin_password,
-            admin_password_file,
-            line,
-            param,
+            assignment,
             api,
         } => {
-            let doc = assignment_doc(profile, admin_password, admin_password_file, &line, &param)?;
+            let doc = assignment_doc(assignment)?;
             let c = Client::new(&api)?;
             let d = c.put(&format!("devices/{mac}"), &doc).await?;
             if api.json {
@@ -998,16 +994,11 @@ async fn device(cmd: DeviceCommand) -> Result<(), CliError> {
         }
         DeviceCommand::Reassign {
             mac,
-            profile,
-            admin_password,
-            admin_password_file,
-            line,
-            param,
+            assignment,
             reason,
             api,
         } => {
-            let mut doc =
-                assignment_doc(profile, admin_password, admin_password_file, &line, &param)?;
+            let mut doc = assignment_doc(assignment)?;
             doc["reason"] = serde_json::Value::String(reason.unwrap_or_default());
             let c = Client::new(&api)?;
             let r = c.post(&format!("devices/{mac}/reassign"), &doc).await?;
