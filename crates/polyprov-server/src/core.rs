@@ -456,6 +456,15 @@ impl Core {
         &self.uploads
     }
 
+    /// The largest upload accepted at `path` (0: nothing can be uploaded there), for doors that
+    /// must refuse before any data arrives.
+    pub fn upload_limit(&self, path: &str) -> u64 {
+        match RequestPath::parse(path).map(|p| p.kind()) {
+            Ok(FileKind::DeviceFile(_, kind)) => self.uploads.limits().max_bytes(kind),
+            _ => 0,
+        }
+    }
+
     /// The largest upload body any kind accepts: doors stop reading past it.
     pub fn max_upload_bytes(&self) -> u64 {
         self.uploads.limits().max_any()

@@ -5,7 +5,6 @@
 use crate::core::{Answer, Core, Credential, Refusal, Request, kind_label};
 use crate::metrics::Metrics;
 use bytes::Bytes;
-use polyprov_model::{FileKind, RequestPath};
 use polyprov_tftp::packet::ErrorCode;
 use polyprov_tftp::server::{Handler, Source};
 use std::net::SocketAddr;
@@ -105,9 +104,6 @@ impl Handler for TftpDoor {
     }
 
     fn max_write(&self, filename: &str) -> u64 {
-        match RequestPath::parse(&path_of(filename)).map(|p| p.kind()) {
-            Ok(FileKind::DeviceFile(_, kind)) => self.core.uploads().limits().max_bytes(kind),
-            _ => 0,
-        }
+        self.core.upload_limit(&path_of(filename))
     }
 }

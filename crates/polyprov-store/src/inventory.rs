@@ -396,9 +396,7 @@ impl Inventory {
         .bind(t)
         .execute(&mut *tx)
         .await?;
-        let after = fetch_device(&mut tx, mac)
-            .await?
-            .ok_or_else(|| InventoryError::NoSuchDevice(mac.to_string()))?;
+        let after = existing_device(&mut tx, mac).await?;
         audit(
             &mut tx,
             actor,
@@ -425,9 +423,7 @@ impl Inventory {
         detail: &str,
     ) -> Result<(Device, bool), InventoryError> {
         let mut tx = self.write_tx().await?;
-        let before = fetch_device(&mut tx, mac)
-            .await?
-            .ok_or_else(|| InventoryError::NoSuchDevice(mac.to_string()))?;
+        let before = existing_device(&mut tx, mac).await?;
         match before.state {
             DeviceState::Released => return Ok((before, false)),
             DeviceState::Retired => {
@@ -448,9 +444,7 @@ impl Inventory {
         .bind(t)
         .execute(&mut *tx)
         .await?;
-        let after = fetch_device(&mut tx, mac)
-            .await?
-            .ok_or_else(|| InventoryError::NoSuchDevice(mac.to_string()))?;
+        let after = existing_device(&mut tx, mac).await?;
         audit(
             &mut tx,
             actor,
@@ -475,9 +469,7 @@ impl Inventory {
         detail: &str,
     ) -> Result<Device, InventoryError> {
         let mut tx = self.write_tx().await?;
-        let before = fetch_device(&mut tx, mac)
-            .await?
-            .ok_or_else(|| InventoryError::NoSuchDevice(mac.to_string()))?;
+        let before = existing_device(&mut tx, mac).await?;
         if before.state == DeviceState::Assigned {
             return Err(InventoryError::InvalidTransition {
                 mac: mac.to_string(),
@@ -490,9 +482,7 @@ impl Inventory {
             .bind(now())
             .execute(&mut *tx)
             .await?;
-        let after = fetch_device(&mut tx, mac)
-            .await?
-            .ok_or_else(|| InventoryError::NoSuchDevice(mac.to_string()))?;
+        let after = existing_device(&mut tx, mac).await?;
         audit(
             &mut tx,
             actor,
@@ -737,6 +727,16 @@ async fn fetch_device(
         .fetch_optional(&mut **tx)
         .await?;
     row.map(|r| device_from_row(&r)).transpose()
+}
+
+/// A device that must exist: `NoSuchDevice` otherwise.
+async fn existing_device(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    mac: Mac,
+) -> Result<Device, InventoryError> {
+    fetch_device(tx, mac)
+        .await?
+        .ok_or_else(|| InventoryError::NoSuchDevice(mac.to_string()))
 }
 
 async fn audit(
