@@ -121,6 +121,9 @@ enum SimCommand {
         /// The server a ZTP-style redirect gives this phone.
         #[arg(long, value_name = "URL")]
         ztp: Option<String>,
+        /// CA certificates (PEM) the phone trusts for ftps:// (kept as ca.pem in its folder).
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -326,6 +329,10 @@ struct ServeArgs {
     /// Also serve TFTP here, e.g. 0.0.0.0:69 (off by default).
     #[arg(long, value_name = "ADDR")]
     tftp: Option<SocketAddr>,
+    /// Also serve FTP here, e.g. 0.0.0.0:21 (off by default; FTPS, passive ports and logins are
+    /// in the settings file's [ftp] section).
+    #[arg(long, value_name = "ADDR")]
+    ftp: Option<SocketAddr>,
     /// TOML settings file; flags given here win over it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -721,6 +728,7 @@ async fn sim(cmd: SimCommand) -> Result<(), CliError> {
             server,
             dhcp_option,
             ztp,
+            ca_file,
             json,
         } => sim_cmd::init(
             &state,
@@ -730,6 +738,7 @@ async fn sim(cmd: SimCommand) -> Result<(), CliError> {
             server.as_deref(),
             &dhcp_option,
             ztp.as_deref(),
+            ca_file.as_deref(),
             json,
         ),
         SimCommand::Boot { state, json } => sim_cmd::boot(&state, json).await,
@@ -812,6 +821,9 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
     if let Some(a) = args.tftp {
         settings.tftp.listen = Some(a);
     }
+    if let Some(a) = args.ftp {
+        settings.ftp.listen = Some(a);
+    }
     let server = polyprov_server::start(settings.clone())
         .await
         .map_err(|e| CliError::new(5, format!("{e:#}")))?;
@@ -849,6 +861,17 @@ fn print_summary(settings: &Settings, server: &polyprov_server::RunningServer) {
     if let Some(t) = server.tftp_addr {
         println!("  phones (TFTP)    {t}");
     }
+    if let Some(f) = server.ftp_addr {
+        let tls = if settings.ftp.require_tls {
+            ", FTPS required"
+        } else if settings.ftp.tls_cert.is_some() {
+            ", FTPS with AUTH TLS"
+        } else {
+            ""
+        };
+        let [first, last] = settings.ftp.passive_ports;
+        println!("  phones (FTP)     {f} (passive ports {first}-{last}{tls})");
+    }
     println!("  provisioning URL {url}");
     println!("                   type it into a phone, or hand it out as DHCP option 160 (or 66)");
     if server.provisioning_login.is_none() {
@@ -863,9 +886,15 @@ fn print_summary(settings: &Settings, server: &polyprov_server::RunningServer) {
     println!("  metrics          http://{}/metrics", server.admin_addr);
 }
 
+/// Without `RUST_LOG`: info, but nothing from libunftp, whose events carry whole session dumps;
+/// the FTP door logs refusals and security events itself (`RUST_LOG=info,libunftp=debug` to
+/// see libunftp's view).
+const DEFAULT_LOG_FILTER: &str = "info,libunftp=off";
+
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

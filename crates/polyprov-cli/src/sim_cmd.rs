@@ -34,8 +34,25 @@ fn save(dir: &Path, s: &PhoneState) -> Result<(), CliError> {
         .map_err(|e| CliError::new(1, format!("{}: {e}", dir.display())))
 }
 
-fn transport() -> Result<AnyTransport, CliError> {
-    Ok(AnyTransport::default())
+/// The phone's CA list for ftps://, kept beside its state.
+fn ca_file(dir: &Path) -> PathBuf {
+    dir.join("ca.pem")
+}
+
+/// The phone's transports, trusting the CAs it was given.
+fn transport(dir: &Path) -> Result<AnyTransport, CliError> {
+    let mut t = AnyTransport::default();
+    match std::fs::read(ca_file(dir)) {
+        Ok(pem) => {
+            t.ftp = t
+                .ftp
+                .trusting(&pem)
+                .map_err(|e| CliError::new(1, format!("{}: {e}", ca_file(dir).display())))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(CliError::new(1, format!("{}: {e}", ca_file(dir).display()))),
+    }
+    Ok(t)
 }
 
 /// `sim init`.
@@ -48,6 +65,7 @@ pub fn init(
     server: Option<&str>,
     dhcp: &[String],
     ztp: Option<&str>,
+    ca: Option<&Path>,
     as_json: bool,
 ) -> Result<(), CliError> {
     let catalog = Catalog::embedded().map_err(|e| CliError::new(1, e.to_string()))?;
@@ -85,6 +103,11 @@ pub fn init(
     }
     s.network.ztp = ztp.map(str::to_string);
     save(dir, &s)?;
+    if let Some(ca) = ca {
+        std::fs::copy(ca, ca_file(dir))
+            .map_err(|e| CliError::new(2, format!("--ca-file {}: {e}", ca.display())))?;
+        transport(dir)?;
+    }
     if as_json {
         return print_json(&serde_json::to_value(&s).map_err(|e| CliError::new(1, e.to_string()))?);
     }
@@ -126,7 +149,7 @@ fn print_boot(r: &BootReport) {
 /// `sim boot`.
 pub async fn boot(dir: &Path, as_json: bool) -> Result<(), CliError> {
     let mut s = load(dir)?;
-    let r = s.boot(&transport()?).await;
+    let r = s.boot(&transport(dir)?).await;
     save(dir, &s)?;
     if as_json {
         return print_json(&serde_json::json!({"boot": r, "phone": s.summary()}));
@@ -150,7 +173,7 @@ pub async fn set_password(
 ) -> Result<(), CliError> {
     let mut s = load(dir)?;
     let up = s
-        .set_admin_password(via_web, new, &transport()?)
+        .set_admin_password(via_web, new, &transport(dir)?)
         .await
         .map_err(|e| CliError::new(1, e.to_string()))?;
     save(dir, &s)?;

@@ -432,17 +432,7 @@ impl PhoneState {
         report.server_source = Some(source.clone());
         self.last_server = Some(server_text.clone());
         self.last_server_source = Some(source);
-        // Credentials in the URL win over the ones in flash.
-        let login: Login = match (&server.user, &server.password) {
-            (Some(u), Some(p)) => Some((u.clone(), p.clone())),
-            _ => match (
-                self.flash.get("device.prov.user"),
-                self.flash.get("device.prov.password"),
-            ) {
-                (Some(u), Some(p)) if !u.is_empty() => Some((u.clone(), p.clone())),
-                _ => None,
-            },
-        };
+        let login = self.login_for(&server);
         let mut session = Session {
             transport,
             server: &server,
@@ -713,6 +703,21 @@ impl PhoneState {
         Ok(self.upload(&name, text.into_bytes(), transport).await)
     }
 
+    /// The login a phone presents to `server`: credentials in the URL win over the ones in
+    /// flash (`device.prov.user`/`device.prov.password`).
+    fn login_for(&self, server: &ServerUrl) -> Login {
+        match (&server.user, &server.password) {
+            (Some(u), Some(p)) => Some((u.clone(), p.clone())),
+            _ => match (
+                self.flash.get("device.prov.user"),
+                self.flash.get("device.prov.password"),
+            ) {
+                (Some(u), Some(p)) if !u.is_empty() => Some((u.clone(), p.clone())),
+                _ => None,
+            },
+        }
+    }
+
     /// Uploads a file to the last server (a phone that cannot upload keeps the change locally).
     async fn upload<T: Transport>(
         &mut self,
@@ -721,7 +726,7 @@ impl PhoneState {
         transport: &T,
     ) -> Option<RequestRecord> {
         let server = ServerUrl::parse(self.last_server.as_deref()?).ok()?;
-        let login: Login = server.user.clone().zip(server.password.clone());
+        let login = self.login_for(&server);
         let mut report = BootReport::default();
         let ua = self.user_agent("Application");
         let path = dir_join(&self.directories, "OVERRIDES_DIRECTORY", name);

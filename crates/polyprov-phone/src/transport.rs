@@ -1,5 +1,5 @@
-//! How a phone talks to its provisioning server. HTTP today; TFTP and FTP implement the same
-//! trait when their clients exist. Answers use HTTP status numbers (200, 404, …) for every
+//! How a phone talks to its provisioning server: HTTP, TFTP and FTP/FTPS ([`crate::ftp`])
+//! implement one trait. Answers use HTTP status numbers (200, 404, …) for every
 //! protocol so the boot logic does not care which one carried them.
 
 use crate::url::ServerUrl;
@@ -422,14 +422,6 @@ impl TftpTransport {
         Ok(polyprov_tftp::client::Client::new(addr, settings))
     }
 
-    fn name(server: &ServerUrl, name: &str) -> String {
-        if server.dir.is_empty() {
-            name.trim_start_matches('/').to_string()
-        } else {
-            format!("{}/{}", server.dir, name.trim_start_matches('/'))
-        }
-    }
-
     /// TFTP errors as the HTTP statuses the boot logic reads.
     fn reply(
         r: Result<bytes::Bytes, polyprov_tftp::client::ClientError>,
@@ -467,7 +459,7 @@ impl Transport for TftpTransport {
         _ua: &str,
         _login: &Login,
     ) -> Result<Reply, TransportError> {
-        Self::reply(self.client(server)?.get(&Self::name(server, name)).await)
+        Self::reply(self.client(server)?.get(&server.file_path(name)).await)
     }
 
     /// TFTP has no HEAD: the file is read and its size reported.
@@ -494,18 +486,19 @@ impl Transport for TftpTransport {
     ) -> Result<Reply, TransportError> {
         Self::reply(
             self.client(server)?
-                .put(&Self::name(server, name), &body)
+                .put(&server.file_path(name), &body)
                 .await
                 .map(|()| bytes::Bytes::new()),
         )
     }
 }
 
-/// Picks the transport by the server's scheme: `http://` or `tftp://`.
+/// Picks the transport by the server's scheme: `http://`, `tftp://`, `ftp://` or `ftps://`.
 #[derive(Default)]
 pub struct AnyTransport {
     pub http: LeanHttp,
     pub tftp: TftpTransport,
+    pub ftp: crate::ftp::FtpTransport,
 }
 
 impl Transport for AnyTransport {
@@ -518,6 +511,7 @@ impl Transport for AnyTransport {
     ) -> Result<Reply, TransportError> {
         match server.scheme.as_str() {
             "tftp" => self.tftp.get(server, name, ua, login).await,
+            "ftp" | "ftps" => self.ftp.get(server, name, ua, login).await,
             _ => self.http.get(server, name, ua, login).await,
         }
     }
@@ -531,6 +525,7 @@ impl Transport for AnyTransport {
     ) -> Result<Reply, TransportError> {
         match server.scheme.as_str() {
             "tftp" => self.tftp.head(server, name, ua, login).await,
+            "ftp" | "ftps" => self.ftp.head(server, name, ua, login).await,
             _ => self.http.head(server, name, ua, login).await,
         }
     }
@@ -545,6 +540,7 @@ impl Transport for AnyTransport {
     ) -> Result<Reply, TransportError> {
         match server.scheme.as_str() {
             "tftp" => self.tftp.put(server, name, ua, login, body).await,
+            "ftp" | "ftps" => self.ftp.put(server, name, ua, login, body).await,
             _ => self.http.put(server, name, ua, login, body).await,
         }
     }

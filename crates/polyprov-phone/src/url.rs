@@ -81,19 +81,24 @@ impl ServerUrl {
         })
     }
 
+    /// A file's path in the server's directory, without a leading `/` (`polycom/0004f2aa814c.cfg`).
+    pub fn file_path(&self, name: &str) -> String {
+        let name = name.trim_start_matches('/');
+        if self.dir.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}/{name}", self.dir)
+        }
+    }
+
     /// The URL of a file in the server's directory (no credentials).
     pub fn file_url(&self, name: &str) -> String {
         let port = self.port.map(|p| format!(":{p}")).unwrap_or_default();
-        let dir = if self.dir.is_empty() {
-            String::new()
-        } else {
-            format!("{}/", self.dir)
-        };
         format!(
-            "{}://{}{port}/{dir}{}",
+            "{}://{}{port}/{}",
             self.scheme,
             self.host,
-            name.trim_start_matches('/')
+            self.file_path(name)
         )
     }
 }

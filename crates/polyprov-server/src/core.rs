@@ -1,6 +1,6 @@
 //! The provisioning core: what a phone gets for a path, and what happens to what it uploads.
 //!
-//! Protocol-free: a door (HTTP today; TFTP and FTP next) turns its request into a [`Request`],
+//! Protocol-free: a door (HTTP, TFTP, FTP) turns its request into a [`Request`],
 //! calls [`Core::fetch`] or [`Core::upload`], and turns the [`Answer`] or [`Refusal`] back into
 //! its protocol. Every rule about phones lives here, once, for every door.
 
@@ -140,6 +140,22 @@ pub enum Refusal {
     BadBody(String),
     #[error("server error: {0}")]
     Internal(String),
+}
+
+impl Refusal {
+    /// The HTTP status this refusal means: what the HTTP door answers, and the `status` label
+    /// every door's request metrics carry.
+    pub fn status(&self) -> u16 {
+        match self {
+            Refusal::NotFound => 404,
+            Refusal::BadPath(_) | Refusal::BadUserAgent(_) | Refusal::BadBody(_) => 400,
+            Refusal::SerialMismatch { .. } => 403,
+            Refusal::AuthRequired | Refusal::BadCredentials => 401,
+            Refusal::NotUploadable => 405,
+            Refusal::TooLarge { .. } => 413,
+            Refusal::Internal(_) => 500,
+        }
+    }
 }
 
 /// What kind of file a request was for, for metrics and logs.
@@ -462,6 +478,23 @@ impl Core {
         match RequestPath::parse(path).map(|p| p.kind()) {
             Ok(FileKind::DeviceFile(_, kind)) => self.uploads.limits().max_bytes(kind),
             _ => 0,
+        }
+    }
+
+    /// What can be checked before an upload's data arrives (path, uploadability, credentials),
+    /// for doors that must refuse before reading: the size limit, or the refusal (counted and
+    /// logged like any other).
+    pub fn admit_upload(&self, req: &Request<'_>) -> Result<u64, Refusal> {
+        let checked = RequestPath::parse(req.path)
+            .map_err(Refusal::from)
+            .and_then(|p| match p.kind() {
+                FileKind::DeviceFile(_, kind) => Ok(self.uploads.limits().max_bytes(kind)),
+                _ => Err(Refusal::NotUploadable),
+            })
+            .and_then(|limit| self.require_credential(req).map(|()| limit));
+        match checked {
+            Ok(limit) => Ok(limit),
+            Err(r) => self.refuse_upload(req, r).map(|_| 0),
         }
     }
 
@@ -806,9 +839,85 @@ impl Core {
                 return;
             }
         };
-        self.metrics.security_event(event);
-        tracing::warn!(target: "polyprov::security", event, addr = %req.peer, op, path, reason = %r, "security event");
+        self.security_event(event, req.peer, op, &path, r);
     }
+
+    /// Counts a security event and logs it in the one form fail2ban's filter reads
+    /// (`contrib/fail2ban/polyprov.conf`), whichever door saw it.
+    pub fn security_event(
+        &self,
+        event: &'static str,
+        peer: IpAddr,
+        op: &str,
+        path: &str,
+        reason: &dyn std::fmt::Display,
+    ) {
+        self.metrics.security_event(event);
+        tracing::warn!(target: "polyprov::security", event, addr = %peer, op, path, reason = %reason, "security event");
+    }
+
+    /// Whether `path` names a directory of the boot root (FTP `CWD`).
+    pub async fn is_shared_dir(&self, path: &str) -> bool {
+        match self.shared_dir(path) {
+            Some(dir) => tokio::fs::metadata(dir).await.is_ok_and(|m| m.is_dir()),
+            None => false,
+        }
+    }
+
+    /// The boot-root directory `path` would be, if its segments are acceptable at all.
+    fn shared_dir(&self, path: &str) -> Option<PathBuf> {
+        let mut dir = self.root.clone();
+        for segment in path.split('/').filter(|s| !s.is_empty()) {
+            if segment.starts_with('.') || segment.contains(['\\', '\0']) {
+                return None;
+            }
+            dir.push(segment);
+        }
+        Some(dir)
+    }
+
+    /// The shared entries of a boot-root directory (`/`, `/firmware`), for doors that list
+    /// (FTP `LIST`, `CWD`). Per-device names and dot files are never listed: a listing must not
+    /// tell a scanner which phones exist.
+    pub async fn shared_listing(&self, path: &str) -> Result<Vec<SharedEntry>, Refusal> {
+        let dir = self.shared_dir(path).ok_or(Refusal::NotFound)?;
+        tokio::task::spawn_blocking(move || {
+            let mut entries = Vec::new();
+            for entry in std::fs::read_dir(&dir).map_err(|_| Refusal::NotFound)? {
+                let Ok(entry) = entry else { continue };
+                let Ok(name) = entry.file_name().into_string() else {
+                    continue;
+                };
+                let Ok(meta) = entry.metadata() else { continue };
+                let is_dir = meta.is_dir();
+                if name.starts_with('.')
+                    || !(is_dir || meta.is_file())
+                    || (!is_dir && FileKind::of(&name) != FileKind::Shared)
+                {
+                    continue;
+                }
+                entries.push(SharedEntry {
+                    name,
+                    len: if is_dir { 0 } else { meta.len() },
+                    modified: meta.modified().unwrap_or(UNIX_EPOCH),
+                    is_dir,
+                });
+            }
+            entries.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(entries)
+        })
+        .await
+        .map_err(|e| Refusal::Internal(e.to_string()))?
+    }
+}
+
+/// One entry of a boot-root directory listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedEntry {
+    pub name: String,
+    pub len: u64,
+    pub modified: std::time::SystemTime,
+    pub is_dir: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -1,5 +1,5 @@
-//! The polyprov server: the provisioning [`core`], the phone-facing [`http`] door, the
-//! [`admin`] API and [`metrics`]. [`start`] wires them to a data directory and sockets.
+//! The polyprov server: the provisioning [`core`], the phone-facing doors ([`http`], [`tftp`],
+//! [`ftp`]), the [`admin`] API and [`metrics`]. [`start`] wires them to a data directory and sockets.
 //!
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {
@@ -13,6 +13,7 @@ pub mod admin;
 pub mod auth;
 pub mod core;
 pub mod doctor;
+pub mod ftp;
 pub mod http;
 pub mod metrics;
 pub mod render;
@@ -39,6 +40,8 @@ pub struct RunningServer {
     pub admin_addr: SocketAddr,
     /// Where TFTP is served, when it is.
     pub tftp_addr: Option<SocketAddr>,
+    /// Where FTP (and explicit FTPS) is served, when it is.
+    pub ftp_addr: Option<SocketAddr>,
     /// The provisioning user and password phones must present (`None` when auth is off).
     pub provisioning_login: Option<(String, String)>,
     /// The admin API bearer token.
@@ -125,6 +128,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
     );
     let metrics = Arc::new(metrics::Metrics::default());
     let tftp_metrics = metrics.clone();
+    let ftp_metrics = metrics.clone();
     let core = Arc::new(
         core::Core::new(
             root,
@@ -200,6 +204,48 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         None => None,
     };
 
+    let ftp_addr = match settings.ftp.listen {
+        Some(addr) => {
+            let ftp = &settings.ftp;
+            let tls = match (&ftp.tls_cert, &ftp.tls_key) {
+                (Some(cert), Some(key)) => Some(ftp::tls_config(cert, key)?),
+                (None, None) => None,
+                _ => anyhow::bail!("[ftp] needs both tls_cert and tls_key for FTPS"),
+            };
+            anyhow::ensure!(
+                tls.is_some() || !ftp.require_tls,
+                "[ftp] require_tls needs tls_cert and tls_key"
+            );
+            anyhow::ensure!(
+                ftp.passive_ports[0] <= ftp.passive_ports[1],
+                "[ftp] passive_ports must be [first, last]"
+            );
+            let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+                format!("binding FTP on {addr} (port 21 needs root or CAP_NET_BIND_SERVICE)")
+            })?;
+            let bound = listener.local_addr()?;
+            let logins = Arc::new(ftp::Logins::new(
+                core.clone(),
+                provisioning_login
+                    .as_ref()
+                    .map(|(u, p)| auth::ProvisioningCredentials::new(u, p)),
+                ftp,
+            ));
+            let service = ftp::FtpService {
+                door: ftp::FtpDoor {
+                    core: core.clone(),
+                    metrics: ftp_metrics,
+                },
+                logins,
+                settings: ftp.clone(),
+                tls,
+            };
+            tasks.spawn(ftp::serve(listener, service, stop.clone()));
+            Some(bound)
+        }
+        None => None,
+    };
+
     let flusher_core = core.clone();
     let flusher_stop = stop.clone();
     let period = Duration::from_millis(settings.inventory.flush_interval_ms.max(10));
@@ -217,6 +263,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         http_addr,
         admin_addr,
         tftp_addr,
+        ftp_addr,
         provisioning_login,
         admin_token,
         core,

@@ -19,6 +19,7 @@ pub struct Settings {
     pub dhcp: DhcpSettings,
     pub lifecycle: LifecycleSettings,
     pub tftp: TftpSettings,
+    pub ftp: FtpSettings,
 }
 
 /// The TFTP door (off unless `listen` is set).
@@ -39,6 +40,55 @@ impl Default for TftpSettings {
             listen: None,
             max_transfers: 512,
             max_windowsize: 64,
+        }
+    }
+}
+
+/// The FTP/FTPS door (off unless `listen` is set).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FtpSettings {
+    /// Address to serve FTP on, e.g. `0.0.0.0:21`.
+    pub listen: Option<SocketAddr>,
+    /// Ports offered for passive data connections, `[first, last]`. Open them in the firewall;
+    /// keep the range well above the number of transfers at once.
+    pub passive_ports: [u16; 2],
+    /// The IPv4 address announced in PASV replies, when phones reach the server through NAT.
+    /// Without it, the address the phone connected to.
+    pub passive_host: Option<std::net::Ipv4Addr>,
+    /// Accept the phones' factory login (`factory_user`/`factory_password`). It proves nothing,
+    /// so it reaches only shared files unless `[provisioning] auth = "none"`.
+    pub factory_login: bool,
+    /// The factory login's user name (`PlcmSpIp` on every Poly phone).
+    pub factory_user: String,
+    /// The factory login's password (`PlcmSpIp` on every Poly phone).
+    pub factory_password: String,
+    /// PEM certificate chain for explicit FTPS (`AUTH TLS`). FTPS is off without it.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Refuse logins and transfers that are not protected by TLS (needs `tls_cert`).
+    pub require_tls: bool,
+    /// Control connections at once; more are refused with `421`.
+    pub max_sessions: usize,
+    /// Seconds an idle control connection is kept.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for FtpSettings {
+    fn default() -> Self {
+        FtpSettings {
+            listen: None,
+            passive_ports: [49152, 49407],
+            passive_host: None,
+            factory_login: true,
+            factory_user: "PlcmSpIp".to_string(),
+            factory_password: "PlcmSpIp".to_string(),
+            tls_cert: None,
+            tls_key: None,
+            require_tls: false,
+            max_sessions: 512,
+            idle_timeout_secs: 300,
         }
     }
 }
@@ -146,6 +196,7 @@ impl Default for Settings {
             dhcp: DhcpSettings::default(),
             lifecycle: LifecycleSettings::default(),
             tftp: TftpSettings::default(),
+            ftp: FtpSettings::default(),
         }
     }
 }

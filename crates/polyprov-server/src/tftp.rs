@@ -42,16 +42,7 @@ fn tftp_error(r: &Refusal) -> (ErrorCode, String) {
 }
 
 fn status(r: &Result<(), Refusal>) -> u16 {
-    match r {
-        Ok(()) => 200,
-        Err(Refusal::NotFound) => 404,
-        Err(Refusal::AuthRequired | Refusal::BadCredentials) => 401,
-        Err(Refusal::SerialMismatch { .. }) => 403,
-        Err(Refusal::TooLarge { .. }) => 413,
-        Err(Refusal::NotUploadable) => 405,
-        Err(Refusal::Internal(_)) => 500,
-        Err(_) => 400,
-    }
+    r.as_ref().err().map_or(200, Refusal::status)
 }
 
 impl Handler for TftpDoor {
@@ -77,8 +68,7 @@ impl Handler for TftpDoor {
                 })
             }
             Err(r) => {
-                self.metrics
-                    .request("tftp", kind, status(&Err(r.clone())), 0);
+                self.metrics.request("tftp", kind, r.status(), 0);
                 Err(tftp_error(&r))
             }
         }

@@ -168,25 +168,16 @@ async fn receive(core: &Core, req: &Request<'_>, headers: &HeaderMap, body: Body
 }
 
 fn refusal_response(r: &Refusal) -> Response {
-    let status = match r {
-        Refusal::NotFound => StatusCode::NOT_FOUND,
-        Refusal::BadPath(_) | Refusal::BadUserAgent(_) | Refusal::BadBody(_) => {
-            StatusCode::BAD_REQUEST
-        }
-        Refusal::SerialMismatch { .. } => StatusCode::FORBIDDEN,
-        // The caller replaces this with the challenges (it knows the credentials).
-        Refusal::AuthRequired | Refusal::BadCredentials => StatusCode::UNAUTHORIZED,
-        Refusal::NotUploadable => {
-            return (
-                StatusCode::METHOD_NOT_ALLOWED,
-                [(header::ALLOW, "GET, HEAD")],
-                "this file cannot be uploaded\n",
-            )
-                .into_response();
-        }
-        Refusal::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        Refusal::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    };
+    if *r == Refusal::NotUploadable {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "GET, HEAD")],
+            "this file cannot be uploaded\n",
+        )
+            .into_response();
+    }
+    // AuthRequired/BadCredentials: the caller replaces this with the challenges.
+    let status = StatusCode::from_u16(r.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let text = match r {
         Refusal::Internal(_) => "server error\n".to_string(),
         other => format!("{other}\n"),

@@ -1,0 +1,541 @@
+//! The FTP/FTPS door (libunftp underneath): `RETR`, `SIZE`, `MDTM`, `STOR`, `APPE`, `LIST` and
+//! `CWD` become [`Core`] calls, with the same names, limits and inventory as HTTP and TFTP. There
+//! is no FTP file tree: directories are the boot root's, files are what the core answers, uploads
+//! land in the core's per-device store.
+//!
+//! Logins: the provisioning credentials (the same as over HTTP) reach per-device files. The
+//! phones' factory login `PlcmSpIp`/`PlcmSpIp` (configurable, can be turned off) proves nothing,
+//! so it reaches shared files only — unless `[provisioning] auth = "none"`. Any other login is
+//! refused and logged as a security event. FTPS is explicit (`AUTH TLS`) with a configured
+//! certificate; `require_tls` refuses everything in clear text.
+//!
+//! Plain FTP marks the end of an upload by closing the data connection, so an upload cut short
+//! by a clean close looks complete; a reset connection, a TLS stream without `close_notify`, an
+//! over-limit or malformed file stores nothing. Nothing is ever stored half-written.
+
+use crate::auth::ProvisioningCredentials;
+use crate::core::{Answer, Core, Credential, Refusal, Request, kind_label};
+use crate::metrics::Metrics;
+use crate::settings::FtpSettings;
+use async_trait::async_trait;
+use bytes::Bytes;
+use libunftp::options::FtpsRequired;
+use libunftp::{Server, ServerBuilder};
+use polyprov_model::{FileKind, RequestPath};
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt};
+use tokio_util::sync::CancellationToken;
+use unftp_core::auth::{
+    AuthenticationError, Authenticator, Credentials, Principal, UserDetail, UserDetailError,
+    UserDetailProvider,
+};
+use unftp_core::storage::{self, ErrorKind, FEATURE_RESTART, Fileinfo, Metadata, StorageBackend};
+
+const GREETING: &str = "polyprov provisioning server";
+
+/// A logged-in FTP session: who it is and what its login proves.
+#[derive(Debug, Clone)]
+pub struct FtpUser {
+    login: String,
+    credential: Credential,
+    peer: IpAddr,
+}
+
+impl fmt::Display for FtpUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.login)
+    }
+}
+
+impl UserDetail for FtpUser {}
+
+/// Which logins the door accepts, and what each proves.
+pub struct Logins {
+    core: Arc<Core>,
+    /// The provisioning credentials (absent when `[provisioning] auth = "none"`).
+    provisioning: Option<ProvisioningCredentials>,
+    /// The factory user and password, when accepted.
+    factory: Option<(String, String)>,
+}
+
+impl fmt::Debug for Logins {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Logins")
+            .field("provisioning", &self.provisioning.is_some())
+            .field("factory", &self.factory.as_ref().map(|(u, _)| u))
+            .finish()
+    }
+}
+
+impl Logins {
+    /// The logins `settings` allow, next to the provisioning credentials.
+    pub fn new(
+        core: Arc<Core>,
+        provisioning: Option<ProvisioningCredentials>,
+        settings: &FtpSettings,
+    ) -> Logins {
+        let factory = settings.factory_login.then(|| {
+            (
+                settings.factory_user.clone(),
+                settings.factory_password.clone(),
+            )
+        });
+        Logins {
+            core,
+            provisioning,
+            factory,
+        }
+    }
+}
+
+/// Separates the parts of a principal's name: libunftp hands the provider only that name.
+const SEP: char = '\u{1f}';
+
+#[async_trait]
+impl Authenticator for Logins {
+    async fn authenticate(
+        &self,
+        username: &str,
+        creds: &Credentials,
+    ) -> Result<Principal, AuthenticationError> {
+        let password = creds.password.as_deref().unwrap_or("");
+        let credential = if self
+            .provisioning
+            .as_ref()
+            .is_some_and(|p| p.verify(username, password))
+        {
+            Credential::Valid
+        } else if self
+            .factory
+            .as_ref()
+            .is_some_and(|(u, p)| u == username && p == password)
+        {
+            Credential::Absent
+        } else {
+            let user: String = username.chars().take(64).collect();
+            self.core.security_event(
+                "bad_credentials",
+                creds.source_ip,
+                "ftp_login",
+                &user,
+                &"wrong FTP user or password",
+            );
+            return Err(AuthenticationError::BadPassword);
+        };
+        let tag = if credential == Credential::Valid {
+            "device"
+        } else {
+            "factory"
+        };
+        Ok(Principal {
+            username: format!("{tag}{SEP}{}{SEP}{username}", creds.source_ip),
+        })
+    }
+}
+
+#[async_trait]
+impl UserDetailProvider for Logins {
+    type User = FtpUser;
+
+    async fn provide_user_detail(&self, principal: &Principal) -> Result<FtpUser, UserDetailError> {
+        let mut parts = principal.username.splitn(3, SEP);
+        let (Some(tag), Some(peer), Some(login)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(UserDetailError::Generic("malformed principal".into()));
+        };
+        let peer = peer
+            .parse()
+            .map_err(|_| UserDetailError::Generic("malformed principal".into()))?;
+        let credential = match tag {
+            "device" => Credential::Valid,
+            _ => Credential::Absent,
+        };
+        Ok(FtpUser {
+            login: login.to_string(),
+            credential,
+            peer,
+        })
+    }
+}
+
+/// The storage side: every file operation goes to the core.
+#[derive(Clone)]
+pub struct FtpDoor {
+    pub core: Arc<Core>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl fmt::Debug for FtpDoor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FtpDoor")
+    }
+}
+
+/// Size, time and type of what a path names.
+#[derive(Debug, Clone)]
+pub struct Meta {
+    len: u64,
+    modified: SystemTime,
+    is_dir: bool,
+}
+
+impl Metadata for Meta {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn is_dir(&self) -> bool {
+        self.is_dir
+    }
+    fn is_file(&self) -> bool {
+        !self.is_dir
+    }
+    fn is_symlink(&self) -> bool {
+        false
+    }
+    fn modified(&self) -> storage::Result<SystemTime> {
+        Ok(self.modified)
+    }
+    fn gid(&self) -> u32 {
+        0
+    }
+    fn uid(&self) -> u32 {
+        0
+    }
+    fn permissions(&self) -> storage::Permissions {
+        storage::Permissions(if self.is_dir { 0o555 } else { 0o444 })
+    }
+}
+
+/// The FTP reply a refusal becomes (libunftp fixes the texts per code).
+fn storage_error(r: &Refusal) -> storage::Error {
+    let kind = match r {
+        Refusal::NotFound => ErrorKind::PermanentFileNotAvailable,
+        Refusal::BadPath(_) | Refusal::NotUploadable => ErrorKind::FileNameNotAllowedError,
+        Refusal::TooLarge { .. } => ErrorKind::ExceededStorageAllocationError,
+        Refusal::Internal(_) => ErrorKind::LocalError,
+        Refusal::AuthRequired
+        | Refusal::BadCredentials
+        | Refusal::SerialMismatch { .. }
+        | Refusal::BadUserAgent(_)
+        | Refusal::BadBody(_) => ErrorKind::PermissionDenied,
+    };
+    storage::Error::new(kind, r.to_string())
+}
+
+/// The path as the core takes it: `/`-rooted text.
+fn path_text(path: &Path) -> storage::Result<String> {
+    let text = path
+        .to_str()
+        .ok_or_else(|| storage::Error::from(ErrorKind::FileNameNotAllowedError))?;
+    Ok(format!("/{}", text.trim_start_matches('/')))
+}
+
+fn request<'a>(user: &FtpUser, path: &'a str) -> Request<'a> {
+    Request {
+        path,
+        user_agent: None,
+        peer: user.peer,
+        credential: user.credential,
+    }
+}
+
+impl FtpDoor {
+    /// Fetches through the core, counting refusals.
+    async fn fetch(&self, user: &FtpUser, path: &str) -> storage::Result<Answer> {
+        self.core.fetch(&request(user, path)).await.map_err(|r| {
+            self.metrics.request("ftp", kind_label(path), r.status(), 0);
+            storage_error(&r)
+        })
+    }
+}
+
+/// A reader over an answer, from byte `start`.
+async fn open(
+    answer: Answer,
+    start: u64,
+) -> storage::Result<Box<dyn AsyncRead + Send + Sync + Unpin>> {
+    match answer {
+        Answer::Generated(g) => {
+            let start = (start as usize).min(g.body.len());
+            Ok(Box::new(std::io::Cursor::new(g.body.slice(start..))))
+        }
+        Answer::File(f) => {
+            let mut file = tokio::fs::File::open(&f.path).await?;
+            if start > 0 {
+                file.seek(std::io::SeekFrom::Start(start)).await?;
+            }
+            Ok(Box::new(file.take(f.len.saturating_sub(start))))
+        }
+    }
+}
+
+#[async_trait]
+impl StorageBackend<FtpUser> for FtpDoor {
+    type Metadata = Meta;
+
+    fn supported_features(&self) -> u32 {
+        // REST: an interrupted firmware download continues where it stopped.
+        FEATURE_RESTART
+    }
+
+    async fn metadata<P: AsRef<Path> + Send + fmt::Debug>(
+        &self,
+        user: &FtpUser,
+        path: P,
+    ) -> storage::Result<Meta> {
+        let path = path_text(path.as_ref())?;
+        if self.core.is_shared_dir(&path).await {
+            return Ok(Meta {
+                len: 0,
+                modified: SystemTime::UNIX_EPOCH,
+                is_dir: true,
+            });
+        }
+        let answer = self.fetch(user, &path).await?;
+        let modified = match &answer {
+            Answer::File(f) => tokio::fs::metadata(&f.path).await?.modified()?,
+            // Generated now, from the inventory as it is now.
+            Answer::Generated(_) => SystemTime::now(),
+        };
+        Ok(Meta {
+            len: answer.len(),
+            modified,
+            is_dir: false,
+        })
+    }
+
+    async fn list<P: AsRef<Path> + Send + fmt::Debug>(
+        &self,
+        _user: &FtpUser,
+        path: P,
+    ) -> storage::Result<Vec<Fileinfo<PathBuf, Meta>>> {
+        let path = path_text(path.as_ref())?;
+        let entries = self
+            .core
+            .shared_listing(&path)
+            .await
+            .map_err(|_| storage::Error::from(ErrorKind::PermanentDirectoryNotAvailable))?;
+        Ok(entries
+            .into_iter()
+            .map(|e| Fileinfo {
+                path: PathBuf::from(e.name),
+                metadata: Meta {
+                    len: e.len,
+                    modified: e.modified,
+                    is_dir: e.is_dir,
+                },
+            })
+            .collect())
+    }
+
+    async fn get<P: AsRef<Path> + Send + fmt::Debug>(
+        &self,
+        user: &FtpUser,
+        path: P,
+        start_pos: u64,
+    ) -> storage::Result<Box<dyn AsyncRead + Send + Sync + Unpin>> {
+        let path = path_text(path.as_ref())?;
+        let answer = self.fetch(user, &path).await?;
+        let sent = answer.len().saturating_sub(start_pos);
+        let reader = open(answer, start_pos).await?;
+        self.metrics.request("ftp", kind_label(&path), 200, sent);
+        Ok(reader)
+    }
+
+    async fn put<
+        P: AsRef<Path> + Send + fmt::Debug,
+        R: AsyncRead + Send + Sync + Unpin + 'static,
+    >(
+        &self,
+        user: &FtpUser,
+        input: R,
+        path: P,
+        start_pos: u64,
+    ) -> storage::Result<u64> {
+        let path = path_text(path.as_ref())?;
+        let req = request(user, &path);
+        let kind = kind_label(&path);
+        let refused = |r: Refusal| {
+            self.metrics.request("ftp", kind, r.status(), 0);
+            storage_error(&r)
+        };
+        let limit = self.core.admit_upload(&req).map_err(refused)?;
+        // Logs are appended to whatever the phone sent before, by every door: `APPE` and
+        // `REST` + `STOR` are the same as `STOR` for them. Configuration is replaced whole.
+        let is_log = RequestPath::parse(&path)
+            .is_ok_and(|p| matches!(p.kind(), FileKind::DeviceFile(_, k) if k.is_log()));
+        if start_pos > 0 && !is_log {
+            let r = self.core.refuse_upload(&req, Refusal::NotUploadable).err();
+            return Err(refused(r.unwrap_or(Refusal::NotUploadable)));
+        }
+        let mut body = Vec::new();
+        // A read error (reset connection, TLS cut without close_notify) stores nothing.
+        input.take(limit + 1).read_to_end(&mut body).await?;
+        let size = body.len() as u64;
+        if size > limit {
+            let r = self
+                .core
+                .refuse_upload(&req, Refusal::TooLarge { size, limit })
+                .err()
+                .unwrap_or(Refusal::TooLarge { size, limit });
+            return Err(refused(r));
+        }
+        self.core
+            .upload(&req, Bytes::from(body))
+            .await
+            .map_err(refused)?;
+        self.metrics.request("ftp", kind, 200, 0);
+        Ok(size)
+    }
+
+    async fn del<P: AsRef<Path> + Send + fmt::Debug>(
+        &self,
+        _: &FtpUser,
+        _: P,
+    ) -> storage::Result<()> {
+        Err(ErrorKind::PermissionDenied.into())
+    }
+
+    async fn mkd<P: AsRef<Path> + Send + fmt::Debug>(
+        &self,
+        _: &FtpUser,
+        _: P,
+    ) -> storage::Result<()> {
+        Err(ErrorKind::PermissionDenied.into())
+    }
+
+    async fn rename<P: AsRef<Path> + Send + fmt::Debug>(
+        &self,
+        _: &FtpUser,
+        _: P,
+        _: P,
+    ) -> storage::Result<()> {
+        Err(ErrorKind::PermissionDenied.into())
+    }
+
+    async fn rmd<P: AsRef<Path> + Send + fmt::Debug>(
+        &self,
+        _: &FtpUser,
+        _: P,
+    ) -> storage::Result<()> {
+        Err(ErrorKind::PermissionDenied.into())
+    }
+
+    async fn cwd<P: AsRef<Path> + Send + fmt::Debug>(
+        &self,
+        _: &FtpUser,
+        path: P,
+    ) -> storage::Result<()> {
+        let path = path_text(path.as_ref())?;
+        if self.core.is_shared_dir(&path).await {
+            Ok(())
+        } else {
+            Err(ErrorKind::PermanentDirectoryNotAvailable.into())
+        }
+    }
+}
+
+/// Loads the FTPS certificate chain and key (PEM) into a TLS configuration, once at start-up.
+/// Session resumption is on: FTPS clients resume the control connection's session on each data
+/// connection, and some refuse a server that does not.
+pub fn tls_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    use anyhow::Context;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("reading the FTPS certificate {}", cert.display()))?;
+    anyhow::ensure!(!certs.is_empty(), "{}: no certificate", cert.display());
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("reading the FTPS key {}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("the FTPS certificate and key do not match")?;
+    config.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
+    Ok(Arc::new(config))
+}
+
+/// Everything a control connection needs, shared by all of them.
+pub struct FtpService {
+    pub door: FtpDoor,
+    pub logins: Arc<Logins>,
+    pub settings: FtpSettings,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+impl FtpService {
+    fn server(&self) -> Result<Server<FtpDoor, FtpUser>, libunftp::ServerError> {
+        let storage = self.door.clone();
+        let [first, last] = self.settings.passive_ports;
+        let mut builder = ServerBuilder::with_user_detail_provider(
+            Box::new(move || storage.clone()),
+            self.logins.clone(),
+        )
+        .authenticator(self.logins.clone())
+        .greeting(GREETING)
+        .passive_ports(first..=last)
+        .idle_session_timeout(self.settings.idle_timeout_secs);
+        if let Some(ip) = self.settings.passive_host {
+            builder = builder.passive_host(ip);
+        }
+        if let Some(tls) = &self.tls {
+            builder = builder.ftps_manual::<PathBuf>(tls.clone());
+            if self.settings.require_tls {
+                builder = builder.ftps_required(FtpsRequired::All, FtpsRequired::All);
+            }
+        }
+        builder.build()
+    }
+}
+
+/// Serves FTP control connections from `listener` until `stop`; more than `max_sessions` at
+/// once are told `421` and closed. Sessions running at `stop` end with their clients or idle
+/// timeout: libunftp gives a connection served this way no shutdown signal.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    service: FtpService,
+    stop: CancellationToken,
+) {
+    let service = Arc::new(service);
+    let sessions = Arc::new(tokio::sync::Semaphore::new(
+        service.settings.max_sessions.max(1),
+    ));
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "FTP accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.cancelled() => return,
+        };
+        let Ok(permit) = sessions.clone().try_acquire_owned() else {
+            tracing::warn!(addr = %peer.ip(), "FTP session refused: too many at once");
+            let _ = stream.try_write(b"421 Too many connections, try again later.\r\n");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let service = service.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            match service.server() {
+                Ok(server) => {
+                    if let Err(e) = server.service(stream).await {
+                        tracing::debug!(addr = %peer.ip(), error = %e, "FTP session ended with an error");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "FTP session could not start"),
+            }
+        });
+    }
+}
