@@ -352,3 +352,116 @@ async fn boots_over_tftp_from_polyprov() {
     assert!(web.contains("\"T2\""), "{web}");
     server.shutdown().await;
 }
+
+/// A test CA and a `localhost` certificate it signed: (CA PEM, certificate path, key path).
+fn test_pki(dir: &std::path::Path) -> (String, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "test CA");
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    leaf.distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let leaf = leaf.signed_by(&key, &ca).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, leaf.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    (ca.pem(), cert_path, key_path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boots_over_ftp_and_ftps_from_polyprov() {
+    let dir = tempfile::tempdir().unwrap();
+    write_root(&dir.path().join("data/root").tap_mkdir());
+    let (ca, cert, key) = test_pki(dir.path());
+    let mut s = polyprov_server::Settings {
+        data: dir.path().join("data"),
+        ..Default::default()
+    };
+    s.http.listen = "127.0.0.1:0".parse().unwrap();
+    s.admin.listen = "127.0.0.1:0".parse().unwrap();
+    s.ftp.listen = Some("127.0.0.1:0".parse().unwrap());
+    s.ftp.tls_cert = Some(cert);
+    s.ftp.tls_key = Some(key);
+    let server = polyprov_server::start(s).await.unwrap();
+    let a = polyprov_store::Assignment {
+        admin_password: Some("F1".into()),
+        ..Default::default()
+    };
+    server
+        .core
+        .inventory()
+        .assign(MAC.parse::<Mac>().unwrap(), &a, "test")
+        .await
+        .unwrap();
+    let port = server.ftp_addr.unwrap().port();
+    let (user, pw) = server.provisioning_login.clone().unwrap();
+    let mut t = polyprov_phone::AnyTransport::default();
+    t.ftp = t.ftp.trusting(ca.as_bytes()).unwrap();
+
+    // Out of the box: the factory login over plain FTP proves nothing, so the phone gets the
+    // shared files and none of its secrets.
+    let mut factory = phone("VVX 500", "5.9.7.4477");
+    factory
+        .network
+        .dhcp
+        .insert(66, format!("ftp://127.0.0.1:{port}/"));
+    let r = factory.boot(&t).await;
+    assert!(
+        r.requests
+            .iter()
+            .any(|q| q.path == "sip.ld" || q.path.ends_with(".sip.ld"))
+    );
+    assert_ne!(factory.admin_password(), "F1", "{:?}", r.requests);
+
+    // With the provisioning credentials over explicit FTPS: the whole boot.
+    let mut p = phone("VVX 500", "5.9.7.4477");
+    p.network
+        .dhcp
+        .insert(66, format!("ftps://{user}:{pw}@localhost:{port}/"));
+    let r = p.boot(&t).await;
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    let seq: Vec<String> = r
+        .requests
+        .iter()
+        .map(|q| format!("{} {} {}", q.method, q.path, q.status))
+        .collect();
+    assert_eq!(
+        &seq[..5],
+        [
+            format!("PUT {MAC}-boot.log 200"),
+            format!("GET {MAC}.cfg 200"),
+            "GET 3111-44500-001.sip.ld 200".to_string(),
+            format!("GET {MAC}-polyprov.cfg 200"),
+            "GET site.cfg 200".to_string(),
+        ]
+    );
+    assert_eq!(r.upgraded_to.as_deref(), Some("6.4.3.5018"));
+    assert_eq!(p.admin_password(), "F1");
+    // An upload over FTPS is read back over HTTP by the same core.
+    p.set_admin_password(true, "F2", &t).await.unwrap();
+    let web = reqwest::Client::new()
+        .get(format!("http://{}/{MAC}-web.cfg", server.http_addr))
+        .basic_auth(&user, Some(&pw))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(web.contains("\"F2\""), "{web}");
+
+    // A phone that does not trust the certificate gets nothing.
+    let mut untrusting = phone("VVX 500", "5.9.7.4477");
+    untrusting
+        .network
+        .dhcp
+        .insert(66, format!("ftps://{user}:{pw}@localhost:{port}/"));
+    let r = untrusting
+        .boot(&polyprov_phone::AnyTransport::default())
+        .await;
+    assert!(r.requests.iter().all(|q| q.status == 0), "{:?}", r.requests);
+    server.shutdown().await;
+}
