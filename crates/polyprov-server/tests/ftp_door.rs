@@ -343,11 +343,15 @@ impl Control {
     async fn reply(&mut self) -> String {
         let mut all = String::new();
         loop {
-            let mut line = String::new();
-            let n = tokio::time::timeout(Duration::from_secs(20), self.reader.read_line(&mut line))
-                .await
-                .expect("a reply within 20 s")
-                .unwrap();
+            let mut raw = Vec::new();
+            let n = tokio::time::timeout(
+                Duration::from_secs(20),
+                self.reader.read_until(b'\n', &mut raw),
+            )
+            .await
+            .expect("a reply within 20 s")
+            .unwrap_or(0);
+            let line = String::from_utf8_lossy(&raw);
             all.push_str(&line);
             // The last line of a reply is "NNN text"; "NNN-text" continues.
             if n == 0 || (line.len() >= 4 && line.as_bytes()[3] == b' ') {
@@ -499,4 +503,80 @@ async fn ftps_settings_that_cannot_work_stop_the_start() {
     s.ftp.tls_key = Some(PathBuf::from("/nonexistent/key.pem"));
     let e = polyprov_server::start(s).await.err().unwrap();
     assert!(format!("{e:#}").contains("/nonexistent/cert.pem"), "{e:#}");
+}
+
+/// Verbs a fuzzed session picks from; arguments are arbitrary.
+const VERBS: &[&str] = &[
+    "USER", "PASS", "RETR", "STOR", "APPE", "SIZE", "MDTM", "LIST", "NLST", "MLSD", "MLST", "CWD",
+    "CDUP", "PWD", "TYPE", "PASV", "EPSV", "REST", "DELE", "MKD", "RMD", "RNFR", "RNTO", "FEAT",
+    "OPTS", "SYST", "NOOP", "STAT", "HELP", "AUTH", "PBSZ", "PROT", "CCC", "ABOR", "SITE", "ALLO",
+    "MODE", "STRU", "ACCT",
+];
+
+fn command_line() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+    use proptest::prelude::*;
+    let no_newline = |v: Vec<u8>| v.into_iter().filter(|b| *b != b'\n').collect::<Vec<u8>>();
+    prop_oneof![
+        // A known verb with a printable argument (paths, numbers, junk).
+        (proptest::sample::select(VERBS), "[ -~]{0,80}")
+            .prop_map(|(v, a)| format!("{v} {a}").into_bytes()),
+        // The factory login's pieces, so sessions get past login.
+        Just(b"USER PlcmSpIp".to_vec()),
+        Just(b"PASS PlcmSpIp".to_vec()),
+        // Anything at all on one line.
+        proptest::collection::vec(any::<u8>(), 0..300).prop_map(no_newline),
+    ]
+}
+
+/// Property: whatever a client sends, each line gets a well-formed reply (three digits) or the
+/// connection is closed; the door keeps serving; nothing is stored.
+#[test]
+fn any_command_line_gets_a_reply_or_a_close() {
+    use proptest::test_runner::{Config, TestRunner};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let t = rt.block_on(ftp_server(|_| {}));
+    let addr = t.server.ftp_addr.unwrap();
+    let mut runner = TestRunner::new(Config {
+        cases: 64,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let strategy = proptest::collection::vec(command_line(), 1..10);
+    runner
+        .run(&strategy, |lines| {
+            rt.block_on(async {
+                let (mut c, greeting) = Control::connect(addr).await;
+                assert!(greeting.starts_with("220"), "{greeting}");
+                for line in &lines {
+                    let mut bytes = line.clone();
+                    bytes.extend_from_slice(b"\r\n");
+                    if c.writer.write_all(&bytes).await.is_err() {
+                        break;
+                    }
+                    let reply = c.reply().await;
+                    if reply.is_empty() {
+                        break; // closed by the server
+                    }
+                    let code = reply.as_bytes();
+                    assert!(
+                        code.len() >= 4 && code[..3].iter().all(u8::is_ascii_digit),
+                        "{:?} got {reply:?}",
+                        String::from_utf8_lossy(line)
+                    );
+                }
+            });
+            Ok(())
+        })
+        .unwrap();
+    rt.block_on(async {
+        assert!(welcomed_again(addr).await);
+        let (mut c, _) = Control::connect(addr).await;
+        c.login("PlcmSpIp", "PlcmSpIp").await;
+        assert!(c.cmd("SIZE 000000000000.cfg").await.starts_with("213"));
+    });
+    assert!(t.upload_files().is_empty(), "{:?}", t.upload_files());
 }
