@@ -318,6 +318,101 @@ impl Reader {
     }
 }
 
+/// Sends a window of DATA packets, built in one reused buffer. On Linux a window of full-size
+/// blocks goes out with UDP segmentation offload (one `sendmsg` per up to 64 blocks instead of one
+/// `send` each); where the kernel refuses it, one `send` per block.
+struct WindowSender {
+    buf: Vec<u8>,
+    /// Where each packet starts in `buf`.
+    starts: Vec<usize>,
+    segment: usize,
+    gso: bool,
+}
+
+impl WindowSender {
+    fn new(blksize: usize, windowsize: u16) -> WindowSender {
+        let segment = blksize + 4;
+        WindowSender {
+            buf: Vec::with_capacity(segment * usize::from(windowsize)),
+            starts: Vec::with_capacity(usize::from(windowsize)),
+            segment,
+            gso: cfg!(target_os = "linux") && windowsize > 1,
+        }
+    }
+
+    fn push(&mut self, block: u16, data: &[u8]) {
+        self.starts.push(self.buf.len());
+        self.buf.extend_from_slice(&3u16.to_be_bytes());
+        self.buf.extend_from_slice(&block.to_be_bytes());
+        self.buf.extend_from_slice(data);
+    }
+
+    async fn flush(&mut self, sock: &UdpSocket) -> std::io::Result<()> {
+        let result = self.send_all(sock).await;
+        self.buf.clear();
+        self.starts.clear();
+        result
+    }
+
+    async fn send_all(&mut self, sock: &UdpSocket) -> std::io::Result<()> {
+        // Every packet but the file's last is exactly one segment long.
+        let per_send = (GSO_MAX_BYTES / self.segment).clamp(1, GSO_MAX_SEGMENTS);
+        let mut first = 0;
+        while first < self.starts.len() {
+            let count = (self.starts.len() - first).min(per_send);
+            let from = self.starts[first];
+            let to = self
+                .starts
+                .get(first + count)
+                .copied()
+                .unwrap_or(self.buf.len());
+            if count > 1 && self.gso {
+                match send_segmented(sock, &self.buf[from..to], self.segment as u16).await {
+                    Ok(()) => {
+                        first += count;
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "UDP segmentation offload refused; sending block by block");
+                        self.gso = false;
+                    }
+                }
+            }
+            for i in first..first + count {
+                let end = self.starts.get(i + 1).copied().unwrap_or(self.buf.len());
+                sock.send(&self.buf[self.starts[i]..end]).await?;
+            }
+            first += count;
+        }
+        Ok(())
+    }
+}
+
+/// Most segments in one UDP GSO send (the kernel's UDP_MAX_SEGMENTS).
+const GSO_MAX_SEGMENTS: usize = 64;
+/// Most bytes in one UDP GSO send (a UDP datagram's payload limit, with room for headers).
+const GSO_MAX_BYTES: usize = 65_000;
+
+#[cfg(target_os = "linux")]
+async fn send_segmented(sock: &UdpSocket, bytes: &[u8], segment: u16) -> std::io::Result<()> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, SockaddrStorage, sendmsg};
+    use std::os::fd::AsRawFd;
+    let fd = sock.as_raw_fd();
+    sock.async_io(tokio::io::Interest::WRITABLE, || {
+        let iov = [std::io::IoSlice::new(bytes)];
+        let cmsg = [ControlMessage::UdpGsoSegments(&segment)];
+        sendmsg::<SockaddrStorage>(fd, &iov, &cmsg, MsgFlags::empty(), None)
+            .map_err(std::io::Error::from)
+    })
+    .await
+    .map(|_| ())
+}
+
+#[cfg(not(target_os = "linux"))]
+async fn send_segmented(_: &UdpSocket, _: &[u8], _: u16) -> std::io::Result<()> {
+    Err(std::io::ErrorKind::Unsupported.into())
+}
+
 async fn read_transfer<H: Handler>(
     sock: &UdpSocket,
     handler: &H,
@@ -359,6 +454,7 @@ async fn read_transfer<H: Handler>(
     // The last block is the first shorter than blksize (possibly empty).
     let last = len / n.blksize as u64 + 1;
     let mut reader = Reader::new(source);
+    let mut sender = WindowSender::new(n.blksize, n.windowsize);
     let mut next = 1u64; // first block not yet acknowledged
     let mut attempt = 0u32;
     while next <= last {
@@ -368,16 +464,9 @@ async fn read_transfer<H: Handler>(
                 .block(i, n.blksize, n.windowsize)
                 .await
                 .map_err(|e| e.to_string())?;
-            send(
-                sock,
-                &Packet::Data {
-                    block: i as u16,
-                    data,
-                },
-            )
-            .await
-            .map_err(|e| e.to_string())?;
+            sender.push(i as u16, &data);
         }
+        sender.flush(sock).await.map_err(|e| e.to_string())?;
         // Wait for an ACK that moves the window; duplicates and old ACKs are ignored.
         loop {
             match recv(sock, backoff(n.timeout, attempt), &mut buf).await? {
