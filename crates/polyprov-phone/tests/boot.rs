@@ -112,17 +112,20 @@ async fn boots_from_a_plain_folder_in_the_real_order() {
     assert!(p.user_agent("Application").contains(&format!("(SN:{MAC})")));
 }
 
-/// polyprov with one assigned device; returns the server and its provisioning URL.
-async fn polyprov(
+/// polyprov on loopback, with `tweak` applied to its settings and `MAC` assigned with this
+/// admin password.
+async fn assigned_polyprov(
     dir: &std::path::Path,
     admin_password: &str,
-) -> (polyprov_server::RunningServer, String) {
+    tweak: impl FnOnce(&mut polyprov_server::Settings),
+) -> polyprov_server::RunningServer {
     let mut s = polyprov_server::Settings {
         data: dir.join("data"),
         ..Default::default()
     };
     s.http.listen = "127.0.0.1:0".parse().unwrap();
     s.admin.listen = "127.0.0.1:0".parse().unwrap();
+    tweak(&mut s);
     let server = polyprov_server::start(s).await.unwrap();
     let a = polyprov_store::Assignment {
         admin_password: Some(admin_password.into()),
@@ -134,9 +137,39 @@ async fn polyprov(
         .assign(MAC.parse::<Mac>().unwrap(), &a, "test")
         .await
         .unwrap();
+    server
+}
+
+/// polyprov with one assigned device; returns the server and its provisioning URL.
+async fn polyprov(
+    dir: &std::path::Path,
+    admin_password: &str,
+) -> (polyprov_server::RunningServer, String) {
+    let server = assigned_polyprov(dir, admin_password, |_| {}).await;
     let (u, p) = server.provisioning_login.clone().unwrap();
     let url = format!("http://{u}:{p}@{}/", server.http_addr);
     (server, url)
+}
+
+/// The first requests of a boot from polyprov that upgrades the phone, as real phones make them.
+fn assert_boots_in_order(r: &polyprov_phone::BootReport) {
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    let seq: Vec<String> = r
+        .requests
+        .iter()
+        .map(|q| format!("{} {} {}", q.method, q.path, q.status))
+        .collect();
+    assert_eq!(
+        &seq[..5],
+        [
+            format!("PUT {MAC}-boot.log 200"),
+            format!("GET {MAC}.cfg 200"),
+            "GET 3111-44500-001.sip.ld 200".to_string(),
+            format!("GET {MAC}-polyprov.cfg 200"),
+            "GET site.cfg 200".to_string(),
+        ]
+    );
+    assert_eq!(r.upgraded_to.as_deref(), Some("6.4.3.5018"));
 }
 
 #[tokio::test]
@@ -292,26 +325,12 @@ impl TapMkdir for PathBuf {
 async fn boots_over_tftp_from_polyprov() {
     let dir = tempfile::tempdir().unwrap();
     write_root(&dir.path().join("data/root").tap_mkdir());
-    let mut s = polyprov_server::Settings {
-        data: dir.path().join("data"),
-        ..Default::default()
-    };
-    s.http.listen = "127.0.0.1:0".parse().unwrap();
-    s.admin.listen = "127.0.0.1:0".parse().unwrap();
-    s.tftp.listen = Some("127.0.0.1:0".parse().unwrap());
-    // TFTP carries no credentials: per-device files only on a network trusted this way.
-    s.provisioning.auth = polyprov_server::ProvisioningAuth::None;
-    let server = polyprov_server::start(s).await.unwrap();
-    let a = polyprov_store::Assignment {
-        admin_password: Some("T1".into()),
-        ..Default::default()
-    };
-    server
-        .core
-        .inventory()
-        .assign(MAC.parse::<Mac>().unwrap(), &a, "test")
-        .await
-        .unwrap();
+    let server = assigned_polyprov(dir.path(), "T1", |s| {
+        s.tftp.listen = Some("127.0.0.1:0".parse().unwrap());
+        // TFTP carries no credentials: per-device files only on a network trusted this way.
+        s.provisioning.auth = polyprov_server::ProvisioningAuth::None;
+    })
+    .await;
 
     let mut p = phone("VVX 500", "5.9.7.4477");
     p.network
@@ -319,23 +338,7 @@ async fn boots_over_tftp_from_polyprov() {
         .insert(66, format!("tftp://{}/", server.tftp_addr.unwrap()));
     let t = polyprov_phone::AnyTransport::default();
     let r = p.boot(&t).await;
-    assert!(r.problems.is_empty(), "{:?}", r.problems);
-    let seq: Vec<String> = r
-        .requests
-        .iter()
-        .map(|q| format!("{} {} {}", q.method, q.path, q.status))
-        .collect();
-    assert_eq!(
-        &seq[..5],
-        [
-            format!("PUT {MAC}-boot.log 200"),
-            format!("GET {MAC}.cfg 200"),
-            "GET 3111-44500-001.sip.ld 200".to_string(),
-            format!("GET {MAC}-polyprov.cfg 200"),
-            "GET site.cfg 200".to_string(),
-        ]
-    );
-    assert_eq!(r.upgraded_to.as_deref(), Some("6.4.3.5018"));
+    assert_boots_in_order(&r);
     assert_eq!(
         p.admin_password(),
         "T1",
@@ -376,26 +379,12 @@ async fn boots_over_ftp_and_ftps_from_polyprov() {
     let dir = tempfile::tempdir().unwrap();
     write_root(&dir.path().join("data/root").tap_mkdir());
     let (ca, cert, key) = test_pki(dir.path());
-    let mut s = polyprov_server::Settings {
-        data: dir.path().join("data"),
-        ..Default::default()
-    };
-    s.http.listen = "127.0.0.1:0".parse().unwrap();
-    s.admin.listen = "127.0.0.1:0".parse().unwrap();
-    s.ftp.listen = Some("127.0.0.1:0".parse().unwrap());
-    s.ftp.tls_cert = Some(cert);
-    s.ftp.tls_key = Some(key);
-    let server = polyprov_server::start(s).await.unwrap();
-    let a = polyprov_store::Assignment {
-        admin_password: Some("F1".into()),
-        ..Default::default()
-    };
-    server
-        .core
-        .inventory()
-        .assign(MAC.parse::<Mac>().unwrap(), &a, "test")
-        .await
-        .unwrap();
+    let server = assigned_polyprov(dir.path(), "F1", |s| {
+        s.ftp.listen = Some("127.0.0.1:0".parse().unwrap());
+        s.ftp.tls_cert = Some(cert);
+        s.ftp.tls_key = Some(key);
+    })
+    .await;
     let port = server.ftp_addr.unwrap().port();
     let (user, pw) = server.provisioning_login.clone().unwrap();
     let mut t = polyprov_phone::AnyTransport::default();
@@ -422,23 +411,7 @@ async fn boots_over_ftp_and_ftps_from_polyprov() {
         .dhcp
         .insert(66, format!("ftps://{user}:{pw}@localhost:{port}/"));
     let r = p.boot(&t).await;
-    assert!(r.problems.is_empty(), "{:?}", r.problems);
-    let seq: Vec<String> = r
-        .requests
-        .iter()
-        .map(|q| format!("{} {} {}", q.method, q.path, q.status))
-        .collect();
-    assert_eq!(
-        &seq[..5],
-        [
-            format!("PUT {MAC}-boot.log 200"),
-            format!("GET {MAC}.cfg 200"),
-            "GET 3111-44500-001.sip.ld 200".to_string(),
-            format!("GET {MAC}-polyprov.cfg 200"),
-            "GET site.cfg 200".to_string(),
-        ]
-    );
-    assert_eq!(r.upgraded_to.as_deref(), Some("6.4.3.5018"));
+    assert_boots_in_order(&r);
     assert_eq!(p.admin_password(), "F1");
     // An upload over FTPS is read back over HTTP by the same core.
     p.set_admin_password(true, "F2", &t).await.unwrap();

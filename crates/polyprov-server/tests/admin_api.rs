@@ -39,15 +39,7 @@ async fn every_api_path_needs_the_token_but_the_openapi_document() {
         .await
         .unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
-    let metrics = t
-        .http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = t.metrics().await;
     assert!(
         metrics.contains("polyprov_security_events_total{event=\"admin_bad_token\"} 4"),
         "{metrics}"

@@ -177,15 +177,7 @@ async fn curl_reads_and_writes_the_same_files_as_http() {
     let files = t.upload_files();
     assert_eq!(files.len(), 2, "refused uploads wrote nothing: {files:?}");
 
-    let metrics = t
-        .http
-        .get(format!("http://{}/metrics", t.server.admin_addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = t.metrics().await;
     assert!(
         metrics.contains("door=\"ftp\",kind=\"shared\",status=\"200\""),
         "{metrics}"

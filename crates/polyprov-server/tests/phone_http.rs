@@ -591,15 +591,7 @@ async fn a_serial_that_contradicts_the_mac_gets_nothing_per_device() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let metrics = t
-        .http
-        .get(format!("http://{}/metrics", t.server.admin_addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = t.metrics().await;
     assert!(
         metrics.contains("polyprov_security_events_total{event=\"serial_mismatch\"} 4"),
         "{metrics}"

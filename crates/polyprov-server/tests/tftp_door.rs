@@ -76,15 +76,7 @@ async fn tftp_reads_and_writes_the_same_files_as_http() {
         1,
         "the malformed upload wrote nothing: {files:?}"
     );
-    let metrics = t
-        .http
-        .get(format!("http://{}/metrics", t.server.admin_addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = t.metrics().await;
     assert!(
         metrics.contains("door=\"tftp\",kind=\"master\",status=\"200\""),
         "{metrics}"

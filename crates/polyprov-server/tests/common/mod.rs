@@ -95,6 +95,18 @@ impl TestServer {
         )
     }
 
+    /// The Prometheus text from `/metrics`.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("http://{}/metrics", self.server.admin_addr))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Every file under the data directory's uploads, for "nothing was written" checks.
     pub fn upload_files(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
