@@ -198,6 +198,9 @@ enum SimCommand {
         /// Stop starting phones after this many seconds.
         #[arg(long, default_value_t = 600)]
         time_limit: u64,
+        /// CA certificates (PEM) the phones trust, for an ftps:// server.
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -779,6 +782,7 @@ async fn sim(cmd: SimCommand) -> Result<(), CliError> {
             model,
             firmware,
             time_limit,
+            ca_file,
             json,
         } => {
             let bytes = (mac_prefix.len() == 6)
@@ -797,6 +801,7 @@ async fn sim(cmd: SimCommand) -> Result<(), CliError> {
                 mac_prefix: [(bytes >> 16) as u8, (bytes >> 8) as u8, bytes as u8],
                 firmware,
                 time_limit: std::time::Duration::from_secs(time_limit),
+                ftp: sim_cmd::ftp_trusting(ca_file.as_deref())?,
             };
             sim_cmd::storm(config, &model, json).await
         }

@@ -6,7 +6,7 @@ use polyprov_model::catalog::Catalog;
 use polyprov_model::keypad::{ModeCycle, events, type_text};
 use polyprov_phone::phone::{BootReport, MenuReset};
 use polyprov_phone::storm::{StormConfig, StormReport};
-use polyprov_phone::{AnyTransport, PhoneState};
+use polyprov_phone::{AnyTransport, FtpTransport, PhoneState};
 use std::path::{Path, PathBuf};
 
 fn state_file(dir: &Path) -> PathBuf {
@@ -41,18 +41,20 @@ fn ca_file(dir: &Path) -> PathBuf {
 
 /// The phone's transports, trusting the CAs it was given.
 fn transport(dir: &Path) -> Result<AnyTransport, CliError> {
-    let mut t = AnyTransport::default();
-    match std::fs::read(ca_file(dir)) {
-        Ok(pem) => {
-            t.ftp = t
-                .ftp
-                .trusting(&pem)
-                .map_err(|e| CliError::new(1, format!("{}: {e}", ca_file(dir).display())))?;
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(CliError::new(1, format!("{}: {e}", ca_file(dir).display()))),
-    }
-    Ok(t)
+    let ca = ca_file(dir);
+    Ok(AnyTransport {
+        ftp: ftp_trusting(ca.exists().then_some(ca.as_path()))?,
+        ..AnyTransport::default()
+    })
+}
+
+/// An FTP transport trusting the CA certificates in `ca` (PEM), if given.
+pub fn ftp_trusting(ca: Option<&Path>) -> Result<FtpTransport, CliError> {
+    let ftp = FtpTransport::default();
+    let Some(ca) = ca else { return Ok(ftp) };
+    let pem = std::fs::read(ca).map_err(|e| CliError::new(2, format!("{}: {e}", ca.display())))?;
+    ftp.trusting(&pem)
+        .map_err(|e| CliError::new(2, format!("{}: {e}", ca.display())))
 }
 
 /// `sim init`.

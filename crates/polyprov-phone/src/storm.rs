@@ -1,8 +1,10 @@
-//! A boot storm: many distinct phones booting at once against one server, as after a power cut.
+//! A boot storm: many distinct phones booting at once against one server, as after a power cut,
+//! over HTTP, TFTP or FTP/FTPS.
 //! Bounded in phone count and in time; reports throughput, latency per file kind and every error.
 
+use crate::ftp::FtpTransport;
 use crate::phone::{ParseCache, PhoneState, RequestRecord};
-use crate::transport::LeanHttp;
+use crate::transport::{AnyTransport, LeanHttp, TftpTransport};
 use futures_util::StreamExt;
 use polyprov_model::Mac;
 use polyprov_model::catalog::Model;
@@ -25,6 +27,8 @@ pub struct StormConfig {
     pub firmware: String,
     /// Stop starting new phones after this long.
     pub time_limit: Duration,
+    /// The FTP transport every phone starts from (its CA list for `ftps://`).
+    pub ftp: FtpTransport,
 }
 
 /// Latency of one kind of request, in microseconds.
@@ -78,8 +82,13 @@ pub async fn run(
     let results: Vec<(Vec<RequestRecord>, Vec<String>)> =
         futures_util::stream::iter(0..config.phones)
             .map(|i| {
-                // Each phone holds its own keep-alive connection, as a real one would.
-                let transport = LeanHttp::new();
+                // Each phone holds its own keep-alive connection, as a real one would; the
+                // server's scheme picks HTTP, TFTP or FTP/FTPS.
+                let transport = AnyTransport {
+                    http: LeanHttp::new(),
+                    tftp: TftpTransport::default(),
+                    ftp: config.ftp.clone(),
+                };
                 let parses = parses.clone();
                 let n = i as u32 + 1;
                 let p = config.mac_prefix;

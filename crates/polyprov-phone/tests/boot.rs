@@ -280,6 +280,7 @@ async fn a_small_storm_boots_every_phone_without_errors() {
         mac_prefix: [0x00, 0x04, 0xf2],
         firmware: "6.4.3.5018".into(),
         time_limit: std::time::Duration::from_secs(60),
+        ftp: polyprov_phone::FtpTransport::default(),
     };
     let seen = std::sync::atomic::AtomicUsize::new(0);
     let r = polyprov_phone::storm::run(&config, c.find("VVX 500").unwrap(), |n| {
@@ -425,6 +426,23 @@ async fn boots_over_ftp_and_ftps_from_polyprov() {
         .await
         .unwrap();
     assert!(web.contains("\"F2\""), "{web}");
+
+    // A small storm over FTPS: every phone boots, nothing fails.
+    let config = polyprov_phone::storm::StormConfig {
+        server: format!("ftps://{user}:{pw}@localhost:{port}/"),
+        phones: 20,
+        concurrency: 8,
+        mac_prefix: [0x00, 0x04, 0xf3],
+        firmware: "6.4.3.5018".into(),
+        time_limit: std::time::Duration::from_secs(60),
+        ftp: t.ftp.clone(),
+    };
+    let c = Catalog::embedded().unwrap();
+    let storm = polyprov_phone::storm::run(&config, c.find("VVX 500").unwrap(), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(storm.phones_booted, 20);
+    assert_eq!(storm.error_count, 0, "{:?}", storm.errors);
 
     // A phone that does not trust the certificate gets nothing.
     let mut untrusting = phone("VVX 500", "5.9.7.4477");
