@@ -199,12 +199,23 @@ pub async fn serve<H: Handler>(
                 return;
             }
             let result = if is_read {
-                read_transfer(&sock, &*handler, peer, &filename, &options, &config).await
+                read_transfer(&sock, &*handler, peer, &filename, &options, &config)
+                    .await
+                    .map(|()| None)
             } else {
-                write_transfer(&sock, &*handler, peer, &filename, &options, &config).await
+                let mut slot = Some(_permit);
+                write_transfer(
+                    &sock, &*handler, peer, &filename, &options, &config, &mut slot,
+                )
+                .await
             };
-            if let Err(e) = result {
-                tracing::debug!(%peer, file = %filename, reason = %e, "tftp transfer ended early");
+            match result {
+                // The upload is stored, its slot already free; the final ACK is kept ready.
+                Ok(Some(linger)) => linger.run(&sock).await,
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(%peer, file = %filename, reason = %e, "tftp transfer ended early")
+                }
             }
         });
     }
@@ -492,6 +503,23 @@ async fn read_transfer<H: Handler>(
     Ok(())
 }
 
+/// After an upload: the final ACK, answered once more if the client repeats its last block
+/// because the ACK was lost. Runs without holding a transfer slot.
+struct Linger {
+    ack: Packet,
+    wait: Duration,
+}
+
+impl Linger {
+    async fn run(self, sock: &UdpSocket) {
+        let mut buf = [0u8; 2048];
+        if let Ok(Some(Packet::Data { .. })) = recv(sock, self.wait, &mut buf).await {
+            let _ = send(sock, &self.ack).await;
+        }
+    }
+}
+
+/// Receives an upload; `Some(Linger)` when it was stored and the final ACK should be kept ready.
 async fn write_transfer<H: Handler>(
     sock: &UdpSocket,
     handler: &H,
@@ -499,7 +527,8 @@ async fn write_transfer<H: Handler>(
     filename: &str,
     options: &Options,
     config: &Config,
-) -> Result<(), String> {
+    slot: &mut Option<tokio::sync::OwnedSemaphorePermit>,
+) -> Result<Option<Linger>, String> {
     let max = handler.max_write(filename);
     let declared: Option<u64> = options
         .iter()
@@ -517,7 +546,7 @@ async fn write_transfer<H: Handler>(
             ErrorCode::DiskFull
         };
         let _ = send(sock, &Packet::Error { code, message }).await;
-        return Ok(());
+        return Ok(None);
     }
     let (n, oack) = negotiate(options, config, declared);
     let mut data: Vec<u8> = Vec::new();
@@ -565,20 +594,21 @@ async fn write_transfer<H: Handler>(
                         .await
                     {
                         Ok(()) => {
+                            // Free the slot before the client hears it is done: its next
+                            // request must not find the server busy with this one.
+                            drop(slot.take());
                             let ack = Packet::Ack { block };
                             send(sock, &ack).await.map_err(|e| e.to_string())?;
-                            // Answer a lost final ACK once more if the client repeats itself.
-                            if let Ok(Some(Packet::Data { .. })) =
-                                recv(sock, n.timeout, &mut buf).await
-                            {
-                                let _ = send(sock, &ack).await;
-                            }
+                            return Ok(Some(Linger {
+                                ack,
+                                wait: n.timeout,
+                            }));
                         }
                         Err((code, message)) => {
                             let _ = send(sock, &Packet::Error { code, message }).await;
                         }
                     }
-                    return Ok(());
+                    return Ok(None);
                 }
                 expected += 1;
                 if since_ack >= n.windowsize {

@@ -334,3 +334,31 @@ async fn our_client_against_our_server_with_windows_and_rollover() {
         (content(1024).as_slice(), content(3000).as_slice())
     );
 }
+
+/// A finished upload keeps its final ACK ready for a while, but not its transfer slot: a phone
+/// uploading its log and then asking for its master must not be told the server is busy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_upload_frees_its_slot_at_once() {
+    use polyprov_tftp::client::{Client, Settings};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("m.cfg"), content(100)).unwrap();
+    let config = Config {
+        max_transfers: 1,
+        timeout: std::time::Duration::from_secs(5),
+        ..Config::default()
+    };
+    let (addr, _) = start(dir.path(), config).await;
+    let client = Client::new(addr, Settings::default());
+    // Uploads one after the other, then a read: each finds the only slot free. (A read's slot
+    // is freed only when its final ACK arrives, so read-then-upload is not asserted here.)
+    for i in 0..3 {
+        client
+            .put(&format!("log{i}.cfg"), &content(700))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        client.get("m.cfg").await.unwrap().as_ref(),
+        content(100).as_slice()
+    );
+}
