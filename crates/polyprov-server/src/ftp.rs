@@ -511,8 +511,86 @@ pub struct FtpService {
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
+/// Binds the passive data ports of one control connection so that only its client's address can
+/// connect: a socket filter on the listening socket drops every other SYN before it is queued.
+#[derive(Debug)]
+struct PeerOnly {
+    peer: IpAddr,
+}
+
+#[async_trait]
+impl libunftp::options::Binder for PeerOnly {
+    async fn bind(
+        &mut self,
+        local: IpAddr,
+        ports: std::ops::RangeInclusive<u16>,
+    ) -> std::io::Result<tokio::net::TcpSocket> {
+        let socket = bind_in_range(local, ports)?;
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        socket2::SockRef::from(&socket).attach_filter(&source_filter(self.peer))?;
+        Ok(socket)
+    }
+}
+
+/// A socket on a random free port of `ports` (what libunftp does without a binder).
+fn bind_in_range(
+    local: IpAddr,
+    ports: std::ops::RangeInclusive<u16>,
+) -> std::io::Result<tokio::net::TcpSocket> {
+    let mut last = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+    for _ in 0..16 {
+        let port = rand::random_range(ports.clone());
+        let socket = match local {
+            IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(std::net::SocketAddr::new(local, port)) {
+            Ok(()) => return Ok(socket),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// A classic BPF program that keeps packets from `peer` only. Loads are relative to the network
+/// header (`SKF_NET_OFF`), as TCP hands the filter a packet past its IP header.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn source_filter(peer: IpAddr) -> Vec<socket2::SockFilter> {
+    use socket2::SockFilter;
+    const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    const NET: u32 = 0xfff0_0000; // SKF_NET_OFF (-0x100000)
+    // IPv4 peers (also IPv4-mapped ones on a dual-stack socket) arrive in IPv4 packets.
+    let (offset, words): (u32, Vec<u32>) = match peer {
+        IpAddr::V4(v4) => (12, vec![u32::from(v4)]),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => (12, vec![u32::from(v4)]),
+            None => (
+                8,
+                v6.octets()
+                    .chunks(4)
+                    .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+            ),
+        },
+    };
+    let n = words.len();
+    let mut program = Vec::with_capacity(2 * n + 2);
+    for (i, word) in words.into_iter().enumerate() {
+        program.push(SockFilter::new(LD_W_ABS, 0, 0, NET + offset + 4 * i as u32));
+        // Equal: go on to the next word (or to "keep"); not equal: jump to "drop".
+        let to_drop = (2 * (n - i - 1) + 1) as u8;
+        program.push(SockFilter::new(JEQ_K, 0, to_drop, word));
+    }
+    program.push(SockFilter::new(RET_K, 0, 0, u32::MAX)); // keep the whole packet
+    program.push(SockFilter::new(RET_K, 0, 0, 0)); // drop
+    program
+}
+
 impl FtpService {
-    fn server(&self) -> Result<Server<FtpDoor, FtpUser>, libunftp::ServerError> {
+    fn server(&self, peer: IpAddr) -> Result<Server<FtpDoor, FtpUser>, libunftp::ServerError> {
         let storage = self.door.clone();
         let [first, last] = self.settings.passive_ports;
         let mut builder = ServerBuilder::with_user_detail_provider(
@@ -525,6 +603,9 @@ impl FtpService {
         .idle_session_timeout(self.settings.idle_timeout_secs);
         if let Some(ip) = self.settings.passive_host {
             builder = builder.passive_host(ip);
+        }
+        if self.settings.data_from_control_address {
+            builder = builder.binder(PeerOnly { peer });
         }
         if let Some(tls) = &self.tls {
             builder = builder.ftps_manual::<PathBuf>(tls.clone());
@@ -569,7 +650,7 @@ pub async fn serve(
         let service = service.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            match service.server() {
+            match service.server(peer.ip()) {
                 Ok(server) => {
                     if let Err(e) = server.service(stream).await {
                         tracing::debug!(addr = %peer.ip(), error = %e, "FTP session ended with an error");

@@ -69,6 +69,10 @@ pub struct FtpSettings {
     pub tls_key: Option<PathBuf>,
     /// Refuse logins and transfers that are not protected by TLS (needs `tls_cert`).
     pub require_tls: bool,
+    /// Accept a passive data connection only from the address of its control connection (as
+    /// vsftpd does by default): otherwise whoever connects first to the announced port gets the
+    /// transfer. Enforced with a kernel socket filter on Linux.
+    pub data_from_control_address: bool,
     /// Control connections at once; more are refused with `421`.
     pub max_sessions: usize,
     /// Seconds an idle control connection is kept.
@@ -87,6 +91,7 @@ impl Default for FtpSettings {
             tls_cert: None,
             tls_key: None,
             require_tls: false,
+            data_from_control_address: true,
             max_sessions: 512,
             idle_timeout_secs: 300,
         }

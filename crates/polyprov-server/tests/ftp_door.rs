@@ -572,3 +572,43 @@ fn any_command_line_gets_a_reply_or_a_close() {
     });
     assert!(t.upload_files().is_empty(), "{:?}", t.upload_files());
 }
+
+/// Another host that races the phone to the announced passive port gets nothing; the phone gets
+/// its file. (Loopback has many addresses: the "other host" connects from 127.0.0.2.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passive_data_connections_come_only_from_the_control_address() {
+    let t = ftp_server(|_| {}).await;
+    let addr = t.server.ftp_addr.unwrap();
+    let (mut c, _) = Control::connect(addr).await;
+    c.login("PlcmSpIp", "PlcmSpIp").await;
+    let r = c.cmd("PASV").await;
+    assert!(r.starts_with("227"), "{r}");
+    let nums: Vec<u16> = r[r.find('(').unwrap() + 1..r.find(')').unwrap()]
+        .split(',')
+        .map(|n| n.trim().parse().unwrap())
+        .collect();
+    let data_port = nums[4] * 256 + nums[5];
+    // The intruder tries first.
+    let intruder = tokio::spawn(async move {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        s.connect(([127, 0, 0, 1], data_port).into()).await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut data = tokio::net::TcpStream::connect(("127.0.0.1", data_port))
+        .await
+        .unwrap();
+    let r = c.cmd("RETR 000000000000.cfg").await;
+    assert!(r.starts_with("150") || r.starts_with("125"), "{r}");
+    let mut body = Vec::new();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::io::AsyncReadExt::read_to_end(&mut data, &mut body),
+    )
+    .await
+    .expect("the phone's data connection carries the file")
+    .unwrap();
+    assert!(String::from_utf8_lossy(&body).contains("<APPLICATION"));
+    let stole = intruder.is_finished() && matches!(intruder.await, Ok(Ok(_)));
+    assert!(!stole, "the intruder's connection was accepted");
+}
