@@ -617,9 +617,8 @@ impl FtpService {
     }
 }
 
-/// Serves FTP control connections from `listener` until `stop`; more than `max_sessions` at
-/// once are told `421` and closed. Sessions running at `stop` end with their clients or idle
-/// timeout: libunftp gives a connection served this way no shutdown signal.
+/// Serves FTP control connections from `listener` until `stop`, which also closes the sessions
+/// still open; more than `max_sessions` at once are told `421` and closed.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     service: FtpService,
@@ -647,16 +646,38 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        // A second handle on the control connection, to close it at shutdown: libunftp gives a
+        // connection served this way no shutdown signal of its own.
+        let (stream, handle) = match stream.into_std().and_then(|s| {
+            let handle = s.try_clone()?;
+            Ok((tokio::net::TcpStream::from_std(s)?, handle))
+        }) {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!(error = %e, "FTP session could not start");
+                continue;
+            }
+        };
         let service = service.clone();
+        let stop = stop.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            match service.server(peer.ip()) {
-                Ok(server) => {
-                    if let Err(e) = server.service(stream).await {
+            let server = match service.server(peer.ip()) {
+                Ok(server) => server,
+                Err(e) => {
+                    tracing::error!(error = %e, "FTP session could not start");
+                    return;
+                }
+            };
+            tokio::select! {
+                r = server.service(stream) => {
+                    if let Err(e) = r {
                         tracing::debug!(addr = %peer.ip(), error = %e, "FTP session ended with an error");
                     }
                 }
-                Err(e) => tracing::error!(error = %e, "FTP session could not start"),
+                _ = stop.cancelled() => {
+                    let _ = handle.shutdown(std::net::Shutdown::Both);
+                }
             }
         });
     }

@@ -612,3 +612,17 @@ async fn passive_data_connections_come_only_from_the_control_address() {
     let stole = intruder.is_finished() && matches!(intruder.await, Ok(Ok(_)));
     assert!(!stole, "the intruder's connection was accepted");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_open_sessions() {
+    let t = ftp_server(|_| {}).await;
+    let addr = t.server.ftp_addr.unwrap();
+    let (mut c, _) = Control::connect(addr).await;
+    c.login("PlcmSpIp", "PlcmSpIp").await;
+    let TestServer {
+        server, dir: _dir, ..
+    } = t;
+    server.shutdown().await;
+    // The next read ends: the server closed the connection (a bounded wait, not a timing check).
+    assert_eq!(c.reply().await, "");
+}
