@@ -27,7 +27,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt};
 use tokio_util::sync::CancellationToken;
 use unftp_core::auth::{
     AuthenticationError, Authenticator, Credentials, Principal, UserDetail, UserDetailError,
@@ -364,25 +364,13 @@ impl StorageBackend<FtpUser> for FtpDoor {
     {
         let path = path_text(path.as_ref())?;
         let answer = self.fetch(user, &path).await?;
+        let reader = open(answer, start_pos).await?;
+        let sent = tokio::io::copy_buf(
+            &mut tokio::io::BufReader::with_capacity(READ_CHUNK, reader),
+            output,
+        )
+        .await?;
         let kind = kind_label(&path);
-        let sent = match answer {
-            Answer::Generated(g) => {
-                let start = (start_pos as usize).min(g.body.len());
-                output.write_all(&g.body[start..]).await?;
-                (g.body.len() - start) as u64
-            }
-            Answer::File(f) => {
-                let mut file = tokio::fs::File::open(&f.path).await?;
-                if start_pos > 0 {
-                    file.seek(std::io::SeekFrom::Start(start_pos)).await?;
-                }
-                let mut reader = tokio::io::BufReader::with_capacity(
-                    READ_CHUNK,
-                    file.take(f.len.saturating_sub(start_pos)),
-                );
-                tokio::io::copy_buf(&mut reader, output).await?
-            }
-        };
         self.metrics.request("ftp", kind, 200, sent);
         Ok(sent)
     }
