@@ -499,42 +499,49 @@ pub struct FtpService {
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
-/// Binds the passive data ports of one control connection so that only its client's address can
-/// connect: a socket filter on the listening socket drops every other SYN before it is queued.
+/// Opens the passive data ports of one control connection: already listening when libunftp gets
+/// them, and, with `peer`, accepting only that address (a socket filter drops every other SYN
+/// before it is queued).
 #[derive(Debug)]
-struct PeerOnly {
-    peer: IpAddr,
+struct PassivePorts {
+    peer: Option<IpAddr>,
 }
 
 #[async_trait]
-impl libunftp::options::Binder for PeerOnly {
+impl libunftp::options::Binder for PassivePorts {
     async fn bind(
         &mut self,
         local: IpAddr,
         ports: std::ops::RangeInclusive<u16>,
     ) -> std::io::Result<tokio::net::TcpSocket> {
-        let socket = bind_in_range(local, ports)?;
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        socket2::SockRef::from(&socket).attach_filter(&source_filter(self.peer))?;
-        Ok(socket)
+        passive_socket(local, ports, self.peer)
     }
 }
 
-/// A socket on a random free port of `ports` (what libunftp does without a binder).
-fn bind_in_range(
+/// A listening socket on a random free port of `ports`. Listening here, not after, is what makes
+/// the port ours: with `SO_REUSEADDR` (needed to reuse ports whose last connections are in
+/// TIME_WAIT) two sockets can bind one port and only the first `listen` succeeds — libunftp's own
+/// binding lost such races under a storm and closed the phone's control connection.
+fn passive_socket(
     local: IpAddr,
     ports: std::ops::RangeInclusive<u16>,
+    peer: Option<IpAddr>,
 ) -> std::io::Result<tokio::net::TcpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
     let mut last = std::io::Error::from(std::io::ErrorKind::AddrInUse);
-    for _ in 0..16 {
-        let port = rand::random_range(ports.clone());
-        let socket = match local {
-            IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-            IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-        };
-        socket.set_reuseaddr(true)?;
-        match socket.bind(std::net::SocketAddr::new(local, port)) {
-            Ok(()) => return Ok(socket),
+    for _ in 0..32 {
+        let addr = std::net::SocketAddr::new(local, rand::random_range(ports.clone()));
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.set_nonblocking(true)?;
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if let Some(peer) = peer {
+            socket.attach_filter(&source_filter(peer))?;
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let _ = peer;
+        match socket.bind(&addr.into()).and_then(|()| socket.listen(1024)) {
+            Ok(()) => return Ok(tokio::net::TcpSocket::from_std_stream(socket.into())),
             Err(e) => last = e,
         }
     }
@@ -592,9 +599,9 @@ impl FtpService {
         if let Some(ip) = self.settings.passive_host {
             builder = builder.passive_host(ip);
         }
-        if self.settings.data_from_control_address {
-            builder = builder.binder(PeerOnly { peer });
-        }
+        builder = builder.binder(PassivePorts {
+            peer: self.settings.data_from_control_address.then_some(peer),
+        });
         if let Some(tls) = &self.tls {
             builder = builder.ftps_manual::<PathBuf>(tls.clone());
             if self.settings.require_tls {
@@ -668,5 +675,29 @@ pub async fn serve(
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two sessions drawing the same passive port: the second must get another one (or an
+    /// error), never a socket whose `listen` fails later and takes the phone's session down.
+    #[tokio::test]
+    async fn a_passive_port_is_never_handed_out_twice() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        let first = passive_socket(ip, port..=port, None).unwrap();
+        assert!(passive_socket(ip, port..=port, None).is_err());
+        // libunftp calls listen again on what the binder returns: that must work.
+        let listener = first.listen(1024).unwrap();
+        assert_eq!(listener.local_addr().unwrap().port(), port);
+        let filtered = passive_socket(ip, 1024..=65535, Some(ip)).unwrap();
+        assert!(filtered.listen(1024).is_ok());
     }
 }
