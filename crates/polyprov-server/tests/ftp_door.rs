@@ -370,16 +370,21 @@ impl Control {
 
     /// `PASV`, and the data connection it offers.
     async fn pasv(&mut self) -> tokio::net::TcpStream {
+        let port = self.pasv_port().await;
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap()
+    }
+
+    /// `PASV`, and the port it announces.
+    async fn pasv_port(&mut self) -> u16 {
         let r = self.cmd("PASV").await;
         assert!(r.starts_with("227"), "{r}");
         let nums: Vec<u16> = r[r.find('(').unwrap() + 1..r.find(')').unwrap()]
             .split(',')
             .map(|n| n.trim().parse().unwrap())
             .collect();
-        let port = nums[4] * 256 + nums[5];
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .unwrap()
+        nums[4] * 256 + nums[5]
     }
 }
 
@@ -581,13 +586,7 @@ async fn passive_data_connections_come_only_from_the_control_address() {
     let addr = t.server.ftp_addr.unwrap();
     let (mut c, _) = Control::connect(addr).await;
     c.login("PlcmSpIp", "PlcmSpIp").await;
-    let r = c.cmd("PASV").await;
-    assert!(r.starts_with("227"), "{r}");
-    let nums: Vec<u16> = r[r.find('(').unwrap() + 1..r.find(')').unwrap()]
-        .split(',')
-        .map(|n| n.trim().parse().unwrap())
-        .collect();
-    let data_port = nums[4] * 256 + nums[5];
+    let data_port = c.pasv_port().await;
     // The intruder tries first.
     let intruder = tokio::spawn(async move {
         let s = tokio::net::TcpSocket::new_v4().unwrap();
