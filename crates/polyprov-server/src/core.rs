@@ -483,12 +483,16 @@ impl Core {
 
     /// What can be checked before an upload's data arrives (path, uploadability, credentials),
     /// for doors that must refuse before reading: the size limit, or the refusal (counted and
-    /// logged like any other).
-    pub fn admit_upload(&self, req: &Request<'_>) -> Result<u64, Refusal> {
+    /// logged like any other). `continuing` is an upload that resumes or appends to a stored
+    /// file (FTP `APPE`, `REST` + `STOR`): only logs, which every upload appends to anyway;
+    /// configuration is replaced whole.
+    pub fn admit_upload(&self, req: &Request<'_>, continuing: bool) -> Result<u64, Refusal> {
         let checked = RequestPath::parse(req.path)
             .map_err(Refusal::from)
             .and_then(|p| match p.kind() {
-                FileKind::DeviceFile(_, kind) => Ok(self.uploads.limits().max_bytes(kind)),
+                FileKind::DeviceFile(_, kind) if kind.is_log() || !continuing => {
+                    Ok(self.uploads.limits().max_bytes(kind))
+                }
                 _ => Err(Refusal::NotUploadable),
             })
             .and_then(|limit| self.require_credential(req).map(|()| limit));

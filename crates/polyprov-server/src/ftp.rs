@@ -21,7 +21,6 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use libunftp::options::FtpsRequired;
 use libunftp::{Server, ServerBuilder};
-use polyprov_model::{FileKind, RequestPath};
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -392,27 +391,15 @@ impl StorageBackend<FtpUser> for FtpDoor {
             self.metrics.request("ftp", kind, r.status(), 0);
             storage_error(&r)
         };
-        let limit = self.core.admit_upload(&req).map_err(refused)?;
-        // Logs are appended to whatever the phone sent before, by every door: `APPE` and
-        // `REST` + `STOR` are the same as `STOR` for them. Configuration is replaced whole.
-        let is_log = RequestPath::parse(&path)
-            .is_ok_and(|p| matches!(p.kind(), FileKind::DeviceFile(_, k) if k.is_log()));
-        if start_pos > 0 && !is_log {
-            let r = self.core.refuse_upload(&req, Refusal::NotUploadable).err();
-            return Err(refused(r.unwrap_or(Refusal::NotUploadable)));
-        }
+        let limit = self
+            .core
+            .admit_upload(&req, start_pos > 0)
+            .map_err(refused)?;
         let mut body = Vec::new();
-        // A read error (reset connection, TLS cut without close_notify) stores nothing.
+        // A read error (reset connection, TLS cut without close_notify) stores nothing; one byte
+        // past the limit is enough for the core to refuse the upload as too large.
         input.take(limit + 1).read_to_end(&mut body).await?;
         let size = body.len() as u64;
-        if size > limit {
-            let r = self
-                .core
-                .refuse_upload(&req, Refusal::TooLarge { size, limit })
-                .err()
-                .unwrap_or(Refusal::TooLarge { size, limit });
-            return Err(refused(r));
-        }
         self.core
             .upload(&req, Bytes::from(body))
             .await
