@@ -25,7 +25,7 @@ cat >"$ROOT/000000000000.cfg" <<'CFG'
 <?xml version="1.0" encoding="UTF-8" standalone="yes"?>
 <APPLICATION APP_FILE_PATH="sip.ld" CONFIG_FILES="site.cfg, features.cfg" MISC_FILES="" LOG_FILE_DIRECTORY="" OVERRIDES_DIRECTORY="" CONTACTS_DIRECTORY="" LICENSE_DIRECTORY=""/>
 CFG
-cp "$REPO/../shared/corpus/openspork__pp/Config/features.cfg" "$ROOT/features.cfg"
+cp "$REPO/tests/corpus/openspork__pp/Config/features.cfg" "$ROOT/features.cfg"
 cat >"$ROOT/site.cfg" <<'CFG'
 <polycomConfig><reg reg.1.server.1.address="pbx.example.com"/><tcpIpApp tcpIpApp.sntp.address="pool.ntp.org"/></polycomConfig>
 CFG

@@ -1,6 +1,7 @@
 //! The admin API client used by every command but `serve`.
 
 use crate::ApiArgs;
+use crate::out::outln;
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -114,6 +115,6 @@ impl Client {
 /// Prints a value as pretty JSON.
 pub fn print_json(v: &Value) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(v).map_err(|e| CliError::new(1, e.to_string()))?;
-    println!("{text}");
+    outln!("{text}");
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `polyprov config check` and `polyprov config explain`: offline, on files on disk.
 
 use crate::client::{CliError, print_json};
+use crate::out::outln;
 use polyprov_model::Mac;
 use polyprov_model::config_file::ConfigFile;
 use polyprov_model::effective::{PhoneSources, Verdict, effective, known_defaults};
@@ -122,9 +123,9 @@ pub fn check(paths: &[PathBuf], as_json: bool) -> Result<(), CliError> {
         for (p, f) in &all {
             let mut f = f.clone();
             f.file = shown(p, &f.file);
-            println!("{f}");
+            outln!("{f}");
         }
-        println!(
+        outln!(
             "{files} files checked: {errors} errors, {security} security findings, {warnings} warnings"
         );
     }
@@ -241,7 +242,7 @@ pub fn explain(
             "config_files": resolved.config_files, "notes": notes, "params": out,
         }));
     }
-    println!(
+    outln!(
         "phone {mac} ({token}) reads {master_name}; CONFIG_FILES: {}",
         if resolved.config_files.is_empty() {
             "(none)".to_string()
@@ -250,15 +251,15 @@ pub fn explain(
         }
     );
     for n in &notes {
-        println!("  note: {n}");
+        outln!("  note: {n}");
     }
     for p in params {
-        println!();
+        outln!();
         match e.get(p) {
             Some(r) => {
                 match &r.value {
-                    Some(v) => println!("{p} = {v:?}"),
-                    None => println!("{p}: no value applies"),
+                    Some(v) => outln!("{p} = {v:?}"),
+                    None => outln!("{p}: no value applies"),
                 }
                 for c in &r.candidates {
                     let at = match (&c.file, c.position) {
@@ -266,7 +267,7 @@ pub fn explain(
                         (Some(f), None) => f.clone(),
                         _ => String::new(),
                     };
-                    println!(
+                    outln!(
                         "  {:<28} {:<30} {:<32} {:?}",
                         verdict(&c.verdict),
                         c.layer.to_string(),
@@ -275,7 +276,7 @@ pub fn explain(
                     );
                 }
             }
-            None => println!(
+            None => outln!(
                 "{p}: set by no source; the phone's built-in default applies (not known to polyprov)"
             ),
         }

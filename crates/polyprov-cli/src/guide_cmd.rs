@@ -2,6 +2,7 @@
 //! typing a MAC at the password prompt.
 
 use crate::client::{CliError, print_json};
+use crate::out::outln;
 use polyprov_model::Mac;
 use polyprov_model::catalog::{Catalog, Confidence};
 use polyprov_model::guide::Guide;
@@ -40,13 +41,13 @@ fn print_keystrokes(mac: Mac, steps: &[CharSteps], cycle: ModeCycle) {
         ModeCycle::Seed => "numeric → lower → upper",
         ModeCycle::Labels => "numeric → UPPER → lower (key labels 1->Aa, A->a1, a->1A)",
     };
-    println!(
+    outln!(
         "Typing {mac} at the password prompt (the mode key cycles {order}; start in numeric mode):"
     );
-    println!("  CHARACTER  ACTIONS");
+    outln!("  CHARACTER  ACTIONS");
     for s in steps {
         let actions: Vec<String> = s.actions.iter().map(ToString::to_string).collect();
-        println!("  {:<9}  {}", s.ch, actions.join(", then "));
+        outln!("  {:<9}  {}", s.ch, actions.join(", then "));
     }
 }
 
@@ -161,7 +162,7 @@ pub fn guide(
                 .into_iter().filter_map(|id| c.sources.get(id).map(|s| json!({"id": id, "title": s.title, "url": s.url}))).collect::<Vec<_>>(),
         }));
     }
-    println!(
+    outln!(
         "{} ({}){}",
         g.model_name,
         g.model_id,
@@ -171,36 +172,36 @@ pub fn guide(
             .unwrap_or_default()
     );
     for s in &g.sections {
-        println!();
+        outln!();
         let evidence = if s.sources.is_empty() {
             s.confidence.as_str().to_string()
         } else {
             format!("{}: {}", s.confidence.as_str(), s.sources.join(", "))
         };
-        println!(
+        outln!(
             "{}{}  [{evidence}]",
             s.title,
             if s.available { "" } else { " (not available)" }
         );
         for (i, step) in s.steps.iter().enumerate() {
-            println!("  {}. {step}", i + 1);
+            outln!("  {}. {step}", i + 1);
         }
         for n in &s.notes {
-            println!("  Note: {n}");
+            outln!("  Note: {n}");
         }
     }
     if let Some((mac, steps)) = &g.mac_keystrokes {
-        println!();
+        outln!();
         print_keystrokes(*mac, steps, cycle);
     }
     let cited: std::collections::BTreeSet<&String> =
         g.sections.iter().flat_map(|s| s.sources.iter()).collect();
     if !cited.is_empty() {
-        println!();
-        println!("Sources:");
+        outln!();
+        outln!("Sources:");
         for id in cited {
             if let Some(s) = c.sources.get(id) {
-                println!("  {id}: {} <{}>", s.title, s.url);
+                outln!("  {id}: {} <{}>", s.title, s.url);
             }
         }
     }

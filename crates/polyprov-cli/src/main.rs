@@ -7,9 +7,11 @@ mod client;
 mod config_cmd;
 mod dhcp_probe;
 mod guide_cmd;
+mod out;
 mod sim_cmd;
 mod table;
 
+use crate::out::outln;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use client::{CliError, Client};
 use polyprov_server::Settings;
@@ -605,16 +607,16 @@ async fn run(cli: Cli) -> Result<(), CliError> {
 
 fn print_probe(r: &dhcp_probe::ProbeResult) {
     if r.offers.is_empty() {
-        println!("no DHCP offer on {}", r.interface);
+        outln!("no DHCP offer on {}", r.interface);
     }
     for o in &r.offers {
-        println!("offer from {} ({} offered)", o.server, o.address);
+        outln!("offer from {} ({} offered)", o.server, o.address);
         for (n, v) in &o.options {
-            println!("  option {n:<3} {v}");
+            outln!("  option {n:<3} {v}");
         }
     }
     if r.malformed > 0 {
-        println!("{} malformed replies ignored", r.malformed);
+        outln!("{} malformed replies ignored", r.malformed);
     }
 }
 
@@ -664,20 +666,20 @@ async fn doctor(mac: &str, probe_iface: Option<&str>, api: &ApiArgs) -> Result<(
             t(&v["source"])
         )
     };
-    println!(
+    outln!(
         "{} ({}, model {})",
         t(&r["mac"]),
         t(&r["state"]),
         t(&r["model"])
     );
-    println!("After a factory reset this phone reads {}", t(&r["master"]));
+    outln!("After a factory reset this phone reads {}", t(&r["master"]));
     let files: Vec<String> = r["config_files"]
         .as_array()
         .into_iter()
         .flatten()
         .map(t)
         .collect();
-    println!(
+    outln!(
         "  CONFIG_FILES: {}",
         if files.is_empty() {
             "(none)".into()
@@ -685,14 +687,14 @@ async fn doctor(mac: &str, probe_iface: Option<&str>, api: &ApiArgs) -> Result<(
             files.join(", ")
         }
     );
-    println!("  admin password       {}", src(&r["admin_password"]));
-    println!("  user password        {}", src(&r["user_password"]));
-    println!("  provisioning server  {}", src(&r["provisioning_server"]));
+    outln!("  admin password       {}", src(&r["admin_password"]));
+    outln!("  user password        {}", src(&r["user_password"]));
+    outln!("  provisioning server  {}", src(&r["provisioning_server"]));
     for (k, v) in r["lines"].as_object().into_iter().flatten() {
-        println!("  {k:<20} {}", src(v));
+        outln!("  {k:<20} {}", src(v));
     }
     let held: Vec<String> = r["held"].as_array().into_iter().flatten().map(t).collect();
-    println!(
+    outln!(
         "  held for it          {}",
         if held.is_empty() {
             "nothing".into()
@@ -707,16 +709,16 @@ async fn doctor(mac: &str, probe_iface: Option<&str>, api: &ApiArgs) -> Result<(
         .map(t)
         .collect();
     if !q.is_empty() {
-        println!("  quarantined          {}", q.join(", "));
+        outln!("  quarantined          {}", q.join(", "));
     }
     let findings = r["findings"].as_array().cloned().unwrap_or_default();
-    println!();
+    outln!();
     if findings.is_empty() {
-        println!("Nothing will bring old settings back.");
+        outln!("Nothing will bring old settings back.");
     }
     for (i, f) in findings.iter().enumerate() {
-        println!("{}. [{}] {}", i + 1, t(&f["kind"]), t(&f["what"]));
-        println!("   fix: {}", t(&f["fix"]));
+        outln!("{}. [{}] {}", i + 1, t(&f["kind"]), t(&f["what"]));
+        outln!("   fix: {}", t(&f["fix"]));
     }
     Ok(())
 }
@@ -856,15 +858,15 @@ fn print_summary(settings: &Settings, server: &polyprov_server::RunningServer) {
         .clone()
         .unwrap_or_else(|| format!("http://{login}{host}:{}/", server.http_addr.port()));
     let data = settings.data.display();
-    println!("polyprov {} is serving", env!("CARGO_PKG_VERSION"));
-    println!("  data directory   {data}");
-    println!(
+    outln!("polyprov {} is serving", env!("CARGO_PKG_VERSION"));
+    outln!("  data directory   {data}");
+    outln!(
         "  boot root        {} (firmware and shared .cfg files go here)",
         settings.root_dir().display()
     );
-    println!("  phones (HTTP)    {}", server.http_addr);
+    outln!("  phones (HTTP)    {}", server.http_addr);
     if let Some(t) = server.tftp_addr {
-        println!("  phones (TFTP)    {t}");
+        outln!("  phones (TFTP)    {t}");
     }
     if let Some(f) = server.ftp_addr {
         let tls = if settings.ftp.require_tls {
@@ -875,20 +877,20 @@ fn print_summary(settings: &Settings, server: &polyprov_server::RunningServer) {
             ""
         };
         let [first, last] = settings.ftp.passive_ports;
-        println!("  phones (FTP)     {f} (passive ports {first}-{last}{tls})");
+        outln!("  phones (FTP)     {f} (passive ports {first}-{last}{tls})");
     }
-    println!("  provisioning URL {url}");
-    println!("                   type it into a phone, or hand it out as DHCP option 160 (or 66)");
+    outln!("  provisioning URL {url}");
+    outln!("                   type it into a phone, or hand it out as DHCP option 160 (or 66)");
     if server.provisioning_login.is_none() {
-        println!(
+        outln!(
             "  WARNING          provisioning auth is off: per-device passwords go to anyone who asks"
         );
     }
-    println!(
+    outln!(
         "  admin API        http://{}/api/v1 (token in {data}/admin.token)",
         server.admin_addr
     );
-    println!("  metrics          http://{}/metrics", server.admin_addr);
+    outln!("  metrics          http://{}/metrics", server.admin_addr);
 }
 
 /// Without `RUST_LOG`: info, but nothing from libunftp, whose events carry whole session dumps;
@@ -991,7 +993,7 @@ async fn device(cmd: DeviceCommand) -> Result<(), CliError> {
             if api.json {
                 return client::print_json(&d);
             }
-            println!("assigned {}", d["mac"].as_str().unwrap_or(&mac));
+            outln!("assigned {}", d["mac"].as_str().unwrap_or(&mac));
             Ok(())
         }
         DeviceCommand::Remove { mac, api } => {
@@ -1000,7 +1002,7 @@ async fn device(cmd: DeviceCommand) -> Result<(), CliError> {
             if api.json {
                 return client::print_json(&serde_json::json!({ "removed": mac }));
             }
-            println!("removed {mac} from the inventory (its uploads are kept)");
+            outln!("removed {mac} from the inventory (its uploads are kept)");
             Ok(())
         }
         DeviceCommand::Release { mac, reason, api } => {
@@ -1015,13 +1017,13 @@ async fn device(cmd: DeviceCommand) -> Result<(), CliError> {
                 return client::print_json(&r);
             }
             if r["changed"] == false {
-                println!("{mac} was already released; nothing changed");
+                outln!("{mac} was already released; nothing changed");
             } else {
                 match r["quarantine"].as_str() {
-                    Some(q) => println!(
+                    Some(q) => outln!(
                         "released {mac}; its files are in quarantine set {q} (polyprov device restore {mac} brings them back)"
                     ),
-                    None => println!("released {mac}; it had no files to quarantine"),
+                    None => outln!("released {mac}; it had no files to quarantine"),
                 }
             }
             Ok(())
@@ -1039,7 +1041,7 @@ async fn device(cmd: DeviceCommand) -> Result<(), CliError> {
             if api.json {
                 return client::print_json(&r);
             }
-            println!(
+            outln!(
                 "reassigned {mac}{}",
                 r["released"]["quarantine"]
                     .as_str()
@@ -1059,7 +1061,7 @@ async fn device(cmd: DeviceCommand) -> Result<(), CliError> {
             if api.json {
                 return client::print_json(&r);
             }
-            println!(
+            outln!(
                 "restored {} files of quarantine set {} to {mac}",
                 r["files"],
                 r["restored"].as_str().unwrap_or("-")
@@ -1077,7 +1079,7 @@ async fn device(cmd: DeviceCommand) -> Result<(), CliError> {
             if api.json {
                 return client::print_json(&r);
             }
-            println!("retired {mac}");
+            outln!("retired {mac}");
             Ok(())
         }
         DeviceCommand::History { mac, api } => {
@@ -1117,7 +1119,7 @@ async fn profile(cmd: ProfileCommand) -> Result<(), CliError> {
             if api.json {
                 return client::print_json(&p);
             }
-            println!(
+            outln!(
                 "profile {name} set ({} parameters)",
                 p["params"].as_object().map_or(0, |m| m.len())
             );
@@ -1129,7 +1131,7 @@ async fn profile(cmd: ProfileCommand) -> Result<(), CliError> {
             if api.json {
                 return client::print_json(&serde_json::json!({ "removed": name }));
             }
-            println!("removed profile {name}");
+            outln!("removed profile {name}");
             Ok(())
         }
     }
@@ -1149,7 +1151,7 @@ async fn site(cmd: SiteCommand) -> Result<(), CliError> {
             if api.json {
                 return client::print_json(&s);
             }
-            println!(
+            outln!(
                 "site defaults set ({} parameters)",
                 s["params"].as_object().map_or(0, |m| m.len())
             );

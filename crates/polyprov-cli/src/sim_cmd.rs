@@ -2,6 +2,7 @@
 //! story (provision, change a password, reset, boot again), and the boot storm.
 
 use crate::client::{CliError, print_json};
+use crate::out::outln;
 use polyprov_model::catalog::Catalog;
 use polyprov_model::keypad::{ModeCycle, events, type_text};
 use polyprov_phone::phone::{BootReport, MenuReset};
@@ -113,7 +114,7 @@ pub fn init(
     if as_json {
         return print_json(&serde_json::to_value(&s).map_err(|e| CliError::new(1, e.to_string()))?);
     }
-    println!(
+    outln!(
         "{} {} ({}) with software {} is ready in {}",
         s.model,
         s.mac,
@@ -126,8 +127,8 @@ pub fn init(
 
 fn print_boot(r: &BootReport) {
     match (&r.server, &r.server_source) {
-        (Some(s), Some(src)) => println!("provisioning server {s} (from {src})"),
-        _ => println!("no provisioning server"),
+        (Some(s), Some(src)) => outln!("provisioning server {s} (from {src})"),
+        _ => outln!("no provisioning server"),
     }
     for q in &r.requests {
         let status = if q.status == 0 {
@@ -135,16 +136,19 @@ fn print_boot(r: &BootReport) {
         } else {
             q.status.to_string()
         };
-        println!(
+        outln!(
             "  {:<12} {:<4} {:<40} {status:>9}  {} bytes",
-            q.stage, q.method, q.path, q.bytes
+            q.stage,
+            q.method,
+            q.path,
+            q.bytes
         );
     }
     if let Some(v) = &r.upgraded_to {
-        println!("flashed software {v}");
+        outln!("flashed software {v}");
     }
     for p in &r.problems {
-        println!("  problem: {p}");
+        outln!("  problem: {p}");
     }
 }
 
@@ -158,7 +162,7 @@ pub async fn boot(dir: &Path, as_json: bool) -> Result<(), CliError> {
     }
     print_boot(&r);
     let sum = s.summary();
-    println!(
+    outln!(
         "admin password {:?} from {}",
         sum.admin_password.value.unwrap_or_default(),
         sum.admin_password.source
@@ -183,7 +187,7 @@ pub async fn set_password(
         return print_json(&serde_json::json!({"upload": up, "phone": s.summary()}));
     }
     match up {
-        Some(q) => println!(
+        Some(q) => outln!(
             "admin password changed; {} {} → {}",
             q.method,
             q.path,
@@ -193,7 +197,7 @@ pub async fn set_password(
                 q.status.to_string()
             }
         ),
-        None => println!("admin password changed (kept on the phone)"),
+        None => outln!("admin password changed (kept on the phone)"),
     }
     Ok(())
 }
@@ -214,7 +218,7 @@ pub fn reset(
             &serde_json::json!({"reset": format!("{what:?}").to_lowercase(), "phone": s.summary()}),
         );
     }
-    println!("{what:?} reset done; boot the phone to see what it gets back");
+    outln!("{what:?} reset done; boot the phone to see what it gets back");
     Ok(())
 }
 
@@ -243,8 +247,8 @@ pub fn keys_reset(
         );
     }
     match done {
-        MenuReset::Factory => println!("password accepted: factory reset done"),
-        _ => println!("password accepted: device settings reset (software before 4.0.0)"),
+        MenuReset::Factory => outln!("password accepted: factory reset done"),
+        _ => outln!("password accepted: device settings reset (software before 4.0.0)"),
     }
     Ok(())
 }
@@ -261,17 +265,19 @@ pub fn show(dir: &Path, as_json: bool) -> Result<(), CliError> {
     let v = |e: &polyprov_phone::phone::Explained| {
         format!("{:?}  ({})", e.value.clone().unwrap_or_default(), e.source)
     };
-    println!(
+    outln!(
         "phone             {} {} software {}",
-        sum.model, sum.mac, sum.firmware
+        sum.model,
+        sum.mac,
+        sum.firmware
     );
-    println!("admin password    {}", v(&sum.admin_password));
-    println!("user password     {}", v(&sum.user_password));
-    println!("provisioning      {}", v(&sum.provisioning_server));
+    outln!("admin password    {}", v(&sum.admin_password));
+    outln!("user password     {}", v(&sum.user_password));
+    outln!("provisioning      {}", v(&sum.provisioning_server));
     for (k, e) in &sum.lines {
-        println!("{k:<17} {}", v(e));
+        outln!("{k:<17} {}", v(e));
     }
-    println!(
+    outln!(
         "overrides         local: {}, web: {}",
         if sum.local_override { "yes" } else { "no" },
         if sum.web_override { "yes" } else { "no" }
@@ -303,7 +309,7 @@ pub async fn storm(config: StormConfig, model: &str, as_json: bool) -> Result<()
     if as_json {
         print_json(&serde_json::to_value(&r).map_err(|e| CliError::new(1, e.to_string()))?)?;
     } else {
-        println!(
+        outln!(
             "{} phones booted in {:.2} s: {:.0} requests/s, {:.0} phones/s, {} requests, {} bytes",
             r.phones_booted,
             r.seconds,
@@ -312,13 +318,18 @@ pub async fn storm(config: StormConfig, model: &str, as_json: bool) -> Result<()
             r.requests,
             r.bytes
         );
-        println!(
+        outln!(
             "{:<10} {:>8} {:>10} {:>10} {:>10} {:>10}",
-            "KIND", "COUNT", "P50 ms", "P90 ms", "P99 ms", "MAX ms"
+            "KIND",
+            "COUNT",
+            "P50 ms",
+            "P90 ms",
+            "P99 ms",
+            "MAX ms"
         );
         for (k, l) in &r.latency {
             let ms = |us: u64| us as f64 / 1000.0;
-            println!(
+            outln!(
                 "{k:<10} {:>8} {:>10.2} {:>10.2} {:>10.2} {:>10.2}",
                 l.count,
                 ms(l.p50),
@@ -332,13 +343,13 @@ pub async fn storm(config: StormConfig, model: &str, as_json: bool) -> Result<()
             .iter()
             .map(|(s, n)| format!("{s}: {n}"))
             .collect();
-        println!("answers: {}", statuses.join(", "));
+        outln!("answers: {}", statuses.join(", "));
         if r.stopped_by_time_limit {
-            println!("stopped by the time limit");
+            outln!("stopped by the time limit");
         }
-        println!("{} errors", r.error_count);
+        outln!("{} errors", r.error_count);
         for e in &r.errors {
-            println!("  {e}");
+            outln!("  {e}");
         }
     }
     if r.error_count > 0 {

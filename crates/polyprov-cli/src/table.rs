@@ -1,5 +1,6 @@
 //! Tables for people.
 
+use crate::out::outln;
 use serde_json::Value;
 
 /// Prints rows under headers, columns padded to their widest cell.
@@ -19,7 +20,7 @@ pub fn print(headers: &[&str], rows: &[Vec<String>]) {
                 s.push_str(&format!("{c:<w$}  "));
             }
         }
-        println!("{}", s.trim_end());
+        outln!("{}", s.trim_end());
     };
     line(headers.iter().map(|h| h.to_string()).collect());
     for r in rows {
@@ -110,7 +111,7 @@ pub fn device(d: &Value) {
     .collect();
     print(&["FIELD", "VALUE"], &rows);
     if d["params"].as_object().is_some_and(|m| !m.is_empty()) {
-        println!();
+        outln!();
         params(&d["params"]);
     }
 }

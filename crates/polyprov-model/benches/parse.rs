@@ -1,4 +1,4 @@
-//! Parse throughput over the real files in `shared/corpus` (343 KB of masters and configs).
+//! Parse throughput over the real files in `tests/corpus` (343 KB of masters and configs).
 //! `cargo bench -p polyprov-model --bench parse`; divan prints bytes/s per benchmark.
 
 #![allow(clippy::unwrap_used)] // Benchmarks: a panic is the failure report.
@@ -13,7 +13,7 @@ fn main() {
 }
 
 fn corpus() -> Vec<(String, String)> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/corpus");
     let mut out = Vec::new();
     let mut stack = vec![root.clone()];
     while let Some(dir) = stack.pop() {

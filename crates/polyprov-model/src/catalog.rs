@@ -295,7 +295,7 @@ impl Catalog {
     /// (`vvx410`, `VVX 410`, `VVX_410`), or a whole User-Agent.
     pub fn find(&self, query: &str) -> Option<&Model> {
         let q = match crate::UserAgent::parse(query) {
-            Ok(Some(ua)) => normalize(&ua.model),
+            Ok(Some(crate::UserAgent { model: Some(m), .. })) => normalize(&m),
             _ => normalize(query),
         };
         self.models

@@ -331,17 +331,14 @@ mod corpus_tests {
     use super::*;
     use std::path::PathBuf;
 
-    /// Real masters from public deployments (`shared/corpus`, next to the repository).
+    /// Real masters from public deployments (`tests/corpus`).
     fn corpus_masters() -> Vec<PathBuf> {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus");
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/corpus");
         let mut out = Vec::new();
         let mut stack = vec![root.clone()];
         while let Some(dir) = stack.pop() {
             let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| {
-                panic!(
-                    "{}: {e} (shared/corpus must sit beside the repository)",
-                    dir.display()
-                )
+                panic!("{}: {e} (tests/corpus of the repository)", dir.display())
             });
             for e in entries {
                 let p = e.unwrap().path();

@@ -8,22 +8,28 @@
 use crate::Mac;
 use std::fmt;
 
-/// Longest User-Agent we look at; real ones are under 120 characters.
-pub const MAX_USER_AGENT_LEN: usize = 512;
+/// Longest product, model or version token kept (real ones are under 30 characters).
+const MAX_TOKEN_LEN: usize = 64;
 
-/// What a Poly phone says about itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a Poly phone says about itself. Phones vary (`FileTransport PolycomVVX-VVX_500-UA/…`,
+/// `Polycom/5.5.2.8571 PolycomVVX-VVX_310-UA/5.5.2.8571`, …): whatever could be read is here,
+/// the rest is `None`, and `unrecognised` says that something looked like a phone but was not
+/// understood. Only the `SN:` tag can make a User-Agent unacceptable.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserAgent {
     /// `VVX`, `SoundPointIP`, `SoundStationIP`, `Edge`, … (the text after `Polycom`/`Poly`).
-    pub family: String,
+    pub family: Option<String>,
     /// The model token, e.g. `VVX_500`, `SPIP_550`, `Edge_E450`.
-    pub model: String,
-    /// Software version, e.g. `5.9.7.4477`.
-    pub version: String,
+    pub model: Option<String>,
+    /// Software version, e.g. `5.9.7.4477` (a `_<MAC>` suffix some firmware adds is dropped).
+    pub version: Option<String>,
     /// The `SN:` tag, when the phone is set to send it.
     pub serial: Option<Mac>,
     /// Which program is asking: the boot-time Updater or the phone application.
     pub stage: Option<Stage>,
+    /// It names Poly or the phones' `FileTransport`, but its product token or `Type/` could not
+    /// be read: recorded and counted, never a reason to refuse.
+    pub unrecognised: bool,
 }
 
 /// The program on the phone that makes the request.
@@ -44,91 +50,132 @@ impl fmt::Display for Stage {
     }
 }
 
-/// Why a User-Agent that claims to be a Poly phone cannot be read.
+/// Why a User-Agent's `SN:` tag cannot be trusted: the only reason a User-Agent is refused,
+/// because the tag is what ties a request to one phone.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UserAgentError {
-    #[error("User-Agent is longer than {MAX_USER_AGENT_LEN} bytes")]
-    TooLong,
-    #[error("User-Agent has no 'Poly…-<model>-UA/<version>' product token")]
-    NoProduct,
-    #[error("User-Agent product token {0:?} is malformed")]
-    BadProduct(String),
-    #[error("User-Agent SN tag is not a MAC address: {0}")]
+    #[error("User-Agent carries {0} SN tags; a phone sends one")]
+    SeveralSerialTags(usize),
+    #[error("User-Agent has an SN tag that is not '(SN:<12 hex digits>)': {0}")]
     BadSerial(String),
-    #[error("User-Agent Type/{0:?} is neither Application nor Updater")]
-    BadStage(String),
 }
 
 impl UserAgent {
-    /// Parses a Poly phone's User-Agent.
+    /// Reads a User-Agent.
     ///
-    /// Returns `Ok(None)` for a client that does not claim to be a Poly phone (curl, a browser),
-    /// and an error for one that claims to be a Poly phone but is malformed.
+    /// `Ok(None)` for a client that neither names Poly nor carries an `SN:` tag (curl, a
+    /// browser). Any shape is accepted; an error only for an `SN:` tag that is repeated or does
+    /// not parse (`sn:`, `SN=`, a full-width colon, no parentheses, not a MAC).
     pub fn parse(s: &str) -> Result<Option<UserAgent>, UserAgentError> {
-        if s.len() > MAX_USER_AGENT_LEN {
-            return Err(UserAgentError::TooLong);
-        }
-        let mut words = s.split_ascii_whitespace();
-        let Some(product) = words.clone().find(|w| w.starts_with("Poly")) else {
-            if s.starts_with("FileTransport") {
-                return Err(UserAgentError::NoProduct);
-            }
-            return Ok(None);
-        };
-        let (family, model, version) = parse_product(product)?;
-        let mut serial = None;
-        let mut stage = None;
-        for w in words.by_ref() {
-            if let Some(sn) = w.strip_prefix("(SN:") {
-                let sn = sn
-                    .strip_suffix(')')
-                    .ok_or_else(|| UserAgentError::BadSerial(w.to_string()))?;
-                serial = Some(
-                    Mac::from_hex12(sn).map_err(|e| UserAgentError::BadSerial(e.to_string()))?,
-                );
-            } else if let Some(t) = w.strip_prefix("Type/") {
-                stage = Some(match t {
-                    "Application" => Stage::Application,
-                    "Updater" => Stage::Updater,
-                    other => {
-                        return Err(UserAgentError::BadStage(other.chars().take(40).collect()));
-                    }
-                });
-            }
-        }
-        Ok(Some(UserAgent {
-            family,
-            model,
-            version,
+        let serial = serial_tag(s)?;
+        let mut ua = UserAgent {
             serial,
-            stage,
-        }))
+            ..UserAgent::default()
+        };
+        let mut names_poly = false;
+        for w in s.split_ascii_whitespace() {
+            if w.starts_with("Poly") || w.starts_with("FileTransport") {
+                names_poly = true;
+            }
+            if ua.model.is_none()
+                && w.contains("-UA/")
+                && let Some((family, model, version)) = parse_product(w)
+            {
+                ua.family = Some(family);
+                ua.model = Some(model);
+                ua.version = Some(version);
+            } else if let Some(t) = w.strip_prefix("Type/") {
+                match t {
+                    "Application" => ua.stage = Some(Stage::Application),
+                    "Updater" => ua.stage = Some(Stage::Updater),
+                    _ => ua.unrecognised = true,
+                }
+            }
+        }
+        if !names_poly && ua.serial.is_none() {
+            return Ok(None);
+        }
+        ua.unrecognised |= ua.model.is_none();
+        Ok(Some(ua))
     }
 }
 
-fn parse_product(p: &str) -> Result<(String, String, String), UserAgentError> {
-    let bad = || UserAgentError::BadProduct(p.chars().take(80).collect());
+/// `Polycom<family>-<model>-UA/<version>` (or `Poly…`); `None` when the token is not that.
+fn parse_product(p: &str) -> Option<(String, String, String)> {
     let rest = p
         .strip_prefix("Polycom")
-        .or_else(|| p.strip_prefix("Poly"))
-        .ok_or_else(bad)?;
-    let (head, version) = rest.split_once("-UA/").ok_or_else(bad)?;
-    let (family, model) = head.split_once('-').ok_or_else(bad)?;
-    let token_ok = |t: &str| {
+        .or_else(|| p.strip_prefix("Poly"))?;
+    let (head, version) = rest.split_once("-UA/")?;
+    let (family, model) = head.split_once('-')?;
+    let token_ok = |t: &str, extra: &[u8]| {
         !t.is_empty()
-            && t.len() <= 64
+            && t.len() <= MAX_TOKEN_LEN
             && t.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || extra.contains(&b))
     };
-    let version_ok = !version.is_empty()
-        && version.len() <= 64
-        && version
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
-    if !token_ok(family) || !token_ok(model) || !version_ok {
-        return Err(bad());
+    let version = strip_mac_suffix(version);
+    (token_ok(family, b"-") && token_ok(model, b"-") && token_ok(version, b".-"))
+        .then(|| (family.to_string(), model.to_string(), version.to_string()))
+}
+
+/// `3.3.5.0247_0004f2f18103` → `3.3.5.0247`: some firmware appends the phone's MAC.
+fn strip_mac_suffix(version: &str) -> &str {
+    match version.rsplit_once('_') {
+        Some((v, mac)) if mac.len() == 12 && mac.bytes().all(|b| b.is_ascii_hexdigit()) => v,
+        _ => version,
     }
-    Ok((family.to_string(), model.to_string(), version.to_string()))
+}
+
+/// The one `SN:` tag, if any. Anything that looks like a tag counts — any case, `:` or `=` or a
+/// full-width colon, full-width letters, with or without parentheses — and must be exactly
+/// `(SN:<12 hex digits>)`, once.
+fn serial_tag(s: &str) -> Result<Option<Mac>, UserAgentError> {
+    // Full-width forms (U+FF01..U+FF5E) fold to ASCII, so `ＳＮ：` is seen as `SN:`.
+    let folded: Vec<char> = s
+        .chars()
+        .map(|c| match c as u32 {
+            0xFF01..=0xFF5E => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+            _ => c,
+        })
+        .collect();
+    let original: Vec<char> = s.chars().collect();
+    let mut found = Vec::new();
+    for i in 0..folded.len().saturating_sub(2) {
+        let starts_word = i == 0 || !folded[i - 1].is_alphanumeric();
+        if !starts_word
+            || !folded[i].eq_ignore_ascii_case(&'s')
+            || !folded[i + 1].eq_ignore_ascii_case(&'n')
+        {
+            continue;
+        }
+        let mut j = i + 2;
+        while j < folded.len() && folded[j] == ' ' {
+            j += 1;
+        }
+        if j < folded.len() && matches!(folded[j], ':' | '=') {
+            found.push(i);
+        }
+    }
+    match found.as_slice() {
+        [] => Ok(None),
+        [i] => {
+            let i = *i;
+            let tail: String = original[i..].iter().take(16).collect();
+            let canonical = i > 0
+                && original[i - 1] == '('
+                && tail.len() == 16
+                && tail.starts_with("SN:")
+                && tail.ends_with(')');
+            let shown = || original[i.saturating_sub(1)..].iter().take(40).collect();
+            if !canonical {
+                return Err(UserAgentError::BadSerial(shown()));
+            }
+            Mac::from_hex12(&tail[3..15])
+                .map(Some)
+                .map_err(|_| UserAgentError::BadSerial(shown()))
+        }
+        several => Err(UserAgentError::SeveralSerialTags(several.len())),
+    }
 }
 
 #[cfg(test)]
@@ -140,19 +187,28 @@ mod tests {
         UserAgent::parse(s).unwrap().unwrap()
     }
 
+    fn product(u: &UserAgent) -> (Option<&str>, Option<&str>, Option<&str>) {
+        (
+            u.family.as_deref(),
+            u.model.as_deref(),
+            u.version.as_deref(),
+        )
+    }
+
     #[test]
     fn reads_observed_user_agents() {
         let u = ua("FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 Type/Application");
         assert_eq!(
-            (u.family.as_str(), u.model.as_str(), u.version.as_str()),
-            ("VVX", "VVX_500", "5.9.7.4477")
+            product(&u),
+            (Some("VVX"), Some("VVX_500"), Some("5.9.7.4477"))
         );
         assert_eq!((u.serial, u.stage), (None, Some(Stage::Application)));
+        assert!(!u.unrecognised);
 
         let u = ua(
             "FileTransport PolycomSoundPointIP-SPIP_550-UA/4.0.15.1047 (SN:0004a11a1a1a) Type/Application",
         );
-        assert_eq!(u.model, "SPIP_550");
+        assert_eq!(u.model.as_deref(), Some("SPIP_550"));
         assert_eq!(
             u.serial.map(|m| m.to_string()).as_deref(),
             Some("0004a11a1a1a")
@@ -160,37 +216,109 @@ mod tests {
 
         let u = ua("FileTransport PolycomSoundStationIP-SSIP_5000-UA/4.0.3.7562 Type/Updater");
         assert_eq!(
-            (u.family.as_str(), u.stage),
-            ("SoundStationIP", Some(Stage::Updater))
+            (u.family.as_deref(), u.stage),
+            (Some("SoundStationIP"), Some(Stage::Updater))
         );
 
         let u = ua("FileTransport PolyEdge-Edge_E450-UA/8.0.3.1234 Type/Application");
-        assert_eq!((u.family.as_str(), u.model.as_str()), ("Edge", "Edge_E450"));
+        assert_eq!(
+            (u.family.as_deref(), u.model.as_deref()),
+            (Some("Edge"), Some("Edge_E450"))
+        );
+    }
+
+    /// Shapes real phones send that the first parser refused (400 for a booting phone).
+    #[test]
+    fn reads_other_real_shapes() {
+        for (s, model, version) in [
+            (
+                "Polycom/5.5.2.8571 PolycomVVX-VVX_310-UA/5.5.2.8571",
+                "VVX_310",
+                "5.5.2.8571",
+            ),
+            (
+                "Polycom/5.5.2.8571 PolycomVVX-VVX_500-UA/5.5.2.8571",
+                "VVX_500",
+                "5.5.2.8571",
+            ),
+            (
+                "Polycom/5.4.1.17597 PolycomRealPresenceTrio-Trio_8800-UA/5.4.1.17597",
+                "Trio_8800",
+                "5.4.1.17597",
+            ),
+            (
+                "FileTransport PolycomSoundPointIP-SPIP_335-UA/3.3.5.0247_0004f2f18103 Type/Application",
+                "SPIP_335",
+                "3.3.5.0247",
+            ),
+        ] {
+            let u = ua(s);
+            assert_eq!(
+                (u.model.as_deref(), u.version.as_deref()),
+                (Some(model), Some(version)),
+                "{s}"
+            );
+            assert!(!u.unrecognised, "{s}");
+        }
+    }
+
+    #[test]
+    fn unknown_shapes_are_recorded_not_refused() {
+        for s in [
+            "FileTransport Type/Application",
+            "FileTransport PolycomVVX-UA/5.9 Type/Application",
+            "FileTransport PolycomVVX-VVX_500-UA/ Type/Application",
+            "FileTransport PolycomVVX-VVX_500-UA/5.9 Type/Flasher",
+            "FileTransport PolycomVVX-VVX<500-UA/5.9 Type/Application",
+            "Polycom/7.0.0.1234",
+        ] {
+            let u = ua(s);
+            assert!(u.unrecognised, "{s}");
+        }
+        let long = format!("FileTransport {}", "x".repeat(600));
+        assert!(ua(&long).unrecognised);
     }
 
     #[test]
     fn other_clients_are_not_phones() {
         assert_eq!(UserAgent::parse("curl/8.5.0"), Ok(None));
         assert_eq!(UserAgent::parse(""), Ok(None));
+        assert_eq!(UserAgent::parse("Mozilla/5.0 (X11; Linux)"), Ok(None));
     }
 
+    /// The `SN:` tag ties a request to one phone: anything that looks like one must be exactly
+    /// one well-formed tag.
     #[test]
-    fn malformed_phone_user_agents_are_errors() {
-        for s in [
-            "FileTransport Type/Application",
-            "FileTransport PolycomVVX-UA/5.9 Type/Application",
-            "FileTransport PolycomVVX-VVX_500-UA/ Type/Application",
-            "FileTransport PolycomVVX-VVX_500-UA/5.9 (SN:nothex) Type/Application",
-            "FileTransport PolycomVVX-VVX_500-UA/5.9 (SN:0004f2aa814c Type/Application",
-            "FileTransport PolycomVVX-VVX_500-UA/5.9 Type/Flasher",
-            "FileTransport PolycomVVX-VVX<500-UA/5.9 Type/Application",
+    fn serial_tags_that_cannot_be_trusted_are_errors() {
+        let base = "FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477";
+        for tag in [
+            "(SN:0004f2aa9999) (SN:0004f2aa8100)",
+            "(SN:0004f2aa8100)(SN:0004f2aa8100)",
+            "(sn:0004f2aa8100)",
+            "(Sn:0004f2aa8100)",
+            "SN:0004f2aa8100",
+            "(SN:0004f2aa8100",
+            "(SN\u{ff1a}0004f2aa8100)",
+            "(\u{ff33}\u{ff2e}:0004f2aa8100)",
+            "(SN=0004f2aa8100)",
+            "(SN :0004f2aa8100)",
+            "(SN:nothex)",
+            "(SN:000000000000)",
+            "(SN:0004f2aa81000)",
+            "sn:x",
         ] {
-            assert!(UserAgent::parse(s).is_err(), "{s}");
+            let s = format!("{base} {tag} Type/Application");
+            assert!(UserAgent::parse(&s).is_err(), "{s}");
         }
+        // Without any product token a tag still counts.
+        assert!(UserAgent::parse("curl/8 (sn:0004f2aa8100)").is_err());
+        let u = ua("curl/8 (SN:0004f2aa8100)");
         assert_eq!(
-            UserAgent::parse(&"x".repeat(600)),
-            Err(UserAgentError::TooLong)
+            u.serial.map(|m| m.to_string()).as_deref(),
+            Some("0004f2aa8100")
         );
+        // Words that merely contain the letters are not tags.
+        assert_eq!(ua(&format!("{base} JSN:1 Type/Application")).serial, None);
     }
 
     proptest! {
@@ -210,7 +338,19 @@ mod tests {
             let tag = serial.map(|m| format!(" (SN:{m})")).unwrap_or_default();
             let s = format!("FileTransport Polycom{family}-{model}-UA/{version}{tag} Type/{stage}");
             let u = UserAgent::parse(&s).unwrap().unwrap();
-            prop_assert_eq!(u, UserAgent { family, model, version, serial, stage: Some(stage) });
+            prop_assert_eq!(u, UserAgent {
+                family: Some(family), model: Some(model), version: Some(version), serial,
+                stage: Some(stage), unrecognised: false,
+            });
+        }
+
+        /// A well-formed User-Agent with a second tag, in any spelling, is refused.
+        #[test]
+        fn a_second_tag_is_always_refused(
+            sn in "[0-9a-f]{12}", other in "[sS][nN][:=][0-9a-f]{0,12}",
+        ) {
+            let s = format!("FileTransport PolycomVVX-VVX_500-UA/5.9 (SN:{sn}) ({other}) Type/Application");
+            prop_assert!(UserAgent::parse(&s).is_err());
         }
     }
 }

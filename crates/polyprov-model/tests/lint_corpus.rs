@@ -1,4 +1,4 @@
-//! The linter's findings on the real files in `shared/corpus`, one boot root per source
+//! The linter's findings on the real files in `tests/corpus`, one boot root per source
 //! repository, against a reviewed snapshot. `UPDATE_SNAPSHOTS=1 cargo test` rewrites it; review
 //! the diff before committing.
 
@@ -34,14 +34,9 @@ fn walk(root: &Path, dir: &Path, input: &mut LintInput) {
 
 #[test]
 fn corpus_findings_match_the_reviewed_snapshot() {
-    let corpus = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus");
+    let corpus = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/corpus");
     let mut roots: Vec<PathBuf> = std::fs::read_dir(&corpus)
-        .unwrap_or_else(|e| {
-            panic!(
-                "{}: {e} (shared/corpus must sit beside the repository)",
-                corpus.display()
-            )
-        })
+        .unwrap_or_else(|e| panic!("{}: {e} (tests/corpus of the repository)", corpus.display()))
         .map(|e| e.unwrap().path())
         .filter(|p| p.is_dir())
         .collect();
@@ -65,4 +60,32 @@ fn corpus_findings_match_the_reviewed_snapshot() {
         report, want,
         "findings changed; review and rerun with UPDATE_SNAPSHOTS=1"
     );
+}
+
+/// Every corpus file is the published file: its sha256 is the one `SOURCES.md` lists, so an
+/// edit or a line-ending conversion (git's autocrlf) fails here, not in a puzzling snapshot diff.
+#[test]
+fn corpus_files_match_their_recorded_sha256() {
+    use sha2::{Digest, Sha256};
+    let corpus = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/corpus");
+    let sources = std::fs::read_to_string(corpus.join("SOURCES.md")).unwrap();
+    let mut checked = 0;
+    for line in sources.lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        // | repo | path | commit | size | sha256 | note |
+        if cells.len() < 7 || cells[5].len() != 64 {
+            continue;
+        }
+        let file = corpus.join(cells[1].replace('/', "__")).join(cells[2]);
+        let bytes = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        assert_eq!(bytes.len().to_string(), cells[4], "{}", file.display());
+        assert_eq!(
+            hex::encode(Sha256::digest(&bytes)),
+            cells[5],
+            "{}",
+            file.display()
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 19);
 }

@@ -124,8 +124,8 @@ pub enum Refusal {
     NotFound,
     #[error("bad path: {0}")]
     BadPath(#[from] PathError),
-    #[error("bad User-Agent: {0}")]
-    BadUserAgent(#[from] UserAgentError),
+    #[error("untrustworthy User-Agent: {0}")]
+    BadSerialTag(#[from] UserAgentError),
     #[error("User-Agent SN {serial} contradicts the MAC {mac} in the path")]
     SerialMismatch { mac: Mac, serial: Mac },
     #[error("credentials required")]
@@ -148,8 +148,8 @@ impl Refusal {
     pub fn status(&self) -> u16 {
         match self {
             Refusal::NotFound => 404,
-            Refusal::BadPath(_) | Refusal::BadUserAgent(_) | Refusal::BadBody(_) => 400,
-            Refusal::SerialMismatch { .. } => 403,
+            Refusal::BadPath(_) | Refusal::BadBody(_) => 400,
+            Refusal::SerialMismatch { .. } | Refusal::BadSerialTag(_) => 403,
             Refusal::AuthRequired | Refusal::BadCredentials => 401,
             Refusal::NotUploadable => 405,
             Refusal::TooLarge { .. } => 413,
@@ -529,7 +529,7 @@ impl Core {
     }
 
     async fn fetch_inner(&self, req: &Request<'_>, observe: bool) -> Result<Answer, Refusal> {
-        let Parsed { path, ua } = parse(req)?;
+        let Parsed { path, ua } = self.parse(req)?;
         if req.credential == Credential::Invalid {
             return Err(Refusal::BadCredentials);
         }
@@ -614,7 +614,7 @@ impl Core {
     }
 
     async fn upload_inner(&self, req: &Request<'_>, body: Bytes) -> Result<UploadInfo, Refusal> {
-        let Parsed { path, ua } = parse(req)?;
+        let Parsed { path, ua } = self.parse(req)?;
         if req.credential == Credential::Invalid {
             return Err(Refusal::BadCredentials);
         }
@@ -647,6 +647,23 @@ impl Core {
         self.note(mac, req, ua.as_ref(), None, Some(path.file_name()));
         tracing::info!(%mac, kind = %kind, version = info.version, size = info.size, addr = %req.peer, "upload stored");
         Ok(info)
+    }
+
+    /// Parses a request's path and User-Agent, once. A User-Agent of a shape polyprov cannot
+    /// read is counted and kept as sent, never refused; only an untrustworthy `SN:` tag is.
+    fn parse(&self, req: &Request<'_>) -> Result<Parsed, Refusal> {
+        let path = RequestPath::parse(req.path)?;
+        let ua = match req.user_agent {
+            Some(s) => UserAgent::parse(s)?,
+            None => None,
+        };
+        if let Some(u) = &ua
+            && u.unrecognised
+        {
+            self.metrics.user_agent_unrecognised();
+            tracing::debug!(user_agent = req.user_agent.unwrap_or_default(), addr = %req.peer, "User-Agent not fully understood");
+        }
+        Ok(Parsed { path, ua })
     }
 
     fn require_credential(&self, req: &Request<'_>) -> Result<(), Refusal> {
@@ -786,12 +803,22 @@ impl Core {
         });
         s.at = polyprov_store::inventory::now();
         s.addr = Some(req.peer.to_string());
+        if let Some(raw) = req.user_agent {
+            s.user_agent = Some(raw.chars().take(256).collect());
+        }
         if let Some(ua) = ua {
-            s.model = Some(ua.model.clone());
-            s.family = Some(ua.family.clone());
-            s.firmware = Some(ua.version.clone());
-            s.stage = ua.stage.map(|st| st.to_string());
-            s.serial = ua.serial.map(|m| m.to_string());
+            // What could not be read keeps the last value that could.
+            if ua.model.is_some() {
+                s.model = ua.model.clone();
+                s.family = ua.family.clone();
+                s.firmware = ua.version.clone();
+            }
+            if let Some(stage) = ua.stage {
+                s.stage = Some(stage.to_string());
+            }
+            if let Some(serial) = ua.serial {
+                s.serial = Some(serial.to_string());
+            }
         }
         if let Some(f) = fetch {
             s.last_fetch = Some(f.to_string());
@@ -837,6 +864,7 @@ impl Core {
             }
             Refusal::BadPath(_) => "bad_path",
             Refusal::SerialMismatch { .. } => "serial_mismatch",
+            Refusal::BadSerialTag(_) => "bad_serial_tag",
             Refusal::BadCredentials => "bad_credentials",
             _ => {
                 tracing::info!(op, path, addr = %req.peer, reason = %r, "request refused");
@@ -928,15 +956,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn parse(req: &Request<'_>) -> Result<Parsed, Refusal> {
-    let path = RequestPath::parse(req.path)?;
-    let ua = match req.user_agent {
-        Some(s) => UserAgent::parse(s)?,
-        None => None,
-    };
-    Ok(Parsed { path, ua })
-}
-
 fn check_serial(mac: Mac, ua: Option<&UserAgent>) -> Result<(), Refusal> {
     match ua.and_then(|u| u.serial) {
         Some(serial) if serial != mac => Err(Refusal::SerialMismatch { mac, serial }),
@@ -954,7 +973,7 @@ fn refusal_reason(r: &Refusal) -> &'static str {
     match r {
         Refusal::NotFound => "not_found",
         Refusal::BadPath(_) => "bad_path",
-        Refusal::BadUserAgent(_) => "bad_user_agent",
+        Refusal::BadSerialTag(_) => "bad_serial_tag",
         Refusal::SerialMismatch { .. } => "serial_mismatch",
         Refusal::AuthRequired => "auth_required",
         Refusal::BadCredentials => "bad_credentials",

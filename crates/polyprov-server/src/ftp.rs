@@ -222,7 +222,7 @@ fn storage_error(r: &Refusal) -> storage::Error {
         Refusal::AuthRequired
         | Refusal::BadCredentials
         | Refusal::SerialMismatch { .. }
-        | Refusal::BadUserAgent(_)
+        | Refusal::BadSerialTag(_)
         | Refusal::BadBody(_) => ErrorKind::PermissionDenied,
     };
     storage::Error::new(kind, r.to_string())

@@ -42,6 +42,7 @@ pub struct Metrics {
     upload_rejects: Family<ReasonLabels, Counter>,
     security: Family<EventLabels, Counter>,
     devices: Family<StateLabels, Gauge>,
+    user_agents_unrecognised: Counter,
 }
 
 impl Default for Metrics {
@@ -52,6 +53,12 @@ impl Default for Metrics {
         let upload_rejects = Family::<ReasonLabels, Counter>::default();
         let security = Family::<EventLabels, Counter>::default();
         let devices = Family::<StateLabels, Gauge>::default();
+        let user_agents_unrecognised = Counter::default();
+        registry.register(
+            "polyprov_user_agents_unrecognised",
+            "Phone requests whose User-Agent was served but not fully understood",
+            user_agents_unrecognised.clone(),
+        );
         registry.register(
             "polyprov_requests",
             "Phone requests by door, file kind and status",
@@ -84,6 +91,7 @@ impl Default for Metrics {
             upload_rejects,
             security,
             devices,
+            user_agents_unrecognised,
         }
     }
 }
@@ -106,6 +114,11 @@ impl Metrics {
         self.upload_rejects
             .get_or_create(&ReasonLabels { reason })
             .inc();
+    }
+
+    /// Counts a request whose User-Agent could not be fully read.
+    pub fn user_agent_unrecognised(&self) {
+        self.user_agents_unrecognised.inc();
     }
 
     /// Counts a security event.

@@ -509,7 +509,7 @@ async fn bad_requests_are_refused_and_write_nothing() {
         .collect();
     assert_eq!(root, ["000000000000.cfg"]);
 
-    // A User-Agent that claims to be a phone but is malformed.
+    // A User-Agent whose SN tag is not a MAC cannot be trusted to say which phone it is.
     let r = t
         .http
         .get(t.url("/000000000000.cfg"))
@@ -520,7 +520,7 @@ async fn bad_requests_are_refused_and_write_nothing() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 400);
+    assert_eq!(r.status(), 403);
 }
 
 /// Sends one HTTP/1.1 request with the path exactly as given.
@@ -594,6 +594,106 @@ async fn a_serial_that_contradicts_the_mac_gets_nothing_per_device() {
     let metrics = t.metrics().await;
     assert!(
         metrics.contains("polyprov_security_events_total{event=\"serial_mismatch\"} 4"),
+        "{metrics}"
+    );
+}
+
+/// Two tags, a lower-case tag, a tag without parentheses, a full-width colon: each a refusal
+/// and a security event, never a way around the cross-check.
+#[tokio::test]
+async fn serial_tags_that_look_forged_are_refused() {
+    let t = TestServer::start().await;
+    assign_default(&t).await;
+    let base = "FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477";
+    let tags = [
+        format!("(SN:0004f2aa9999) (SN:{MAC})"),
+        format!("(SN:{MAC}) (SN:{MAC})"),
+        format!("(sn:{MAC})"),
+        format!("SN:{MAC}"),
+        format!("(SN\u{ff1a}{MAC})"),
+    ];
+    for tag in &tags {
+        let ua = format!("{base} {tag} Type/Application");
+        let r = t
+            .phone(Method::GET, &format!("/{MAC}-polyprov.cfg"))
+            // Raw bytes: a full-width colon is not visible ASCII.
+            .header(
+                "user-agent",
+                reqwest::header::HeaderValue::from_bytes(ua.as_bytes()).unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{ua}");
+    }
+    let metrics = t.metrics().await;
+    assert!(
+        metrics.contains("polyprov_security_events_total{event=\"bad_serial_tag\"} 5"),
+        "{metrics}"
+    );
+}
+
+/// Phones send shapes the parser does not know: they boot all the same, what could be read is
+/// recorded, the raw User-Agent is kept, and the unknown ones are counted.
+#[tokio::test]
+async fn any_user_agent_shape_boots_and_is_recorded() {
+    let t = TestServer::start().await;
+    assign_default(&t).await;
+    let shapes = [
+        (
+            "Polycom/5.5.2.8571 PolycomVVX-VVX_310-UA/5.5.2.8571",
+            Some("VVX_310"),
+            Some("5.5.2.8571"),
+        ),
+        (
+            "FileTransport PolycomSoundPointIP-SPIP_335-UA/3.3.5.0247_0004f2f18103 Type/Application",
+            Some("SPIP_335"),
+            Some("3.3.5.0247"),
+        ),
+        ("FileTransport Polycom-something-new", None, None),
+        ("Poly/9.9 (Zebra edition)", None, None),
+    ];
+    for (i, (ua, model, version)) in shapes.iter().enumerate() {
+        // A fresh MAC per shape: what is recorded belongs to that phone alone.
+        let mac = format!("0004f2aa82{i:02}");
+        for path in [format!("/{mac}.cfg"), "/000000000000.cfg".to_string()] {
+            let r = t
+                .phone(Method::GET, &path)
+                .header("user-agent", *ua)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{ua} {path}");
+        }
+        let mut device = serde_json::Value::Null;
+        for _ in 0..200 {
+            let (s, d) = t
+                .admin_json(Method::GET, &format!("/api/v1/devices/{mac}"), None)
+                .await;
+            if s == 200 {
+                device = d;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(device["user_agent"], *ua, "{device}");
+        assert_eq!(device["model"].as_str(), *model, "{ua}");
+        assert_eq!(device["firmware"].as_str(), *version, "{ua}");
+    }
+    // Assigned phone, unknown shape: its per-device file too.
+    let r = t
+        .phone(Method::GET, &format!("/{MAC}-polyprov.cfg"))
+        .header(
+            "user-agent",
+            "Polycom/5.5.2.8571 PolycomVVX-VVX_500-UA/5.5.2.8571",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let metrics = t.metrics().await;
+    assert!(
+        metrics.contains("polyprov_user_agents_unrecognised_total 4"),
         "{metrics}"
     );
 }

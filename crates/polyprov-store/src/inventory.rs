@@ -134,6 +134,7 @@ pub struct Sighting {
     pub serial: Option<String>,
     pub last_fetch: Option<String>,
     pub last_upload: Option<String>,
+    pub user_agent: Option<String>,
 }
 
 /// A device as the inventory holds it.
@@ -159,6 +160,9 @@ pub struct Device {
     pub released_at: Option<i64>,
     /// When its requests last looked like a factory reset (see the server's reset heuristics).
     pub reset_suspected_at: Option<i64>,
+    /// The User-Agent of its last request, as sent (cut at 256 characters): what the phone said,
+    /// including shapes polyprov could not read.
+    pub user_agent: Option<String>,
 }
 
 /// A named set of parameters shared by many devices.
@@ -170,7 +174,11 @@ pub struct Profile {
 }
 
 /// Schema steps, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];
+const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3];
+
+const MIGRATION_3: &str = r#"
+ALTER TABLE devices ADD COLUMN user_agent TEXT;
+"#;
 
 const MIGRATION_2: &str = r#"
 CREATE TABLE audit (
@@ -240,7 +248,7 @@ macro_rules! select_devices {
         concat!(
             "SELECT mac, state, profile, admin_password, params, model, family, firmware, stage, ",
             "serial, first_seen, last_seen, last_addr, last_fetch, last_upload, created_at, ",
-            "updated_at, released_at, reset_suspected_at FROM devices ",
+            "updated_at, released_at, reset_suspected_at, user_agent FROM devices ",
             $tail
         )
     };
@@ -603,15 +611,17 @@ impl Inventory {
         for s in batch {
             sqlx::query(
                 "INSERT INTO devices (mac, state, model, family, firmware, stage, serial,
-                     first_seen, last_seen, last_addr, last_fetch, last_upload, created_at, updated_at)
-                 VALUES (?1, 'unassigned', ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10, ?7, ?7)
+                     first_seen, last_seen, last_addr, last_fetch, last_upload, created_at, updated_at,
+                     user_agent)
+                 VALUES (?1, 'unassigned', ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10, ?7, ?7, ?11)
                  ON CONFLICT(mac) DO UPDATE SET
                      model = COALESCE(?2, model), family = COALESCE(?3, family),
                      firmware = COALESCE(?4, firmware), stage = COALESCE(?5, stage),
                      serial = COALESCE(?6, serial),
                      first_seen = COALESCE(first_seen, ?7), last_seen = MAX(COALESCE(last_seen, 0), ?7),
                      last_addr = COALESCE(?8, last_addr), last_fetch = COALESCE(?9, last_fetch),
-                     last_upload = COALESCE(?10, last_upload)",
+                     last_upload = COALESCE(?10, last_upload),
+                     user_agent = COALESCE(?11, user_agent)",
             )
             .bind(&s.mac)
             .bind(&s.model)
@@ -623,6 +633,7 @@ impl Inventory {
             .bind(&s.addr)
             .bind(&s.last_fetch)
             .bind(&s.last_upload)
+            .bind(&s.user_agent)
             .execute(&mut *tx)
             .await?;
         }
@@ -784,6 +795,7 @@ fn device_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Device, InventoryError
         updated_at: r.try_get("updated_at")?,
         released_at: r.try_get("released_at")?,
         reset_suspected_at: r.try_get("reset_suspected_at")?,
+        user_agent: r.try_get("user_agent")?,
     })
 }
 
