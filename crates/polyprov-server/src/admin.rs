@@ -124,6 +124,13 @@ impl From<InventoryError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, e.to_string())
             }
             InventoryError::NoSuchDevice(_) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
+            other if other.is_resource() => {
+                tracing::warn!(error = %other, "inventory unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("the inventory is unavailable, try again: {other}"),
+                )
+            }
             other => {
                 tracing::error!(error = %other, "inventory error");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "inventory error")

@@ -138,8 +138,48 @@ pub enum Refusal {
     TooLarge { size: u64, limit: u64 },
     #[error("upload refused: {0}")]
     BadBody(String),
+    #[error("the upload did not arrive in time")]
+    BodyTimeout,
+    #[error("server busy or out of resources: {0}")]
+    Unavailable(String),
     #[error("server error: {0}")]
     Internal(String),
+}
+
+impl Refusal {
+    /// The refusal for a failed file or database operation: a missing file is `NotFound`, a
+    /// resource that ran out (descriptors, disk, memory) is `Unavailable` — a phone told 404
+    /// boots without its files, one told 503 tries again — anything else `Internal`.
+    pub fn from_io(e: &std::io::Error, what: &str) -> Refusal {
+        use std::io::ErrorKind as K;
+        match e.kind() {
+            K::NotFound | K::NotADirectory => Refusal::NotFound,
+            _ if is_resource_error(e) => Refusal::Unavailable(format!("{what}: {e}")),
+            _ => Refusal::Internal(format!("{what}: {e}")),
+        }
+    }
+}
+
+impl Refusal {
+    /// The refusal for a failed inventory operation: a full disk, a locked or unopenable
+    /// database, or no connection in time is `Unavailable`; anything else `Internal`.
+    pub fn from_inventory(e: polyprov_store::InventoryError) -> Refusal {
+        if e.is_resource() {
+            Refusal::Unavailable(e.to_string())
+        } else {
+            Refusal::Internal(e.to_string())
+        }
+    }
+}
+
+/// Whether an I/O error means a resource ran out rather than a fault: no descriptors (EMFILE,
+/// ENFILE), no space or quota, no memory, a would-block or interrupted call.
+pub fn is_resource_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(
+        e.kind(),
+        K::StorageFull | K::QuotaExceeded | K::OutOfMemory | K::WouldBlock | K::Interrupted
+    ) || matches!(e.raw_os_error(), Some(23 | 24 | 12 | 28 | 105))
 }
 
 impl Refusal {
@@ -153,6 +193,8 @@ impl Refusal {
             Refusal::AuthRequired | Refusal::BadCredentials => 401,
             Refusal::NotUploadable => 405,
             Refusal::TooLarge { .. } => 413,
+            Refusal::BodyTimeout => 408,
+            Refusal::Unavailable(_) => 503,
             Refusal::Internal(_) => 500,
         }
     }
@@ -643,7 +685,10 @@ impl Core {
         let info = tokio::task::spawn_blocking(move || uploads.put(mac, kind, &body))
             .await
             .map_err(|e| Refusal::Internal(e.to_string()))?
-            .map_err(|e| Refusal::Internal(e.to_string()))?;
+            .map_err(|e| match e {
+                polyprov_store::UploadError::Io(e) => Refusal::from_io(&e, "storing an upload"),
+                other => Refusal::Internal(other.to_string()),
+            })?;
         self.note(mac, req, ua.as_ref(), None, Some(path.file_name()));
         tracing::info!(%mac, kind = %kind, version = info.version, size = info.size, addr = %req.peer, "upload stored");
         Ok(info)
@@ -680,7 +725,10 @@ impl Core {
             return Err(Refusal::NotFound);
         }
         let full = self.root.join(path.to_string());
-        match file_stamp(&full).await {
+        let stamp = file_stamp(&full)
+            .await
+            .map_err(|e| Refusal::from_io(&e, &path.to_string()))?;
+        match stamp {
             Some((len, mtime)) => Ok(Answer::File(served(full, len, mtime, path.file_name()))),
             None => match strip_part_number(path.file_name()) {
                 Some(bare) => Box::pin(self.root_file(&path.with_file_name(bare))).await,
@@ -698,7 +746,7 @@ impl Core {
         tokio::task::spawn_blocking(move || uploads.latest(mac, kind))
             .await
             .map_err(|e| Refusal::Internal(e.to_string()))?
-            .map_err(|e| Refusal::Internal(e.to_string()))
+            .map_err(|e| Refusal::from_io(&e, "reading the upload store"))
     }
 
     /// The rendered files of an assigned device, from the cache when the inventory has not
@@ -715,7 +763,7 @@ impl Core {
         {
             return Ok(e.render.clone());
         }
-        let internal = |e: polyprov_store::InventoryError| Refusal::Internal(e.to_string());
+        let internal = Refusal::from_inventory;
         let device = self.inventory.device(mac).await.map_err(internal)?;
         let render = match device {
             Some(d) if d.state == DeviceState::Assigned => {
@@ -765,7 +813,10 @@ impl Core {
         let base = self
             .root
             .join(path.with_file_name(SHARED_MASTER).to_string());
-        let stamp = file_stamp(&base).await.unwrap_or((0, 0));
+        let stamp = file_stamp(&base)
+            .await
+            .map_err(|e| Refusal::from_io(&e, SHARED_MASTER))?
+            .unwrap_or((0, 0));
         if let Some((b, s, g)) = lock(&render.master).as_ref()
             && *b == base
             && *s == stamp
@@ -775,7 +826,7 @@ impl Core {
         let text = match tokio::fs::read_to_string(&base).await {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => STARTER_MASTER.to_string(),
-            Err(e) => return Err(Refusal::Internal(format!("{}: {e}", base.display()))),
+            Err(e) => return Err(Refusal::from_io(&e, &base.display().to_string())),
         };
         let device_file = format!("{mac}-{DEVICE_CONFIG_SUFFIX}");
         let out = prepend_config_file(&text, &device_file).map_err(|e| {
@@ -980,21 +1031,29 @@ fn refusal_reason(r: &Refusal) -> &'static str {
         Refusal::NotUploadable => "not_uploadable",
         Refusal::TooLarge { .. } => "too_large",
         Refusal::BadBody(_) => "bad_body",
+        Refusal::BodyTimeout => "body_timeout",
+        Refusal::Unavailable(_) => "unavailable",
         Refusal::Internal(_) => "internal",
     }
 }
 
-async fn file_stamp(path: &Path) -> Option<Stamp> {
-    let md = tokio::fs::metadata(path).await.ok()?;
+/// Size and modification time of a regular file; `Ok(None)` when there is none at `path`, an
+/// error when the file system could not say (out of descriptors, I/O error).
+async fn file_stamp(path: &Path) -> std::io::Result<Option<Stamp>> {
+    let md = match tokio::fs::metadata(path).await {
+        Ok(md) => md,
+        Err(e) if matches!(Refusal::from_io(&e, ""), Refusal::NotFound) => return Ok(None),
+        Err(e) => return Err(e),
+    };
     if !md.is_file() {
-        return None;
+        return Ok(None);
     }
     let mtime = md
         .modified()
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_nanos());
-    Some((md.len(), mtime))
+    Ok(Some((md.len(), mtime)))
 }
 
 fn served(path: PathBuf, len: u64, mtime_nanos: u128, name: &str) -> ServedFile {
@@ -1013,5 +1072,30 @@ pub fn content_type(name: &str) -> &'static str {
         Some("cfg" | "xml") => "application/xml",
         Some("log" | "txt" | "ver") => "text/plain; charset=utf-8",
         _ => "application/octet-stream",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A phone told 404 boots without the file; one told 503 tries again. Running out of
+    /// descriptors, disk or memory must never look like a missing file.
+    #[test]
+    fn resource_errors_are_503_and_only_missing_files_404() {
+        let os = std::io::Error::from_raw_os_error;
+        for (e, want) in [
+            (std::io::Error::from(std::io::ErrorKind::NotFound), 404),
+            (os(20), 404),  // ENOTDIR
+            (os(24), 503),  // EMFILE
+            (os(23), 503),  // ENFILE
+            (os(28), 503),  // ENOSPC
+            (os(12), 503),  // ENOMEM
+            (os(122), 503), // EDQUOT
+            (os(5), 500),   // EIO
+            (os(13), 500),  // EACCES
+        ] {
+            assert_eq!(Refusal::from_io(&e, "x").status(), want, "{e}");
+        }
     }
 }

@@ -218,7 +218,8 @@ fn storage_error(r: &Refusal) -> storage::Error {
         Refusal::NotFound => ErrorKind::PermanentFileNotAvailable,
         Refusal::BadPath(_) | Refusal::NotUploadable => ErrorKind::FileNameNotAllowedError,
         Refusal::TooLarge { .. } => ErrorKind::ExceededStorageAllocationError,
-        Refusal::Internal(_) => ErrorKind::LocalError,
+        Refusal::Internal(_) | Refusal::BodyTimeout => ErrorKind::LocalError,
+        Refusal::Unavailable(_) => ErrorKind::TransientFileNotAvailable,
         Refusal::AuthRequired
         | Refusal::BadCredentials
         | Refusal::SerialMismatch { .. }

@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod connections;
 pub mod core;
 pub mod doctor;
 pub mod ftp;
@@ -129,6 +130,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
     let metrics = Arc::new(metrics::Metrics::default());
     let tftp_metrics = metrics.clone();
     let ftp_metrics = metrics.clone();
+    let connection_metrics = metrics.clone();
     let core = Arc::new(
         core::Core::new(
             root,
@@ -146,6 +148,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
             .as_ref()
             .map(|(u, p)| auth::ProvisioningCredentials::new(u, p)),
         metrics: metrics.clone(),
+        body_timeout: Duration::from_secs(settings.http.body_timeout_secs.max(1)),
     });
     let admin_state = Arc::new(admin::AdminState {
         core: core.clone(),
@@ -161,18 +164,29 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
 
     let stop = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
+    let phone_limits = connections::ConnectionLimits {
+        header_timeout: Duration::from_secs(settings.http.header_timeout_secs.max(1)),
+        send_timeout: Duration::from_secs(settings.http.send_timeout_secs.max(1)),
+        max_connections: settings.http.max_connections,
+    };
     let http_addr = serve(
         &mut tasks,
         settings.http.listen,
         http::router(phone_door),
+        (phone_limits, connection_metrics.clone(), "http"),
         stop.clone(),
     )
     .await
     .context("starting the phone HTTP door")?;
+    let admin_limits = connections::ConnectionLimits {
+        max_connections: 256,
+        ..phone_limits
+    };
     let admin_addr = serve(
         &mut tasks,
         settings.admin.listen,
         admin::router(admin_state),
+        (admin_limits, connection_metrics, "admin"),
         stop.clone(),
     )
     .await
@@ -272,30 +286,25 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
     })
 }
 
+/// Binds `addr` and serves `router` there with the connection limits (see [`connections`]).
 async fn serve(
     tasks: &mut tokio::task::JoinSet<()>,
     addr: SocketAddr,
     router: axum::Router,
+    (limits, metrics, door): (
+        connections::ConnectionLimits,
+        Arc<metrics::Metrics>,
+        &'static str,
+    ),
     stop: CancellationToken,
 ) -> anyhow::Result<SocketAddr> {
-    use axum::serve::ListenerExt;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
     let bound = listener.local_addr()?;
-    // Small files answered at once: without TCP_NODELAY each response waits on Nagle + delayed ACK.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    tasks.spawn(async move {
-        let service = router.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = axum::serve(listener, service)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
-        {
-            tracing::error!(addr = %bound, error = %e, "server stopped with an error");
-        }
-    });
+    tasks.spawn(connections::serve(
+        listener, router, limits, metrics, door, stop,
+    ));
     Ok(bound)
 }
 

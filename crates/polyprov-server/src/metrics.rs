@@ -30,6 +30,17 @@ struct EventLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DoorLabels {
+    door: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusedLabels {
+    door: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: String,
 }
@@ -43,6 +54,8 @@ pub struct Metrics {
     security: Family<EventLabels, Counter>,
     devices: Family<StateLabels, Gauge>,
     user_agents_unrecognised: Counter,
+    connections: Family<DoorLabels, Gauge>,
+    connections_refused: Family<RefusedLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -54,6 +67,18 @@ impl Default for Metrics {
         let security = Family::<EventLabels, Counter>::default();
         let devices = Family::<StateLabels, Gauge>::default();
         let user_agents_unrecognised = Counter::default();
+        let connections = Family::<DoorLabels, Gauge>::default();
+        let connections_refused = Family::<RefusedLabels, Counter>::default();
+        registry.register(
+            "polyprov_connections",
+            "HTTP connections open now, by listener (http: phones, admin)",
+            connections.clone(),
+        );
+        registry.register(
+            "polyprov_connections_refused",
+            "HTTP connections refused, by listener and reason (over_capacity: answered 503; accept_error: out of descriptors)",
+            connections_refused.clone(),
+        );
         registry.register(
             "polyprov_user_agents_unrecognised",
             "Phone requests whose User-Agent was served but not fully understood",
@@ -92,6 +117,8 @@ impl Default for Metrics {
             security,
             devices,
             user_agents_unrecognised,
+            connections,
+            connections_refused,
         }
     }
 }
@@ -119,6 +146,23 @@ impl Metrics {
     /// Counts a request whose User-Agent could not be fully read.
     pub fn user_agent_unrecognised(&self) {
         self.user_agents_unrecognised.inc();
+    }
+
+    /// An HTTP connection was accepted.
+    pub fn connection_opened(&self, door: &'static str) {
+        self.connections.get_or_create(&DoorLabels { door }).inc();
+    }
+
+    /// An HTTP connection ended.
+    pub fn connection_closed(&self, door: &'static str) {
+        self.connections.get_or_create(&DoorLabels { door }).dec();
+    }
+
+    /// An HTTP connection was refused (`over_capacity`, `accept_error`).
+    pub fn connection_refused(&self, door: &'static str, reason: &'static str) {
+        self.connections_refused
+            .get_or_create(&RefusedLabels { door, reason })
+            .inc();
     }
 
     /// Counts a security event.

@@ -145,6 +145,17 @@ pub struct DhcpSettings {
 pub struct HttpSettings {
     /// Address phones connect to.
     pub listen: SocketAddr,
+    /// Seconds a client has to send a request's whole header, and the longest a kept-alive
+    /// connection waits for its next request (nginx: `client_header_timeout`, 60 s).
+    pub header_timeout_secs: u64,
+    /// Seconds a client has to send an upload's whole body (nginx: `client_body_timeout`).
+    pub body_timeout_secs: u64,
+    /// Seconds a response may make no progress because the client does not read it (nginx:
+    /// `send_timeout`, 60 s).
+    pub send_timeout_secs: u64,
+    /// Connections at once. Past this, or past what the open-file limit leaves room for, a new
+    /// connection gets `503` and is closed.
+    pub max_connections: usize,
 }
 
 /// The admin REST API and `/metrics`.
@@ -210,6 +221,10 @@ impl Default for HttpSettings {
     fn default() -> Self {
         HttpSettings {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            header_timeout_secs: 30,
+            body_timeout_secs: 60,
+            send_timeout_secs: 60,
+            max_connections: 4096,
         }
     }
 }

@@ -37,6 +37,7 @@ fn tftp_error(r: &Refusal) -> (ErrorCode, String) {
             "this file cannot be uploaded".into(),
         ),
         Refusal::Internal(_) => (ErrorCode::NotDefined, "server error".into()),
+        Refusal::Unavailable(_) => (ErrorCode::NotDefined, "server busy, try again".into()),
         other => (ErrorCode::AccessViolation, other.to_string()),
     }
 }

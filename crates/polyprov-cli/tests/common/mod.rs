@@ -18,7 +18,23 @@ pub struct Served {
 }
 
 pub fn serve(data: &Path) -> Served {
-    let mut child = Command::new(BIN)
+    serve_with_open_files(data, None)
+}
+
+/// `polyprov serve` on loopback ports, with the open-file limit set to `nofile` (`ulimit -n`)
+/// when given.
+pub fn serve_with_open_files(data: &Path, nofile: Option<u32>) -> Served {
+    let mut cmd = match nofile {
+        Some(n) => {
+            let mut c = Command::new("sh");
+            c.arg("-c")
+                .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                .arg(BIN);
+            c
+        }
+        None => Command::new(BIN),
+    };
+    let mut child = cmd
         .args([
             "serve",
             "--http",

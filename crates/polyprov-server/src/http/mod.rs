@@ -22,6 +22,8 @@ pub struct PhoneDoor {
     pub core: Arc<Core>,
     pub credentials: Option<ProvisioningCredentials>,
     pub metrics: Arc<Metrics>,
+    /// How long an upload's whole body may take to arrive.
+    pub body_timeout: std::time::Duration,
 }
 
 /// The router phones talk to: every path is a file.
@@ -52,7 +54,7 @@ async fn phone_request(
             Ok(answer) => send(answer, &headers, method == Method::HEAD).await,
             Err(r) => (refusal_response(&r), 0),
         },
-        Method::PUT | Method::POST => (receive(&door.core, &req, &headers, body).await, 0),
+        Method::PUT | Method::POST => (receive(&door, &req, &headers, body).await, 0),
         _ => (
             (
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -143,7 +145,11 @@ fn challenge(expected: Option<&ProvisioningCredentials>) -> Response {
     r
 }
 
-async fn receive(core: &Core, req: &Request<'_>, headers: &HeaderMap, body: Body) -> Response {
+/// Reads an upload body whole (at most the largest limit, within the body timeout) and hands
+/// it to the core. A body that breaks off, is malformed (bad chunk size) or too slow stores
+/// nothing.
+async fn receive(door: &PhoneDoor, req: &Request<'_>, headers: &HeaderMap, body: Body) -> Response {
+    let core: &Core = &door.core;
     let max = core.max_upload_bytes();
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -152,9 +158,15 @@ async fn receive(core: &Core, req: &Request<'_>, headers: &HeaderMap, body: Body
     let too_large = |size| Refusal::TooLarge { size, limit: max };
     let body = match declared {
         Some(n) if n > max => Err(too_large(n)),
-        _ => axum::body::to_bytes(body, max as usize)
+        _ => read_body(body, max, door.body_timeout)
             .await
-            .map_err(|_| too_large(max + 1)),
+            .map_err(|e| match e {
+                BodyError::TooLarge => too_large(max + 1),
+                BodyError::Malformed(e) => {
+                    Refusal::BadBody(format!("the request body is malformed: {e}"))
+                }
+                BodyError::TimedOut => Refusal::BodyTimeout,
+            }),
     };
     let result = match body {
         Ok(bytes) => core.upload(req, bytes).await,
@@ -164,6 +176,27 @@ async fn receive(core: &Core, req: &Request<'_>, headers: &HeaderMap, body: Body
         Ok(info) if info.version == 0 => StatusCode::NO_CONTENT.into_response(),
         Ok(_) => StatusCode::CREATED.into_response(),
         Err(r) => refusal_response(&r),
+    }
+}
+
+enum BodyError {
+    TooLarge,
+    Malformed(String),
+    TimedOut,
+}
+
+async fn read_body(
+    body: Body,
+    max: u64,
+    timeout: std::time::Duration,
+) -> Result<bytes::Bytes, BodyError> {
+    use http_body_util::BodyExt;
+    let limited = http_body_util::Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX));
+    match tokio::time::timeout(timeout, limited.collect()).await {
+        Err(_) => Err(BodyError::TimedOut),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
+        Ok(Err(e)) => Err(BodyError::Malformed(e.to_string())),
     }
 }
 
@@ -180,8 +213,12 @@ fn refusal_response(r: &Refusal) -> Response {
     let status = StatusCode::from_u16(r.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let text = match r {
         Refusal::Internal(_) => "server error\n".to_string(),
+        Refusal::Unavailable(_) => "server busy, try again\n".to_string(),
         other => format!("{other}\n"),
     };
+    if let Refusal::Unavailable(_) = r {
+        return (status, [(header::RETRY_AFTER, "5")], text).into_response();
+    }
     (status, text).into_response()
 }
 
@@ -229,8 +266,11 @@ async fn send(answer: Answer, headers: &HeaderMap, head: bool) -> (Response, u64
                 64 * 1024,
             )),
             Err(e) => {
-                tracing::warn!(file = %f.path.display(), error = %e, "file vanished while being served");
-                return (refusal_response(&Refusal::NotFound), 0);
+                // Vanished: 404. Out of descriptors: 503, never 404 (a phone told 404 boots
+                // without the file; one told 503 tries again).
+                let refusal = Refusal::from_io(&e, &f.path.display().to_string());
+                tracing::warn!(file = %f.path.display(), error = %e, "cannot open a file to serve");
+                return (refusal_response(&refusal), 0);
             }
         },
     };

@@ -1,0 +1,258 @@
+//! HTTP connections for the phone door and the admin API: our own accept loop around hyper, so
+//! that every connection has a deadline and the server a cap (axum's `serve` has neither).
+//!
+//! - A request's header must arrive within `header_timeout`, and a kept-alive connection waits
+//!   no longer than that for its next request (hyper's header-read timer runs while idle too).
+//! - A response that makes no progress for `send_timeout` (the client stopped reading) ends
+//!   the connection ([`StallGuard`]). Upload bodies have their own deadline in the door.
+//! - At most `max_connections` at once, and never more than the open-file limit leaves room
+//!   for: past that a new connection is answered `503` and closed, and counted. An `accept`
+//!   that fails for want of descriptors backs off instead of spinning.
+
+use crate::metrics::Metrics;
+use axum::extract::ConnectInfo;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+/// Descriptors kept free for everything that is not an HTTP connection (database, log, TFTP
+/// and FTP sockets, files being served or stored).
+const RESERVED_DESCRIPTORS: u64 = 96;
+
+/// Longest a graceful shutdown waits for running requests.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// What bounds one listener's connections.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    pub header_timeout: Duration,
+    pub send_timeout: Duration,
+    pub max_connections: usize,
+}
+
+impl ConnectionLimits {
+    /// The cap actually used: `max_connections`, lowered to what the process's open-file limit
+    /// leaves room for (each connection may hold a second descriptor for the file it sends).
+    pub fn effective_max(&self) -> usize {
+        let by_descriptors = open_file_limit()
+            .map(|n| (n.saturating_sub(RESERVED_DESCRIPTORS) / 2).max(1))
+            .unwrap_or(u64::MAX);
+        self.max_connections
+            .min(usize::try_from(by_descriptors).unwrap_or(usize::MAX))
+            .max(1)
+    }
+}
+
+#[cfg(unix)]
+fn open_file_limit() -> Option<u64> {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .ok()
+        .map(|(soft, _)| soft)
+}
+
+#[cfg(not(unix))]
+fn open_file_limit() -> Option<u64> {
+    None
+}
+
+/// Serves `router` on `listener` until `stop`, then lets running requests finish (at most
+/// [`SHUTDOWN_GRACE`]). `door` labels the connection metrics.
+pub async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    limits: ConnectionLimits,
+    metrics: Arc<Metrics>,
+    door: &'static str,
+    stop: CancellationToken,
+) {
+    let max = limits.effective_max();
+    if max < limits.max_connections {
+        tracing::warn!(
+            door,
+            max_connections = limits.max_connections,
+            allowed = max,
+            "the open-file limit allows fewer connections than configured (raise `ulimit -n` or LimitNOFILE=)"
+        );
+    }
+    let slots = Arc::new(Semaphore::new(max));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(64 * 1024);
+    let mut accept_errors = 0u64;
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE/ENFILE/ENOBUFS: the connection stays in the backlog; try again
+                    // shortly instead of spinning on the same error.
+                    accept_errors += 1;
+                    if accept_errors.is_power_of_two() {
+                        tracing::warn!(door, error = %e, count = accept_errors, "cannot accept a connection");
+                    }
+                    metrics.connection_refused(door, "accept_error");
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    }
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            metrics.connection_refused(door, "over_capacity");
+            tokio::spawn(answer_busy(tcp));
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        metrics.connection_opened(door);
+        let router = router.clone();
+        let service =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                let mut router = router.clone();
+                tower_service::Service::call(&mut router, req)
+            });
+        let io = TokioIo::new(StallGuard::new(tcp, limits.send_timeout));
+        let conn = graceful.watch(http.serve_connection(io, service));
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(door, addr = %peer, error = %e, "connection ended with an error");
+            }
+            metrics.connection_closed(door);
+            drop(slot);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(SHUTDOWN_GRACE) => {
+            tracing::warn!(door, "requests still running after the shutdown grace period");
+        }
+    }
+}
+
+/// `503` to a connection over the cap (bounded in time). The request is read and dropped
+/// after the answer, until the client closes (a lingering close, as nginx does): closing with
+/// unread bytes would send a reset that can destroy the answer before the client reads it.
+async fn answer_busy(mut tcp: TcpStream) {
+    use tokio::io::AsyncReadExt;
+    const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Type: text/plain\r\nContent-Length: 29\r\nConnection: close\r\n\r\ntoo many connections, retry\r\n";
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        tcp.write_all(BUSY).await?;
+        tcp.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        let mut drained = 0;
+        while drained < 64 * 1024 {
+            match tcp.read(&mut sink).await? {
+                0 => break,
+                n => drained += n,
+            }
+        }
+        Ok::<_, io::Error>(())
+    })
+    .await;
+}
+
+/// A connection whose writes fail with `TimedOut` once they have been stuck for `timeout`: a
+/// client that stops reading cannot hold a connection and its file forever.
+pub struct StallGuard<T> {
+    inner: T,
+    timeout: Duration,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    armed: bool,
+}
+
+impl<T> StallGuard<T> {
+    pub fn new(inner: T, timeout: Duration) -> StallGuard<T> {
+        StallGuard {
+            inner,
+            timeout,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+            armed: false,
+        }
+    }
+
+    /// After a write that could not proceed: starts the clock once, and says whether it ran out.
+    fn stalled(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.armed {
+            self.armed = true;
+            let at = tokio::time::Instant::now() + self.timeout;
+            self.deadline.as_mut().reset(at);
+        }
+        self.deadline.as_mut().poll(cx).is_ready()
+    }
+
+    fn guard<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<R>>,
+    ) -> Poll<io::Result<R>> {
+        match polled {
+            Poll::Pending if self.stalled(cx) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client stopped reading",
+            ))),
+            Poll::Pending => Poll::Pending,
+            ready => {
+                self.armed = false;
+                ready
+            }
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for StallGuard<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for StallGuard<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.guard(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.guard(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        self.guard(cx, polled)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let polled = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.guard(cx, polled)
+    }
+}
