@@ -205,6 +205,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
             let config = polyprov_tftp::server::Config {
                 max_transfers: settings.tftp.max_transfers,
                 max_windowsize: settings.tftp.max_windowsize,
+                max_window_bytes: settings.tftp.max_window_bytes,
+                memory_budget: settings.tftp.memory_budget_mib.saturating_mul(1024 * 1024),
                 ..Default::default()
             };
             tasks.spawn(polyprov_tftp::server::serve(

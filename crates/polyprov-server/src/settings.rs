@@ -32,6 +32,11 @@ pub struct TftpSettings {
     pub max_transfers: usize,
     /// Largest windowsize granted (RFC 7440).
     pub max_windowsize: u16,
+    /// Most bytes in one window (blksize × windowsize); the windowsize granted shrinks to fit.
+    pub max_window_bytes: usize,
+    /// Most memory all TFTP transfers hold together, in MiB; past it new transfers are told
+    /// the server is busy.
+    pub memory_budget_mib: usize,
 }
 
 impl Default for TftpSettings {
@@ -40,6 +45,8 @@ impl Default for TftpSettings {
             listen: None,
             max_transfers: 512,
             max_windowsize: 64,
+            max_window_bytes: 512 * 1024,
+            memory_budget_mib: 128,
         }
     }
 }

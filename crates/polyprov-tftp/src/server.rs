@@ -1,6 +1,10 @@
 //! An async TFTP server: each transfer runs on its own UDP port (its transfer id), with option
 //! negotiation, windows (RFC 7440), bounded retries with backoff, block-number rollover, a cap on
-//! concurrent transfers, and memory per transfer bounded by the window.
+//! concurrent transfers, and a memory budget: a window is at most `max_window_bytes` (the
+//! windowsize granted shrinks to fit), and what all transfers hold together — read chunks,
+//! windows, uploads being received — stays within `memory_budget`; a transfer that would pass it
+//! is told the server is busy. Large buffers are reserved fallibly, so a failed allocation ends
+//! one transfer, not the process.
 
 use crate::packet::{ErrorCode, Options, Packet};
 use bytes::Bytes;
@@ -66,6 +70,11 @@ pub struct Config {
     pub timeout: Duration,
     /// Retransmissions before a transfer is abandoned (the wait doubles each time, up to 8 s).
     pub retries: u32,
+    /// Most bytes in one window (blksize × windowsize): the windowsize granted is lowered to fit.
+    pub max_window_bytes: usize,
+    /// Most bytes all transfers hold at once; a transfer that would need more is refused
+    /// ("server busy") or, for an upload that grows past it, ended with an error.
+    pub memory_budget: usize,
 }
 
 impl Default for Config {
@@ -76,6 +85,8 @@ impl Default for Config {
             max_windowsize: 64,
             timeout: Duration::from_secs(1),
             retries: 5,
+            max_window_bytes: 512 * 1024,
+            memory_budget: 128 * 1024 * 1024,
         }
     }
 }
@@ -100,7 +111,13 @@ pub fn negotiate(
         timeout: config.timeout,
     };
     let mut ack = Options::new();
+    let mut seen: Vec<&str> = Vec::new();
     for (name, value) in requested {
+        // An option sent twice is answered once, for its first value (names arrive lower-cased).
+        if seen.contains(&name.as_str()) {
+            continue;
+        }
+        seen.push(name);
         let v: Option<u64> = value.parse().ok();
         match (name.as_str(), v) {
             ("blksize", Some(b)) if b >= 8 => {
@@ -121,8 +138,73 @@ pub fn negotiate(
             _ => {} // Unknown or malformed options are ignored (RFC 2347).
         }
     }
+    // A window is at most `max_window_bytes`: a client asking for 64 blocks of 64 KB gets fewer.
+    let fits = (config.max_window_bytes / n.blksize).clamp(1, usize::from(u16::MAX));
+    if usize::from(n.windowsize) > fits {
+        n.windowsize = fits as u16;
+        if let Some(w) = ack.iter_mut().find(|(k, _)| k == "windowsize") {
+            w.1 = fits.to_string();
+        }
+    }
     (n, ack)
 }
+
+/// The memory all transfers may hold, in KiB permits.
+#[derive(Clone)]
+struct Budget(Arc<Semaphore>);
+
+/// Memory held by one transfer; given back when dropped.
+struct Held {
+    budget: Budget,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    bytes: usize,
+}
+
+impl Budget {
+    fn new(bytes: usize) -> Budget {
+        Budget(Arc::new(Semaphore::new(
+            (bytes / 1024).min(Semaphore::MAX_PERMITS),
+        )))
+    }
+
+    /// Holds `bytes` now, or `None` when the budget has no room.
+    fn hold(&self, bytes: usize) -> Option<Held> {
+        let mut held = Held {
+            budget: self.clone(),
+            permit: None,
+            bytes: 0,
+        };
+        held.grow_to(bytes).then_some(held)
+    }
+}
+
+impl Held {
+    /// Raises what this transfer holds to `bytes`; false when the budget has no room.
+    fn grow_to(&mut self, bytes: usize) -> bool {
+        let have = self.bytes.div_ceil(1024);
+        let want = bytes.div_ceil(1024);
+        if want <= have {
+            return true;
+        }
+        let Ok(extra) = u32::try_from(want - have) else {
+            return false;
+        };
+        match self.budget.0.clone().try_acquire_many_owned(extra) {
+            Ok(p) => {
+                match &mut self.permit {
+                    Some(held) => held.merge(p),
+                    None => self.permit = Some(p),
+                }
+                self.bytes = want * 1024;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// What a refused allocation or a full budget tells the client.
+const BUSY_MEMORY: &str = "server busy: out of transfer memory, try again";
 
 /// Runs the server on `socket` until `shutdown` completes.
 pub async fn serve<H: Handler>(
@@ -132,6 +214,7 @@ pub async fn serve<H: Handler>(
     shutdown: impl Future<Output = ()>,
 ) {
     let slots = Arc::new(Semaphore::new(config.max_transfers));
+    let budget = Budget::new(config.memory_budget);
     let config = Arc::new(config);
     let local_ip = socket.local_addr().map(|a| a.ip()).ok();
     let mut buf = vec![0u8; 65536];
@@ -184,7 +267,7 @@ pub async fn serve<H: Handler>(
             .await;
             continue;
         };
-        let (handler, config) = (handler.clone(), config.clone());
+        let (handler, config, budget) = (handler.clone(), config.clone(), budget.clone());
         let bind_ip = local_ip.unwrap_or_else(|| std::net::Ipv4Addr::UNSPECIFIED.into());
         tokio::spawn(async move {
             let _permit = permit;
@@ -199,13 +282,16 @@ pub async fn serve<H: Handler>(
                 return;
             }
             let result = if is_read {
-                read_transfer(&sock, &*handler, peer, &filename, &options, &config)
-                    .await
-                    .map(|()| None)
+                read_transfer(
+                    &sock, &*handler, peer, &filename, &options, &config, &budget,
+                )
+                .await
+                .map(|()| None)
             } else {
                 let mut slot = Some(_permit);
+                let limits = (&*config, &budget);
                 write_transfer(
-                    &sock, &*handler, peer, &filename, &options, &config, &mut slot,
+                    &sock, &*handler, peer, &filename, &options, limits, &mut slot,
                 )
                 .await
             };
@@ -285,7 +371,21 @@ struct Reader {
 /// Bytes read from disk at once per transfer (at least one window).
 const CHUNK: u64 = 256 * 1024;
 
+/// Receive buffer of a read transfer, which only hears ACKs and ERRORs.
+const ACK_BUF: usize = 2048;
+
 impl Reader {
+    /// The most this reader holds at once for a transfer of `blksize` × `window`.
+    fn footprint(source: &Source, blksize: usize, window: u16) -> usize {
+        match source {
+            // Generated bytes are shared with the caller, not copied.
+            Source::Bytes(_) => 0,
+            Source::File { len, .. } => {
+                CHUNK.max(blksize as u64 * u64::from(window)).min(*len) as usize
+            }
+        }
+    }
+
     fn new(source: Source) -> Reader {
         Reader {
             source,
@@ -318,7 +418,9 @@ impl Reader {
                 .max(blksize as u64 * u64::from(window))
                 .min(len - start);
             f.seek(std::io::SeekFrom::Start(start)).await?;
-            let mut buf = Vec::with_capacity(want as usize);
+            let mut buf = Vec::new();
+            buf.try_reserve_exact(want as usize)
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::OutOfMemory))?;
             (&mut *f).take(want).read_to_end(&mut buf).await?;
             self.chunk = Bytes::from(buf);
             self.chunk_start = start;
@@ -341,14 +443,23 @@ struct WindowSender {
 }
 
 impl WindowSender {
-    fn new(blksize: usize, windowsize: u16) -> WindowSender {
+    /// Bytes a window of `windowsize` blocks of `blksize` takes.
+    fn footprint(blksize: usize, windowsize: u16) -> usize {
+        (blksize + 4) * usize::from(windowsize)
+    }
+
+    /// `None` when the window's buffer cannot be allocated.
+    fn new(blksize: usize, windowsize: u16) -> Option<WindowSender> {
         let segment = blksize + 4;
-        WindowSender {
-            buf: Vec::with_capacity(segment * usize::from(windowsize)),
+        let mut buf = Vec::new();
+        buf.try_reserve_exact(Self::footprint(blksize, windowsize))
+            .ok()?;
+        Some(WindowSender {
+            buf,
             starts: Vec::with_capacity(usize::from(windowsize)),
             segment,
             gso: cfg!(target_os = "linux") && windowsize > 1,
-        }
+        })
     }
 
     fn push(&mut self, block: u16, data: &[u8]) {
@@ -431,6 +542,7 @@ async fn read_transfer<H: Handler>(
     filename: &str,
     options: &Options,
     config: &Config,
+    budget: &Budget,
 ) -> Result<(), String> {
     let source = match handler.read(peer, filename).await {
         Ok(s) => s,
@@ -441,7 +553,22 @@ async fn read_transfer<H: Handler>(
     };
     let len = source.len();
     let (n, oack) = negotiate(options, config, Some(len));
-    let mut buf = vec![0u8; 65536];
+    let busy = || Packet::Error {
+        code: ErrorCode::NotDefined,
+        message: BUSY_MEMORY.into(),
+    };
+    let footprint = Reader::footprint(&source, n.blksize, n.windowsize)
+        + WindowSender::footprint(n.blksize, n.windowsize)
+        + ACK_BUF;
+    let (Some(_held), Some(mut sender)) = (
+        budget.hold(footprint),
+        WindowSender::new(n.blksize, n.windowsize),
+    ) else {
+        let _ = send(sock, &busy()).await;
+        return Err("memory budget or allocation refused".into());
+    };
+    // Only ACKs and ERRORs arrive on a read: a small buffer will do (a longer datagram is cut).
+    let mut buf = vec![0u8; ACK_BUF];
     if !oack.is_empty() {
         // OACK, then the client's ACK 0.
         let mut attempt = 0;
@@ -465,16 +592,24 @@ async fn read_transfer<H: Handler>(
     // The last block is the first shorter than blksize (possibly empty).
     let last = len / n.blksize as u64 + 1;
     let mut reader = Reader::new(source);
-    let mut sender = WindowSender::new(n.blksize, n.windowsize);
     let mut next = 1u64; // first block not yet acknowledged
     let mut attempt = 0u32;
     while next <= last {
         let window_end = (next + u64::from(n.windowsize) - 1).min(last);
         for i in next..=window_end {
-            let data = reader
-                .block(i, n.blksize, n.windowsize)
-                .await
-                .map_err(|e| e.to_string())?;
+            let data = match reader.block(i, n.blksize, n.windowsize).await {
+                Ok(d) => d,
+                Err(e) => {
+                    let message = if e.kind() == std::io::ErrorKind::OutOfMemory {
+                        BUSY_MEMORY.to_string()
+                    } else {
+                        "cannot read the file".to_string()
+                    };
+                    let code = ErrorCode::NotDefined;
+                    let _ = send(sock, &Packet::Error { code, message }).await;
+                    return Err(e.to_string());
+                }
+            };
             sender.push(i as u16, &data);
         }
         sender.flush(sock).await.map_err(|e| e.to_string())?;
@@ -526,7 +661,7 @@ async fn write_transfer<H: Handler>(
     peer: SocketAddr,
     filename: &str,
     options: &Options,
-    config: &Config,
+    (config, budget): (&Config, &Budget),
     slot: &mut Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Result<Option<Linger>, String> {
     let max = handler.max_write(filename);
@@ -549,8 +684,18 @@ async fn write_transfer<H: Handler>(
         return Ok(None);
     }
     let (n, oack) = negotiate(options, config, declared);
+    let refuse = |message: &str| Packet::Error {
+        code: ErrorCode::NotDefined,
+        message: message.to_string(),
+    };
+    // The receive buffer now; the upload's bytes are held from the budget as they arrive.
+    let Some(mut held) = budget.hold(n.blksize + 4) else {
+        let _ = send(sock, &refuse(BUSY_MEMORY)).await;
+        return Err("memory budget refused".into());
+    };
     let mut data: Vec<u8> = Vec::new();
-    let mut buf = vec![0u8; 65536];
+    // One byte more than a block: a datagram longer than the agreed blksize is seen as such.
+    let mut buf = vec![0u8; n.blksize + 5];
     let mut last_ack = if oack.is_empty() {
         Packet::Ack { block: 0 }
     } else {
@@ -573,6 +718,13 @@ async fn write_transfer<H: Handler>(
                     since_ack = 0;
                     continue;
                 }
+                if chunk.len() > n.blksize {
+                    let message =
+                        format!("block of {} bytes, blksize is {}", chunk.len(), n.blksize);
+                    let code = ErrorCode::IllegalOperation;
+                    let _ = send(sock, &Packet::Error { code, message }).await;
+                    return Err("block larger than blksize".into());
+                }
                 if (data.len() + chunk.len()) as u64 > max {
                     let _ = send(
                         sock,
@@ -583,6 +735,17 @@ async fn write_transfer<H: Handler>(
                     )
                     .await;
                     return Err("upload too large".into());
+                }
+                if data.capacity() < data.len() + chunk.len() {
+                    // Grow in steps of at least 64 KiB, within the budget, fallibly.
+                    let target = (data.len() + chunk.len()).max(data.capacity() + 64 * 1024);
+                    let target = target.min(max as usize);
+                    if !held.grow_to(n.blksize + 4 + target)
+                        || data.try_reserve_exact(target - data.len()).is_err()
+                    {
+                        let _ = send(sock, &refuse(BUSY_MEMORY)).await;
+                        return Err("memory budget refused".into());
+                    }
                 }
                 data.extend_from_slice(&chunk);
                 let fin = chunk.len() < n.blksize;
@@ -669,5 +832,28 @@ mod tests {
         );
         let (n, ack) = negotiate(&Options::new(), &config, None);
         assert_eq!((n.blksize, n.windowsize, ack.len()), (512, 1, 0));
+    }
+
+    /// The largest blocks and windows a client can ask for fit `max_window_bytes`; an option
+    /// sent twice is answered once.
+    #[test]
+    fn windows_fit_the_window_byte_limit_and_options_are_answered_once() {
+        let config = Config::default();
+        let req: Options = vec![
+            ("blksize".into(), "65464".into()),
+            ("windowsize".into(), "65535".into()),
+            ("blksize".into(), "512".into()),
+            ("windowsize".into(), "1".into()),
+        ];
+        let (n, ack) = negotiate(&req, &config, None);
+        assert_eq!((n.blksize, n.windowsize), (65464, 8));
+        assert_eq!(
+            ack,
+            vec![
+                ("blksize".into(), "65464".into()),
+                ("windowsize".into(), "8".into()),
+            ]
+        );
+        assert!(n.blksize * usize::from(n.windowsize) <= config.max_window_bytes);
     }
 }

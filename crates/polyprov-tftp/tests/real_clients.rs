@@ -362,3 +362,92 @@ async fn a_finished_upload_frees_its_slot_at_once() {
         content(100).as_slice()
     );
 }
+
+/// Clients asking for the largest blocks and windows cannot make the server hold more than its
+/// memory budget: the window granted shrinks to `max_window_bytes`, and once the transfers that
+/// never acknowledge hold the budget, the next is told the server is busy — until one ends.
+#[tokio::test]
+async fn greedy_windows_are_bounded_by_the_memory_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("big.ld"), content(8 << 20)).unwrap();
+    let (addr, _) = start(
+        dir.path(),
+        Config {
+            memory_budget: 3 << 20,
+            ..Config::default()
+        },
+    )
+    .await;
+    let rrq = Packet::Rrq {
+        filename: "big.ld".into(),
+        mode: "octet".into(),
+        options: vec![
+            ("blksize".into(), "65464".into()),
+            ("windowsize".into(), "65535".into()),
+            ("windowsize".into(), "2".into()),
+        ],
+    }
+    .to_bytes();
+    let mut buf = vec![0u8; 70_000];
+    let mut holding = Vec::new();
+    let mut busy = None;
+    // Each greedy transfer holds a little over 1 MiB (a 512 KiB read chunk, a 512 KiB window
+    // and a receive buffer): two fit in 3 MiB, a third does not.
+    for _ in 0..4 {
+        let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        client.send_to(&rrq, addr).await.unwrap();
+        let (n, from) = client.recv_from(&mut buf).await.unwrap();
+        match Packet::parse(&buf[..n]).unwrap() {
+            Packet::Oack { options } => {
+                // Granted once, and no more than fits in 512 KiB.
+                assert_eq!(
+                    options.iter().filter(|(k, _)| k == "windowsize").count(),
+                    1,
+                    "{options:?}"
+                );
+                assert!(
+                    options.contains(&("windowsize".into(), "8".into())),
+                    "{options:?}"
+                );
+                // ACK 0 starts the window; then never acknowledge, holding the memory.
+                client
+                    .send_to(&Packet::Ack { block: 0 }.to_bytes(), from)
+                    .await
+                    .unwrap();
+                holding.push((client, from));
+            }
+            Packet::Error { message, .. } => {
+                busy = Some(message);
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(holding.len(), 2, "transfers admitted within a 3 MiB budget");
+    assert!(busy.unwrap().contains("busy"));
+    // An ERROR from one client ends its transfer and gives its memory back.
+    let (client, from) = holding.remove(0);
+    client
+        .send_to(
+            &Packet::Error {
+                code: ErrorCode::NotDefined,
+                message: "abort".into(),
+            }
+            .to_bytes(),
+            from,
+        )
+        .await
+        .unwrap();
+    let mut admitted = false;
+    for _ in 0..100 {
+        let c = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        c.send_to(&rrq, addr).await.unwrap();
+        let (n, _) = c.recv_from(&mut buf).await.unwrap();
+        if matches!(Packet::parse(&buf[..n]), Ok(Packet::Oack { .. })) {
+            admitted = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(admitted, "the budget was not given back");
+}
