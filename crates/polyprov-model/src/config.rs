@@ -54,11 +54,14 @@ pub fn add_device_gates(params: &mut Params) {
 }
 
 /// Escapes text for a double-quoted XML attribute value. Tabs and line breaks are written as
-/// character references so that they survive attribute-value normalisation.
+/// character references so that they survive attribute-value normalisation. A character XML
+/// 1.0 cannot carry at all becomes U+FFFD, so that what is written is always well-formed (the
+/// admin API refuses such values before they are stored; see [`check_param_value`]).
 pub fn escape_attr(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
         match c {
+            c if !is_xml_char(c) => out.push('\u{FFFD}'),
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
@@ -189,24 +192,83 @@ pub struct XmlError {
     pub message: String,
 }
 
+/// Whether XML 1.0 can carry `c` at all (its `Char` production): no control characters but
+/// tab, line feed and carriage return, no U+FFFE or U+FFFF. A phone's parser rejects a file
+/// with any other, and with it every setting in the file.
+pub fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
+/// Why a parameter value cannot be written into a phone's file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{name}: character U+{code:04X} at position {at} cannot be carried by XML 1.0")]
+pub struct ParamValueError {
+    pub name: String,
+    pub code: u32,
+    pub at: usize,
+}
+
+/// Checks a parameter value: only characters XML 1.0 can carry (see [`is_xml_char`]).
+pub fn check_param_value(name: &str, value: &str) -> Result<(), ParamValueError> {
+    match value.chars().enumerate().find(|(_, c)| !is_xml_char(*c)) {
+        Some((at, c)) => Err(ParamValueError {
+            name: name.chars().take(80).collect(),
+            code: c as u32,
+            at,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Checks that `text` is one well-formed XML document (with a root element). Phones upload
-/// overrides, directories and call lists as XML; anything else is truncated or forged.
+/// overrides, directories and call lists as XML; anything else is truncated or forged. Beyond
+/// the structure: every character, raw or as a reference (`&#0;`), must be one XML 1.0 can
+/// carry, entity references must be the predefined ones, and no attribute may appear twice.
 pub fn check_well_formed(text: &str) -> Result<(), XmlError> {
     use quick_xml::events::Event;
+    if let Some((at, c)) = text.char_indices().find(|(_, c)| !is_xml_char(*c)) {
+        return Err(XmlError {
+            at: at as u64,
+            message: format!("character U+{:04X} is not allowed in XML 1.0", c as u32),
+        });
+    }
     let mut reader = quick_xml::Reader::from_str(text);
     reader.config_mut().check_end_names = true;
     let mut depth = 0usize;
     let mut roots = 0usize;
     loop {
+        let at = reader.buffer_position();
+        let bad = |message: String| XmlError { at, message };
         match reader.read_event() {
-            Ok(Event::Start(_)) => {
+            Ok(Event::GeneralRef(r)) => match r.resolve_char_ref() {
+                Ok(Some(c)) if is_xml_char(c) => {}
+                Ok(Some(c)) => {
+                    return Err(bad(format!(
+                        "reference to character U+{:04X}, not allowed in XML 1.0",
+                        c as u32
+                    )));
+                }
+                Ok(None) if matches!(&*r, "amp" | "lt" | "gt" | "quot" | "apos") => {}
+                Ok(None) => {
+                    let name: String = r.chars().take(40).collect();
+                    return Err(bad(format!("unknown entity &{name};")));
+                }
+                Err(e) => return Err(bad(e.to_string())),
+            },
+            Ok(Event::Start(e)) => {
+                check_attributes(&e).map_err(bad)?;
                 if depth == 0 {
                     roots += 1;
                 }
                 depth += 1;
             }
             Ok(Event::End(_)) => depth = depth.saturating_sub(1),
-            Ok(Event::Empty(_)) if depth == 0 => roots += 1,
+            Ok(Event::Empty(e)) => {
+                check_attributes(&e).map_err(bad)?;
+                if depth == 0 {
+                    roots += 1;
+                }
+            }
             Ok(Event::Text(t)) if depth == 0 && !t.as_ref().trim_ascii().is_empty() => {
                 return Err(XmlError {
                     at: reader.buffer_position(),
@@ -240,6 +302,23 @@ pub fn check_well_formed(text: &str) -> Result<(), XmlError> {
     }
 }
 
+/// Every attribute once, with a value whose references resolve to characters XML 1.0 carries.
+fn check_attributes(e: &quick_xml::events::BytesStart<'_>) -> Result<(), String> {
+    for a in e.attributes() {
+        let a = a.map_err(|e| e.to_string())?;
+        let value = a
+            .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+            .map_err(|e| format!("attribute value: {e}"))?;
+        if let Some(c) = value.chars().find(|c| !is_xml_char(*c)) {
+            return Err(format!(
+                "attribute value refers to character U+{:04X}, not allowed in XML 1.0",
+                c as u32
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod xml_tests {
     use super::*;
@@ -266,8 +345,47 @@ mod xml_tests {
             "<a x=\"1></a>",
             "<a/>trailing",
             "<a>&bogus;</a",
+            "<a>&bogus;</a>",
+            "<a x=\"&#0;\"/>",
+            "<a x=\"&#x1;\"/>",
+            "<a x=\"a\0b\"/>",
+            "<a>\u{1b}[2J</a>",
+            "<a>&#0;</a>",
+            "<a>&#xFFFE;</a>",
+            "<a x=\"1\" x=\"2\"/>",
+            "<a x=\"&bogus;\"/>",
         ] {
             assert!(check_well_formed(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_well_formed("<a x=\"&#9;&#10;&amp;&#x263A;\">&lt;&#65;</a>").is_ok());
+    }
+
+    #[test]
+    fn values_xml_cannot_carry_are_refused() {
+        assert!(check_param_value("reg.1.label", "Zoë \t ☺").is_ok());
+        for bad in ["a\0b", "\u{1b}[2J", "x\u{FFFF}", "\u{8}"] {
+            assert!(check_param_value("reg.1.label", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever the values, the rendered file is well-formed; those that pass the check read
+        /// back unchanged.
+        #[test]
+        fn every_rendered_file_is_well_formed(
+            values in proptest::collection::vec("\\PC{0,12}|[\\x00-\\x7f]{0,12}", 1..6),
+        ) {
+            let params: Params = values
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| (format!("reg.{i}.label"), v))
+                .collect();
+            let xml = render_polycom_config(&params, "test");
+            proptest::prop_assert!(check_well_formed(&xml).is_ok(), "{xml}");
+            let back = crate::config_file::ConfigFile::parse("x", &xml).unwrap().to_params();
+            for (k, v) in params.iter().filter(|(k, v)| check_param_value(k, v).is_ok()) {
+                proptest::prop_assert_eq!(back.get(k), Some(v));
+            }
         }
     }
 }

@@ -10,7 +10,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use polyprov_model::config::check_param_name;
+use polyprov_model::config::{check_param_name, check_param_value};
 use polyprov_model::{Mac, Params, UploadKind};
 use polyprov_store::{Assignment, InventoryError};
 use serde::Deserialize;
@@ -201,10 +201,14 @@ fn parse_mac(s: &str) -> ApiResult<Mac> {
     })
 }
 
+/// Names that are XML attribute names, values XML 1.0 can carry: anything else would make the
+/// phone's file malformed, and the phone would drop all of it (422).
 fn check_params(params: &Params) -> ApiResult<()> {
-    for name in params.keys() {
+    for (name, value) in params {
         check_param_name(name)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+        check_param_value(name, value)
+            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
     }
     Ok(())
 }
@@ -291,6 +295,10 @@ impl DeviceDoc {
                 StatusCode::BAD_REQUEST,
                 "admin_password must not be empty",
             ));
+        }
+        if let Some(pw) = &self.admin_password {
+            check_param_value("admin_password", pw)
+                .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
         }
         Ok(Assignment {
             profile: self.profile,

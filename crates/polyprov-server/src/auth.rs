@@ -70,8 +70,10 @@ impl ProvisioningCredentials {
             && now - ts <= NONCE_SECONDS
     }
 
-    /// Checks an `Authorization: Digest …` answer (RFC 7616 with MD5, `qop=auth` or none) for a
-    /// request of `method` on `request_uri`. `Err(true)` means only the nonce was stale: ask again.
+    /// Checks an `Authorization: Digest …` answer (RFC 7616 with MD5 and `qop=auth`, the only
+    /// quality of protection offered: the RFC 2069 form without `qop`, `cnonce` and `nc` is
+    /// refused) for a request of `method` on `request_uri`. `Err(true)` means only the nonce
+    /// was stale: ask again.
     pub fn verify_digest(
         &self,
         params: &BTreeMap<String, String>,
@@ -86,18 +88,18 @@ impl ProvisioningCredentials {
         if !matches!(get("algorithm"), "" | "MD5" | "md5") {
             return Err(false);
         }
+        let nc_ok = get("nc").len() == 8 && get("nc").bytes().all(|b| b.is_ascii_hexdigit());
+        if get("qop") != "auth" || get("cnonce").is_empty() || !nc_ok {
+            return Err(false);
+        }
         let ha2 = md5_hex(&format!("{method}:{}", get("uri")));
-        let expected = match get("qop") {
-            "auth" => md5_hex(&format!(
-                "{}:{}:{}:{}:auth:{ha2}",
-                self.ha1,
-                get("nonce"),
-                get("nc"),
-                get("cnonce")
-            )),
-            "" => md5_hex(&format!("{}:{}:{ha2}", self.ha1, get("nonce"))),
-            _ => return Err(false),
-        };
+        let expected = md5_hex(&format!(
+            "{}:{}:{}:{}:auth:{ha2}",
+            self.ha1,
+            get("nonce"),
+            get("nc"),
+            get("cnonce")
+        ));
         if !constant_time_eq(
             expected.as_bytes(),
             get("response").to_ascii_lowercase().as_bytes(),
@@ -123,9 +125,14 @@ impl ProvisioningCredentials {
     }
 }
 
-/// Parses the parameters of `Digest k=v, k2="v 2", …`; `None` when malformed.
+/// Parses the parameters of `Digest k=v, k2="v 2", …` (the scheme in any case); `None` when
+/// malformed or when a parameter is given twice.
 pub fn parse_digest(value: &str) -> Option<BTreeMap<String, String>> {
-    let mut rest = value.strip_prefix("Digest ")?.trim();
+    let (scheme, rest) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("digest") {
+        return None;
+    }
+    let mut rest = rest.trim();
     let mut out = BTreeMap::new();
     while !rest.is_empty() {
         let (key, after) = rest.split_once('=')?;
@@ -141,7 +148,9 @@ pub fn parse_digest(value: &str) -> Option<BTreeMap<String, String>> {
         if key.is_empty() || out.len() > 16 {
             return None;
         }
-        out.insert(key, val);
+        if out.insert(key, val).is_some() {
+            return None;
+        }
         rest = tail
             .trim_start()
             .strip_prefix(',')
@@ -220,8 +229,47 @@ mod tests {
         );
     }
 
+    /// Only `qop=auth` with a client nonce and a count: the RFC 2069 form (no `qop`) lets a
+    /// captured response be replayed for as long as its nonce lives, and is not what we offer.
+    #[test]
+    fn digest_without_qop_cnonce_or_nc_is_refused() {
+        let c = ProvisioningCredentials::new("PlcmSpIp", "pw");
+        let now = 1_000_000;
+        let nonce = c.nonce(now);
+        let ha1 = md5_hex(&format!("PlcmSpIp:{REALM}:pw"));
+        let ha2 = md5_hex("GET:/a.cfg");
+        let rfc2069 = md5_hex(&format!("{ha1}:{nonce}:{ha2}"));
+        let header = format!(
+            "Digest username=\"PlcmSpIp\", realm=\"{REALM}\", nonce=\"{nonce}\", uri=\"/a.cfg\", response=\"{rfc2069}\""
+        );
+        let p = parse_digest(&header).unwrap();
+        assert_eq!(c.verify_digest(&p, "GET", "/a.cfg", now), Err(false));
+        for (nc, cnonce) in [("00000001", ""), ("1", "abc"), ("0000000g", "abc")] {
+            let r = md5_hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"));
+            let header = format!(
+                "digest username=\"PlcmSpIp\", realm=\"{REALM}\", nonce=\"{nonce}\", uri=\"/a.cfg\", qop=auth, nc={nc}, cnonce=\"{cnonce}\", response=\"{r}\""
+            );
+            let p = parse_digest(&header).unwrap();
+            assert_eq!(
+                c.verify_digest(&p, "GET", "/a.cfg", now),
+                Err(false),
+                "{nc} {cnonce:?}"
+            );
+        }
+        // The same with a proper count and client nonce, the scheme in lower case, passes.
+        let r = md5_hex(&format!("{ha1}:{nonce}:00000001:abc:auth:{ha2}"));
+        let header = format!(
+            "digest username=\"PlcmSpIp\", realm=\"{REALM}\", nonce=\"{nonce}\", uri=\"/a.cfg\", qop=auth, nc=00000001, cnonce=\"abc\", response=\"{r}\""
+        );
+        assert_eq!(
+            c.verify_digest(&parse_digest(&header).unwrap(), "GET", "/a.cfg", now),
+            Ok(())
+        );
+    }
+
     #[test]
     fn digest_headers_parse_defensively() {
+        assert!(parse_digest("Digest a=1, a=2").is_none());
         assert!(parse_digest("Basic abc").is_none());
         assert!(parse_digest("Digest username=\"unterminated").is_none());
         let p = parse_digest("Digest a=1, b=\"x, y\",c=3").unwrap();

@@ -144,3 +144,57 @@ async fn malformed_documents_are_refused() {
     let (_, list) = t.admin_json(Method::GET, "/api/v1/devices", None).await;
     assert_eq!(list, json!([]));
 }
+
+/// What XML 1.0 cannot carry is refused (422) before it reaches a phone's file: a phone drops
+/// a whole malformed file, and every setting in it. What is accepted renders well-formed.
+#[tokio::test]
+async fn values_xml_cannot_carry_are_refused_and_rendered_files_stay_well_formed() {
+    let t = TestServer::start().await;
+    for body in [
+        json!({"admin_password": "a\"b<c>&d\u{0001}e"}),
+        json!({"params": {"reg.1.label": "a\u{0000}b\u{001b}[2J"}}),
+        json!({"lines": [{"address": "1001@pbx", "label": "x\u{fffe}"}]}),
+    ] {
+        let (s, e) = t
+            .admin_json(
+                Method::PUT,
+                &format!("/api/v1/devices/{MAC}"),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(s, 422, "{body}: {e}");
+    }
+    for (path, body) in [
+        (
+            "/api/v1/site",
+            json!({"params": {"reg.1.label": "\u{0007}"}}),
+        ),
+        (
+            "/api/v1/profiles/sales",
+            json!({"params": {"reg.1.label": "\u{0008}"}}),
+        ),
+    ] {
+        let (s, e) = t.admin_json(Method::PUT, path, Some(body.clone())).await;
+        assert_eq!(s, 422, "{path} {body}: {e}");
+    }
+    let (_, list) = t.admin_json(Method::GET, "/api/v1/devices", None).await;
+    assert_eq!(list, json!([]));
+    // Quotes, angle brackets, ampersands, tabs, non-ASCII: accepted, escaped, well-formed.
+    let (s, _) = t
+        .admin_json(
+            Method::PUT,
+            &format!("/api/v1/devices/{MAC}"),
+            Some(
+                json!({"admin_password": "a\"b<c>&d\te", "params": {"reg.1.label": "Zoë ☺ \n x"}}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let r = t.get(&format!("/{MAC}-polyprov.cfg")).await;
+    assert_eq!(r.status(), 200);
+    let xml = r.text().await.unwrap();
+    polyprov_model::config::check_well_formed(&xml).unwrap();
+    let attrs = common::attributes(&xml);
+    assert_eq!(attrs["device.auth.localAdminPassword"], "a\"b<c>&d\te");
+    assert_eq!(attrs["reg.1.label"], "Zoë ☺ \n x");
+}

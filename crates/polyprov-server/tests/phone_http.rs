@@ -827,3 +827,54 @@ async fn graceful_shutdown_writes_pending_sightings() {
     assert_eq!(d.model.as_deref(), Some("VVX_500"));
     drop(dir);
 }
+
+/// An upload that refers to a character XML cannot carry (`&#0;`), carries one raw (NUL), or
+/// names an attribute twice is not well-formed: refused, nothing stored.
+#[tokio::test]
+async fn uploads_with_characters_xml_cannot_carry_are_refused() {
+    let t = TestServer::start().await;
+    for body in [
+        "<PHONE_CONFIG><OVERRIDES reg.1.label=\"&#0;\"/></PHONE_CONFIG>",
+        "<PHONE_CONFIG><OVERRIDES reg.1.label=\"&#x1b;\"/></PHONE_CONFIG>",
+        "<PHONE_CONFIG><OVERRIDES reg.1.label=\"a\u{0}b\"/></PHONE_CONFIG>",
+        "<PHONE_CONFIG><OVERRIDES a=\"1\" a=\"2\"/></PHONE_CONFIG>",
+        "<PHONE_CONFIG>&#0;</PHONE_CONFIG>",
+    ] {
+        let r = t.put(&format!("/{MAC}-phone.cfg"), body).await;
+        assert_eq!(r.status(), 400, "{body:?}");
+    }
+    assert!(t.upload_files().is_empty(), "{:?}", t.upload_files());
+}
+
+/// Auth schemes are case-insensitive; two Authorization headers are a refusal, not a guess.
+#[tokio::test]
+async fn authorization_schemes_in_any_case_and_never_two_headers() {
+    use base64::Engine;
+    let t = TestServer::start().await;
+    assign_default(&t).await;
+    let (user, pw) = t.server.provisioning_login.clone().unwrap();
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"));
+    let wrong = base64::engine::general_purpose::STANDARD.encode(format!("{user}:nope"));
+    let path = format!("/{MAC}-polyprov.cfg");
+    for scheme in ["Basic", "basic", "BASIC"] {
+        let r = t
+            .http
+            .get(t.url(&path))
+            .header("authorization", format!("{scheme} {token}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{scheme}");
+    }
+    for (first, second) in [(&wrong, &token), (&token, &wrong), (&token, &token)] {
+        let r = t
+            .http
+            .get(t.url(&path))
+            .header("authorization", format!("Basic {first}"))
+            .header("authorization", format!("Basic {second}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+}

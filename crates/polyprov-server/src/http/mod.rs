@@ -81,16 +81,24 @@ fn credential(
     method: &Method,
     uri: &Uri,
 ) -> Credential {
-    let Some(value) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return Credential::Absent;
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        // None, or two: which one would count is a guess an attacker could steer.
+        return if headers.contains_key(header::AUTHORIZATION) {
+            Credential::Invalid
+        } else {
+            Credential::Absent
+        };
+    };
+    let Ok(value) = value.to_str() else {
+        return Credential::Invalid;
     };
     let Some(expected) = expected else {
         return Credential::Valid;
     };
-    if value.starts_with("Digest ") {
+    // Auth schemes are case-insensitive (RFC 9110 §11.1): `basic`, `DIGEST` alike.
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    if scheme.eq_ignore_ascii_case("digest") {
         let request_uri = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
         return match crate::auth::parse_digest(value) {
             Some(p) => match expected.verify_digest(&p, method.as_str(), request_uri, unix_now()) {
@@ -101,8 +109,8 @@ fn credential(
             None => Credential::Invalid,
         };
     }
-    let basic = value
-        .strip_prefix("Basic ")
+    let basic = Some(token)
+        .filter(|_| scheme.eq_ignore_ascii_case("basic"))
         .and_then(|b64| {
             base64::engine::general_purpose::STANDARD
                 .decode(b64.trim())
