@@ -388,57 +388,98 @@ impl Core {
             .device(mac)
             .await?
             .ok_or_else(|| polyprov_store::InventoryError::NoSuchDevice(mac.to_string()))?;
-        match current.state {
-            // Released already: only files the phone uploaded since are left to quarantine.
-            DeviceState::Released => {
-                let quarantine = self.blocking(move |u| u.quarantine(mac)).await?;
-                if let Some(id) = &quarantine {
-                    let why = if reason.is_empty() { "-" } else { reason };
-                    let detail = format!(
-                        "reason: {why}; quarantine: {id} (uploaded after the last release)"
-                    );
-                    self.inventory
-                        .record(actor, mac, "release", &detail)
-                        .await?;
-                }
-                return Ok(Released {
-                    device: current,
-                    changed: quarantine.is_some(),
-                    quarantine,
-                });
+        if current.state == DeviceState::Retired {
+            return Err(polyprov_store::InventoryError::InvalidTransition {
+                mac: mac.to_string(),
+                state: "retired",
+                what: "release",
             }
-            DeviceState::Retired => {
-                return Err(polyprov_store::InventoryError::InvalidTransition {
-                    mac: mac.to_string(),
-                    state: "retired",
-                    what: "release",
-                }
-                .into());
-            }
-            _ => {}
+            .into());
         }
-        let quarantine = self.blocking(move |u| u.quarantine(mac)).await?;
-        let detail = format!(
-            "reason: {}; quarantine: {}",
-            if reason.is_empty() { "-" } else { reason },
-            quarantine.as_deref().unwrap_or("nothing to keep")
-        );
-        match self.inventory.release(mac, actor, &detail).await {
+        // The intent first: a crash from here until the inventory transaction that ends it
+        // leaves a record that start-up uses to undo the half-done release.
+        let id = polyprov_store::uploads::new_quarantine_id();
+        self.inventory.begin_release(mac, &id).await?;
+        let moved_id = id.clone();
+        let quarantine = match self
+            .blocking(move |u| u.quarantine_as(mac, &moved_id))
+            .await
+        {
+            Ok(q) => q,
+            Err(e) => {
+                self.inventory.end_release_intent(mac).await?;
+                return Err(e);
+            }
+        };
+        let why = if reason.is_empty() { "-" } else { reason };
+        let recorded = if current.state == DeviceState::Released {
+            // Released already: only files the phone uploaded since moved.
+            match &quarantine {
+                Some(q) => {
+                    let detail =
+                        format!("reason: {why}; quarantine: {q} (uploaded after the last release)");
+                    self.inventory
+                        .record_rerelease(actor, mac, &detail)
+                        .await
+                        .map(|()| (current, false))
+                }
+                None => self
+                    .inventory
+                    .end_release_intent(mac)
+                    .await
+                    .map(|()| (current, false)),
+            }
+        } else {
+            let detail = format!(
+                "reason: {why}; quarantine: {}",
+                quarantine.as_deref().unwrap_or("nothing to keep")
+            );
+            self.inventory.release(mac, actor, &detail).await
+        };
+        match recorded {
             Ok((device, changed)) => {
-                tracing::info!(%mac, actor, quarantine = quarantine.as_deref().unwrap_or("-"), "device released");
+                if changed {
+                    tracing::info!(%mac, actor, quarantine = quarantine.as_deref().unwrap_or("-"), "device released");
+                }
                 Ok(Released {
                     device,
-                    changed,
+                    changed: changed || quarantine.is_some(),
                     quarantine,
                 })
             }
             Err(e) => {
-                if let Some(id) = quarantine {
-                    self.blocking(move |u| u.unquarantine(mac, &id)).await?;
-                }
+                // Nothing was recorded: put the files back, then end the intent (if this
+                // fails too, start-up finishes the undo).
+                self.blocking(move |u| u.unquarantine(mac, &id)).await?;
+                self.inventory.end_release_intent(mac).await?;
                 Err(e.into())
             }
         }
+    }
+
+    /// Undoes releases that a crash interrupted (an intent with no recorded release): their
+    /// files come back from quarantine, the device keeps the state it had, and the audit log
+    /// says so. Runs at start-up, before any phone is served. Returns how many were undone.
+    pub async fn reconcile(&self) -> Result<usize, LifecycleError> {
+        let intents = self.inventory.release_intents().await?;
+        for (mac, id) in &intents {
+            let (mac, id) = (*mac, id.clone());
+            let moved_id = id.clone();
+            let moved = self
+                .blocking(move |u| u.unquarantine(mac, &moved_id))
+                .await?;
+            let detail = format!(
+                "a release interrupted by a crash was undone: {moved} kinds of upload back from quarantine {id}"
+            );
+            if self.inventory.device(mac).await?.is_some() {
+                self.inventory
+                    .record("polyprov", mac, "release-undone", &detail)
+                    .await?;
+            }
+            self.inventory.end_release_intent(mac).await?;
+            tracing::warn!(target: "polyprov::lifecycle", %mac, quarantine = %id, moved, "undid a release interrupted by a crash");
+        }
+        Ok(intents.len())
     }
 
     /// Release and assign in one step, under the device's lock.

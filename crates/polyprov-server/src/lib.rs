@@ -142,6 +142,11 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         .with_lifecycle(settings.lifecycle.clone()),
     );
 
+    // Before any phone is served: undo releases a crash interrupted.
+    core.reconcile()
+        .await
+        .context("undoing releases interrupted by a crash")?;
+
     let phone_door = Arc::new(http::PhoneDoor {
         core: core.clone(),
         credentials: provisioning_login

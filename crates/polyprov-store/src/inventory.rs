@@ -193,7 +193,18 @@ pub struct Profile {
 }
 
 /// Schema steps, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3];
+const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4];
+
+/// A release in progress: written before its uploads move to quarantine, removed in the
+/// transaction that records the release. One left behind at start-up is a release a crash
+/// interrupted; it is undone (see the server's reconciliation).
+const MIGRATION_4: &str = r#"
+CREATE TABLE release_intents (
+    mac TEXT PRIMARY KEY,
+    quarantine TEXT NOT NULL,
+    started_at INTEGER NOT NULL
+);
+"#;
 
 const MIGRATION_3: &str = r#"
 ALTER TABLE devices ADD COLUMN user_agent TEXT;
@@ -252,6 +263,17 @@ pub struct Inventory {
     /// MACs with an assignment, kept in memory so that a storm of unknown phones never queries
     /// the database (one process owns the database; several nodes will need a shared signal).
     assigned: std::sync::RwLock<std::collections::HashSet<Mac>>,
+}
+
+async fn clear_release_intent(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    mac: Mac,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM release_intents WHERE mac = ?1")
+        .bind(mac.to_string())
+        .execute(&mut **tx)
+        .await
+        .map(|_| ())
 }
 
 /// The connection pool. A connection whose transaction could not be ended (a COMMIT or
@@ -506,6 +528,7 @@ impl Inventory {
             Some(detail),
         )
         .await?;
+        clear_release_intent(&mut tx, mac).await?;
         tx.commit().await?;
         self.assigned_set().remove(&mac);
         self.bump();
@@ -571,6 +594,67 @@ impl Inventory {
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Records a release intent before a release moves anything: `quarantine` is the id its
+    /// quarantine set will have.
+    pub async fn begin_release(&self, mac: Mac, quarantine: &str) -> Result<(), InventoryError> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "INSERT OR REPLACE INTO release_intents (mac, quarantine, started_at) VALUES (?1, ?2, ?3)",
+        )
+        .bind(mac.to_string())
+        .bind(quarantine)
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Audits the release of uploads made since an earlier release (the device stays
+    /// released), and ends its release intent in the same transaction.
+    pub async fn record_rerelease(
+        &self,
+        actor: &str,
+        mac: Mac,
+        detail: &str,
+    ) -> Result<(), InventoryError> {
+        let mut tx = self.write_tx().await?;
+        let d = fetch_device(&mut tx, mac).await?;
+        audit(
+            &mut tx,
+            actor,
+            mac,
+            "release",
+            d.as_ref(),
+            d.as_ref(),
+            Some(detail),
+        )
+        .await?;
+        clear_release_intent(&mut tx, mac).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Ends a release intent whose release did not happen (it failed, or it was undone).
+    pub async fn end_release_intent(&self, mac: Mac) -> Result<(), InventoryError> {
+        let mut tx = self.write_tx().await?;
+        clear_release_intent(&mut tx, mac).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Release intents left behind: releases a crash interrupted, with their quarantine ids.
+    pub async fn release_intents(&self) -> Result<Vec<(Mac, String)>, InventoryError> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT mac, quarantine FROM release_intents ORDER BY mac")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(m, q)| Some((m.parse().ok()?, q)))
+            .collect())
     }
 
     /// Marks a device as probably factory-reset at `at`, with the evidence in the audit log.

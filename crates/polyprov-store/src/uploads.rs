@@ -353,6 +353,12 @@ impl Uploads {
     /// (one rename per kind; nothing is copied or deleted). Returns the set's id, or `None` when
     /// there was nothing to move.
     pub fn quarantine(&self, mac: Mac) -> io::Result<Option<String>> {
+        self.quarantine_as(mac, &new_quarantine_id())
+    }
+
+    /// [`Uploads::quarantine`] into a set with an id chosen beforehand (a release records it
+    /// in its intent first, so that a crash halfway can be undone).
+    pub fn quarantine_as(&self, mac: Mac, id: &str) -> io::Result<Option<String>> {
         let present: Vec<UploadKind> = QUARANTINED
             .into_iter()
             .filter(|k| self.kind_dir(mac, *k).is_dir())
@@ -360,14 +366,7 @@ impl Uploads {
         if present.is_empty() {
             return Ok(None);
         }
-        // Time-ordered to the nanosecond, so that sets sort in the order they were made.
-        let id = format!(
-            "{:020}",
-            std::time::SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos())
-        );
-        let set = self.quarantine.join(mac.to_string()).join(&id);
+        let set = self.quarantine.join(mac.to_string()).join(id);
         fs::create_dir_all(&set)?;
         for (i, k) in present.iter().enumerate() {
             if let Err(e) = fs::rename(self.kind_dir(mac, *k), set.join(k.suffix())) {
@@ -379,20 +378,27 @@ impl Uploads {
                 return Err(e);
             }
         }
-        Ok(Some(id))
+        Ok(Some(id.to_string()))
     }
 
-    /// Moves a quarantine set back (undoing a release that failed later).
-    pub fn unquarantine(&self, mac: Mac, id: &str) -> io::Result<()> {
+    /// Moves a quarantine set back (undoing a release that failed later, or that a crash
+    /// interrupted: a set only partly made, or never made, is fine). Returns how many kinds
+    /// came back.
+    pub fn unquarantine(&self, mac: Mac, id: &str) -> io::Result<usize> {
         let set = self.quarantine.join(mac.to_string()).join(id);
+        let mut moved = 0;
         for k in QUARANTINED {
             let from = set.join(k.suffix());
             if from.is_dir() {
                 fs::create_dir_all(self.dir.join(mac.to_string()))?;
                 fs::rename(from, self.kind_dir(mac, k))?;
+                moved += 1;
             }
         }
-        fs::remove_dir(&set)
+        match fs::remove_dir(&set) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(moved),
+        }
     }
 
     /// The quarantine sets of a device, oldest first.
@@ -450,6 +456,17 @@ impl Uploads {
         fs::remove_dir(&base)?;
         Ok(Some((set.id, n)))
     }
+}
+
+/// A new quarantine set id: time-ordered to the nanosecond, so that sets sort in the order
+/// they were made.
+pub fn new_quarantine_id() -> String {
+    format!(
+        "{:020}",
+        std::time::SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    )
 }
 
 fn into_io(e: UploadError) -> io::Error {

@@ -1,0 +1,145 @@
+//! A release is all or nothing across a crash: a release interrupted after its intent was
+//! written, or after its uploads moved to quarantine, is undone at the next start — the files
+//! are back, the device keeps its state, the audit log says what happened, nothing is orphaned.
+//! The crash is simulated by doing a release's first steps through the store and never the rest.
+
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
+use polyprov_model::{Mac, UploadKind};
+use polyprov_server::Settings;
+use polyprov_store::{DeviceState, Inventory, Uploads};
+use std::path::Path;
+
+const MAC: &str = "0004f2aa814c";
+
+fn settings(data: &Path) -> Settings {
+    let mut s = Settings {
+        data: data.to_path_buf(),
+        ..Settings::default()
+    };
+    s.http.listen = "127.0.0.1:0".parse().unwrap();
+    s.admin.listen = "127.0.0.1:0".parse().unwrap();
+    s
+}
+
+/// An assigned device with an override and a directory, and the server stopped.
+async fn assigned_device_with_uploads(data: &Path) {
+    let server = polyprov_server::start(settings(data)).await.unwrap();
+    let mac: Mac = MAC.parse().unwrap();
+    server
+        .core
+        .assign(mac, &polyprov_store::Assignment::default(), "test")
+        .await
+        .unwrap();
+    let uploads = server.core.uploads().clone();
+    uploads
+        .put(mac, UploadKind::PhoneOverride, b"<PHONE_CONFIG/>")
+        .unwrap();
+    uploads
+        .put(mac, UploadKind::Directory, b"<directory/>")
+        .unwrap();
+    server.shutdown().await;
+}
+
+/// The first steps of a release, as `Core::release` takes them, then a "crash".
+async fn interrupted_release(data: &Path, move_files: bool) -> String {
+    let mac: Mac = MAC.parse().unwrap();
+    let inv = Inventory::open_sqlite(&data.join("polyprov.db"))
+        .await
+        .unwrap();
+    let id = polyprov_store::uploads::new_quarantine_id();
+    inv.begin_release(mac, &id).await.unwrap();
+    if move_files {
+        let uploads = Uploads::open(&data.join("uploads"), Default::default()).unwrap();
+        assert!(uploads.quarantine_as(mac, &id).unwrap().is_some());
+    }
+    inv.close().await;
+    id
+}
+
+async fn check_undone(data: &Path, id: &str) {
+    let server = polyprov_server::start(settings(data)).await.unwrap();
+    let mac: Mac = MAC.parse().unwrap();
+    let inv = server.core.inventory().clone();
+    let d = inv.device(mac).await.unwrap().unwrap();
+    assert_eq!(d.state, DeviceState::Assigned);
+    assert!(inv.release_intents().await.unwrap().is_empty());
+    let uploads = server.core.uploads().clone();
+    assert!(uploads.quarantined(mac).unwrap().is_empty(), "orphaned set");
+    assert!(
+        uploads
+            .latest(mac, UploadKind::PhoneOverride)
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        uploads
+            .latest(mac, UploadKind::Directory)
+            .unwrap()
+            .is_some()
+    );
+    let history = inv.history(mac).await.unwrap();
+    let last = history.last().unwrap();
+    assert_eq!(last.action, "release-undone");
+    assert!(last.detail.as_deref().unwrap().contains(id), "{last:?}");
+    // And the device can be released for real now.
+    let released = server.core.release(mac, "test", "").await.unwrap();
+    assert!(released.quarantine.is_some());
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_release_interrupted_after_its_files_moved_is_undone_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assigned_device_with_uploads(&data).await;
+    let id = interrupted_release(&data, true).await;
+    check_undone(&data, &id).await;
+}
+
+#[tokio::test]
+async fn a_release_interrupted_before_its_files_moved_is_undone_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assigned_device_with_uploads(&data).await;
+    let id = interrupted_release(&data, false).await;
+    check_undone(&data, &id).await;
+}
+
+/// A release that completes leaves no intent, and a restart changes nothing.
+#[tokio::test]
+async fn a_finished_release_leaves_nothing_to_undo() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assigned_device_with_uploads(&data).await;
+    let mac: Mac = MAC.parse().unwrap();
+    let server = polyprov_server::start(settings(&data)).await.unwrap();
+    let r = server.core.release(mac, "test", "").await.unwrap();
+    assert!(
+        server
+            .core
+            .inventory()
+            .release_intents()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    server.shutdown().await;
+    let server = polyprov_server::start(settings(&data)).await.unwrap();
+    let inv = server.core.inventory().clone();
+    assert_eq!(
+        inv.device(mac).await.unwrap().unwrap().state,
+        DeviceState::Released
+    );
+    let sets = server.core.uploads().quarantined(mac).unwrap();
+    assert_eq!(sets.len(), 1);
+    assert_eq!(Some(&sets[0].id), r.quarantine.as_ref());
+    assert!(
+        inv.history(mac)
+            .await
+            .unwrap()
+            .iter()
+            .all(|e| e.action != "release-undone")
+    );
+    server.shutdown().await;
+}
