@@ -489,10 +489,47 @@ pub struct FtpService {
 
 /// Opens the passive data ports of one control connection: already listening when libunftp gets
 /// them, and, with `peer`, accepting only that address (a socket filter drops every other SYN
-/// before it is queued).
+/// before it is queued). A session holds at most one: a new `PASV` closes the port of the last
+/// one, as does the end of the session, and a port is closed `timeout` after it was offered
+/// whether or not it was used (a transfer already under way goes on: it has its own socket).
+/// Passive ports are few; this is what keeps clients that ask for them and never connect from
+/// holding them all.
 #[derive(Debug)]
 struct PassivePorts {
     peer: Option<IpAddr>,
+    held: HeldPort,
+    timeout: std::time::Duration,
+}
+
+/// A second handle on the listening socket a session was last offered, to close it.
+#[derive(Debug, Clone, Default)]
+struct HeldPort(Arc<std::sync::Mutex<Option<Arc<socket2::Socket>>>>);
+
+impl HeldPort {
+    /// Holds `socket` in place of the last one, which is closed.
+    fn replace(&self, socket: Arc<socket2::Socket>) {
+        let previous = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(socket);
+        if let Some(p) = previous {
+            close_listener(&p);
+        }
+    }
+
+    /// Closes the port held, if any.
+    fn release(&self) {
+        if let Some(p) = self.0.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            close_listener(&p);
+        }
+    }
+}
+
+/// Stops a passive listening socket: libunftp's pending `accept` fails and lets it go, and the
+/// port is free again. An accepted data connection is a socket of its own and is not touched.
+fn close_listener(socket: &socket2::Socket) {
+    let _ = socket.shutdown(std::net::Shutdown::Both);
 }
 
 #[async_trait]
@@ -502,7 +539,17 @@ impl libunftp::options::Binder for PassivePorts {
         local: IpAddr,
         ports: std::ops::RangeInclusive<u16>,
     ) -> std::io::Result<tokio::net::TcpSocket> {
-        passive_socket(local, ports, self.peer)
+        // A new PASV abandons the last one (RFC 959): its port is free before another is taken.
+        self.held.release();
+        let (socket, handle) = passive_socket(local, ports, self.peer)?;
+        let handle = Arc::new(handle);
+        self.held.replace(handle.clone());
+        let timeout = self.timeout;
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            close_listener(&handle);
+        });
+        Ok(socket)
     }
 }
 
@@ -514,11 +561,16 @@ fn passive_socket(
     local: IpAddr,
     ports: std::ops::RangeInclusive<u16>,
     peer: Option<IpAddr>,
-) -> std::io::Result<tokio::net::TcpSocket> {
+) -> std::io::Result<(tokio::net::TcpSocket, socket2::Socket)> {
     use socket2::{Domain, Protocol, Socket, Type};
     let mut last = std::io::Error::from(std::io::ErrorKind::AddrInUse);
-    for _ in 0..32 {
-        let addr = std::net::SocketAddr::new(local, rand::random_range(ports.clone()));
+    // From a random port on, each port of the range in turn (at most 256 tries): a free port is
+    // found whenever there is one, not just probably.
+    let (first, len) = (u32::from(*ports.start()), ports.clone().count() as u32);
+    let start = rand::random_range(0..len.max(1));
+    for i in 0..len.min(256) {
+        let port = (first + (start + i) % len) as u16;
+        let addr = std::net::SocketAddr::new(local, port);
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         socket.set_reuse_address(true)?;
         socket.set_nonblocking(true)?;
@@ -529,7 +581,13 @@ fn passive_socket(
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
         let _ = peer;
         match socket.bind(&addr.into()).and_then(|()| socket.listen(1024)) {
-            Ok(()) => return Ok(tokio::net::TcpSocket::from_std_stream(socket.into())),
+            Ok(()) => {
+                let handle = socket.try_clone()?;
+                return Ok((
+                    tokio::net::TcpSocket::from_std_stream(socket.into()),
+                    handle,
+                ));
+            }
             Err(e) => last = e,
         }
     }
@@ -573,7 +631,11 @@ fn source_filter(peer: IpAddr) -> Vec<socket2::SockFilter> {
 }
 
 impl FtpService {
-    fn server(&self, peer: IpAddr) -> Result<Server<FtpDoor, FtpUser>, libunftp::ServerError> {
+    fn server(
+        &self,
+        peer: IpAddr,
+        held: HeldPort,
+    ) -> Result<Server<FtpDoor, FtpUser>, libunftp::ServerError> {
         let storage = self.door.clone();
         let [first, last] = self.settings.passive_ports;
         let mut builder = ServerBuilder::with_user_detail_provider(
@@ -589,6 +651,8 @@ impl FtpService {
         }
         builder = builder.binder(PassivePorts {
             peer: self.settings.data_from_control_address.then_some(peer),
+            held,
+            timeout: std::time::Duration::from_secs(self.settings.passive_timeout_secs.max(1)),
         });
         if let Some(tls) = &self.tls {
             builder = builder.ftps_manual::<PathBuf>(tls.clone());
@@ -611,6 +675,7 @@ pub async fn serve(
     let sessions = Arc::new(tokio::sync::Semaphore::new(
         service.settings.max_sessions.max(1),
     ));
+    let per_address = PerAddress::new(service.settings.max_sessions_per_address.max(1));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -626,6 +691,12 @@ pub async fn serve(
         let Ok(permit) = sessions.clone().try_acquire_owned() else {
             tracing::warn!(addr = %peer.ip(), "FTP session refused: too many at once");
             let _ = stream.try_write(b"421 Too many connections, try again later.\r\n");
+            continue;
+        };
+        let Some(address_slot) = per_address.take(peer.ip()) else {
+            tracing::warn!(addr = %peer.ip(), "FTP session refused: too many from this address");
+            let _ = stream
+                .try_write(b"421 Too many connections from your address, try again later.\r\n");
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -645,7 +716,11 @@ pub async fn serve(
         let stop = stop.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let server = match service.server(peer.ip()) {
+            let _address_slot = address_slot;
+            let held = HeldPort::default();
+            // The session's passive port closes with the session.
+            let _release = ReleaseOnDrop(held.clone());
+            let server = match service.server(peer.ip(), held) {
                 Ok(server) => server,
                 Err(e) => {
                     tracing::error!(error = %e, "FTP session could not start");
@@ -666,6 +741,63 @@ pub async fn serve(
     }
 }
 
+/// Closes a session's passive port when the session ends, however it ends.
+struct ReleaseOnDrop(HeldPort);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
+/// Control connections per client address: one host cannot take every session (and with them
+/// the passive ports, one per session).
+#[derive(Clone)]
+struct PerAddress {
+    limit: usize,
+    counts: Arc<std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>>,
+}
+
+/// One session's place in its address's count; given back when dropped.
+struct AddressSlot {
+    counts: Arc<std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>>,
+    addr: IpAddr,
+}
+
+impl PerAddress {
+    fn new(limit: usize) -> PerAddress {
+        PerAddress {
+            limit,
+            counts: Default::default(),
+        }
+    }
+
+    fn take(&self, addr: IpAddr) -> Option<AddressSlot> {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = counts.entry(addr).or_insert(0);
+        if *n >= self.limit {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot {
+            counts: self.counts.clone(),
+            addr,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = counts.get_mut(&self.addr) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.addr);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -680,12 +812,12 @@ mod tests {
             .unwrap()
             .port();
         let ip = IpAddr::from([127, 0, 0, 1]);
-        let first = passive_socket(ip, port..=port, None).unwrap();
+        let (first, _) = passive_socket(ip, port..=port, None).unwrap();
         assert!(passive_socket(ip, port..=port, None).is_err());
         // libunftp calls listen again on what the binder returns: that must work.
         let listener = first.listen(1024).unwrap();
         assert_eq!(listener.local_addr().unwrap().port(), port);
-        let filtered = passive_socket(ip, 1024..=65535, Some(ip)).unwrap();
+        let (filtered, _) = passive_socket(ip, 1024..=65535, Some(ip)).unwrap();
         assert!(filtered.listen(1024).is_ok());
     }
 }

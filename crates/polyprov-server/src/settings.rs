@@ -82,6 +82,12 @@ pub struct FtpSettings {
     pub data_from_control_address: bool,
     /// Control connections at once; more are refused with `421`.
     pub max_sessions: usize,
+    /// Control connections at once from one address (each may hold one passive port). Phones
+    /// behind one NAT share an address: raise it for large sites seen through NAT.
+    pub max_sessions_per_address: usize,
+    /// Seconds a passive port offered by `PASV` waits for its data connection before it is
+    /// closed and can be offered again.
+    pub passive_timeout_secs: u64,
     /// Seconds an idle control connection is kept.
     pub idle_timeout_secs: u64,
 }
@@ -100,6 +106,8 @@ impl Default for FtpSettings {
             require_tls: false,
             data_from_control_address: true,
             max_sessions: 512,
+            max_sessions_per_address: 64,
+            passive_timeout_secs: 5,
             idle_timeout_secs: 300,
         }
     }

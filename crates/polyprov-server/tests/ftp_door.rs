@@ -322,7 +322,14 @@ struct Control {
 
 impl Control {
     async fn connect(addr: std::net::SocketAddr) -> (Control, String) {
-        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        Self::connect_from([127, 0, 0, 1], addr).await
+    }
+
+    /// A control connection from another loopback address (another "host").
+    async fn connect_from(from: [u8; 4], addr: std::net::SocketAddr) -> (Control, String) {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind((from, 0).into()).unwrap();
+        let stream = socket.connect(addr).await.unwrap();
         let (r, w) = stream.into_split();
         let mut c = Control {
             reader: BufReader::new(r),
@@ -624,4 +631,74 @@ async fn shutdown_closes_open_sessions() {
     server.shutdown().await;
     // The next read ends: the server closed the connection (a bounded wait, not a timing check).
     assert_eq!(c.reply().await, "");
+}
+
+/// The public factory login cannot be used to hoard passive ports: one address gets only so many
+/// sessions, a session holds one port at a time, and a port nobody connects to is closed after
+/// `passive_timeout_secs` — so a phone on another address still gets its file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passive_ports_cannot_be_hoarded() {
+    // Four passive ports in all; three sessions per address.
+    let first = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .clamp(1024, 65000);
+    let t = ftp_server(move |s| {
+        s.ftp.passive_ports = [first, first + 3];
+        s.ftp.max_sessions_per_address = 3;
+        s.ftp.passive_timeout_secs = 1;
+    })
+    .await;
+    let addr = t.server.ftp_addr.unwrap();
+    let mut hoarders = Vec::new();
+    let mut refused = 0;
+    for _ in 0..10 {
+        let (mut c, greeting) = Control::connect(addr).await;
+        if greeting.starts_with("421") {
+            refused += 1;
+            continue;
+        }
+        c.login("PlcmSpIp", "PlcmSpIp").await;
+        // Asking again and again holds one port per session, not one per PASV.
+        for _ in 0..5 {
+            c.pasv_port().await;
+        }
+        hoarders.push(c);
+    }
+    assert_eq!((hoarders.len(), refused), (3, 7));
+    // A phone on another address gets a port and its file while the hoarders are connected.
+    let (mut phone, greeting) = Control::connect_from([127, 0, 0, 2], addr).await;
+    assert!(greeting.starts_with("220"), "{greeting}");
+    phone.login("PlcmSpIp", "PlcmSpIp").await;
+    let port = phone.pasv_port().await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(([127, 0, 0, 2], 0).into()).unwrap();
+    let mut data = socket.connect(([127, 0, 0, 1], port).into()).await.unwrap();
+    let r = phone.cmd("RETR 000000000000.cfg").await;
+    assert!(r.starts_with("150") || r.starts_with("125"), "{r}");
+    let mut body = Vec::new();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::io::AsyncReadExt::read_to_end(&mut data, &mut body),
+    )
+    .await
+    .expect("the file arrives")
+    .unwrap();
+    assert!(String::from_utf8_lossy(&body).contains("<APPLICATION"));
+    // A port offered and never used is closed again: connecting to it is refused.
+    let unused = hoarders[0].pasv_port().await;
+    let mut closed = false;
+    for _ in 0..300 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if tokio::net::TcpStream::connect(("127.0.0.1", unused))
+            .await
+            .is_err()
+        {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "an unused passive port stayed open");
 }
