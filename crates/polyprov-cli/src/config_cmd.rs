@@ -3,7 +3,7 @@
 use crate::client::{CliError, print_json};
 use crate::out::outln;
 use polyprov_model::Mac;
-use polyprov_model::config_file::ConfigFile;
+use polyprov_model::config_file::{ConfigFile, ParseError, Position};
 use polyprov_model::effective::{PhoneSources, Verdict, effective, known_defaults};
 use polyprov_model::lint::{Finding, LintInput, Severity, lint};
 use polyprov_model::master::{Master, model_token};
@@ -12,6 +12,10 @@ use std::path::{Path, PathBuf};
 
 /// Reads a file or a whole boot root into a lint input; names are relative to the root
 /// (a single file's root is its directory, whose other files count as existing).
+///
+/// Each directory is visited once, however symbolic links loop back to it; only regular files
+/// are read (a FIFO named `.cfg` would block forever); a file that cannot be read — a broken
+/// link, no permission, not UTF-8 — is reported and the walk goes on.
 fn load(path: &Path) -> Result<LintInput, CliError> {
     let unreadable =
         |p: &Path, e: std::io::Error| CliError::new(2, format!("{}: {e}", p.display()));
@@ -25,41 +29,76 @@ fn load(path: &Path) -> Result<LintInput, CliError> {
             .unwrap_or(Path::new("."));
         (parent.to_path_buf(), Some(path.to_path_buf()))
     };
+    let problem = |name: &str, message: String| ParseError {
+        file: name.to_string(),
+        at: Position { line: 1, column: 1 },
+        message,
+    };
+    let mut seen_dirs = std::collections::HashSet::new();
     let mut stack = vec![root.clone()];
     while let Some(dir) = stack.pop() {
+        if let Ok(real) = dir.canonicalize()
+            && !seen_dirs.insert(real)
+        {
+            continue; // reached again through a link
+        }
         let entries = std::fs::read_dir(&dir).map_err(|e| unreadable(&dir, e))?;
         for e in entries {
             let p = e.map_err(|e| unreadable(&dir, e))?.path();
-            if p.is_dir() {
-                if only.is_none() {
-                    stack.push(p);
-                }
-                continue;
-            }
             let name = p
                 .strip_prefix(&root)
                 .unwrap_or(&p)
                 .to_string_lossy()
                 .replace('\\', "/");
-            input.existing.insert(name.clone());
             let wanted = match &only {
-                Some(f) => same_file(f, &p),
+                Some(f) => same_file(f, &p) || f == &p,
                 None => name.ends_with(".cfg"),
             };
-            if wanted {
-                let text = std::fs::read(&p).map_err(|e| unreadable(&p, e))?;
-                input
-                    .files
-                    .push((name, String::from_utf8_lossy(&text).into_owned()));
+            // `metadata` follows links: a broken one is an error here.
+            let meta = match std::fs::metadata(&p) {
+                Ok(m) => m,
+                Err(e) => {
+                    if wanted {
+                        input
+                            .unreadable
+                            .push(problem(&name, format!("cannot be read: {e}")));
+                    }
+                    continue;
+                }
+            };
+            if meta.is_dir() {
+                if only.is_none() {
+                    stack.push(p);
+                }
+                continue;
+            }
+            input.existing.insert(name.clone());
+            if !wanted {
+                continue;
+            }
+            if !meta.is_file() {
+                input.unreadable.push(problem(
+                    &name,
+                    "not a regular file (a FIFO, socket or device): not read".into(),
+                ));
+                continue;
+            }
+            match std::fs::read(&p) {
+                Ok(bytes) => input.add_bytes(name, &bytes),
+                Err(e) => input
+                    .unreadable
+                    .push(problem(&name, format!("cannot be read: {e}"))),
             }
         }
     }
     if let Some(f) = only
         && input.files.is_empty()
+        && input.unreadable.is_empty()
     {
         return Err(CliError::new(2, format!("{}: no such file", f.display())));
     }
     input.files.sort();
+    input.unreadable.sort_by(|a, b| a.file.cmp(&b.file));
     Ok(input)
 }
 
@@ -76,7 +115,7 @@ pub fn check(paths: &[PathBuf], as_json: bool) -> Result<(), CliError> {
     let mut files = 0;
     for path in paths {
         let input = load(path)?;
-        files += input.files.len();
+        files += input.files.len() + input.unreadable.len();
         let prefix = if path.is_dir() {
             path.display().to_string()
         } else {
@@ -153,9 +192,10 @@ pub fn explain(
         .map_err(|e: polyprov_model::MacError| CliError::new(2, e.to_string()))?;
     let token = model_token(model);
     let read = |p: &Path| -> Result<String, CliError> {
-        std::fs::read(p)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .map_err(|e| CliError::new(2, format!("{}: {e}", p.display())))
+        let bytes =
+            std::fs::read(p).map_err(|e| CliError::new(2, format!("{}: {e}", p.display())))?;
+        polyprov_model::config_file::decode(&p.display().to_string(), &bytes)
+            .map_err(|e| CliError::new(1, e.to_string()))
     };
     let own = root.join(format!("{mac}.cfg"));
     let master_path = if own.is_file() {
@@ -180,7 +220,9 @@ pub fn explain(
         }
         let p = root.join(entry.trim_start_matches('/'));
         match std::fs::read(&p) {
-            Ok(b) => match ConfigFile::parse(entry, &String::from_utf8_lossy(&b)) {
+            Ok(b) => match polyprov_model::config_file::decode(entry, &b)
+                .and_then(|text| ConfigFile::parse(entry, &text))
+            {
                 Ok(f) => files.push(f),
                 Err(e) => notes.push(format!("{e} (the phone cannot use this file)")),
             },

@@ -178,3 +178,64 @@ fn explain_follows_the_model_list_and_the_web_override() {
         "{text}"
     );
 }
+
+/// Links that loop, links to nothing, a FIFO named `.cfg`, UTF-16 and non-UTF-8 files: each
+/// file is visited once, what cannot be read is reported where it is, and the run goes on.
+#[cfg(unix)]
+#[test]
+fn check_walks_odd_folders_once_and_reports_what_it_cannot_read() {
+    let d = root();
+    let p = d.path();
+    std::os::unix::fs::symlink(p, p.join("loop")).unwrap();
+    std::fs::create_dir(p.join("sub")).unwrap();
+    std::os::unix::fs::symlink("..", p.join("sub/up")).unwrap();
+    std::os::unix::fs::symlink(p.join("nowhere.cfg"), p.join("dangling.cfg")).unwrap();
+    let fifo = Command::new("mkfifo")
+        .arg(p.join("pipe.cfg"))
+        .status()
+        .unwrap();
+    assert!(fifo.success());
+    let utf16: Vec<u8> = [0xFF, 0xFE]
+        .into_iter()
+        .chain("<polycomConfig/>".encode_utf16().flat_map(u16::to_le_bytes))
+        .collect();
+    std::fs::write(p.join("wide.cfg"), utf16).unwrap();
+    std::fs::write(
+        p.join("latin1.cfg"),
+        b"<polycomConfig>\n<reg reg.1.label=\"caf\xe9\"/>\n</polycomConfig>",
+    )
+    .unwrap();
+
+    let out = Command::new(BIN)
+        .args(["config", "check", "--json"])
+        .arg(p)
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    let findings = report["findings"].as_array().unwrap();
+    let on = |file: &str| -> Vec<&serde_json::Value> {
+        findings
+            .iter()
+            .filter(|f| f["file"].as_str().unwrap().ends_with(file))
+            .collect()
+    };
+    // site.cfg is found once, not once per way of reaching it (loop/site.cfg, sub/up/site.cfg…).
+    let site: Vec<_> = on("/site.cfg")
+        .into_iter()
+        .filter(|f| f["code"] == "secret-in-shared-file")
+        .collect();
+    assert_eq!(site.len(), 1, "{site:?}");
+    for (file, says) in [
+        ("/dangling.cfg", "cannot be read"),
+        ("/pipe.cfg", "not a regular file"),
+        ("/wide.cfg", "UTF-16"),
+        ("/latin1.cfg", "0xE9"),
+    ] {
+        let f = on(file);
+        assert_eq!(f.len(), 1, "{file}: {f:?}");
+        assert_eq!(f[0]["code"], "unreadable-file");
+        assert!(f[0]["message"].as_str().unwrap().contains(says), "{f:?}");
+    }
+    assert_eq!(on("/latin1.cfg")[0]["line"], 2);
+}

@@ -59,6 +59,7 @@ fn lint_corpus(bencher: divan::Bencher) {
     let input = LintInput {
         existing: files.iter().map(|(n, _)| n.clone()).collect(),
         files,
+        ..Default::default()
     };
     bencher
         .counter(BytesCount::new(bytes))

@@ -68,7 +68,7 @@ pub struct ConfigFile {
     elements: Vec<ElementSlot>,
     /// Offset of the root's end tag (`</polycomConfig>`), if it has one.
     root_end: Option<usize>,
-    line_starts: Vec<usize>,
+    index: TextIndex,
 }
 
 /// Attributes that are XML plumbing, not parameters.
@@ -76,15 +76,64 @@ fn is_plumbing(name: &str) -> bool {
     name == "xmlns" || name.starts_with("xmlns:") || name.starts_with("xsi:")
 }
 
+/// Decodes a file's bytes as the UTF-8 text a Poly file is, or says why it is not: UTF-16 (with
+/// or without a byte-order mark), or bytes that are not UTF-8 — with where.
+pub fn decode(name: &str, bytes: &[u8]) -> Result<String, ParseError> {
+    let at = |offset: usize, message: String| {
+        let before = String::from_utf8_lossy(&bytes[..offset.min(bytes.len())]).into_owned();
+        let index = TextIndex::new(&before);
+        ParseError {
+            file: name.to_string(),
+            at: index.position(&before, before.len()),
+            message,
+        }
+    };
+    let utf16 = "the file is UTF-16; Poly configuration files are UTF-8 (save it as UTF-8)";
+    if bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]) {
+        return Err(at(0, utf16.into()));
+    }
+    // UTF-16 without a mark: ASCII text with a NUL after (or before) every character.
+    let head = &bytes[..bytes.len().min(64)];
+    if head.len() >= 4
+        && head
+            .chunks(2)
+            .all(|c| c.len() == 2 && (c[0] == 0) != (c[1] == 0))
+    {
+        return Err(at(0, utf16.into()));
+    }
+    String::from_utf8(bytes.to_vec()).map_err(|e| {
+        let offset = e.utf8_error().valid_up_to();
+        at(
+            offset,
+            format!(
+                "byte 0x{:02X} is not UTF-8; Poly configuration files are UTF-8",
+                bytes[offset]
+            ),
+        )
+    })
+}
+
 impl ConfigFile {
     /// Parses `text`; `name` is used in errors and provenance.
     pub fn parse(name: &str, text: &str) -> Result<ConfigFile, ParseError> {
-        let line_starts = line_starts(text);
+        let index = TextIndex::new(text);
         let err = |at: usize, message: String| ParseError {
             file: name.to_string(),
-            at: position_in(text, &line_starts, at),
+            at: index.position(text, at),
             message,
         };
+        // What XML cannot carry at all: said where it is, before any parsing (a phone refuses the
+        // whole file; an edit of such a file could not be parsed back).
+        if let Some((at, c)) = text
+            .char_indices()
+            .find(|(_, c)| !crate::config::is_xml_char(*c))
+        {
+            let what = match c {
+                '\0' => "a NUL byte".to_string(),
+                c => format!("character U+{:04X}", c as u32),
+            };
+            return Err(err(at, format!("{what}, which XML does not allow")));
+        }
         // The reader's positions do not count a byte-order mark; offsets here always do.
         let bom = if text.starts_with('\u{feff}') { 3 } else { 0 };
         let mut reader = quick_xml::Reader::from_str(&text[bom..]);
@@ -96,9 +145,17 @@ impl ConfigFile {
         let mut root_end = None;
         loop {
             let before = reader.buffer_position() as usize + bom;
-            let event = reader
-                .read_event()
-                .map_err(|e| err(reader.error_position() as usize + bom, e.to_string()))?;
+            let event = reader.read_event().map_err(|e| {
+                let at = reader.error_position() as usize + bom;
+                match &e {
+                    // quick-xml points at the tag; the quote that never closed is the place.
+                    quick_xml::Error::Syntax(
+                        quick_xml::errors::SyntaxError::UnclosedDoubleQuotedAttributeValue
+                        | quick_xml::errors::SyntaxError::UnclosedSingleQuotedAttributeValue,
+                    ) => err(unclosed_quote(text, at).unwrap_or(at), e.to_string()),
+                    _ => err(at, e.to_string()),
+                }
+            })?;
             let (start, empty) = match &event {
                 Event::Start(s) => (s, false),
                 Event::Empty(s) => (s, true),
@@ -112,12 +169,23 @@ impl ConfigFile {
                 Event::Text(t) if depth == 0 && !t.as_ref().trim_ascii().is_empty() => {
                     return Err(err(before, "text outside the root element".into()));
                 }
+                Event::GeneralRef(r)
+                    if !matches!(&**r, "amp" | "lt" | "gt" | "quot" | "apos")
+                        && !matches!(r.resolve_char_ref(), Ok(Some(c)) if crate::config::is_xml_char(c)) =>
+                {
+                    let name: String = r.chars().take(40).collect();
+                    return Err(err(before, format!("unknown entity or character &{name};")));
+                }
                 Event::Eof => break,
                 _ => continue,
             };
             let element = start.name().as_ref().to_string();
             if element.is_empty() {
                 return Err(err(before, "an element without a name".into()));
+            }
+            if !is_xml_name(&element) {
+                let shown: String = element.chars().take(40).collect();
+                return Err(err(before, format!("{shown:?} is not an element name")));
             }
             if depth == 0 {
                 if root.is_some() {
@@ -128,10 +196,17 @@ impl ConfigFile {
             let name_at = offset_in(text, start.name().as_ref()).unwrap_or(before);
             let mut insert_at = name_at + element.len();
             for attr in start.attributes() {
-                let attr = attr.map_err(|e| err(before, e.to_string()))?;
+                let attr = attr.map_err(|e| {
+                    let (at, message) = attribute_error(&e, name_at, |o| index.position(text, o));
+                    err(at, message)
+                })?;
                 let key = attr.key.as_ref();
                 let key_at = offset_in(text, key)
                     .ok_or_else(|| err(before, "attribute outside the text".into()))?;
+                if !is_xml_name(key) {
+                    let shown: String = key.chars().take(40).collect();
+                    return Err(err(key_at, format!("{shown:?} is not an attribute name")));
+                }
                 let value_at = offset_in(text, &attr.value)
                     .ok_or_else(|| err(key_at, "attribute value outside the text".into()))?;
                 let value_end = value_at + attr.value.len();
@@ -141,7 +216,15 @@ impl ConfigFile {
                 }
                 let value = attr
                     .normalized_value(quick_xml::XmlVersion::Implicit1_0)
-                    .map_err(|e| err(value_at, e.to_string()))?
+                    .map_err(|e| match &e {
+                        quick_xml::Error::Escape(
+                            quick_xml::escape::EscapeError::UnrecognizedEntity(r, name),
+                        ) => err(value_at + r.start, format!("unknown entity &{name};")),
+                        quick_xml::Error::Escape(
+                            quick_xml::escape::EscapeError::UnterminatedEntity(r),
+                        ) => err(value_at + r.start, "an `&` without its `;`".into()),
+                        _ => err(value_at, e.to_string()),
+                    })?
                     .into_owned();
                 params.push(Param {
                     name: key.to_string(),
@@ -173,7 +256,7 @@ impl ConfigFile {
             params,
             elements,
             root_end,
-            line_starts,
+            index,
         })
     }
 
@@ -204,7 +287,7 @@ impl ConfigFile {
 
     /// Line and column of a byte offset in the file.
     pub fn position(&self, offset: usize) -> Position {
-        position_in(&self.text, &self.line_starts, offset)
+        self.index.position(&self.text, offset)
     }
 
     /// The parameters as a map; when a file sets one twice, the first occurrence is kept (the
@@ -303,29 +386,126 @@ impl ConfigFile {
     }
 }
 
-fn line_starts(text: &str) -> Vec<usize> {
-    let mut v = vec![0];
-    v.extend(
-        text.bytes()
-            .enumerate()
-            .filter(|(_, b)| *b == b'\n')
-            .map(|(i, _)| i + 1),
-    );
-    v
+/// Line starts and a running count of characters, so that the line and column of any offset
+/// cost a binary search and at most one block of counting — not a scan from the start of a line
+/// that may be the whole file (a 4 MB configuration on one line made `config check` quadratic).
+#[derive(Debug, Clone)]
+struct TextIndex {
+    line_starts: Vec<usize>,
+    /// Characters in `text[..k * BLOCK]`, for every k.
+    block_chars: Vec<usize>,
 }
 
-fn position_in(text: &str, line_starts: &[usize], offset: usize) -> Position {
-    let offset = offset.min(text.len());
-    let line = line_starts.partition_point(|&s| s <= offset).max(1);
-    let start = line_starts[line - 1];
-    let column = text
-        .get(start..offset)
-        .map_or(offset - start, |s| s.chars().count())
-        + 1;
-    Position {
-        line: line as u32,
-        column: column as u32,
+const BLOCK: usize = 4096;
+
+impl TextIndex {
+    fn new(text: &str) -> TextIndex {
+        let bytes = text.as_bytes();
+        let mut line_starts = vec![0];
+        let mut block_chars = Vec::with_capacity(bytes.len() / BLOCK + 1);
+        let mut chars = 0;
+        for (i, b) in bytes.iter().enumerate() {
+            if i % BLOCK == 0 {
+                block_chars.push(chars);
+            }
+            // A line ends at LF, CR LF, or a lone CR (as XML reads them; some files use CR alone).
+            if *b == b'\n' || (*b == b'\r' && bytes.get(i + 1) != Some(&b'\n')) {
+                line_starts.push(i + 1);
+            }
+            chars += usize::from(!is_continuation(*b));
+        }
+        block_chars.push(chars);
+        TextIndex {
+            line_starts,
+            block_chars,
+        }
     }
+
+    /// Characters in `text[..offset]`.
+    fn chars_before(&self, text: &str, offset: usize) -> usize {
+        let block = offset / BLOCK;
+        let from = block * BLOCK;
+        self.block_chars[block]
+            + text.as_bytes()[from..offset]
+                .iter()
+                .filter(|b| !is_continuation(**b))
+                .count()
+    }
+
+    fn position(&self, text: &str, offset: usize) -> Position {
+        let offset = offset.min(text.len());
+        let line = self.line_starts.partition_point(|&s| s <= offset).max(1);
+        let start = self.line_starts[line - 1];
+        let column = self.chars_before(text, offset) - self.chars_before(text, start) + 1;
+        Position {
+            line: u32::try_from(line).unwrap_or(u32::MAX),
+            column: u32::try_from(column).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+/// Where an attribute error is in the file (quick-xml counts from the element name) and what it
+/// means, in words that do not carry quick-xml's tag-relative positions.
+fn attribute_error(
+    e: &quick_xml::events::attributes::AttrError,
+    tag_at: usize,
+    position: impl Fn(usize) -> Position,
+) -> (usize, String) {
+    use quick_xml::events::attributes::AttrError as A;
+    match *e {
+        A::ExpectedEq(p) => (
+            tag_at + p,
+            "an attribute name must be followed by `=` and a quoted value".into(),
+        ),
+        A::ExpectedValue(p) => (tag_at + p, "`=` must be followed by a quoted value".into()),
+        A::UnquotedValue(p) => (
+            tag_at + p,
+            "an attribute value must be enclosed in `\"` or `'`".into(),
+        ),
+        A::ExpectedQuote(p, q) => (
+            tag_at + p,
+            format!("this value is not closed by its `{}`", q as char),
+        ),
+        A::Duplicated(p, first) => (
+            tag_at + p,
+            format!(
+                "the same attribute twice in one element (first at {})",
+                position(tag_at + first)
+            ),
+        ),
+    }
+}
+
+/// Where the quote that opens a value never closed is, in the tag starting at `from` (`None`
+/// when every quote there is closed).
+fn unclosed_quote(text: &str, from: usize) -> Option<usize> {
+    let mut open: Option<(u8, usize)> = None;
+    for (i, b) in text.as_bytes().iter().enumerate().skip(from) {
+        match (open, *b) {
+            (None, b'>') => return None,
+            (None, q @ (b'"' | b'\'')) => open = Some((q, i)),
+            (Some((q, _)), c) if c == q => open = None,
+            _ => {}
+        }
+    }
+    open.map(|(_, at)| at)
+}
+
+/// An XML `Name`, closely enough: starts with a letter, `_` or `:`, goes on with letters, digits,
+/// `.`, `-`, `_`, `:` (any alphabetic or numeric character beyond ASCII too). What quick-xml
+/// lets through beyond that (quotes, `%`, `<`, a byte-order mark) is refused here, so that an
+/// edit never turns an accepted file into one that no longer parses.
+fn is_xml_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c == '_' || c == ':' || c.is_alphabetic())
+        && chars.all(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '\u{b7}'))
+}
+
+/// A UTF-8 continuation byte: part of a character begun earlier.
+fn is_continuation(b: u8) -> bool {
+    b & 0xC0 == 0x80
 }
 
 /// Where `part`, a slice borrowed from `whole`, starts in it; `None` for text from elsewhere.
@@ -446,6 +626,67 @@ mod tests {
         assert!(ConfigFile::parse("e.cfg", "<></>").is_err());
     }
 
+    /// `cargo fuzz run -O config_file` found a file (a byte-order mark, quotes and `<` inside an
+    /// element name, NUL and control bytes) that parsed, but no longer did after an edit. Such
+    /// names and characters are refused at parse time now, with where they are.
+    #[test]
+    fn what_an_edit_could_not_keep_is_refused_at_parse_time() {
+        let input = include_bytes!("../tests/fixtures/fuzz-config-file-crash-2");
+        let text = std::str::from_utf8(input).unwrap();
+        let e = ConfigFile::parse("f.cfg", text).unwrap_err();
+        assert_eq!((e.at.line, e.at.column), (1, 18), "{e}");
+        assert!(e.message.contains("NUL"), "{e}");
+        let e =
+            ConfigFile::parse("f.cfg", &text.replace(['\0', '\u{1}', '\u{1b}'], "")).unwrap_err();
+        assert!(e.message.contains("not an element name"), "{e}");
+        for (text, at, what) in [
+            ("<a>\n<b c.d=\"1\0\"/></a>", (2, 10), "NUL"),
+            ("<a>\r<b c.d=\"\u{1b}\"/></a>", (2, 9), "U+001B"),
+            (
+                "<a>\r\r<b\r c\u{feff}=\"1\"/></a>",
+                (4, 2),
+                "not an attribute name",
+            ),
+            ("<a>\n <b c'd=\"1\"/></a>", (2, 6), "not closed"),
+        ] {
+            let e = ConfigFile::parse("f.cfg", text).unwrap_err();
+            assert_eq!((e.at.line, e.at.column), at, "{text:?}: {e}");
+            assert!(e.message.contains(what), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn encodings_that_are_not_utf8_are_named() {
+        let utf16: Vec<u8> = "<a b.c=\"1\"/>"
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        for bytes in [
+            [&[0xFF, 0xFE][..], &utf16].concat(),
+            utf16.clone(),
+            [&[0xFE, 0xFF][..], b"\0<"].concat(),
+        ] {
+            let e = decode("u.cfg", &bytes).unwrap_err();
+            assert!(e.message.contains("UTF-16"), "{e}");
+        }
+        let e = decode("l.cfg", b"<a>\n  <b c=\"caf\xe9\"/>\n</a>").unwrap_err();
+        assert_eq!((e.at.line, e.at.column), (2, 12), "{e}");
+        assert!(e.message.contains("0xE9"), "{e}");
+        assert_eq!(decode("ok.cfg", "<a>é</a>".as_bytes()).unwrap(), "<a>é</a>");
+    }
+
+    /// Lines end at LF, CR LF or a lone CR: a CR-only file has its errors on their own lines.
+    #[test]
+    fn cr_only_files_count_lines() {
+        let f = ConfigFile::parse("c.cfg", "<a>\r<b x.y=\"1\"/>\r<c z.w=\"2\"/>\r</a>").unwrap();
+        assert_eq!(
+            f.position(f.get("z.w").unwrap().offset),
+            Position { line: 3, column: 4 }
+        );
+        let e = ConfigFile::parse("c.cfg", "<a>\r\r<b>\r</a>").unwrap_err();
+        assert_eq!(e.at.line, 4, "{e}");
+    }
+
     #[test]
     fn a_byte_order_mark_does_not_shift_edits() {
         let mut f =
@@ -494,6 +735,27 @@ mod tests {
         #[test]
         fn never_panics(text in "\\PC{0,200}") {
             let _ = ConfigFile::parse("x", &text);
+        }
+
+        /// Whatever the reader accepts can be edited and read back: XML-ish noise (names,
+        /// quotes, entities, NUL, CR, byte-order marks) in any order.
+        #[test]
+        fn accepted_files_stay_parseable_after_edits(
+            parts in proptest::collection::vec(proptest::sample::select(vec![
+                "<", ">", "/", "=", "\"", "'", " ", "\n", "\r", "a", "b.c", "x", "&amp;", "&", ";",
+                "%", "\u{feff}", "\0", "\u{1}", "<a>", "</a>", "<a ", "b.c=\"1\"", "/>", "<?x?>",
+                "<!--c-->", "<APPLICATION", "CONFIG_FILES=", "\u{e9}",
+            ]), 0..40),
+        ) {
+            let text: String = parts.concat();
+            if let Ok(mut f) = ConfigFile::parse("x", &text) {
+                proptest::prop_assert_eq!(f.text(), text.as_str());
+                if let Some(p) = f.params().first().cloned() {
+                    f.set(&p.name, "x&<\"").unwrap();
+                    proptest::prop_assert_eq!(f.get(&p.name).map(|p| p.value.as_str()), Some("x&<\""));
+                }
+                f.set("fuzz.added", "1").unwrap();
+            }
         }
     }
 }

@@ -55,6 +55,18 @@ impl fmt::Display for Finding {
 pub struct LintInput {
     pub files: Vec<(String, String)>,
     pub existing: BTreeSet<String>,
+    /// Files that could not be read as text (UTF-16, not UTF-8) or at all, with why.
+    pub unreadable: Vec<crate::config_file::ParseError>,
+}
+
+impl LintInput {
+    /// Adds a file from its bytes: decoded as UTF-8, or recorded as unreadable with where.
+    pub fn add_bytes(&mut self, name: String, bytes: &[u8]) {
+        match crate::config_file::decode(&name, bytes) {
+            Ok(text) => self.files.push((name, text)),
+            Err(e) => self.unreadable.push(e),
+        }
+    }
 }
 
 /// Ungated values per file above which they are reported as one finding.
@@ -98,7 +110,17 @@ fn join(dir: &str, entry: &str) -> String {
 
 /// Checks the files. Findings are sorted by file, position and code.
 pub fn lint(input: &LintInput) -> Vec<Finding> {
-    let mut out = Vec::new();
+    let mut out: Vec<Finding> = input
+        .unreadable
+        .iter()
+        .map(|e| Finding {
+            severity: Severity::Error,
+            code: "unreadable-file",
+            file: e.file.clone(),
+            position: Some(e.at),
+            message: e.message.clone(),
+        })
+        .collect();
     let mut parsed: BTreeMap<String, ConfigFile> = BTreeMap::new();
     for (name, text) in &input.files {
         match ConfigFile::parse(name, text) {
@@ -336,6 +358,7 @@ mod tests {
                 .map(|(n, t)| (n.to_string(), t.to_string()))
                 .collect(),
             existing: files.iter().map(|(n, _)| n.to_string()).collect(),
+            ..Default::default()
         }
     }
 
