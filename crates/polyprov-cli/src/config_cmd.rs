@@ -197,12 +197,14 @@ pub fn explain(
         polyprov_model::config_file::decode(&p.display().to_string(), &bytes)
             .map_err(|e| CliError::new(1, e.to_string()))
     };
-    let own = root.join(format!("{mac}.cfg"));
-    let master_path = if own.is_file() {
-        own
-    } else {
-        root.join("000000000000.cfg")
-    };
+    // The phone's own master, in the case the admin named it (phones ask in lower case; the
+    // vendor allows `0004F2AA8301.cfg`), else the shared one.
+    let lower = mac.to_string();
+    let master_path = [lower.clone(), lower.to_ascii_uppercase()]
+        .iter()
+        .map(|m| root.join(format!("{m}.cfg")))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| root.join("000000000000.cfg"));
     let master_name = master_path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

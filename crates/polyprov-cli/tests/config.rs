@@ -239,3 +239,34 @@ fn check_walks_odd_folders_once_and_reports_what_it_cannot_read() {
     }
     assert_eq!(on("/latin1.cfg")[0]["line"], 2);
 }
+
+/// A phone's own master named in upper case (`0004F2AA814C.cfg`, as the vendor allows) is the
+/// one `explain` reads for it.
+#[test]
+fn explain_reads_a_master_named_in_upper_case() {
+    let d = root();
+    std::fs::write(
+        d.path().join("0004F2AA814C.cfg"),
+        r#"<APPLICATION CONFIG_FILES="features.cfg"/>"#,
+    )
+    .unwrap();
+    let o = Command::new(BIN)
+        .args([
+            "config",
+            "explain",
+            "--json",
+            "--mac",
+            "0004f2aa814c",
+            "--model",
+            "VVX_500",
+            "--root",
+        ])
+        .arg(d.path())
+        .arg("reg.1.label")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["master"], "0004F2AA814C.cfg");
+    assert_eq!(v["params"][0]["value"], "features");
+}

@@ -633,7 +633,7 @@ impl Core {
                 if let Some(render) = self.device_render(mac).await? {
                     return self.generated_master(mac, &render, &path).await;
                 }
-                match self.root_file(&path).await {
+                match self.mac_file(&path).await {
                     Err(Refusal::NotFound) => {
                         self.root_file(&path.with_file_name(SHARED_MASTER)).await
                     }
@@ -659,7 +659,7 @@ impl Core {
                 }
                 // An admin-placed licence wins; a directory falls back to an admin-placed seed.
                 if kind == UploadKind::License {
-                    match self.root_file(&path).await {
+                    match self.mac_file(&path).await {
                         Err(Refusal::NotFound) => {}
                         other => return other,
                     }
@@ -671,7 +671,7 @@ impl Core {
                         info.modified_nanos,
                         path.file_name(),
                     ))),
-                    None if kind == UploadKind::Directory => self.root_file(&path).await,
+                    None if kind == UploadKind::Directory => self.mac_file(&path).await,
                     None => Err(Refusal::NotFound),
                 }
             }
@@ -776,6 +776,31 @@ impl Core {
                 None => Err(Refusal::NotFound),
             },
         }
+    }
+
+    /// A per-MAC boot-root file (`<mac>.cfg`, a licence, a directory seed) in whichever case the
+    /// admin named it: as asked, then lower case, then upper case (`0004F2AA8301.cfg` is a name
+    /// the vendor allows; phones ask in lower case).
+    async fn mac_file(&self, path: &RequestPath) -> Result<Answer, Refusal> {
+        let asked = path.file_name();
+        let (Some(hex), Some(rest)) = (asked.get(..12), asked.get(12..)) else {
+            return self.root_file(path).await;
+        };
+        let variants = [
+            asked.to_string(),
+            format!("{}{rest}", hex.to_ascii_lowercase()),
+            format!("{}{rest}", hex.to_ascii_uppercase()),
+        ];
+        for (i, name) in variants.iter().enumerate() {
+            if variants[..i].contains(name) {
+                continue;
+            }
+            match self.root_file(&path.with_file_name(name)).await {
+                Err(Refusal::NotFound) => {}
+                other => return other,
+            }
+        }
+        Err(Refusal::NotFound)
     }
 
     async fn latest_upload(

@@ -878,3 +878,24 @@ async fn authorization_schemes_in_any_case_and_never_two_headers() {
         assert_eq!(r.status(), 401);
     }
 }
+
+/// An admin's per-phone master named in upper case is what that phone gets when it asks in lower
+/// case (as phones do), and in upper case too.
+#[tokio::test]
+async fn a_master_named_in_upper_case_is_served() {
+    let t = TestServer::start().await;
+    let upper = MAC.to_ascii_uppercase();
+    std::fs::write(
+        t.root().join(format!("{upper}.cfg")),
+        "<APPLICATION CONFIG_FILES=\"mine.cfg\"/>",
+    )
+    .unwrap();
+    for asked in [MAC.to_string(), upper.clone()] {
+        let r = t.get(&format!("/{asked}.cfg")).await;
+        assert_eq!(r.status(), 200);
+        assert!(r.text().await.unwrap().contains("mine.cfg"), "{asked}");
+    }
+    // Another phone still gets the staging master.
+    let r = t.get("/0004f2aa0001.cfg").await;
+    assert!(!r.text().await.unwrap().contains("mine.cfg"));
+}
