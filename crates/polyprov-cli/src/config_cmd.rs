@@ -6,7 +6,7 @@ use polyprov_model::Mac;
 use polyprov_model::config_file::{ConfigFile, ParseError, Position};
 use polyprov_model::effective::{PhoneSources, Verdict, effective, known_defaults};
 use polyprov_model::lint::{Finding, LintInput, Severity, lint};
-use polyprov_model::master::{Master, model_token};
+use polyprov_model::master::Master;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -190,7 +190,11 @@ pub fn explain(
     let mac: Mac = mac
         .parse()
         .map_err(|e: polyprov_model::MacError| CliError::new(2, e.to_string()))?;
-    let token = model_token(model);
+    // The model through the catalog: "VVX 400", "vvx400" and "VVX_400" are one model, and a
+    // name the catalog does not know is an error naming the closest ones.
+    let catalog = polyprov_model::catalog::Catalog::embedded()
+        .map_err(|e| CliError::new(1, e.to_string()))?;
+    let token = crate::guide_cmd::find_model(&catalog, model)?.master_token();
     let read = |p: &Path| -> Result<String, CliError> {
         let bytes =
             std::fs::read(p).map_err(|e| CliError::new(2, format!("{}: {e}", p.display())))?;

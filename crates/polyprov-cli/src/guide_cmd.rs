@@ -21,6 +21,27 @@ fn catalog(extra: Option<&Path>) -> Result<Catalog, CliError> {
     Ok(c)
 }
 
+/// The model a name means, or exit code 3 with the closest names in the catalog.
+pub fn find_model<'a>(
+    c: &'a Catalog,
+    model: &str,
+) -> Result<&'a polyprov_model::catalog::Model, CliError> {
+    c.find(model).ok_or_else(|| {
+        let near: Vec<String> = c
+            .closest(model, 3)
+            .iter()
+            .map(|m| format!("{} ({})", m.name, m.id))
+            .collect();
+        CliError::new(
+            3,
+            format!(
+                "no model {model:?} in the catalog; closest: {}",
+                near.join(", ")
+            ),
+        )
+    })
+}
+
 /// The keystrokes as JSON steps: `{"char", "action": press|mode|wait, "key", "count"}`.
 pub fn steps_json(steps: &[CharSteps]) -> Value {
     let mut out = Vec::new();
@@ -128,20 +149,7 @@ pub fn guide(
         .map(|m| m.parse::<Mac>())
         .transpose()
         .map_err(|e| CliError::new(2, e.to_string()))?;
-    let Some(m) = c.find(model) else {
-        let near: Vec<String> = c
-            .closest(model, 3)
-            .iter()
-            .map(|m| format!("{} ({})", m.name, m.id))
-            .collect();
-        return Err(CliError::new(
-            3,
-            format!(
-                "no model {model:?} in the catalog; closest: {}",
-                near.join(", ")
-            ),
-        ));
-    };
+    let m = find_model(&c, model)?;
     let g = Guide::build(&c, m, firmware, mac, cycle, case);
     if as_json {
         let sections: Vec<Value> = g

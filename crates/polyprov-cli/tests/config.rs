@@ -270,3 +270,41 @@ fn explain_reads_a_master_named_in_upper_case() {
     assert_eq!(v["master"], "0004F2AA814C.cfg");
     assert_eq!(v["params"][0]["value"], "features");
 }
+
+/// `--model` goes through the catalog: "VVX 500" is VVX_500 is VVX500; an unknown name is an
+/// error (exit 3) that names the closest models.
+#[test]
+fn explain_normalises_and_validates_the_model() {
+    let d = root();
+    let run = |model: &str| {
+        Command::new(BIN)
+            .args([
+                "config",
+                "explain",
+                "--json",
+                "--mac",
+                "0004f2aa814c",
+                "--model",
+                model,
+                "--root",
+            ])
+            .arg(d.path())
+            .arg("reg.1.label")
+            .output()
+            .unwrap()
+    };
+    for model in ["VVX 500", "vvx500", "VVX_500", "Polycom VVX 500"] {
+        let o = run(model);
+        assert!(
+            o.status.success(),
+            "{model}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["model"], "VVX500", "{model}");
+        assert_eq!(v["params"][0]["value"], "vvx500", "{model}");
+    }
+    let o = run("FOO");
+    assert_eq!(o.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("closest"));
+}

@@ -341,17 +341,24 @@ fn names(m: &Model) -> impl Iterator<Item = &String> {
 
 /// Lower-case letters and digits only; "SoundPoint IP" and "IP" prefixes are the same as "SPIP".
 fn normalize(s: &str) -> String {
-    let t: String = s
+    let mut t: String = s
+        .replace('+', "plus")
         .chars()
         .filter(char::is_ascii_alphanumeric)
         .collect::<String>()
         .to_ascii_lowercase();
+    // Brand words in front of a model name say nothing: "Polycom SoundPoint IP 550",
+    // "Poly RealPresence Trio 8800".
+    while let Some(rest) = ["polycom", "poly", "realpresence"]
+        .iter()
+        .find_map(|p| t.strip_prefix(p).filter(|r| !r.is_empty()))
+    {
+        t = rest.to_string();
+    }
     for (long, short) in [
         ("soundpointip", "spip"),
         ("soundstationip", "ssip"),
         ("soundstation", "ss"),
-        ("polycom", ""),
-        ("poly", ""),
     ] {
         if let Some(rest) = t.strip_prefix(long) {
             return format!("{short}{rest}");
@@ -363,6 +370,20 @@ fn normalize(s: &str) -> String {
         return format!("spip{rest}");
     }
     t
+}
+
+impl Model {
+    /// The token this model's lines in a master file are named with (`CONFIG_FILES_VVX400`):
+    /// its master-file token when known, else its id.
+    pub fn master_token(&self) -> String {
+        self.tokens
+            .value
+            .iter()
+            .flatten()
+            .find(|t| !t.contains('_'))
+            .cloned()
+            .unwrap_or_else(|| self.id.clone())
+    }
 }
 
 /// Levenshtein distance.
@@ -479,6 +500,20 @@ mod tests {
             c.find("SoundPoint IP 550").map(|m| m.id.as_str()),
             Some("SPIP550")
         );
+        // What admins type (found by a session that tried them).
+        for (q, id) in [
+            ("RealPresence Trio Visual+", "TrioVisualPlus"),
+            ("RealPresence Trio 8800", "Trio8800"),
+            ("Polycom SoundPoint IP 550", "SPIP550"),
+            ("Poly Trio 8800", "Trio8800"),
+            ("Rove 30", "Rove30"),
+            ("D230", "VVXD230"),
+            ("CCX 505", "CCX505"),
+            ("VVX 400", "VVX400"),
+        ] {
+            assert_eq!(c.find(q).map(|m| m.id.as_str()), Some(id), "{q}");
+        }
+        assert_eq!(c.find("VVX 400").unwrap().master_token(), "VVX400");
         assert_eq!(
             c.by_token("SPIP_550").map(|m| m.id.as_str()),
             Some("SPIP550")
