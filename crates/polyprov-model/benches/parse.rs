@@ -65,3 +65,30 @@ fn lint_corpus(bencher: divan::Bencher) {
         .counter(BytesCount::new(bytes))
         .bench(|| divan::black_box(lint(&input)));
 }
+
+/// Layouts that once made the linter quadratic: 4 MB of attributes on one line, and 200,000
+/// nested elements. Compare their bytes/s with `lint_corpus`: the same order means linear.
+#[divan::bench(args = ["one-line", "nested"])]
+fn lint_pathological(bencher: divan::Bencher, layout: &str) {
+    let text = match layout {
+        "one-line" => {
+            let attrs: Vec<String> = (0..200_000).map(|i| format!("p.a{i}=\"v{i}\"")).collect();
+            format!("<polycomConfig><x {}/></polycomConfig>", attrs.join(" "))
+        }
+        _ => {
+            let n = 200_000;
+            let open: String = (0..n)
+                .map(|i| format!("<e{} q.b{i}=\"1\">", i % 7))
+                .collect();
+            let close: String = (0..n).map(|i| format!("</e{}>", (n - 1 - i) % 7)).collect();
+            format!("<polycomConfig>{open}{close}</polycomConfig>")
+        }
+    };
+    let input = LintInput {
+        files: vec![("big.cfg".into(), text.clone())],
+        ..Default::default()
+    };
+    bencher
+        .counter(BytesCount::new(text.len()))
+        .bench(|| divan::black_box(lint(&input)));
+}

@@ -40,8 +40,8 @@ pub struct Param {
     pub name: String,
     /// The value with XML escapes resolved.
     pub value: String,
-    /// The element that holds it, e.g. `reg` or `ALL`.
-    pub element: String,
+    /// The element that holds it, e.g. `reg` or `ALL` (shared by the element's attributes).
+    pub element: std::sync::Arc<str>,
     /// Byte offset of the attribute name in the file.
     pub offset: usize,
     /// The raw value between the quotes.
@@ -195,6 +195,7 @@ impl ConfigFile {
             }
             let name_at = offset_in(text, start.name().as_ref()).unwrap_or(before);
             let mut insert_at = name_at + element.len();
+            let shared_element: std::sync::Arc<str> = element.as_str().into();
             for attr in start.attributes() {
                 let attr = attr.map_err(|e| {
                     let (at, message) = attribute_error(&e, name_at, |o| index.position(text, o));
@@ -229,7 +230,7 @@ impl ConfigFile {
                 params.push(Param {
                     name: key.to_string(),
                     value,
-                    element: element.clone(),
+                    element: shared_element.clone(),
                     offset: key_at,
                     value_span: value_at..value_end,
                     attr_span: key_at..value_end + 1,
@@ -392,11 +393,12 @@ impl ConfigFile {
 #[derive(Debug, Clone)]
 struct TextIndex {
     line_starts: Vec<usize>,
-    /// Characters in `text[..k * BLOCK]`, for every k.
+    /// Characters in `text[..k * BLOCK]`, for every k (empty for ASCII text, where a
+    /// character is a byte).
     block_chars: Vec<usize>,
 }
 
-const BLOCK: usize = 4096;
+const BLOCK: usize = 256;
 
 impl TextIndex {
     fn new(text: &str) -> TextIndex {
@@ -415,6 +417,9 @@ impl TextIndex {
             chars += usize::from(!is_continuation(*b));
         }
         block_chars.push(chars);
+        if chars == bytes.len() {
+            block_chars = Vec::new();
+        }
         TextIndex {
             line_starts,
             block_chars,
@@ -423,6 +428,9 @@ impl TextIndex {
 
     /// Characters in `text[..offset]`.
     fn chars_before(&self, text: &str, offset: usize) -> usize {
+        if self.block_chars.is_empty() {
+            return offset; // ASCII
+        }
         let block = offset / BLOCK;
         let from = block * BLOCK;
         self.block_chars[block]
@@ -535,10 +543,7 @@ mod tests {
             ]
         );
         let label = f.get("reg.1.label").unwrap();
-        assert_eq!(
-            (label.value.as_str(), label.element.as_str()),
-            ("A & B", "reg")
-        );
+        assert_eq!((label.value.as_str(), &*label.element), ("A & B", "reg"));
         assert_eq!(
             f.position(label.offset),
             Position {
@@ -594,10 +599,7 @@ mod tests {
             "<PHONE_CONFIG><ALL reg.1.address=\"x\" /></PHONE_CONFIG>",
         )
         .unwrap();
-        assert_eq!(
-            (f.root(), f.params()[0].element.as_str()),
-            ("PHONE_CONFIG", "ALL")
-        );
+        assert_eq!((f.root(), &*f.params()[0].element), ("PHONE_CONFIG", "ALL"));
     }
 
     #[test]

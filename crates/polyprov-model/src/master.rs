@@ -156,7 +156,9 @@ impl Master {
             .params()
             .iter()
             .filter(|p| {
-                p.element == "APPLICATION" && p.name != "CONFIG_FILES" && p.name != "APP_FILE_PATH"
+                &*p.element == "APPLICATION"
+                    && p.name != "CONFIG_FILES"
+                    && p.name != "APP_FILE_PATH"
             })
             .map(|p| p.name.as_str())
             .collect();
