@@ -3,10 +3,12 @@
 use crate::client::{CliError, print_json};
 use crate::out::outln;
 use polyprov_model::Mac;
+use polyprov_model::UploadKind;
 use polyprov_model::config_file::{ConfigFile, ParseError, Position};
 use polyprov_model::effective::{PhoneSources, Verdict, effective, known_defaults};
 use polyprov_model::lint::{Finding, LintInput, Severity, lint};
 use polyprov_model::master::Master;
+use polyprov_model::role::Role;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -243,18 +245,20 @@ pub fn explain(
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let f = ConfigFile::parse(&name, &read(o)?).map_err(|e| CliError::new(1, e.to_string()))?;
-        if name.ends_with("-phone.cfg") {
-            local = Some(f);
-        } else if name.ends_with("-web.cfg") {
-            web = Some(f);
-        } else {
-            return Err(CliError::new(
-                2,
-                format!(
-                    "{name}: an override is named <mac>-phone.cfg (phone menu) or <mac>-web.cfg (web UI)"
-                ),
-            ));
+        let text = read(o)?;
+        let f = ConfigFile::parse(&name, &text).map_err(|e| CliError::new(1, e.to_string()))?;
+        // The same rule `config check` uses: what the name says the file is.
+        match Role::of(&name, &text, Some(f.root())) {
+            Role::Override(UploadKind::PhoneOverride) => local = Some(f),
+            Role::Override(_) => web = Some(f),
+            _ => {
+                return Err(CliError::new(
+                    2,
+                    format!(
+                        "{name}: an override is named <mac>-phone.cfg (phone menu) or <mac>-web.cfg (web UI)"
+                    ),
+                ));
+            }
         }
     }
     let defaults = known_defaults();

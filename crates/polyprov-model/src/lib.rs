@@ -19,6 +19,7 @@ pub mod lint;
 pub mod mac;
 pub mod master;
 pub mod path;
+pub mod role;
 pub mod user_agent;
 
 pub use config::Params;

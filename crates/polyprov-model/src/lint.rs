@@ -7,6 +7,7 @@
 use crate::config_file::{ConfigFile, Position};
 use crate::effective::{PhoneSources, Verdict, effective, effective_only, is_gated};
 use crate::master::{MAX_CONFIG_FILE_ENTRY, MAX_CONFIG_FILES_LIST, Master};
+use crate::role::{Role, is_master_name};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -132,26 +133,54 @@ pub fn lint(input: &LintInput) -> Vec<Finding> {
         })
         .collect();
     let mut parsed: BTreeMap<String, ConfigFile> = BTreeMap::new();
+    let mut roles: BTreeMap<String, Role> = BTreeMap::new();
     for (name, text) in &input.files {
         match ConfigFile::parse(name, text) {
             Ok(f) => {
+                let role = Role::of(name, text, Some(f.root()));
+                if is_master_name(name) && role != Role::Master {
+                    out.push(Finding {
+                        severity: Severity::Error,
+                        code: "master-not-application",
+                        file: name.clone(),
+                        position: None,
+                        message: format!(
+                            "phones read this name as a master file, but its root is <{}>, not <APPLICATION>: a phone cannot use it",
+                            f.root()
+                        ),
+                    });
+                } else if let Role::Other(what) = &role {
+                    out.push(not_poly(name, what));
+                }
+                roles.insert(name.clone(), role);
                 parsed.insert(name.clone(), f);
             }
-            Err(e) => out.push(Finding {
-                severity: Severity::Error,
-                code: "malformed-xml",
-                file: name.clone(),
-                position: Some(e.at),
-                message: e.message,
-            }),
+            Err(e) => match Role::of(name, text, None) {
+                Role::Other(what) if !text.trim_start().starts_with('<') => {
+                    out.push(not_poly(name, &what));
+                }
+                _ => out.push(Finding {
+                    severity: Severity::Error,
+                    code: "malformed-xml",
+                    file: name.clone(),
+                    position: Some(e.at),
+                    message: e.message,
+                }),
+            },
         }
     }
+    let role = |name: &str| {
+        roles
+            .get(name)
+            .cloned()
+            .unwrap_or(Role::Other(String::new()))
+    };
 
     // Masters: limits, missing files, credentials in URLs; and the sets of files phones read.
     let mut sets: Vec<(String, Vec<String>)> = Vec::new();
     let mut referenced = BTreeSet::new();
     for (name, f) in &parsed {
-        if f.root() != "APPLICATION" {
+        if role(name) != Role::Master {
             continue;
         }
         let Ok(master) = Master::parse(name, f.text()) else {
@@ -230,7 +259,8 @@ pub fn lint(input: &LintInput) -> Vec<Finding> {
     }
 
     for (name, f) in &parsed {
-        if f.root() == "APPLICATION" {
+        let file_role = role(name);
+        if !file_role.has_parameters() {
             continue;
         }
         // Within one file.
@@ -263,15 +293,24 @@ pub fn lint(input: &LintInput) -> Vec<Finding> {
                 });
             }
         }
-        // A file no master lists is checked for gating on its own.
-        if !referenced.contains(name) {
+        // A file no master lists is checked for gating on its own — a phone's overrides are
+        // applied without gating, so not those (the rule `effective` applies too).
+        if !referenced.contains(name) && file_role.is_gated() {
             ungated(std::slice::from_ref(f), &mut out);
         }
     }
 
-    // Across the files one master list makes a phone read.
+    // Across the files one master list makes a phone read. A value shadowed in one list may
+    // apply through another (the generic CONFIG_FILES for other models): "never applies" only
+    // when no list lets it.
+    let mut shadowed: BTreeMap<ValueAt, Vec<(String, String, String)>> = BTreeMap::new();
+    let mut applies: BTreeSet<ValueAt> = BTreeSet::new();
     for (label, set) in &sets {
-        let files: Vec<ConfigFile> = set.iter().filter_map(|n| parsed.get(n).cloned()).collect();
+        let files: Vec<ConfigFile> = set
+            .iter()
+            .filter(|n| role(n).has_parameters())
+            .filter_map(|n| parsed.get(n).cloned())
+            .collect();
         if files.is_empty() {
             continue;
         }
@@ -283,16 +322,18 @@ pub fn lint(input: &LintInput) -> Vec<Finding> {
             let mut winner: Option<(&str, &str)> = None;
             for c in &r.candidates {
                 let file = c.file.as_deref().unwrap_or_default();
+                let key = (file.to_string(), c.position, param.clone(), c.value.clone());
                 match (&c.verdict, winner) {
-                    (Verdict::Wins, _) => winner = Some((file, &c.value)),
+                    (Verdict::Wins, _) => {
+                        winner = Some((file, &c.value));
+                        applies.insert(key);
+                    }
                     (Verdict::Shadowed, Some((wf, wv))) if wf != file && wv != c.value => {
-                        out.push(Finding {
-                            severity: Severity::Warning,
-                            code: "overridden-parameter",
-                            file: file.to_string(),
-                            position: c.position,
-                            message: format!("{param}={:?} never applies: {wf} is listed before it in {label} and sets {wv:?}", c.value),
-                        });
+                        shadowed.entry(key).or_default().push((
+                            label.clone(),
+                            wf.to_string(),
+                            wv.to_string(),
+                        ));
                     }
                     _ => {}
                 }
@@ -300,12 +341,50 @@ pub fn lint(input: &LintInput) -> Vec<Finding> {
         }
         ungated(&files, &mut out);
     }
+    for ((file, position, param, value), by) in shadowed {
+        let key = (file, position, param, value);
+        let (label, wf, wv) = &by[0];
+        let message = if applies.contains(&key) {
+            let lists: Vec<&str> = by.iter().map(|(l, _, _)| l.as_str()).collect();
+            format!(
+                "{}={:?} does not apply to phones that read {}: {wf} is listed before it and sets {wv:?} (phones reading other lists get it)",
+                key.2,
+                key.3,
+                lists.join(", ")
+            )
+        } else {
+            format!(
+                "{}={:?} never applies: {wf} is listed before it in {label} and sets {wv:?}",
+                key.2, key.3
+            )
+        };
+        out.push(Finding {
+            severity: Severity::Warning,
+            code: "overridden-parameter",
+            file: key.0,
+            position: key.1,
+            message,
+        });
+    }
 
     out.sort_by(|a, b| {
         (&a.file, a.position, a.code, &a.message).cmp(&(&b.file, b.position, b.code, &b.message))
     });
     out.dedup();
     out
+}
+
+/// One value in one place: file, position, parameter, value.
+type ValueAt = (String, Option<Position>, String, String);
+
+fn not_poly(name: &str, what: &str) -> Finding {
+    Finding {
+        severity: Severity::Warning,
+        code: "not-a-poly-file",
+        file: name.to_string(),
+        position: None,
+        message: format!("{what}; not checked as a Poly file"),
+    }
 }
 
 /// `device.*` values with a value that the phone ignores for lack of gating, per file.
@@ -452,6 +531,96 @@ mod tests {
             "{findings:?}"
         );
         assert_eq!(at("duplicate-parameter"), Some((1, dup_at as u32)));
+    }
+
+    /// A phone's overrides are applied without gating (`effective`), so `check` does not call
+    /// their `device.*` values ignored.
+    #[test]
+    fn overrides_are_not_held_to_gating() {
+        let findings = lint(&input(&[
+            (
+                "0004f2aa814c-web.cfg",
+                r#"<PHONE_CONFIG><OVERRIDES device.auth.localAdminPassword="P2"/></PHONE_CONFIG>"#,
+            ),
+            (
+                "shared.cfg",
+                r#"<polycomConfig><device device.prov.serverName="x"/></polycomConfig>"#,
+            ),
+        ]));
+        assert_eq!(
+            codes(&findings),
+            [("shared.cfg", "ungated-device-parameter")],
+            "{findings:#?}"
+        );
+    }
+
+    /// A value shadowed in a per-model list still applies to the models that read the generic
+    /// list: "never applies" only when no list lets it.
+    #[test]
+    fn shadowed_for_one_model_is_not_never() {
+        let master = r#"<APPLICATION CONFIG_FILES="first.cfg"><APPLICATION_VVX400 CONFIG_FILES_VVX400="vvx400.cfg, first.cfg"/></APPLICATION>"#;
+        let first = r#"<polycomConfig><reg reg.1.label="generic" reg.2.label="only-here"/></polycomConfig>"#;
+        let vvx = r#"<polycomConfig><reg reg.1.label="desk"/></polycomConfig>"#;
+        let findings = lint(&input(&[
+            ("000000000000.cfg", master),
+            ("first.cfg", first),
+            ("vvx400.cfg", vvx),
+        ]));
+        let shadowed: Vec<&Finding> = findings
+            .iter()
+            .filter(|f| f.code == "overridden-parameter")
+            .collect();
+        assert_eq!(shadowed.len(), 1, "{findings:#?}");
+        let m = &shadowed[0].message;
+        assert!(!m.contains("never"), "{m}");
+        assert!(
+            m.contains("CONFIG_FILES_VVX400") && m.contains("other lists"),
+            "{m}"
+        );
+        // Listed only after the per-model file: it never applies.
+        let master = r#"<APPLICATION CONFIG_FILES="vvx400.cfg, first.cfg"/>"#;
+        let findings = lint(&input(&[
+            ("000000000000.cfg", master),
+            ("first.cfg", first),
+            ("vvx400.cfg", vvx),
+        ]));
+        let f = findings
+            .iter()
+            .find(|f| f.code == "overridden-parameter")
+            .unwrap();
+        assert!(f.message.contains("never applies"), "{f}");
+    }
+
+    /// Each file is judged by what it is: a master that is not one is an error (as `explain`
+    /// says too); a Yealink file, a Maven POM or an SVG is not a Poly file and gets no Poly
+    /// findings — no invented secrets.
+    #[test]
+    fn files_are_checked_for_what_they_are() {
+        let findings = lint(&input(&[
+            ("000000000000.cfg", r#"<directory><item_list/></directory>"#),
+            ("yealink.cfg", "#!version:1.0.0.1\naccount.1.password = x\n"),
+            (
+                "pom.cfg",
+                r#"<project password="secret" x.y="1" x.y.z="2"/>"#,
+            ),
+            (
+                "icon.cfg",
+                r#"<svg xmlns="http://www.w3.org/2000/svg" key="k"/>"#,
+            ),
+            ("contacts.cfg", r#"<directory><item_list/></directory>"#),
+        ]));
+        let mut got = codes(&findings);
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("000000000000.cfg", "master-not-application"),
+                ("icon.cfg", "not-a-poly-file"),
+                ("pom.cfg", "not-a-poly-file"),
+                ("yealink.cfg", "not-a-poly-file"),
+            ],
+            "{findings:#?}"
+        );
     }
 
     #[test]
