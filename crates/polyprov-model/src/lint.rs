@@ -99,6 +99,63 @@ pub fn is_secret(name: &str) -> bool {
         || name == "device.sec.configEncryption.key"
 }
 
+/// What secret a parameter carries, if any: by its name (a password, key, passphrase), or in
+/// its value — a URL with a user and password (`ldap://admin:pw@…`), a PEM private key, or a
+/// digit string sent after a pause or DTMF step of a key macro (a voicemail PIN, most likely).
+pub fn secret_kind(name: &str, value: &str) -> Option<&'static str> {
+    if is_secret(name) {
+        return Some("is set");
+    }
+    if url_with_password(value) {
+        return Some("names a URL with a user and password");
+    }
+    let last = name.rsplit('.').next().unwrap_or(name);
+    // A key itself: PEM, or key material under a `…privateKey` name (not a short flag such as
+    // `sec.uploadDevice.privateKey="0"`, which says whether to upload one).
+    let key_material =
+        value.trim().len() >= 32 && !value.trim().chars().all(|c| c.is_ascii_digit());
+    if value.contains("PRIVATE KEY-----")
+        || (last.to_ascii_lowercase().ends_with("privatekey") && key_material)
+    {
+        return Some("holds a private key");
+    }
+    let lower = name.to_ascii_lowercase();
+    if (lower.contains("action") || lower.contains("macro")) && macro_sends_digits(value) {
+        return Some("sends a digit string after a pause or DTMF step (a PIN?)");
+    }
+    None
+}
+
+/// `scheme://user:password@host…` anywhere in a value (a list of URLs too).
+fn url_with_password(value: &str) -> bool {
+    value.split("://").skip(1).any(|rest| {
+        let authority = rest.split(['/', ',', ' ', '"']).next().unwrap_or("");
+        authority
+            .rsplit_once('@')
+            .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+    })
+}
+
+/// A key macro (`*97$P2N4$1234$Tdtmf$#`) that, after its first `$…$` step, sends four or more
+/// digits: the shape of a voicemail PIN typed by the macro.
+fn macro_sends_digits(value: &str) -> bool {
+    let Some((_, after)) = value.split_once('$') else {
+        return false;
+    };
+    let mut run = 0;
+    for c in after.chars() {
+        if c.is_ascii_digit() {
+            run += 1;
+            if run >= 4 {
+                return true;
+            }
+        } else {
+            run = 0;
+        }
+    }
+    false
+}
+
 /// Whether a file is specific to one phone (`<mac>…`), rather than downloadable by every phone.
 fn is_per_device(name: &str) -> bool {
     let base = name.rsplit('/').next().unwrap_or(name);
@@ -216,23 +273,8 @@ pub fn lint(input: &LintInput) -> Vec<Finding> {
                         message: format!("an entry of {} is {} characters; a phone reads at most {MAX_CONFIG_FILE_ENTRY}", p.name, entry.len()),
                     });
                 }
-                if let Some((_, rest)) = entry.split_once("://") {
-                    let userinfo = rest
-                        .split('/')
-                        .next()
-                        .unwrap_or("")
-                        .rsplit_once('@')
-                        .map(|(u, _)| u);
-                    if userinfo.is_some_and(|u| u.contains(':')) && !is_per_device(name) {
-                        out.push(Finding {
-                            severity: Severity::Security,
-                            code: "credentials-in-shared-master",
-                            file: name.clone(),
-                            position: at,
-                            message: format!("{} names a URL with a user and password; every phone can read this master", p.name),
-                        });
-                    }
-                    continue;
+                if entry.contains("://") {
+                    continue; // a URL: its credentials are checked with every attribute below
                 }
                 if entry.contains('[') {
                     continue; // [PHONE_MAC_ADDRESS] / [PHONE_MODEL]: one file per phone, not checkable here
@@ -256,6 +298,22 @@ pub fn lint(input: &LintInput) -> Vec<Finding> {
             sets.push((format!("{name} {}", p.name), set));
         }
         let _ = master;
+        // Any attribute of a shared master (CONFIG_FILES entries, APP_FILE_PATH, directories)
+        // naming a URL with a password: every phone can read it.
+        if !is_per_device(name) {
+            for p in f.params().iter().filter(|p| url_with_password(&p.value)) {
+                out.push(Finding {
+                    severity: Severity::Security,
+                    code: "credentials-in-shared-master",
+                    file: name.clone(),
+                    position: Some(f.position(p.offset)),
+                    message: format!(
+                        "{} names a URL with a user and password; every phone can read this master",
+                        p.name
+                    ),
+                });
+            }
+        }
     }
 
     for (name, f) in &parsed {
@@ -283,13 +341,16 @@ pub fn lint(input: &LintInput) -> Vec<Finding> {
             } else {
                 first.insert(&p.name, p.offset);
             }
-            if !is_per_device(name) && is_secret(&p.name) && !p.value.trim().is_empty() {
+            if !is_per_device(name)
+                && !p.value.trim().is_empty()
+                && let Some(what) = secret_kind(&p.name, &p.value)
+            {
                 out.push(Finding {
                     severity: Severity::Security,
                     code: "secret-in-shared-file",
                     file: name.clone(),
                     position: Some(at()),
-                    message: format!("{} is set in a file every phone can download; give each phone its own value in a per-device file", p.name),
+                    message: format!("{} {what} in a file every phone can download; give each phone its own value in a per-device file", p.name),
                 });
             }
         }
@@ -619,6 +680,54 @@ mod tests {
                 ("pom.cfg", "not-a-poly-file"),
                 ("yealink.cfg", "not-a-poly-file"),
             ],
+            "{findings:#?}"
+        );
+    }
+
+    #[test]
+    fn secrets_in_every_form() {
+        for (name, value) in [
+            (
+                "device.prov.serverName",
+                "ftp://user:pass@prov.example.com/",
+            ),
+            ("dir.corp.address", "ldap://admin:pw@ldap.example.com"),
+            (
+                "sec.TLS.customDeviceKey.privateKey",
+                "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC",
+            ),
+            ("x.y", "-----BEGIN RSA PRIVATE KEY-----\nMII…"),
+            ("efk.efklist.1.action.string", "*97$P2N4$1234$Tdtmf$#"),
+            ("softkey.1.action", "*86$Tinvite$$P3N3$98765$Tdtmf$"),
+        ] {
+            assert!(secret_kind(name, value).is_some(), "{name}={value}");
+        }
+        for (name, value) in [
+            ("device.prov.serverName", "https://prov.example.com/"),
+            ("dir.corp.address", "ldap://ldap.example.com"),
+            ("efk.efklist.1.action.string", "*97$Tinvite$"),
+            ("efk.efklist.1.action.string", "5551234$Tinvite$"),
+            ("reg.1.label", "1234"),
+            ("sec.uploadDevice.privateKey", "0"),
+        ] {
+            assert!(secret_kind(name, value).is_none(), "{name}={value}");
+        }
+        let master =
+            r#"<APPLICATION APP_FILE_PATH="http://u:p@h/sip.ld" CONFIG_FILES="site.cfg"/>"#;
+        let findings = lint(&input(&[
+            ("000000000000.cfg", master),
+            (
+                "site.cfg",
+                r#"<polycomConfig><dir dir.corp.address="ldap://admin:pw@h"/></polycomConfig>"#,
+            ),
+        ]));
+        let c = codes(&findings);
+        assert!(
+            c.contains(&("000000000000.cfg", "credentials-in-shared-master")),
+            "{findings:#?}"
+        );
+        assert!(
+            c.contains(&("site.cfg", "secret-in-shared-file")),
             "{findings:#?}"
         );
     }
