@@ -69,6 +69,8 @@ pub struct ConfigFile {
     /// Offset of the root's end tag (`</polycomConfig>`), if it has one.
     root_end: Option<usize>,
     index: TextIndex,
+    /// Elements that hold text (`<softkey.1.label>Hold</softkey.1.label>`): name and offset.
+    element_text: Vec<(String, usize)>,
 }
 
 /// Attributes that are XML plumbing, not parameters.
@@ -143,6 +145,8 @@ impl ConfigFile {
         let mut depth = 0usize;
         let mut root: Option<String> = None;
         let mut root_end = None;
+        let mut open: Vec<String> = Vec::new();
+        let mut element_text = Vec::new();
         loop {
             let before = reader.buffer_position() as usize + bom;
             let event = reader.read_event().map_err(|e| {
@@ -160,6 +164,7 @@ impl ConfigFile {
                 Event::Start(s) => (s, false),
                 Event::Empty(s) => (s, true),
                 Event::End(_) => {
+                    open.pop();
                     depth -= 1;
                     if depth == 0 {
                         root_end = Some(before);
@@ -168,6 +173,14 @@ impl ConfigFile {
                 }
                 Event::Text(t) if depth == 0 && !t.as_ref().trim_ascii().is_empty() => {
                     return Err(err(before, "text outside the root element".into()));
+                }
+                Event::Text(t) if !t.as_ref().trim_ascii().is_empty() => {
+                    if let Some(e) = open.last()
+                        && element_text.last().is_none_or(|(n, _)| n != e)
+                    {
+                        element_text.push((e.clone(), before));
+                    }
+                    continue;
                 }
                 Event::GeneralRef(r)
                     if !matches!(&**r, "amp" | "lt" | "gt" | "quot" | "apos")
@@ -242,6 +255,12 @@ impl ConfigFile {
             });
             if !empty {
                 depth += 1;
+                open.push(
+                    elements
+                        .last()
+                        .map(|e: &ElementSlot| e.name.clone())
+                        .unwrap_or_default(),
+                );
             }
         }
         if depth != 0 {
@@ -258,6 +277,7 @@ impl ConfigFile {
             elements,
             root_end,
             index,
+            element_text,
         })
     }
 
@@ -279,6 +299,12 @@ impl ConfigFile {
     /// Every parameter in document order, duplicates included.
     pub fn params(&self) -> &[Param] {
         &self.params
+    }
+
+    /// Elements that hold text rather than attributes, with the offset of the text: phones read
+    /// parameters from attributes only, so `<softkey.1.label>Hold</softkey.1.label>` sets nothing.
+    pub fn element_text(&self) -> &[(String, usize)] {
+        &self.element_text
     }
 
     /// The first occurrence of a parameter.

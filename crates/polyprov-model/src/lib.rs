@@ -12,6 +12,7 @@
 pub mod catalog;
 pub mod config;
 pub mod config_file;
+pub mod dictionary;
 pub mod effective;
 pub mod guide;
 pub mod keypad;

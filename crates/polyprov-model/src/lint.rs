@@ -354,6 +354,11 @@ pub fn lint(input: &LintInput) -> Vec<Finding> {
                 });
             }
         }
+        // The templates are UC Software's: legacy SIP 1.x/2.x files (`<sip>`, `<ipmid>`,
+        // `<phone1>`) name things otherwise.
+        if matches!(f.root(), "polycomConfig" | "PHONE_CONFIG") {
+            names(name, f, &mut out);
+        }
         // A file no master lists is checked for gating on its own — a phone's overrides are
         // applied without gating, so not those (the rule `effective` applies too).
         if !referenced.contains(name) && file_role.is_gated() {
@@ -433,6 +438,66 @@ pub fn lint(input: &LintInput) -> Vec<Finding> {
     });
     out.dedup();
     out
+}
+
+/// Findings reported per file by name checks before they are summarised as one.
+const NAME_DETAIL_LIMIT: usize = 20;
+
+/// Distinct shapes of parameter name looked up in the dictionary per file.
+const NAME_LOOKUPS: usize = 5000;
+
+/// Parameter names against the vendor's templates (case, near misses) and settings written as
+/// element text, which phones ignore.
+fn names(name: &str, f: &ConfigFile, out: &mut Vec<Finding>) {
+    use crate::dictionary::{Lookup, lookup};
+    let mut found = Vec::new();
+    for (element, at) in f.element_text() {
+        if element.contains('.') {
+            found.push((Some(f.position(*at)), "element-text-setting", format!(
+                "<{element}> holds its value as element text; phones read only attributes (write {element}=\"…\" on an element)"
+            )));
+        }
+    }
+    // Each shape of name is looked up once (`reg.1.x`, `reg.2.x` are one), and at most
+    // `NAME_LOOKUPS` shapes per file: the near-miss search must not make a huge file slow.
+    let mut looked = std::collections::HashSet::new();
+    for p in f.params() {
+        if looked.len() >= NAME_LOOKUPS || !looked.insert(crate::dictionary::normalise(&p.name)) {
+            continue;
+        }
+        let message = match lookup(&p.name) {
+            Lookup::WrongCase(k) => format!(
+                "{} is not a parameter a phone knows: names are case-sensitive; the vendor's templates write {k}",
+                p.name
+            ),
+            Lookup::Near(k) => format!(
+                "{} is not in the vendor's templates; did you mean {k}? (a phone ignores names it does not know)",
+                p.name
+            ),
+            Lookup::Known | Lookup::Unknown => continue,
+        };
+        found.push((Some(f.position(p.offset)), "unknown-parameter", message));
+    }
+    let total = found.len();
+    for (i, (position, code, message)) in found.into_iter().enumerate() {
+        if i == NAME_DETAIL_LIMIT {
+            out.push(Finding {
+                severity: Severity::Warning,
+                code: "unknown-parameter",
+                file: name.to_string(),
+                position: None,
+                message: format!("{} more names like these", total - NAME_DETAIL_LIMIT),
+            });
+            break;
+        }
+        out.push(Finding {
+            severity: Severity::Warning,
+            code,
+            file: name.to_string(),
+            position,
+            message,
+        });
+    }
 }
 
 /// One value in one place: file, position, parameter, value.
@@ -681,6 +746,38 @@ mod tests {
                 ("yealink.cfg", "not-a-poly-file"),
             ],
             "{findings:#?}"
+        );
+    }
+
+    /// Names against the vendor's templates: the wrong case and near misses are reported with
+    /// the known name; settings written as element text are ignored by phones.
+    #[test]
+    fn parameter_names_and_element_text() {
+        let findings = lint(&input(&[(
+            "site.cfg",
+            r#"<polycomConfig><reg reg.1.LineKeys="2" reg.2.lineKey="1" reg.3.lineKeys="1" brandNew.thing="1"/><softkey.1.label>Hold</softkey.1.label></polycomConfig>"#,
+        )]));
+        let m: Vec<(&str, &str)> = findings
+            .iter()
+            .map(|f| (f.code, f.message.as_str()))
+            .collect();
+        assert_eq!(m.len(), 3, "{findings:#?}");
+        assert!(
+            m.iter().any(|(c, s)| *c == "unknown-parameter"
+                && s.contains("case-sensitive")
+                && s.contains("reg.1.lineKeys")),
+            "{m:?}"
+        );
+        assert!(
+            m.iter().any(
+                |(c, s)| *c == "unknown-parameter" && s.contains("did you mean reg.2.lineKeys")
+            ),
+            "{m:?}"
+        );
+        assert!(
+            m.iter()
+                .any(|(c, s)| *c == "element-text-setting" && s.contains("softkey.1.label")),
+            "{m:?}"
         );
     }
 

@@ -89,3 +89,54 @@ fn corpus_files_match_their_recorded_sha256() {
     }
     assert_eq!(checked, 19);
 }
+
+/// The parameter dictionary (`src/known_params.txt`) is exactly the names in the vendor's
+/// template files in the corpus, numbered segments as `x`. `UPDATE_SNAPSHOTS=1` regenerates it.
+#[test]
+fn the_parameter_dictionary_is_the_vendor_templates() {
+    use polyprov_model::config_file::ConfigFile;
+    use polyprov_model::dictionary::normalise;
+    let corpus = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/corpus");
+    let mut files = Vec::new();
+    for dir in ["openspork__pp/Config", "openspork__pp/configs"] {
+        for e in std::fs::read_dir(corpus.join(dir)).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "cfg") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    let mut names = std::collections::BTreeSet::new();
+    let mut header = String::from(
+        "# Parameter names from the vendor template files in tests/corpus (see SOURCES.md):\n",
+    );
+    for p in &files {
+        let rel = p
+            .strip_prefix(&corpus)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        header.push_str(&format!("#   {rel}\n"));
+        let text = std::fs::read_to_string(p).unwrap();
+        let f = ConfigFile::parse(&rel, &text).unwrap();
+        for param in f.params() {
+            names.insert(normalise(&param.name));
+        }
+    }
+    header.push_str("# Numbered segments are written x. Regenerate: UPDATE_SNAPSHOTS=1 cargo test -p polyprov-model --test lint_corpus\n");
+    let mut want = header;
+    for n in names {
+        want.push_str(&n);
+        want.push('\n');
+    }
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/known_params.txt");
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, &want).unwrap();
+    }
+    let have = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        have == want,
+        "src/known_params.txt is stale: rerun with UPDATE_SNAPSHOTS=1"
+    );
+}
