@@ -638,13 +638,15 @@ async fn shutdown_closes_open_sessions() {
 /// `passive_timeout_secs` — so a phone on another address still gets its file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passive_ports_cannot_be_hoarded() {
-    // Four passive ports in all; three sessions per address.
-    let first = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .clamp(1024, 65000);
+    // Four passive ports in all; three sessions per address. The four are below Linux's
+    // ephemeral range (32768–60999), so that no client socket of a parallel test takes one,
+    // and free when the test starts.
+    let first = (20_000u16..30_000)
+        .step_by(4)
+        .skip(usize::from(std::process::id() as u16 % 2_000))
+        .chain((20_000u16..30_000).step_by(4))
+        .find(|p| (*p..*p + 4).all(|q| std::net::TcpListener::bind(("127.0.0.1", q)).is_ok()))
+        .unwrap();
     let t = ftp_server(move |s| {
         s.ftp.passive_ports = [first, first + 3];
         s.ftp.max_sessions_per_address = 3;
