@@ -580,6 +580,20 @@ impl Inventory {
         action: &str,
         detail: &str,
     ) -> Result<(), InventoryError> {
+        self.record_ending_intent(actor, mac, action, detail, false)
+            .await
+    }
+
+    /// [`Inventory::record`], ending the device's release intent in the same transaction when
+    /// `end_intent` (a release whose record is what makes it happen).
+    async fn record_ending_intent(
+        &self,
+        actor: &str,
+        mac: Mac,
+        action: &str,
+        detail: &str,
+        end_intent: bool,
+    ) -> Result<(), InventoryError> {
         let mut tx = self.write_tx().await?;
         let d = fetch_device(&mut tx, mac).await?;
         audit(
@@ -592,6 +606,9 @@ impl Inventory {
             Some(detail),
         )
         .await?;
+        if end_intent {
+            clear_release_intent(&mut tx, mac).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -620,21 +637,8 @@ impl Inventory {
         mac: Mac,
         detail: &str,
     ) -> Result<(), InventoryError> {
-        let mut tx = self.write_tx().await?;
-        let d = fetch_device(&mut tx, mac).await?;
-        audit(
-            &mut tx,
-            actor,
-            mac,
-            "release",
-            d.as_ref(),
-            d.as_ref(),
-            Some(detail),
-        )
-        .await?;
-        clear_release_intent(&mut tx, mac).await?;
-        tx.commit().await?;
-        Ok(())
+        self.record_ending_intent(actor, mac, "release", detail, true)
+            .await
     }
 
     /// Ends a release intent whose release did not happen (it failed, or it was undone).
