@@ -133,7 +133,6 @@ async fn assigned_polyprov(
     };
     server
         .core
-        .inventory()
         .assign(MAC.parse::<Mac>().unwrap(), &a, "test")
         .await
         .unwrap();
@@ -307,7 +306,7 @@ async fn a_small_storm_boots_every_phone_without_errors() {
         (180, 120, 480)
     );
     server.core.flush().await;
-    assert_eq!(server.core.inventory().devices().await.unwrap().len(), 61);
+    assert_eq!(server.core.devices().await.unwrap().len(), 61);
     server.shutdown().await;
 }
 

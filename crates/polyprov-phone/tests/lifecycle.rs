@@ -129,7 +129,7 @@ async fn release_makes_a_factory_reset_stick_and_loses_nothing() {
     );
 
     // Nothing was lost: the quarantined files are on the server, and restore brings them back.
-    let sets = core.uploads().quarantined(mac).unwrap();
+    let sets = core.quarantine_sets(mac).await.unwrap();
     assert_eq!(sets.len(), 2);
     assert!(sets[0].files.iter().any(|f| f.kind == "web.cfg"));
     assert_eq!(
@@ -146,7 +146,7 @@ async fn release_makes_a_factory_reset_stick_and_loses_nothing() {
     assert_eq!(p.admin_password(), "P2");
 
     // Every step is in the audit log.
-    let h = core.inventory().history(mac).await.unwrap();
+    let h = core.history(mac).await.unwrap();
     let actions: Vec<&str> = h.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, ["assign", "release", "release", "restore"]);
     assert!(
@@ -260,8 +260,7 @@ async fn a_wiped_boot_log_marks_a_probable_reset_and_the_quarantine_policy_acts_
     assert_eq!(p.admin_password(), "P2");
     core.flush().await;
     assert!(
-        core.inventory()
-            .device(mac)
+        core.device(mac)
             .await
             .unwrap()
             .unwrap()
@@ -274,9 +273,9 @@ async fn a_wiped_boot_log_marks_a_probable_reset_and_the_quarantine_policy_acts_
     p.boot(&t).await;
     // The policy quarantined the web override before the phone read it back: the assignment's P1.
     assert_eq!(p.admin_password(), "P1");
-    let d = core.inventory().device(mac).await.unwrap().unwrap();
+    let d = core.device(mac).await.unwrap().unwrap();
     assert!(d.reset_suspected_at.is_some());
-    let h = core.inventory().history(mac).await.unwrap();
+    let h = core.history(mac).await.unwrap();
     let last = h.last().unwrap();
     assert_eq!(
         (last.actor.as_str(), last.action.as_str()),
@@ -286,6 +285,6 @@ async fn a_wiped_boot_log_marks_a_probable_reset_and_the_quarantine_policy_acts_
         last.detail.as_deref().unwrap().contains("boot log shrank"),
         "{last:?}"
     );
-    assert_eq!(core.uploads().quarantined(mac).unwrap().len(), 1);
+    assert_eq!(core.quarantine_sets(mac).await.unwrap().len(), 1);
     server.shutdown().await;
 }

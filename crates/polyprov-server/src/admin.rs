@@ -175,7 +175,7 @@ async fn require_token(
 }
 
 async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
-    match state.core.inventory().count_by_state().await {
+    match state.core.device_counts().await {
         Ok(counts) => {
             let counts: Vec<(String, i64)> = counts
                 .into_iter()
@@ -230,7 +230,7 @@ fn check_profile_name(name: &str) -> ApiResult<()> {
 }
 
 async fn list_devices(State(s): State<Arc<AdminState>>) -> ApiResult<Response> {
-    Ok(Json(s.core.inventory().devices().await?).into_response())
+    Ok(Json(s.core.devices().await?).into_response())
 }
 
 async fn get_device(
@@ -238,7 +238,7 @@ async fn get_device(
     Path(mac): Path<String>,
 ) -> ApiResult<Response> {
     let mac = parse_mac(&mac)?;
-    match s.core.inventory().device(mac).await? {
+    match s.core.device(mac).await? {
         Some(d) => Ok(Json(d).into_response()),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -345,7 +345,7 @@ async fn delete_device(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let mac = parse_mac(&mac)?;
-    if s.core.inventory().remove(mac, &actor(&headers)).await? {
+    if s.core.remove(mac, &actor(&headers)).await? {
         tracing::info!(%mac, "device removed from the inventory (its uploads are kept)");
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
@@ -379,7 +379,7 @@ async fn list_uploads(
     Path(mac): Path<String>,
 ) -> ApiResult<Response> {
     let mac = parse_mac(&mac)?;
-    let list = s.core.blocking(move |u| u.list(mac)).await?;
+    let list = s.core.uploads_of(mac).await?;
     Ok(Json(list).into_response())
 }
 
@@ -394,13 +394,7 @@ async fn get_upload(
             format!("{kind:?} is not an upload kind"),
         )
     })?;
-    let found = s
-        .core
-        .blocking(move |u| {
-            u.version(mac, kind, version)
-                .and_then(|i| i.map(|i| std::fs::read(i.path)).transpose())
-        })
-        .await?;
+    let found = s.core.upload_bytes(mac, kind, version).await?;
     match found {
         Some(bytes) => Ok((
             [(
@@ -418,14 +412,14 @@ async fn get_upload(
 }
 
 async fn list_profiles(State(s): State<Arc<AdminState>>) -> ApiResult<Response> {
-    Ok(Json(s.core.inventory().profiles().await?).into_response())
+    Ok(Json(s.core.profiles().await?).into_response())
 }
 
 async fn get_profile(
     State(s): State<Arc<AdminState>>,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
-    match s.core.inventory().profile(&name).await? {
+    match s.core.profile(&name).await? {
         Some(p) => Ok(Json(p).into_response()),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -449,14 +443,14 @@ async fn put_profile(
 ) -> ApiResult<Response> {
     check_profile_name(&name)?;
     check_params(&doc.params)?;
-    Ok(Json(s.core.inventory().put_profile(&name, &doc.params).await?).into_response())
+    Ok(Json(s.core.put_profile(&name, &doc.params).await?).into_response())
 }
 
 async fn delete_profile(
     State(s): State<Arc<AdminState>>,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
-    if s.core.inventory().delete_profile(&name).await? {
+    if s.core.delete_profile(&name).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(ApiError::new(
@@ -467,7 +461,7 @@ async fn delete_profile(
 }
 
 async fn get_site(State(s): State<Arc<AdminState>>) -> ApiResult<Response> {
-    let params = s.core.inventory().site_defaults().await?;
+    let params = s.core.site_defaults().await?;
     Ok(Json(serde_json::json!({ "params": params })).into_response())
 }
 
@@ -476,7 +470,7 @@ async fn put_site(
     Json(doc): Json<ParamsDoc>,
 ) -> ApiResult<Response> {
     check_params(&doc.params)?;
-    s.core.inventory().put_site_defaults(&doc.params).await?;
+    s.core.put_site_defaults(&doc.params).await?;
     Ok(Json(serde_json::json!({ "params": doc.params })).into_response())
 }
 
@@ -508,13 +502,7 @@ async fn retire_device(
 ) -> ApiResult<Response> {
     let mac = parse_mac(&mac)?;
     let reason = body.map(|b| b.0.reason).unwrap_or_default();
-    Ok(Json(
-        s.core
-            .inventory()
-            .retire(mac, &actor(&headers), &reason)
-            .await?,
-    )
-    .into_response())
+    Ok(Json(s.core.retire(mac, &actor(&headers), &reason).await?).into_response())
 }
 
 /// A reassignment: the new assignment and why.
@@ -573,7 +561,7 @@ async fn device_history(
     Path(mac): Path<String>,
 ) -> ApiResult<Response> {
     let mac = parse_mac(&mac)?;
-    Ok(Json(s.core.inventory().history(mac).await?).into_response())
+    Ok(Json(s.core.history(mac).await?).into_response())
 }
 
 async fn device_quarantine(
@@ -581,7 +569,7 @@ async fn device_quarantine(
     Path(mac): Path<String>,
 ) -> ApiResult<Response> {
     let mac = parse_mac(&mac)?;
-    let sets = s.core.blocking(move |u| u.quarantined(mac)).await?;
+    let sets = s.core.quarantine_sets(mac).await?;
     Ok(Json(sets).into_response())
 }
 

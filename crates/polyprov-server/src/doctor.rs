@@ -86,11 +86,7 @@ pub async fn diagnose(
     dhcp: &BTreeMap<u8, String>,
     mac: Mac,
 ) -> Result<Report, String> {
-    let device = core
-        .inventory()
-        .device(mac)
-        .await
-        .map_err(|e| e.to_string())?;
+    let device = core.device(mac).await.map_err(|e| e.to_string())?;
     let state = device.as_ref().map_or(DeviceState::Unassigned, |d| d.state);
     let token = device
         .as_ref()
@@ -278,8 +274,8 @@ pub async fn diagnose(
         });
     }
 
-    let held = core.blocking(move |u| u.list(mac));
-    let quarantine = core.blocking(move |u| u.quarantined(mac));
+    let held = core.uploads_of(mac);
+    let quarantine = core.quarantine_sets(mac);
     let (held, quarantine) = (held.await, quarantine.await);
     let held: Vec<String> = held
         .map_err(|e| e.to_string())?

@@ -59,7 +59,7 @@ impl RunningServer {
         self.stop.cancel();
         while self.tasks.join_next().await.is_some() {}
         self.core.flush().await;
-        self.core.inventory().close().await;
+        self.core.close().await;
     }
 
     /// Runs until SIGINT or SIGTERM, then shuts down gracefully.

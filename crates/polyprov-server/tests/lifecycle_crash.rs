@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
-use polyprov_model::{Mac, UploadKind};
+use polyprov_model::Mac;
 use polyprov_server::Settings;
 use polyprov_store::{DeviceState, Inventory, Uploads};
 use std::path::Path;
@@ -31,14 +31,42 @@ async fn assigned_device_with_uploads(data: &Path) {
         .assign(mac, &polyprov_store::Assignment::default(), "test")
         .await
         .unwrap();
-    let uploads = server.core.uploads().clone();
-    uploads
-        .put(mac, UploadKind::PhoneOverride, b"<PHONE_CONFIG/>")
-        .unwrap();
-    uploads
-        .put(mac, UploadKind::Directory, b"<directory/>")
-        .unwrap();
+    for (name, body) in [
+        (format!("/{MAC}-phone.cfg"), "<PHONE_CONFIG/>"),
+        (format!("/{MAC}-directory.xml"), "<directory/>"),
+    ] {
+        let req = polyprov_server::core::Request {
+            path: &name,
+            user_agent: None,
+            peer: [127, 0, 0, 1].into(),
+            credential: polyprov_server::core::Credential::Valid,
+        };
+        server.core.upload(&req, body.into()).await.unwrap();
+    }
     server.shutdown().await;
+}
+
+/// The kinds of upload a device holds.
+async fn held_kinds(core: &polyprov_server::core::Core, mac: Mac) -> Vec<String> {
+    let mut kinds: Vec<String> = core
+        .uploads_of(mac)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.kind)
+        .collect();
+    kinds.sort();
+    kinds
+}
+
+/// Release intents left in the database of a stopped server.
+async fn intents_left(data: &Path) -> usize {
+    let inv = Inventory::open_sqlite(&data.join("polyprov.db"))
+        .await
+        .unwrap();
+    let n = inv.release_intents().await.unwrap().len();
+    inv.close().await;
+    n
 }
 
 /// The first steps of a release, as `Core::release` takes them, then a "crash".
@@ -60,32 +88,23 @@ async fn interrupted_release(data: &Path, move_files: bool) -> String {
 async fn check_undone(data: &Path, id: &str) {
     let server = polyprov_server::start(settings(data)).await.unwrap();
     let mac: Mac = MAC.parse().unwrap();
-    let inv = server.core.inventory().clone();
-    let d = inv.device(mac).await.unwrap().unwrap();
+    let core = server.core.clone();
+    let d = core.device(mac).await.unwrap().unwrap();
     assert_eq!(d.state, DeviceState::Assigned);
-    assert!(inv.release_intents().await.unwrap().is_empty());
-    let uploads = server.core.uploads().clone();
-    assert!(uploads.quarantined(mac).unwrap().is_empty(), "orphaned set");
     assert!(
-        uploads
-            .latest(mac, UploadKind::PhoneOverride)
-            .unwrap()
-            .is_some()
+        core.quarantine_sets(mac).await.unwrap().is_empty(),
+        "orphaned set"
     );
-    assert!(
-        uploads
-            .latest(mac, UploadKind::Directory)
-            .unwrap()
-            .is_some()
-    );
-    let history = inv.history(mac).await.unwrap();
+    assert_eq!(held_kinds(&core, mac).await, ["directory.xml", "phone.cfg"]);
+    let history = core.history(mac).await.unwrap();
     let last = history.last().unwrap();
     assert_eq!(last.action, "release-undone");
     assert!(last.detail.as_deref().unwrap().contains(id), "{last:?}");
     // And the device can be released for real now.
-    let released = server.core.release(mac, "test", "").await.unwrap();
+    let released = core.release(mac, "test", "").await.unwrap();
     assert!(released.quarantine.is_some());
     server.shutdown().await;
+    assert_eq!(intents_left(data).await, 0);
 }
 
 #[tokio::test]
@@ -115,27 +134,19 @@ async fn a_finished_release_leaves_nothing_to_undo() {
     let mac: Mac = MAC.parse().unwrap();
     let server = polyprov_server::start(settings(&data)).await.unwrap();
     let r = server.core.release(mac, "test", "").await.unwrap();
-    assert!(
-        server
-            .core
-            .inventory()
-            .release_intents()
-            .await
-            .unwrap()
-            .is_empty()
-    );
     server.shutdown().await;
+    assert_eq!(intents_left(&data).await, 0);
     let server = polyprov_server::start(settings(&data)).await.unwrap();
-    let inv = server.core.inventory().clone();
+    let core = server.core.clone();
     assert_eq!(
-        inv.device(mac).await.unwrap().unwrap().state,
+        core.device(mac).await.unwrap().unwrap().state,
         DeviceState::Released
     );
-    let sets = server.core.uploads().quarantined(mac).unwrap();
+    let sets = core.quarantine_sets(mac).await.unwrap();
     assert_eq!(sets.len(), 1);
     assert_eq!(Some(&sets[0].id), r.quarantine.as_ref());
     assert!(
-        inv.history(mac)
+        core.history(mac)
             .await
             .unwrap()
             .iter()

@@ -4,6 +4,8 @@
 //! calls [`Core::fetch`] or [`Core::upload`], and turns the [`Answer`] or [`Refusal`] back into
 //! its protocol. Every rule about phones lives here, once, for every door.
 
+mod fleet;
+
 use crate::metrics::Metrics;
 use crate::render;
 use bytes::Bytes;
@@ -352,7 +354,7 @@ impl Core {
     }
 
     /// Runs upload-store work (file I/O) off the async threads.
-    pub async fn blocking<T: Send + 'static>(
+    pub(crate) async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Uploads) -> std::io::Result<T> + Send + 'static,
     ) -> Result<T, LifecycleError> {
@@ -543,16 +545,6 @@ impl Core {
                 .await?;
         }
         Ok(restored)
-    }
-
-    /// The inventory behind this core.
-    pub fn inventory(&self) -> &Arc<Inventory> {
-        &self.inventory
-    }
-
-    /// The upload store behind this core.
-    pub fn uploads(&self) -> &Arc<Uploads> {
-        &self.uploads
     }
 
     /// The largest upload accepted at `path` (0: nothing can be uploaded there), for doors that

@@ -1,0 +1,111 @@
+//! The core's operations on the fleet for the admin API, the doctor and embedders: every read
+//! and write of the inventory and the upload store goes through here, and every change to one
+//! device takes that device's lock, so a phone request sees a change whole or not at all.
+
+use super::{Core, LifecycleError};
+use polyprov_model::{Mac, Params, UploadKind};
+use polyprov_store::inventory::{AuditEntry, Device, DeviceState, Profile};
+use polyprov_store::uploads::{QuarantineSet, UploadInfo};
+
+impl Core {
+    /// Every device.
+    pub async fn devices(&self) -> Result<Vec<Device>, LifecycleError> {
+        Ok(self.inventory.devices().await?)
+    }
+
+    /// One device, if known.
+    pub async fn device(&self, mac: Mac) -> Result<Option<Device>, LifecycleError> {
+        Ok(self.inventory.device(mac).await?)
+    }
+
+    /// How many devices are in each state.
+    pub async fn device_counts(&self) -> Result<Vec<(DeviceState, i64)>, LifecycleError> {
+        Ok(self.inventory.count_by_state().await?)
+    }
+
+    /// Takes a released (or never assigned) device out of service, under its lock.
+    pub async fn retire(
+        &self,
+        mac: Mac,
+        actor: &str,
+        reason: &str,
+    ) -> Result<Device, LifecycleError> {
+        let _guard = self.device_lock(mac).write().await;
+        Ok(self.inventory.retire(mac, actor, reason).await?)
+    }
+
+    /// Removes a device from the inventory (its uploads are kept), under its lock. Whether it
+    /// was there.
+    pub async fn remove(&self, mac: Mac, actor: &str) -> Result<bool, LifecycleError> {
+        let _guard = self.device_lock(mac).write().await;
+        Ok(self.inventory.remove(mac, actor).await?)
+    }
+
+    /// A device's audit log, oldest first.
+    pub async fn history(&self, mac: Mac) -> Result<Vec<AuditEntry>, LifecycleError> {
+        Ok(self.inventory.history(mac).await?)
+    }
+
+    /// Every profile.
+    pub async fn profiles(&self) -> Result<Vec<Profile>, LifecycleError> {
+        Ok(self.inventory.profiles().await?)
+    }
+
+    /// One profile.
+    pub async fn profile(&self, name: &str) -> Result<Option<Profile>, LifecycleError> {
+        Ok(self.inventory.profile(name).await?)
+    }
+
+    /// Creates or replaces a profile.
+    pub async fn put_profile(
+        &self,
+        name: &str,
+        params: &Params,
+    ) -> Result<Profile, LifecycleError> {
+        Ok(self.inventory.put_profile(name, params).await?)
+    }
+
+    /// Deletes an unused profile. Whether it was there.
+    pub async fn delete_profile(&self, name: &str) -> Result<bool, LifecycleError> {
+        Ok(self.inventory.delete_profile(name).await?)
+    }
+
+    /// The site defaults.
+    pub async fn site_defaults(&self) -> Result<Params, LifecycleError> {
+        Ok(self.inventory.site_defaults().await?)
+    }
+
+    /// Replaces the site defaults.
+    pub async fn put_site_defaults(&self, params: &Params) -> Result<(), LifecycleError> {
+        Ok(self.inventory.put_site_defaults(params).await?)
+    }
+
+    /// What a device uploaded (every stored version, logs included).
+    pub async fn uploads_of(&self, mac: Mac) -> Result<Vec<UploadInfo>, LifecycleError> {
+        self.blocking(move |u| u.list(mac)).await
+    }
+
+    /// One stored upload's bytes.
+    pub async fn upload_bytes(
+        &self,
+        mac: Mac,
+        kind: UploadKind,
+        version: u64,
+    ) -> Result<Option<Vec<u8>>, LifecycleError> {
+        self.blocking(move |u| {
+            u.version(mac, kind, version)
+                .and_then(|i| i.map(|i| std::fs::read(i.path)).transpose())
+        })
+        .await
+    }
+
+    /// A device's quarantine sets, oldest first.
+    pub async fn quarantine_sets(&self, mac: Mac) -> Result<Vec<QuarantineSet>, LifecycleError> {
+        self.blocking(move |u| u.quarantined(mac)).await
+    }
+
+    /// Closes the inventory (at shutdown, after the last flush).
+    pub async fn close(&self) {
+        self.inventory.close().await;
+    }
+}
