@@ -210,7 +210,7 @@ pub fn explain(
         .iter()
         .map(|m| root.join(format!("{m}.cfg")))
         .find(|p| p.is_file())
-        .unwrap_or_else(|| root.join("000000000000.cfg"));
+        .unwrap_or_else(|| root.join(polyprov_model::master::SHARED_MASTER));
     let master_name = master_path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -6,6 +6,11 @@
 
 use std::collections::BTreeMap;
 
+/// The phone's local admin password (the one a factory reset brings back to 456).
+pub const ADMIN_PASSWORD: &str = "device.auth.localAdminPassword";
+/// The phone's local user password.
+pub const USER_PASSWORD: &str = "device.auth.localUserPassword";
+
 /// Parameter names and values, ordered by name so that rendering is deterministic.
 pub type Params = BTreeMap<String, String>;
 

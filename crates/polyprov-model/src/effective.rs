@@ -107,8 +107,8 @@ impl<F: Borrow<ConfigFile>> Default for PhoneSources<'_, F> {
 /// Defaults polyprov knows from vendor documents (domain.md §7): admin 456, user 123.
 pub fn known_defaults() -> Params {
     [
-        ("device.auth.localAdminPassword", "456"),
-        ("device.auth.localUserPassword", "123"),
+        (crate::config::ADMIN_PASSWORD, "456"),
+        (crate::config::USER_PASSWORD, "123"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))

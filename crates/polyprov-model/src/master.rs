@@ -19,6 +19,9 @@ pub enum MasterError {
     NoApplication,
 }
 
+/// The shared master every phone may read when it has no `<mac>.cfg` of its own.
+pub const SHARED_MASTER: &str = "000000000000.cfg";
+
 /// The starter master polyprov writes into a new boot root. It carries no secret and lists no
 /// configuration file: every phone, and anyone who guesses a MAC, can read it.
 pub const STARTER_MASTER: &str = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>

@@ -66,7 +66,7 @@ impl Role {
 /// Whether a phone reads `name` as a master file: `000000000000.cfg` or `<mac>.cfg`.
 pub fn is_master_name(name: &str) -> bool {
     let base = name.rsplit('/').next().unwrap_or(name);
-    base.eq_ignore_ascii_case("000000000000.cfg")
+    base.eq_ignore_ascii_case(crate::master::SHARED_MASTER)
         || matches!(FileKind::of(base), FileKind::Master(_))
 }
 

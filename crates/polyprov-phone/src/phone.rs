@@ -20,9 +20,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// The admin password parameter.
-pub const ADMIN_PASSWORD: &str = "device.auth.localAdminPassword";
+pub use polyprov_model::config::ADMIN_PASSWORD;
 /// The user password parameter.
-pub const USER_PASSWORD: &str = "device.auth.localUserPassword";
+pub use polyprov_model::config::USER_PASSWORD;
 
 /// Behaviour the vendor does not document, as settings with the best-supported default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -462,7 +462,7 @@ impl PhoneState {
             candidates.push(f.clone());
         }
         candidates.push(format!("{mac}.cfg"));
-        candidates.push("000000000000.cfg".into());
+        candidates.push(polyprov_model::master::SHARED_MASTER.into());
         let mut master = None;
         for name in candidates {
             match session.get(&updater, &name, "master").await {

@@ -18,24 +18,44 @@ use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// Route paths; each one is described in `openapi.json` (a test checks it).
+/// The API's paths, by name; each one is described in `openapi.json` (a test checks it).
+pub mod paths {
+    pub const OPENAPI_JSON: &str = "/api/v1/openapi.json";
+    pub const DEVICES: &str = "/api/v1/devices";
+    pub const DEVICE: &str = "/api/v1/devices/{mac}";
+    pub const DEVICE_CONFIG: &str = "/api/v1/devices/{mac}/config";
+    pub const DEVICE_UPLOADS: &str = "/api/v1/devices/{mac}/uploads";
+    pub const DEVICE_UPLOAD: &str = "/api/v1/devices/{mac}/uploads/{kind}/{version}";
+    pub const PROFILES: &str = "/api/v1/profiles";
+    pub const PROFILE: &str = "/api/v1/profiles/{name}";
+    pub const SITE: &str = "/api/v1/site";
+    pub const DEVICE_RELEASE: &str = "/api/v1/devices/{mac}/release";
+    pub const DEVICE_REASSIGN: &str = "/api/v1/devices/{mac}/reassign";
+    pub const DEVICE_RESTORE: &str = "/api/v1/devices/{mac}/restore";
+    pub const DEVICE_RETIRE: &str = "/api/v1/devices/{mac}/retire";
+    pub const DEVICE_HISTORY: &str = "/api/v1/devices/{mac}/history";
+    pub const DEVICE_QUARANTINE: &str = "/api/v1/devices/{mac}/quarantine";
+    pub const DEVICE_DOCTOR: &str = "/api/v1/devices/{mac}/doctor";
+}
+
+/// Every path of the API (the OpenAPI document must describe each; a test checks it).
 pub const ROUTES: &[&str] = &[
-    "/api/v1/openapi.json",
-    "/api/v1/devices",
-    "/api/v1/devices/{mac}",
-    "/api/v1/devices/{mac}/config",
-    "/api/v1/devices/{mac}/uploads",
-    "/api/v1/devices/{mac}/uploads/{kind}/{version}",
-    "/api/v1/profiles",
-    "/api/v1/profiles/{name}",
-    "/api/v1/site",
-    "/api/v1/devices/{mac}/release",
-    "/api/v1/devices/{mac}/reassign",
-    "/api/v1/devices/{mac}/restore",
-    "/api/v1/devices/{mac}/retire",
-    "/api/v1/devices/{mac}/history",
-    "/api/v1/devices/{mac}/quarantine",
-    "/api/v1/devices/{mac}/doctor",
+    paths::OPENAPI_JSON,
+    paths::DEVICES,
+    paths::DEVICE,
+    paths::DEVICE_CONFIG,
+    paths::DEVICE_UPLOADS,
+    paths::DEVICE_UPLOAD,
+    paths::PROFILES,
+    paths::PROFILE,
+    paths::SITE,
+    paths::DEVICE_RELEASE,
+    paths::DEVICE_REASSIGN,
+    paths::DEVICE_RESTORE,
+    paths::DEVICE_RETIRE,
+    paths::DEVICE_HISTORY,
+    paths::DEVICE_QUARANTINE,
+    paths::DEVICE_DOCTOR,
 ];
 
 /// The OpenAPI 3.1 description of this API.
@@ -54,31 +74,31 @@ pub struct AdminState {
 /// The admin router: `/api/v1/...` behind the bearer token, `/metrics` and the OpenAPI document open.
 pub fn router(state: Arc<AdminState>) -> Router {
     let api = Router::new()
-        .route(ROUTES[1], get(list_devices))
+        .route(paths::DEVICES, get(list_devices))
         .route(
-            ROUTES[2],
+            paths::DEVICE,
             get(get_device).put(put_device).delete(delete_device),
         )
-        .route(ROUTES[3], get(device_config))
-        .route(ROUTES[4], get(list_uploads))
-        .route(ROUTES[5], get(get_upload))
-        .route(ROUTES[6], get(list_profiles))
+        .route(paths::DEVICE_CONFIG, get(device_config))
+        .route(paths::DEVICE_UPLOADS, get(list_uploads))
+        .route(paths::DEVICE_UPLOAD, get(get_upload))
+        .route(paths::PROFILES, get(list_profiles))
         .route(
-            ROUTES[7],
+            paths::PROFILE,
             get(get_profile).put(put_profile).delete(delete_profile),
         )
-        .route(ROUTES[8], get(get_site).put(put_site))
-        .route(ROUTES[9], post(release_device))
-        .route(ROUTES[10], post(reassign_device))
-        .route(ROUTES[11], post(restore_device))
-        .route(ROUTES[12], post(retire_device))
-        .route(ROUTES[13], get(device_history))
-        .route(ROUTES[14], get(device_quarantine))
-        .route(ROUTES[15], get(device_doctor))
+        .route(paths::SITE, get(get_site).put(put_site))
+        .route(paths::DEVICE_RELEASE, post(release_device))
+        .route(paths::DEVICE_REASSIGN, post(reassign_device))
+        .route(paths::DEVICE_RESTORE, post(restore_device))
+        .route(paths::DEVICE_RETIRE, post(retire_device))
+        .route(paths::DEVICE_HISTORY, get(device_history))
+        .route(paths::DEVICE_QUARANTINE, get(device_quarantine))
+        .route(paths::DEVICE_DOCTOR, get(device_doctor))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route(
-            ROUTES[0],
+            paths::OPENAPI_JSON,
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
         )
         .route("/metrics", get(metrics))
@@ -87,18 +107,46 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .with_state(state)
 }
 
-/// An API error: a status and `{"error": "..."}`.
-pub struct ApiError(StatusCode, String);
+/// An API error: a status and `{"error": "..."}`, and for server-side failures the cause, which
+/// is logged once, when the response is made (conversions only classify).
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    cause: Option<String>,
+}
 
 impl ApiError {
     fn new(status: StatusCode, msg: impl Into<String>) -> Self {
-        ApiError(status, msg.into())
+        ApiError {
+            status,
+            message: msg.into(),
+            cause: None,
+        }
+    }
+
+    /// A failure of the server's own, with the cause to log.
+    fn failure(status: StatusCode, msg: impl Into<String>, cause: impl ToString) -> Self {
+        ApiError {
+            cause: Some(cause.to_string()),
+            ..ApiError::new(status, msg)
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+        if let Some(cause) = &self.cause {
+            if self.status == StatusCode::SERVICE_UNAVAILABLE {
+                tracing::warn!(status = self.status.as_u16(), error = %cause, "admin API request failed for want of a resource");
+            } else {
+                tracing::error!(status = self.status.as_u16(), error = %cause, "admin API request failed");
+            }
+        }
+        (
+            self.status,
+            Json(serde_json::json!({ "error": self.message })),
+        )
+            .into_response()
     }
 }
 
@@ -107,8 +155,7 @@ impl From<crate::core::LifecycleError> for ApiError {
         match e {
             crate::core::LifecycleError::Inventory(e) => e.into(),
             crate::core::LifecycleError::Storage(e) => {
-                tracing::error!(error = %e, "upload storage error");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "upload storage error")
+                ApiError::failure(StatusCode::INTERNAL_SERVER_ERROR, "upload storage error", e)
             }
         }
     }
@@ -124,17 +171,12 @@ impl From<InventoryError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, e.to_string())
             }
             InventoryError::NoSuchDevice(_) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
-            other if other.is_resource() => {
-                tracing::warn!(error = %other, "inventory unavailable");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("the inventory is unavailable, try again: {other}"),
-                )
-            }
-            other => {
-                tracing::error!(error = %other, "inventory error");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "inventory error")
-            }
+            other if other.is_resource() => ApiError::failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the inventory is unavailable, try again: {other}"),
+                &other,
+            ),
+            other => ApiError::failure(StatusCode::INTERNAL_SERVER_ERROR, "inventory error", other),
         }
     }
 }
@@ -367,9 +409,10 @@ async fn device_config(
             StatusCode::NOT_FOUND,
             format!("device {mac} has no assignment"),
         )),
-        Err(e) => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
+        Err(e) => Err(ApiError::failure(
+            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             e.to_string(),
+            &e,
         )),
     }
 }
@@ -580,7 +623,7 @@ async fn device_doctor(
     let mac = parse_mac(&mac)?;
     let report = crate::doctor::diagnose(&s.core, &s.dhcp, mac)
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+        .map_err(|e| ApiError::failure(StatusCode::INTERNAL_SERVER_ERROR, "doctor failed", e))?;
     Ok(Json(report).into_response())
 }
 

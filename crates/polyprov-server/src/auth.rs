@@ -10,6 +10,15 @@ pub const REALM: &str = "polyprov";
 /// How long a Digest nonce stays valid.
 const NONCE_SECONDS: u64 = 300;
 
+/// Why a Digest answer is not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigestError {
+    /// Signed by us and correct but too old: answer with a fresh challenge (`stale=true`).
+    Stale,
+    /// Wrong user, realm, URI, password, or not our nonce: wrong credentials.
+    Invalid,
+}
+
 /// The user and password phones must present for per-device files and uploads.
 #[derive(Clone)]
 pub struct ProvisioningCredentials {
@@ -72,25 +81,25 @@ impl ProvisioningCredentials {
 
     /// Checks an `Authorization: Digest …` answer (RFC 7616 with MD5 and `qop=auth`, the only
     /// quality of protection offered: the RFC 2069 form without `qop`, `cnonce` and `nc` is
-    /// refused) for a request of `method` on `request_uri`. `Err(true)` means only the nonce
-    /// was stale: ask again.
+    /// refused) for a request of `method` on `request_uri`. A stale nonce is
+    /// [`DigestError::Stale`]: the client is asked again.
     pub fn verify_digest(
         &self,
         params: &BTreeMap<String, String>,
         method: &str,
         request_uri: &str,
         now: u64,
-    ) -> Result<(), bool> {
+    ) -> Result<(), DigestError> {
         let get = |k: &str| params.get(k).map(String::as_str).unwrap_or_default();
         if get("username") != self.user || get("realm") != REALM || get("uri") != request_uri {
-            return Err(false);
+            return Err(DigestError::Invalid);
         }
         if !matches!(get("algorithm"), "" | "MD5" | "md5") {
-            return Err(false);
+            return Err(DigestError::Invalid);
         }
         let nc_ok = get("nc").len() == 8 && get("nc").bytes().all(|b| b.is_ascii_hexdigit());
         if get("qop") != "auth" || get("cnonce").is_empty() || !nc_ok {
-            return Err(false);
+            return Err(DigestError::Invalid);
         }
         let ha2 = md5_hex(&format!("{method}:{}", get("uri")));
         let expected = md5_hex(&format!(
@@ -104,10 +113,10 @@ impl ProvisioningCredentials {
             expected.as_bytes(),
             get("response").to_ascii_lowercase().as_bytes(),
         ) {
-            return Err(false);
+            return Err(DigestError::Invalid);
         }
         if !self.nonce_fresh(get("nonce"), now) {
-            return Err(true);
+            return Err(DigestError::Stale);
         }
         Ok(())
     }
@@ -203,23 +212,23 @@ mod tests {
         );
         assert_eq!(
             c.verify_digest(&p, "PUT", "/dir/index.html", now + 10),
-            Err(false),
+            Err(DigestError::Invalid),
             "method is signed"
         );
         assert_eq!(
             c.verify_digest(&p, "GET", "/other", now + 10),
-            Err(false),
+            Err(DigestError::Invalid),
             "uri must be the request's"
         );
         assert_eq!(
             c.verify_digest(&p, "GET", "/dir/index.html", now + 400),
-            Err(true),
+            Err(DigestError::Stale),
             "stale"
         );
         let other = ProvisioningCredentials::new("Mufasa", "Circle Of Life");
         assert_eq!(
             other.verify_digest(&p, "GET", "/dir/index.html", now + 10),
-            Err(true),
+            Err(DigestError::Stale),
             "not our nonce"
         );
         // The MD5 itself: RFC 2617's published HA1 for its realm.
@@ -243,7 +252,10 @@ mod tests {
             "Digest username=\"PlcmSpIp\", realm=\"{REALM}\", nonce=\"{nonce}\", uri=\"/a.cfg\", response=\"{rfc2069}\""
         );
         let p = parse_digest(&header).unwrap();
-        assert_eq!(c.verify_digest(&p, "GET", "/a.cfg", now), Err(false));
+        assert_eq!(
+            c.verify_digest(&p, "GET", "/a.cfg", now),
+            Err(DigestError::Invalid)
+        );
         for (nc, cnonce) in [("00000001", ""), ("1", "abc"), ("0000000g", "abc")] {
             let r = md5_hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"));
             let header = format!(
@@ -252,7 +264,7 @@ mod tests {
             let p = parse_digest(&header).unwrap();
             assert_eq!(
                 c.verify_digest(&p, "GET", "/a.cfg", now),
-                Err(false),
+                Err(DigestError::Invalid),
                 "{nc} {cnonce:?}"
             );
         }

@@ -5,6 +5,7 @@
 
 use crate::core::{Answer, Core, SHARED_MASTER};
 use polyprov_model::Mac;
+use polyprov_model::config::{ADMIN_PASSWORD, USER_PASSWORD};
 use polyprov_model::config_file::ConfigFile;
 use polyprov_model::effective::{Layer, PhoneSources, Resolved, effective, known_defaults};
 use polyprov_model::lint::is_secret;
@@ -173,8 +174,8 @@ pub async fn diagnose(
         })
     };
     for (name, label) in [
-        ("device.auth.localAdminPassword", "admin password"),
-        ("device.auth.localUserPassword", "user password"),
+        (ADMIN_PASSWORD, "admin password"),
+        (USER_PASSWORD, "user password"),
         ("device.prov.serverName", "provisioning server"),
     ] {
         if let Some(r) = e.get(name)
@@ -295,8 +296,8 @@ pub async fn diagnose(
         model: token,
         master: master_desc,
         config_files: config_names,
-        admin_password: source(&e, "device.auth.localAdminPassword"),
-        user_password: source(&e, "device.auth.localUserPassword"),
+        admin_password: source(&e, ADMIN_PASSWORD),
+        user_password: source(&e, USER_PASSWORD),
         lines,
         provisioning_server: source(&e, "device.prov.serverName"),
         ztp_enabled: ztp,

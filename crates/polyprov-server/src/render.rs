@@ -6,7 +6,7 @@ use polyprov_model::{Mac, Params};
 use polyprov_store::Assignment;
 
 /// The parameter that carries the phone's admin password.
-pub const ADMIN_PASSWORD_PARAM: &str = "device.auth.localAdminPassword";
+pub use polyprov_model::config::ADMIN_PASSWORD as ADMIN_PASSWORD_PARAM;
 
 /// Merges the layers, later ones winning, and adds the `device.*` gates.
 pub fn merged_params(site: &Params, profile: Option<&Params>, device: &Assignment) -> Params {

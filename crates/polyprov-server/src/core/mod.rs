@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::UNIX_EPOCH;
 
 /// Name of the shared master file, and the base of every generated one.
-pub const SHARED_MASTER: &str = "000000000000.cfg";
+pub use polyprov_model::master::SHARED_MASTER;
 
 /// Entries kept in the render cache before it is cleared (bounds memory under MAC scans).
 const CACHE_LIMIT: usize = 100_000;

@@ -103,8 +103,8 @@ fn credential(
         return match crate::auth::parse_digest(value) {
             Some(p) => match expected.verify_digest(&p, method.as_str(), request_uri, unix_now()) {
                 Ok(()) => Credential::Valid,
-                Err(true) => Credential::Absent,
-                Err(false) => Credential::Invalid,
+                Err(crate::auth::DigestError::Stale) => Credential::Absent,
+                Err(crate::auth::DigestError::Invalid) => Credential::Invalid,
             },
             None => Credential::Invalid,
         };
