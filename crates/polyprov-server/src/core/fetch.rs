@@ -1,0 +1,171 @@
+//! Reads: what a phone gets for a path.
+
+use super::*;
+
+/// Size and modification time of a regular file; `Ok(None)` when there is none at `path`, an
+/// error when the file system could not say (out of descriptors, I/O error).
+pub(super) async fn file_stamp(path: &Path) -> std::io::Result<Option<Stamp>> {
+    let md = match tokio::fs::metadata(path).await {
+        Ok(md) => md,
+        Err(e) if matches!(Refusal::from_io(&e, ""), Refusal::NotFound) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if !md.is_file() {
+        return Ok(None);
+    }
+    let mtime = md
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    Ok(Some((md.len(), mtime)))
+}
+
+impl Core {
+    /// Answers a read (HTTP GET/HEAD, TFTP RRQ, FTP RETR).
+    pub async fn fetch(&self, req: &Request<'_>) -> Result<Answer, Refusal> {
+        let result = self.fetch_inner(req, true).await;
+        if let Err(r) = &result {
+            self.log_refusal(req, "fetch", r);
+        }
+        result
+    }
+
+    /// What a phone asking for `path` with the provisioning credentials would get now, without
+    /// recording a sighting (for `doctor`).
+    pub async fn preview(&self, path: &str) -> Result<Answer, Refusal> {
+        let req = Request {
+            path,
+            user_agent: None,
+            peer: IpAddr::from([127, 0, 0, 1]),
+            credential: Credential::Valid,
+        };
+        self.fetch_inner(&req, false).await
+    }
+
+    pub(super) async fn fetch_inner(
+        &self,
+        req: &Request<'_>,
+        observe: bool,
+    ) -> Result<Answer, Refusal> {
+        let Parsed { path, ua } = self.parse(req)?;
+        if req.credential == Credential::Invalid {
+            return Err(Refusal::BadCredentials);
+        }
+        let kind = path.kind();
+        let _guard = match &kind {
+            FileKind::Master(m) | FileKind::DeviceConfig(m) | FileKind::DeviceFile(m, _) => {
+                Some(self.device_lock(*m).read().await)
+            }
+            FileKind::Shared => None,
+        };
+        match kind {
+            FileKind::Shared => self.root_file(&path).await,
+            FileKind::Master(mac) => {
+                check_serial(mac, ua.as_ref())?;
+                if observe {
+                    self.note(mac, req, ua.as_ref(), Some(path.file_name()), None);
+                }
+                if let Some(render) = self.device_render(mac).await? {
+                    return self.generated_master(mac, &render, &path).await;
+                }
+                match self.mac_file(&path).await {
+                    Err(Refusal::NotFound) => {
+                        self.root_file(&path.with_file_name(SHARED_MASTER)).await
+                    }
+                    other => other,
+                }
+            }
+            FileKind::DeviceConfig(mac) => {
+                check_serial(mac, ua.as_ref())?;
+                self.require_credential(req)?;
+                if observe {
+                    self.note(mac, req, ua.as_ref(), Some(path.file_name()), None);
+                }
+                match self.device_render(mac).await? {
+                    Some(render) => Ok(Answer::Generated(render.config.clone())),
+                    None => Err(Refusal::NotFound),
+                }
+            }
+            FileKind::DeviceFile(mac, kind) => {
+                check_serial(mac, ua.as_ref())?;
+                self.require_credential(req)?;
+                if observe {
+                    self.note(mac, req, ua.as_ref(), Some(path.file_name()), None);
+                }
+                // An admin-placed licence wins; a directory falls back to an admin-placed seed.
+                if kind == UploadKind::License {
+                    match self.mac_file(&path).await {
+                        Err(Refusal::NotFound) => {}
+                        other => return other,
+                    }
+                }
+                match self.latest_upload(mac, kind).await? {
+                    Some(info) => Ok(Answer::File(served(
+                        info.path,
+                        info.size,
+                        info.modified_nanos,
+                        path.file_name(),
+                    ))),
+                    None if kind == UploadKind::Directory => self.mac_file(&path).await,
+                    None => Err(Refusal::NotFound),
+                }
+            }
+        }
+    }
+
+    /// A boot-root file, with the part-number fallback (`3111-44500-001.sip.ld` → `sip.ld`).
+    pub(super) async fn root_file(&self, path: &RequestPath) -> Result<Answer, Refusal> {
+        if path.segments().iter().any(|s| s.starts_with('.')) {
+            return Err(Refusal::NotFound);
+        }
+        let full = self.root.join(path.to_string());
+        let stamp = file_stamp(&full)
+            .await
+            .map_err(|e| Refusal::from_io(&e, &path.to_string()))?;
+        match stamp {
+            Some((len, mtime)) => Ok(Answer::File(served(full, len, mtime, path.file_name()))),
+            None => match strip_part_number(path.file_name()) {
+                Some(bare) => Box::pin(self.root_file(&path.with_file_name(bare))).await,
+                None => Err(Refusal::NotFound),
+            },
+        }
+    }
+
+    /// A per-MAC boot-root file (`<mac>.cfg`, a licence, a directory seed) in whichever case the
+    /// admin named it: as asked, then lower case, then upper case (`0004F2AA8301.cfg` is a name
+    /// the vendor allows; phones ask in lower case).
+    pub(super) async fn mac_file(&self, path: &RequestPath) -> Result<Answer, Refusal> {
+        let asked = path.file_name();
+        let (Some(hex), Some(rest)) = (asked.get(..12), asked.get(12..)) else {
+            return self.root_file(path).await;
+        };
+        let variants = [
+            asked.to_string(),
+            format!("{}{rest}", hex.to_ascii_lowercase()),
+            format!("{}{rest}", hex.to_ascii_uppercase()),
+        ];
+        for (i, name) in variants.iter().enumerate() {
+            if variants[..i].contains(name) {
+                continue;
+            }
+            match self.root_file(&path.with_file_name(name)).await {
+                Err(Refusal::NotFound) => {}
+                other => return other,
+            }
+        }
+        Err(Refusal::NotFound)
+    }
+
+    pub(super) async fn latest_upload(
+        &self,
+        mac: Mac,
+        kind: UploadKind,
+    ) -> Result<Option<UploadInfo>, Refusal> {
+        let uploads = self.uploads.clone();
+        tokio::task::spawn_blocking(move || uploads.latest(mac, kind))
+            .await
+            .map_err(|e| Refusal::Internal(e.to_string()))?
+            .map_err(|e| Refusal::from_io(&e, "reading the upload store"))
+    }
+}

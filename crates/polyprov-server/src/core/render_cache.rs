@@ -1,0 +1,115 @@
+//! Rendered per-device files, cached until the inventory (or the boot root's master) changes.
+
+use super::*;
+
+/// Entries kept in the render cache before it is cleared (bounds memory under MAC scans).
+pub(super) const CACHE_LIMIT: usize = 100_000;
+
+/// The rendered files of one assigned device.
+pub(super) struct DeviceRender {
+    pub(super) config: Generated,
+    /// The generated master, with the base file and stamp it was made from.
+    pub(super) master: Mutex<Option<(PathBuf, Stamp, Generated)>>,
+}
+
+/// Size and modification time: enough to notice an admin's edit of a boot-root file.
+pub(super) type Stamp = (u64, u128);
+
+pub(super) struct CacheEntry {
+    pub(super) generation: u64,
+    pub(super) render: Option<Arc<DeviceRender>>,
+}
+
+impl Core {
+    /// The rendered files of an assigned device, from the cache when the inventory has not
+    /// changed since they were made; `None` for a device without an assignment.
+    pub(super) async fn device_render(
+        &self,
+        mac: Mac,
+    ) -> Result<Option<Arc<DeviceRender>>, Refusal> {
+        // Read the generation before the inventory: a change racing with this render leaves a
+        // stale generation behind, so the next request renders again.
+        let generation = self.inventory.generation();
+        if !self.inventory.is_assigned(mac) {
+            return Ok(None);
+        }
+        if let Some(e) = lock(&self.cache).get(&mac)
+            && e.generation == generation
+        {
+            return Ok(e.render.clone());
+        }
+        let internal = Refusal::from_inventory;
+        let device = self.inventory.device(mac).await.map_err(internal)?;
+        let render = match device {
+            Some(d) if d.state == DeviceState::Assigned => {
+                let site = self.inventory.site_defaults().await.map_err(internal)?;
+                let profile = match &d.assignment.profile {
+                    Some(name) => self.inventory.profile(name).await.map_err(internal)?,
+                    None => None,
+                };
+                let params = render::merged_params(
+                    &site,
+                    profile.as_ref().map(|p| &p.params),
+                    &d.assignment,
+                );
+                Some(Arc::new(DeviceRender {
+                    config: Generated::new(render::device_config(mac, &params), "application/xml"),
+                    master: Mutex::new(None),
+                }))
+            }
+            _ => None,
+        };
+        let mut cache = lock(&self.cache);
+        if cache.len() >= CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(
+            mac,
+            CacheEntry {
+                generation,
+                render: render.clone(),
+            },
+        );
+        Ok(render)
+    }
+
+    /// The per-device file an assigned device would get now (for the admin API's preview).
+    pub async fn device_config(&self, mac: Mac) -> Result<Option<Generated>, Refusal> {
+        Ok(self.device_render(mac).await?.map(|r| r.config.clone()))
+    }
+
+    /// The boot root's shared master (next to the requested path) with the device's file first.
+    pub(super) async fn generated_master(
+        &self,
+        mac: Mac,
+        render: &DeviceRender,
+        path: &RequestPath,
+    ) -> Result<Answer, Refusal> {
+        let base = self
+            .root
+            .join(path.with_file_name(SHARED_MASTER).to_string());
+        let stamp = file_stamp(&base)
+            .await
+            .map_err(|e| Refusal::from_io(&e, SHARED_MASTER))?
+            .unwrap_or((0, 0));
+        if let Some((b, s, g)) = lock(&render.master).as_ref()
+            && *b == base
+            && *s == stamp
+        {
+            return Ok(Answer::Generated(g.clone()));
+        }
+        let text = match tokio::fs::read_to_string(&base).await {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => STARTER_MASTER.to_string(),
+            Err(e) => return Err(Refusal::from_io(&e, &base.display().to_string())),
+        };
+        let device_file = format!("{mac}-{DEVICE_CONFIG_SUFFIX}");
+        let out = prepend_config_file(&text, &device_file).map_err(|e| {
+            tracing::error!(file = %base.display(), error = %e, "the boot root's shared master is unusable");
+            Refusal::Internal(format!("{}: {e}", base.display()))
+        })?;
+        let g = Generated::new(out, "application/xml");
+        *lock(&render.master) = Some((base, stamp, g.clone()));
+        Ok(Answer::Generated(g))
+    }
+}
