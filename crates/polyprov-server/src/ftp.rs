@@ -14,7 +14,7 @@
 //! over-limit or malformed file stores nothing. Nothing is ever stored half-written.
 
 use crate::auth::ProvisioningCredentials;
-use crate::core::{Answer, Core, Credential, Refusal, Request, kind_label};
+use crate::core::{Answer, Core, Credential, Door, Refusal, Request};
 use crate::metrics::Metrics;
 use crate::settings::FtpSettings;
 use async_trait::async_trait;
@@ -239,6 +239,7 @@ fn path_text(path: &Path) -> storage::Result<String> {
 
 fn request<'a>(user: &FtpUser, path: &'a str) -> Request<'a> {
     Request {
+        door: Door::Ftp,
         path,
         user_agent: None,
         peer: user.peer,
@@ -247,12 +248,12 @@ fn request<'a>(user: &FtpUser, path: &'a str) -> Request<'a> {
 }
 
 impl FtpDoor {
-    /// Fetches through the core, counting refusals.
+    /// Fetches through the core (which counts the request).
     async fn fetch(&self, user: &FtpUser, path: &str) -> storage::Result<Answer> {
-        self.core.fetch(&request(user, path)).await.map_err(|r| {
-            self.metrics.request("ftp", kind_label(path), r.status(), 0);
-            storage_error(&r)
-        })
+        self.core
+            .fetch(&request(user, path))
+            .await
+            .map_err(|r| storage_error(&r))
     }
 }
 
@@ -343,9 +344,9 @@ impl StorageBackend<FtpUser> for FtpDoor {
     ) -> storage::Result<Box<dyn AsyncRead + Send + Sync + Unpin>> {
         let path = path_text(path.as_ref())?;
         let answer = self.fetch(user, &path).await?;
-        let sent = answer.len().saturating_sub(start_pos);
+        let (kind, sent) = (answer.kind(), answer.len().saturating_sub(start_pos));
         let reader = open(answer, start_pos).await?;
-        self.metrics.request("ftp", kind_label(&path), 200, sent);
+        self.metrics.sent("ftp", kind, sent);
         Ok(reader)
     }
 
@@ -364,14 +365,14 @@ impl StorageBackend<FtpUser> for FtpDoor {
     {
         let path = path_text(path.as_ref())?;
         let answer = self.fetch(user, &path).await?;
+        let kind = answer.kind();
         let reader = open(answer, start_pos).await?;
         let sent = tokio::io::copy_buf(
             &mut tokio::io::BufReader::with_capacity(READ_CHUNK, reader),
             output,
         )
         .await?;
-        let kind = kind_label(&path);
-        self.metrics.request("ftp", kind, 200, sent);
+        self.metrics.sent("ftp", kind, sent);
         Ok(sent)
     }
 
@@ -387,11 +388,8 @@ impl StorageBackend<FtpUser> for FtpDoor {
     ) -> storage::Result<u64> {
         let path = path_text(path.as_ref())?;
         let req = request(user, &path);
-        let kind = kind_label(&path);
-        let refused = |r: Refusal| {
-            self.metrics.request("ftp", kind, r.status(), 0);
-            storage_error(&r)
-        };
+        // The core counts and logs every refusal; the door only translates it.
+        let refused = |r: Refusal| storage_error(&r);
         let limit = self
             .core
             .admit_upload(&req, start_pos > 0)
@@ -405,7 +403,6 @@ impl StorageBackend<FtpUser> for FtpDoor {
             .upload(&req, Bytes::from(body))
             .await
             .map_err(refused)?;
-        self.metrics.request("ftp", kind, 200, 0);
         Ok(size)
     }
 

@@ -124,11 +124,15 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Counts one phone request and the body bytes it was sent.
-    pub fn request(&self, door: &'static str, kind: &'static str, status: u16, bytes: u64) {
+    /// Counts one phone request: what the core answered.
+    pub fn request(&self, door: &'static str, kind: &'static str, status: u16) {
         self.requests
             .get_or_create(&RequestLabels { door, kind, status })
             .inc();
+    }
+
+    /// Counts body bytes a door sent (what went on the wire: ranges, resumed transfers, HEAD).
+    pub fn sent(&self, door: &'static str, kind: &'static str, bytes: u64) {
         if bytes > 0 {
             self.bytes
                 .get_or_create(&BytesLabels { door, kind })

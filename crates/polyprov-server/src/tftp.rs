@@ -2,7 +2,7 @@
 //! with the same names, limits and inventory as HTTP. TFTP carries no credentials, so per-device
 //! files need `[provisioning] auth = "none"` (a trusted network) to be reachable over it.
 
-use crate::core::{Answer, Core, Credential, Refusal, Request, kind_label};
+use crate::core::{Answer, Core, Credential, Door, Refusal, Request};
 use crate::metrics::Metrics;
 use bytes::Bytes;
 use polyprov_tftp::packet::ErrorCode;
@@ -42,24 +42,19 @@ fn tftp_error(r: &Refusal) -> (ErrorCode, String) {
     }
 }
 
-fn status(r: &Result<(), Refusal>) -> u16 {
-    r.as_ref().err().map_or(200, Refusal::status)
-}
-
 impl Handler for TftpDoor {
     async fn read(&self, peer: SocketAddr, filename: &str) -> Result<Source, (ErrorCode, String)> {
         let path = path_of(filename);
         let req = Request {
+            door: Door::Tftp,
             path: &path,
             user_agent: None,
             peer: peer.ip(),
             credential: Credential::Absent,
         };
-        let answer = self.core.fetch(&req).await;
-        let kind = kind_label(&path);
-        match answer {
+        match self.core.fetch(&req).await {
             Ok(a) => {
-                self.metrics.request("tftp", kind, 200, a.len());
+                self.metrics.sent("tftp", a.kind(), a.len());
                 Ok(match a {
                     Answer::Generated(g) => Source::Bytes(g.body),
                     Answer::File(f) => Source::File {
@@ -68,10 +63,7 @@ impl Handler for TftpDoor {
                     },
                 })
             }
-            Err(r) => {
-                self.metrics.request("tftp", kind, r.status(), 0);
-                Err(tftp_error(&r))
-            }
+            Err(r) => Err(tftp_error(&r)),
         }
     }
 
@@ -83,15 +75,17 @@ impl Handler for TftpDoor {
     ) -> Result<(), (ErrorCode, String)> {
         let path = path_of(filename);
         let req = Request {
+            door: Door::Tftp,
             path: &path,
             user_agent: None,
             peer: peer.ip(),
             credential: Credential::Absent,
         };
-        let result = self.core.upload(&req, data).await.map(|_| ());
-        self.metrics
-            .request("tftp", kind_label(&path), status(&result), 0);
-        result.map_err(|r| tftp_error(&r))
+        self.core
+            .upload(&req, data)
+            .await
+            .map(|_| ())
+            .map_err(|r| tftp_error(&r))
     }
 
     fn max_write(&self, filename: &str) -> u64 {

@@ -36,6 +36,7 @@ async fn assigned_device_with_uploads(data: &Path) {
         (format!("/{MAC}-directory.xml"), "<directory/>"),
     ] {
         let req = polyprov_server::core::Request {
+            door: polyprov_server::core::Door::Http,
             path: &name,
             user_agent: None,
             peer: [127, 0, 0, 1].into(),

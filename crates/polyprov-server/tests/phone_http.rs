@@ -899,3 +899,47 @@ async fn a_master_named_in_upper_case_is_served() {
     let r = t.get("/0004f2aa0001.cfg").await;
     assert!(!r.text().await.unwrap().contains("mine.cfg"));
 }
+
+/// The core counts each request once, with the kind it parsed; doors count only the bytes they
+/// sent. (Doors used to parse the path again to label their own counts.)
+#[tokio::test]
+async fn each_request_is_counted_once_with_its_kind() {
+    let t = TestServer::start().await;
+    assign_default(&t).await;
+    let path = format!("/{MAC}-polyprov.cfg");
+    assert_eq!(t.http.get(t.url(&path)).send().await.unwrap().status(), 401);
+    let body = t.get(&path).await.bytes().await.unwrap();
+    assert_eq!(
+        t.put(&format!("/{MAC}-web.cfg"), vec![b'x'; 300_000])
+            .await
+            .status(),
+        413
+    );
+    assert_eq!(
+        t.put(&format!("/{MAC}-web.cfg"), "<a/>").await.status(),
+        201
+    );
+    let r = t
+        .http
+        .delete(t.url("/000000000000.cfg"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    let metrics = t.metrics().await;
+    for line in [
+        "polyprov_requests_total{door=\"http\",kind=\"device_config\",status=\"401\"} 1"
+            .to_string(),
+        "polyprov_requests_total{door=\"http\",kind=\"device_config\",status=\"200\"} 1"
+            .to_string(),
+        "polyprov_requests_total{door=\"http\",kind=\"device_file\",status=\"413\"} 1".to_string(),
+        "polyprov_requests_total{door=\"http\",kind=\"device_file\",status=\"200\"} 1".to_string(),
+        "polyprov_requests_total{door=\"http\",kind=\"shared\",status=\"405\"} 1".to_string(),
+        format!(
+            "polyprov_response_bytes_total{{door=\"http\",kind=\"device_config\"}} {}",
+            body.len()
+        ),
+    ] {
+        assert!(metrics.contains(&line), "{line}\n{metrics}");
+    }
+}

@@ -23,32 +23,45 @@ pub(super) async fn file_stamp(path: &Path) -> std::io::Result<Option<Stamp>> {
 
 impl Core {
     /// Answers a read (HTTP GET/HEAD, TFTP RRQ, FTP RETR).
+    /// The request is parsed once here and counted here
+    /// (`polyprov_requests_total{door,kind,status}`); the answer carries its kind, for the door
+    /// to label the bytes it sends.
     pub async fn fetch(&self, req: &Request<'_>) -> Result<Answer, Refusal> {
-        let result = self.fetch_inner(req, true).await;
+        let (label, parsed) = self.parse(req);
+        let result = match parsed {
+            Ok(p) => self.fetch_parsed(req, p, true).await,
+            Err(r) => Err(r),
+        };
+        self.count(req, label, &result);
         if let Err(r) = &result {
             self.log_refusal(req, "fetch", r);
         }
-        result
+        result.map(|a| a.labelled(label))
     }
 
     /// What a phone asking for `path` with the provisioning credentials would get now, without
     /// recording a sighting (for `doctor`).
     pub async fn preview(&self, path: &str) -> Result<Answer, Refusal> {
         let req = Request {
+            door: Door::Internal,
             path,
             user_agent: None,
             peer: IpAddr::from([127, 0, 0, 1]),
             credential: Credential::Valid,
         };
-        self.fetch_inner(&req, false).await
+        let (label, parsed) = self.parse(&req);
+        Ok(self
+            .fetch_parsed(&req, parsed?, false)
+            .await?
+            .labelled(label))
     }
 
-    pub(super) async fn fetch_inner(
+    pub(super) async fn fetch_parsed(
         &self,
         req: &Request<'_>,
+        Parsed { path, ua }: Parsed,
         observe: bool,
     ) -> Result<Answer, Refusal> {
-        let Parsed { path, ua } = self.parse(req)?;
         if req.credential == Credential::Invalid {
             return Err(Refusal::BadCredentials);
         }

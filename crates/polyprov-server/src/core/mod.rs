@@ -18,11 +18,11 @@ mod upload;
 use fetch::*;
 pub use lifecycle::{LifecycleError, Released};
 pub use listing::SharedEntry;
-use refusal::refusal_reason;
 pub use refusal::{Refusal, is_resource_error, kind_label};
+use refusal::{label_of, refusal_reason};
 use render_cache::*;
 use request::*;
-pub use request::{Answer, Credential, Generated, Request, ServedFile, content_type};
+pub use request::{Answer, Credential, Door, Generated, Request, ServedFile, content_type};
 
 use crate::metrics::Metrics;
 use crate::render;

@@ -86,14 +86,19 @@ pub fn is_resource_error(e: &std::io::Error) -> bool {
 }
 
 /// What kind of file a request was for, for metrics and logs.
+/// For a request that never reaches the core (a method a door does not take).
 pub fn kind_label(path: &str) -> &'static str {
-    match RequestPath::parse(path).map(|p| p.kind()) {
-        Ok(FileKind::Master(_)) => "master",
-        Ok(FileKind::DeviceConfig(_)) => "device_config",
-        Ok(FileKind::DeviceFile(_, k)) if k.is_log() => "log",
-        Ok(FileKind::DeviceFile(_, _)) => "device_file",
-        Ok(FileKind::Shared) => "shared",
-        Err(_) => "invalid",
+    RequestPath::parse(path).map_or("invalid", |p| label_of(&p.kind()))
+}
+
+/// The metrics label of a kind of file.
+pub(super) fn label_of(kind: &FileKind) -> &'static str {
+    match kind {
+        FileKind::Master(_) => "master",
+        FileKind::DeviceConfig(_) => "device_config",
+        FileKind::DeviceFile(_, k) if k.is_log() => "log",
+        FileKind::DeviceFile(_, _) => "device_file",
+        FileKind::Shared => "shared",
     }
 }
 

@@ -14,9 +14,33 @@ pub enum Credential {
     Invalid,
 }
 
+/// The protocol a request came in by (the `door` label of the request metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    Http,
+    Tftp,
+    Ftp,
+    /// The core asked itself (`doctor`'s preview): not counted.
+    Internal,
+}
+
+impl Door {
+    /// The metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Door::Http => "http",
+            Door::Tftp => "tftp",
+            Door::Ftp => "ftp",
+            Door::Internal => "internal",
+        }
+    }
+}
+
 /// One phone request, as any door sees it.
 #[derive(Debug, Clone)]
 pub struct Request<'a> {
+    /// Which door it came in by.
+    pub door: Door,
     /// The raw path (percent-encoded for HTTP; as sent for TFTP/FTP), without a query string.
     pub path: &'a str,
     /// The HTTP User-Agent, if the protocol has one.
@@ -33,6 +57,8 @@ pub struct Generated {
     pub body: Bytes,
     pub etag: String,
     pub content_type: &'static str,
+    /// What kind of file was asked for (metrics label), set by the core as it answers.
+    kind: &'static str,
 }
 
 impl Generated {
@@ -42,6 +68,7 @@ impl Generated {
             etag: format!("\"{}\"", hex::encode(&digest[..12])),
             body: Bytes::from(text),
             content_type,
+            kind: "",
         }
     }
 }
@@ -53,6 +80,8 @@ pub struct ServedFile {
     pub len: u64,
     pub etag: String,
     pub content_type: &'static str,
+    /// What kind of file was asked for (metrics label), set by the core as it answers.
+    kind: &'static str,
 }
 
 /// What a phone gets.
@@ -91,6 +120,23 @@ impl Answer {
             Answer::File(f) => f.content_type,
         }
     }
+
+    /// What kind of file was asked for (`master`, `device_config`, `shared`, …): a door labels
+    /// what it sends with it, without reading the path again.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Answer::Generated(g) => g.kind,
+            Answer::File(f) => f.kind,
+        }
+    }
+
+    pub(super) fn labelled(mut self, kind: &'static str) -> Answer {
+        match &mut self {
+            Answer::Generated(g) => g.kind = kind,
+            Answer::File(f) => f.kind = kind,
+        }
+        self
+    }
 }
 
 /// What was parsed from a request, once.
@@ -112,6 +158,7 @@ pub(super) fn served(path: PathBuf, len: u64, mtime_nanos: u128, name: &str) -> 
         len,
         etag: format!("\"{len:x}-{mtime_nanos:x}\""),
         content_type: content_type(name),
+        kind: "",
     }
 }
 
@@ -126,13 +173,19 @@ pub fn content_type(name: &str) -> &'static str {
 }
 
 impl Core {
-    /// Parses a request's path and User-Agent, once. A User-Agent of a shape polyprov cannot
-    /// read is counted and kept as sent, never refused; only an untrustworthy `SN:` tag is.
-    pub(super) fn parse(&self, req: &Request<'_>) -> Result<Parsed, Refusal> {
-        let path = RequestPath::parse(req.path)?;
-        let ua = match req.user_agent {
-            Some(s) => UserAgent::parse(s)?,
-            None => None,
+    /// Parses a request's path and User-Agent, once, and names the kind of file asked for (the
+    /// metrics label; `invalid` for a path that does not parse). A User-Agent of a shape
+    /// polyprov cannot read is counted and kept as sent, never refused; only an untrustworthy
+    /// `SN:` tag is.
+    pub(super) fn parse(&self, req: &Request<'_>) -> (&'static str, Result<Parsed, Refusal>) {
+        let path = match RequestPath::parse(req.path) {
+            Ok(p) => p,
+            Err(e) => return ("invalid", Err(e.into())),
+        };
+        let label = label_of(&path.kind());
+        let ua = match req.user_agent.map(UserAgent::parse).transpose() {
+            Ok(ua) => ua.flatten(),
+            Err(e) => return (label, Err(e.into())),
         };
         if let Some(u) = &ua
             && u.unrecognised
@@ -140,7 +193,20 @@ impl Core {
             self.metrics.user_agent_unrecognised();
             tracing::debug!(user_agent = req.user_agent.unwrap_or_default(), addr = %req.peer, "User-Agent not fully understood");
         }
-        Ok(Parsed { path, ua })
+        (label, Ok(Parsed { path, ua }))
+    }
+
+    /// Counts one request the core answered (not the core's own previews).
+    pub(super) fn count<T>(
+        &self,
+        req: &Request<'_>,
+        label: &'static str,
+        result: &Result<T, Refusal>,
+    ) {
+        if req.door != Door::Internal {
+            let status = result.as_ref().err().map_or(200, Refusal::status);
+            self.metrics.request(req.door.as_str(), label, status);
+        }
     }
 
     pub(super) fn require_credential(&self, req: &Request<'_>) -> Result<(), Refusal> {

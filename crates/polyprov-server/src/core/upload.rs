@@ -24,7 +24,9 @@ impl Core {
     /// file (FTP `APPE`, `REST` + `STOR`): only logs, which every upload appends to anyway;
     /// configuration is replaced whole.
     pub fn admit_upload(&self, req: &Request<'_>, continuing: bool) -> Result<u64, Refusal> {
-        let checked = RequestPath::parse(req.path)
+        let path = RequestPath::parse(req.path);
+        let label = path.as_ref().map_or("invalid", |p| label_of(&p.kind()));
+        let checked = path
             .map_err(Refusal::from)
             .and_then(|p| match p.kind() {
                 FileKind::DeviceFile(_, kind) if kind.is_log() || !continuing => {
@@ -33,10 +35,7 @@ impl Core {
                 _ => Err(Refusal::NotUploadable),
             })
             .and_then(|limit| self.require_credential(req).map(|()| limit));
-        match checked {
-            Ok(limit) => Ok(limit),
-            Err(r) => self.refuse_upload(req, r).map(|_| 0),
-        }
+        checked.map_err(|r| self.refused_upload(req, label, r))
     }
 
     /// The largest upload body any kind accepts: doors stop reading past it.
@@ -44,30 +43,41 @@ impl Core {
         self.uploads.limits().max_any()
     }
 
-    /// Stores an upload (HTTP PUT, TFTP WRQ, FTP STOR).
+    /// Stores an upload (HTTP PUT, TFTP WRQ, FTP STOR); parsed once and counted here.
     pub async fn upload(&self, req: &Request<'_>, body: Bytes) -> Result<UploadInfo, Refusal> {
-        let result = self.upload_inner(req, body).await;
-        if let Err(r) = &result {
-            self.metrics.upload_rejected(refusal_reason(r));
-            self.log_refusal(req, "upload", r);
+        let (label, parsed) = self.parse(req);
+        let result = match parsed {
+            Ok(p) => self.upload_parsed(req, p, body).await,
+            Err(r) => Err(r),
+        };
+        match result {
+            Ok(info) => {
+                self.count(req, label, &Ok::<(), Refusal>(()));
+                Ok(info)
+            }
+            Err(r) => Err(self.refused_upload(req, label, r)),
         }
-        result
     }
 
-    /// Refuses an upload the door could not even read (too large), counted and logged like
-    /// every other refusal.
+    /// Refuses an upload the door could not even read (too large, malformed, too slow), counted
+    /// and logged like every other refusal.
     pub fn refuse_upload(&self, req: &Request<'_>, r: Refusal) -> Result<UploadInfo, Refusal> {
+        Err(self.refused_upload(req, kind_label(req.path), r))
+    }
+
+    fn refused_upload(&self, req: &Request<'_>, label: &'static str, r: Refusal) -> Refusal {
+        self.count(req, label, &Err::<(), _>(r.clone()));
         self.metrics.upload_rejected(refusal_reason(&r));
         self.log_refusal(req, "upload", &r);
-        Err(r)
+        r
     }
 
-    pub(super) async fn upload_inner(
+    pub(super) async fn upload_parsed(
         &self,
         req: &Request<'_>,
+        Parsed { path, ua }: Parsed,
         body: Bytes,
     ) -> Result<UploadInfo, Refusal> {
-        let Parsed { path, ua } = self.parse(req)?;
         if req.credential == Credential::Invalid {
             return Err(Refusal::BadCredentials);
         }

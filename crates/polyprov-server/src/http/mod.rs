@@ -4,7 +4,7 @@
 mod range;
 
 use crate::auth::ProvisioningCredentials;
-use crate::core::{Answer, Core, Credential, Refusal, Request, kind_label};
+use crate::core::{Answer, Core, Credential, Door, Refusal, Request, kind_label};
 use crate::metrics::Metrics;
 use axum::Router;
 use axum::body::Body;
@@ -43,29 +43,34 @@ async fn phone_request(
         .get(header::USER_AGENT)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let req = Request {
+        door: Door::Http,
         path: uri.path(),
         user_agent: user_agent.as_deref(),
         peer: peer.ip(),
         credential: credential(door.credentials.as_ref(), &headers, &method, &uri),
     };
-    let kind = kind_label(uri.path());
-    let (response, sent) = match method {
+    // The core counts what it answers; the door counts what it sent, and what the core never
+    // sees (a method phones do not use).
+    let response = match method {
         Method::GET | Method::HEAD => match door.core.fetch(&req).await {
-            Ok(answer) => send(answer, &headers, method == Method::HEAD).await,
-            Err(r) => (refusal_response(&r), 0),
+            Ok(answer) => {
+                let kind = answer.kind();
+                let (response, sent) = send(answer, &headers, method == Method::HEAD).await;
+                door.metrics.sent("http", kind, sent);
+                response
+            }
+            Err(r) => refusal_response(&r),
         },
-        Method::PUT | Method::POST => (receive(&door, &req, &headers, body).await, 0),
-        _ => (
+        Method::PUT | Method::POST => receive(&door, &req, &headers, body).await,
+        _ => {
+            door.metrics.request("http", kind_label(uri.path()), 405);
             (
                 StatusCode::METHOD_NOT_ALLOWED,
                 [(header::ALLOW, "GET, HEAD, PUT")],
             )
-                .into_response(),
-            0,
-        ),
+                .into_response()
+        }
     };
-    door.metrics
-        .request("http", kind, response.status().as_u16(), sent);
     if response.status() == StatusCode::UNAUTHORIZED {
         return challenge(door.credentials.as_ref());
     }
