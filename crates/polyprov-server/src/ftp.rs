@@ -390,17 +390,21 @@ impl StorageBackend<FtpUser> for FtpDoor {
         let req = request(user, &path);
         // The core counts and logs every refusal; the door only translates it.
         let refused = |r: Refusal| storage_error(&r);
-        let limit = self
+        let ticket = self
             .core
-            .admit_upload(&req, start_pos > 0)
+            .begin_upload(&req, start_pos > 0)
             .map_err(refused)?;
         let mut body = Vec::new();
         // A read error (reset connection, TLS cut without close_notify) stores nothing; one byte
         // past the limit is enough for the core to refuse the upload as too large.
-        input.take(limit + 1).read_to_end(&mut body).await?;
+        if let Err(e) = input.take(ticket.limit() + 1).read_to_end(&mut body).await {
+            let why = Refusal::BadBody(format!("the upload broke off: {e}"));
+            self.core.abandon_upload(&req, ticket, why);
+            return Err(e.into());
+        }
         let size = body.len() as u64;
         self.core
-            .upload(&req, Bytes::from(body))
+            .finish_upload(&req, ticket, Bytes::from(body))
             .await
             .map_err(refused)?;
         Ok(size)

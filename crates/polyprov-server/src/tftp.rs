@@ -88,7 +88,20 @@ impl Handler for TftpDoor {
             .map_err(|r| tftp_error(&r))
     }
 
-    fn max_write(&self, filename: &str) -> u64 {
-        self.core.upload_limit(&path_of(filename))
+    fn max_write(&self, peer: SocketAddr, filename: &str) -> Result<u64, (ErrorCode, String)> {
+        let path = path_of(filename);
+        let req = Request {
+            door: Door::Tftp,
+            path: &path,
+            user_agent: None,
+            peer: peer.ip(),
+            credential: Credential::Absent,
+        };
+        // Admitted here (and refused, counted and logged here when it cannot be), stored by
+        // `write` once the data has arrived.
+        self.core
+            .begin_upload(&req, false)
+            .map(|t| t.limit())
+            .map_err(|r| tftp_error(&r))
     }
 }

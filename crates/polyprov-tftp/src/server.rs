@@ -53,8 +53,9 @@ pub trait Handler: Send + Sync + 'static {
         filename: &str,
         data: Bytes,
     ) -> impl Future<Output = Result<(), Refusal>> + Send;
-    /// The largest upload accepted for `filename`; bigger ones are refused before any is stored.
-    fn max_write(&self, filename: &str) -> u64;
+    /// The largest upload accepted for `filename` from `peer` (bigger ones are refused before
+    /// any is stored), or why nothing can be uploaded there: checked before any data is read.
+    fn max_write(&self, peer: SocketAddr, filename: &str) -> Result<u64, Refusal>;
 }
 
 /// Server limits.
@@ -664,23 +665,27 @@ async fn write_transfer<H: Handler>(
     (config, budget): (&Config, &Budget),
     slot: &mut Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Result<Option<Linger>, String> {
-    let max = handler.max_write(filename);
+    let max = match handler.max_write(peer, filename) {
+        Ok(max) => max,
+        Err((code, message)) => {
+            let _ = send(sock, &Packet::Error { code, message }).await;
+            return Ok(None);
+        }
+    };
     let declared: Option<u64> = options
         .iter()
         .find(|(k, _)| k == "tsize")
         .and_then(|(_, v)| v.parse().ok());
-    if max == 0 || declared.is_some_and(|d| d > max) {
-        let message = if max == 0 {
-            "this file cannot be uploaded".to_string()
-        } else {
-            format!("upload over the {max}-byte limit")
-        };
-        let code = if max == 0 {
-            ErrorCode::AccessViolation
-        } else {
-            ErrorCode::DiskFull
-        };
-        let _ = send(sock, &Packet::Error { code, message }).await;
+    if declared.is_some_and(|d| d > max) {
+        let message = format!("upload over the {max}-byte limit");
+        let _ = send(
+            sock,
+            &Packet::Error {
+                code: ErrorCode::DiskFull,
+                message,
+            },
+        )
+        .await;
         return Ok(None);
     }
     let (n, oack) = negotiate(options, config, declared);

@@ -35,11 +35,14 @@ impl Handler for Dir {
         Ok(())
     }
 
-    fn max_write(&self, filename: &str) -> u64 {
+    fn max_write(&self, _peer: SocketAddr, filename: &str) -> Result<u64, Refusal> {
         if filename.ends_with(".cfg") {
-            1 << 20
+            Ok(1 << 20)
         } else {
-            0
+            Err((
+                ErrorCode::AccessViolation,
+                "this file cannot be uploaded".into(),
+            ))
         }
     }
 }

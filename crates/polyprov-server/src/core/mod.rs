@@ -23,6 +23,7 @@ use refusal::{label_of, refusal_reason};
 use render_cache::*;
 use request::*;
 pub use request::{Answer, Credential, Door, Generated, Request, ServedFile, content_type};
+pub use upload::UploadTicket;
 
 use crate::metrics::Metrics;
 use crate::render;

@@ -8,49 +8,81 @@ pub(super) fn check_xml_body(body: &[u8]) -> Result<(), Refusal> {
     polyprov_model::config::check_well_formed(text).map_err(|e| Refusal::BadBody(e.to_string()))
 }
 
+/// An upload the core has admitted, before its data is read: what it is, for whom, and the
+/// most the door should read (`limit() + 1` bytes are enough for the core to refuse it as too
+/// large). The one way in for every door: [`Core::begin_upload`], then [`Core::finish_upload`]
+/// with the body, or [`Core::abandon_upload`] when the body could not be read.
+#[derive(Debug)]
+pub struct UploadTicket {
+    label: &'static str,
+    mac: Mac,
+    kind: UploadKind,
+    limit: u64,
+    file_name: String,
+    ua: Option<UserAgent>,
+}
+
+impl UploadTicket {
+    /// The largest body this upload may have.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+}
+
 impl Core {
-    /// The largest upload accepted at `path` (0: nothing can be uploaded there), for doors that
-    /// must refuse before any data arrives.
-    pub fn upload_limit(&self, path: &str) -> u64 {
-        match RequestPath::parse(path).map(|p| p.kind()) {
-            Ok(FileKind::DeviceFile(_, kind)) => self.uploads.limits().max_bytes(kind),
-            _ => 0,
-        }
-    }
-
-    /// What can be checked before an upload's data arrives (path, uploadability, credentials),
-    /// for doors that must refuse before reading: the size limit, or the refusal (counted and
-    /// logged like any other). `continuing` is an upload that resumes or appends to a stored
-    /// file (FTP `APPE`, `REST` + `STOR`): only logs, which every upload appends to anyway;
-    /// configuration is replaced whole.
-    pub fn admit_upload(&self, req: &Request<'_>, continuing: bool) -> Result<u64, Refusal> {
-        let path = RequestPath::parse(req.path);
-        let label = path.as_ref().map_or("invalid", |p| label_of(&p.kind()));
-        let checked = path
-            .map_err(Refusal::from)
-            .and_then(|p| match p.kind() {
-                FileKind::DeviceFile(_, kind) if kind.is_log() || !continuing => {
-                    Ok(self.uploads.limits().max_bytes(kind))
-                }
-                _ => Err(Refusal::NotUploadable),
-            })
-            .and_then(|limit| self.require_credential(req).map(|()| limit));
-        checked.map_err(|r| self.refused_upload(req, label, r))
-    }
-
-    /// The largest upload body any kind accepts: doors stop reading past it.
-    pub fn max_upload_bytes(&self) -> u64 {
-        self.uploads.limits().max_any()
-    }
-
-    /// Stores an upload (HTTP PUT, TFTP WRQ, FTP STOR); parsed once and counted here.
-    pub async fn upload(&self, req: &Request<'_>, body: Bytes) -> Result<UploadInfo, Refusal> {
+    /// What can be checked before an upload's data arrives — path, uploadability, the `SN:`
+    /// tag, credentials — so that doors refuse before reading. `continuing` is an upload that
+    /// resumes or appends to a stored file (FTP `APPE`, `REST` + `STOR`): only logs, which every
+    /// upload appends to anyway; configuration is replaced whole. A refusal is counted and
+    /// logged here.
+    pub fn begin_upload(
+        &self,
+        req: &Request<'_>,
+        continuing: bool,
+    ) -> Result<UploadTicket, Refusal> {
         let (label, parsed) = self.parse(req);
-        let result = match parsed {
-            Ok(p) => self.upload_parsed(req, p, body).await,
-            Err(r) => Err(r),
+        parsed
+            .and_then(|p| self.admit(req, label, p, continuing))
+            .map_err(|r| self.refused_upload(req, label, r))
+    }
+
+    fn admit(
+        &self,
+        req: &Request<'_>,
+        label: &'static str,
+        Parsed { path, ua }: Parsed,
+        continuing: bool,
+    ) -> Result<UploadTicket, Refusal> {
+        if req.credential == Credential::Invalid {
+            return Err(Refusal::BadCredentials);
+        }
+        let FileKind::DeviceFile(mac, kind) = path.kind() else {
+            return Err(Refusal::NotUploadable);
         };
-        match result {
+        if continuing && !kind.is_log() {
+            return Err(Refusal::NotUploadable);
+        }
+        check_serial(mac, ua.as_ref())?;
+        self.require_credential(req)?;
+        Ok(UploadTicket {
+            label,
+            mac,
+            kind,
+            limit: self.uploads.limits().max_bytes(kind),
+            file_name: path.file_name().to_string(),
+            ua,
+        })
+    }
+
+    /// Stores an admitted upload's body (over the limit, malformed XML: refused), counted here.
+    pub async fn finish_upload(
+        &self,
+        req: &Request<'_>,
+        ticket: UploadTicket,
+        body: Bytes,
+    ) -> Result<UploadInfo, Refusal> {
+        let label = ticket.label;
+        match self.store(req, ticket, body).await {
             Ok(info) => {
                 self.count(req, label, &Ok::<(), Refusal>(()));
                 Ok(info)
@@ -59,10 +91,16 @@ impl Core {
         }
     }
 
-    /// Refuses an upload the door could not even read (too large, malformed, too slow), counted
-    /// and logged like every other refusal.
-    pub fn refuse_upload(&self, req: &Request<'_>, r: Refusal) -> Result<UploadInfo, Refusal> {
-        Err(self.refused_upload(req, kind_label(req.path), r))
+    /// An admitted upload whose body the door could not read (over the limit as declared or as
+    /// sent, malformed, too slow, cut off): counted and logged like every other refusal.
+    pub fn abandon_upload(&self, req: &Request<'_>, ticket: UploadTicket, why: Refusal) -> Refusal {
+        self.refused_upload(req, ticket.label, why)
+    }
+
+    /// [`Core::begin_upload`] and [`Core::finish_upload`] in one, for a body already read.
+    pub async fn upload(&self, req: &Request<'_>, body: Bytes) -> Result<UploadInfo, Refusal> {
+        let ticket = self.begin_upload(req, false)?;
+        self.finish_upload(req, ticket, body).await
     }
 
     fn refused_upload(&self, req: &Request<'_>, label: &'static str, r: Refusal) -> Refusal {
@@ -72,22 +110,21 @@ impl Core {
         r
     }
 
-    pub(super) async fn upload_parsed(
+    async fn store(
         &self,
         req: &Request<'_>,
-        Parsed { path, ua }: Parsed,
+        ticket: UploadTicket,
         body: Bytes,
     ) -> Result<UploadInfo, Refusal> {
-        if req.credential == Credential::Invalid {
-            return Err(Refusal::BadCredentials);
-        }
-        let FileKind::DeviceFile(mac, kind) = path.kind() else {
-            return Err(Refusal::NotUploadable);
-        };
+        let UploadTicket {
+            mac,
+            kind,
+            limit,
+            file_name,
+            ua,
+            ..
+        } = ticket;
         let _guard = self.device_lock(mac).read().await;
-        check_serial(mac, ua.as_ref())?;
-        self.require_credential(req)?;
-        let limit = self.uploads.limits().max_bytes(kind);
         if body.len() as u64 > limit {
             return Err(Refusal::TooLarge {
                 size: body.len() as u64,
@@ -110,7 +147,7 @@ impl Core {
                 polyprov_store::UploadError::Io(e) => Refusal::from_io(&e, "storing an upload"),
                 other => Refusal::Internal(other.to_string()),
             })?;
-        self.note(mac, req, ua.as_ref(), None, Some(path.file_name()));
+        self.note(mac, req, ua.as_ref(), None, Some(&file_name));
         tracing::info!(%mac, kind = %kind, version = info.version, size = info.size, addr = %req.peer, "upload stored");
         Ok(info)
     }

@@ -163,7 +163,12 @@ fn challenge(expected: Option<&ProvisioningCredentials>) -> Response {
 /// nothing.
 async fn receive(door: &PhoneDoor, req: &Request<'_>, headers: &HeaderMap, body: Body) -> Response {
     let core: &Core = &door.core;
-    let max = core.max_upload_bytes();
+    // Path, uploadability, SN tag and credentials are checked before the body is read.
+    let ticket = match core.begin_upload(req, false) {
+        Ok(t) => t,
+        Err(r) => return refusal_response(&r),
+    };
+    let max = ticket.limit();
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -182,8 +187,8 @@ async fn receive(door: &PhoneDoor, req: &Request<'_>, headers: &HeaderMap, body:
             }),
     };
     let result = match body {
-        Ok(bytes) => core.upload(req, bytes).await,
-        Err(r) => core.refuse_upload(req, r),
+        Ok(bytes) => core.finish_upload(req, ticket, bytes).await,
+        Err(r) => Err(core.abandon_upload(req, ticket, r)),
     };
     match result {
         Ok(info) if info.version == 0 => StatusCode::NO_CONTENT.into_response(),
