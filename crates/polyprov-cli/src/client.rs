@@ -8,12 +8,28 @@ use serde_json::Value;
 /// An error to print, with the process exit code it maps to.
 #[derive(Debug)]
 pub struct CliError {
-    pub code: u8,
+    pub code: Exit,
     pub message: String,
 }
 
+/// What the process's exit code says (0 is success; 141 a closed output pipe, `out.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    /// The server refused or failed the request; a check found problems.
+    Failed = 1,
+    /// Wrong usage: arguments, files that cannot be read.
+    Usage = 2,
+    /// No such device, model, file.
+    NotFound = 3,
+    /// The server cannot be reached or refused the token.
+    Unreachable = 4,
+    /// The server could not start.
+    CannotStart = 5,
+}
+
 impl CliError {
-    pub fn new(code: u8, message: impl Into<String>) -> Self {
+    pub fn new(code: Exit, message: impl Into<String>) -> Self {
         CliError {
             code,
             message: message.into(),
@@ -36,7 +52,7 @@ impl Client {
             _ => std::fs::read_to_string(&api.token_file)
                 .map_err(|e| {
                     CliError::new(
-                        4,
+                        Exit::Unreachable,
                         format!(
                             "cannot read the admin token from {}: {e} (set POLYPROV_TOKEN or --token-file)",
                             api.token_file.display()
@@ -48,7 +64,7 @@ impl Client {
         };
         let http = reqwest::Client::builder()
             .build()
-            .map_err(|e| CliError::new(1, e.to_string()))?;
+            .map_err(|e| CliError::new(Exit::Failed, e.to_string()))?;
         Ok(Client {
             http,
             base: format!("{}/api/v1/", api.server.trim_end_matches('/')),
@@ -86,12 +102,17 @@ impl Client {
             .header("X-Polyprov-Actor", user)
             .send()
             .await
-            .map_err(|e| CliError::new(4, format!("cannot reach {}: {e}", self.base)))?;
+            .map_err(|e| {
+                CliError::new(
+                    Exit::Unreachable,
+                    format!("cannot reach {}: {e}", self.base),
+                )
+            })?;
         let status = resp.status();
         let text = resp
             .text()
             .await
-            .map_err(|e| CliError::new(4, format!("reading the answer: {e}")))?;
+            .map_err(|e| CliError::new(Exit::Unreachable, format!("reading the answer: {e}")))?;
         let value: Value = if text.is_empty() {
             Value::Null
         } else {
@@ -104,9 +125,9 @@ impl Client {
             .as_str()
             .map_or_else(|| value.to_string(), str::to_string);
         let code = match status {
-            StatusCode::NOT_FOUND => 3,
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => 4,
-            _ => 1,
+            StatusCode::NOT_FOUND => Exit::NotFound,
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Exit::Unreachable,
+            _ => Exit::Failed,
         };
         Err(CliError::new(code, format!("{status}: {message}")))
     }
@@ -114,7 +135,8 @@ impl Client {
 
 /// Prints a value as pretty JSON.
 pub fn print_json(v: &Value) -> Result<(), CliError> {
-    let text = serde_json::to_string_pretty(v).map_err(|e| CliError::new(1, e.to_string()))?;
+    let text =
+        serde_json::to_string_pretty(v).map_err(|e| CliError::new(Exit::Failed, e.to_string()))?;
     outln!("{text}");
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! `polyprov config check` and `polyprov config explain`: offline, on files on disk.
 
-use crate::client::{CliError, print_json};
+use crate::client::{CliError, Exit, print_json};
 use crate::out::outln;
 use polyprov_model::Mac;
 use polyprov_model::UploadKind;
@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 /// link, no permission, not UTF-8 — is reported and the walk goes on.
 fn load(path: &Path) -> Result<LintInput, CliError> {
     let unreadable =
-        |p: &Path, e: std::io::Error| CliError::new(2, format!("{}: {e}", p.display()));
+        |p: &Path, e: std::io::Error| CliError::new(Exit::Usage, format!("{}: {e}", p.display()));
     let mut input = LintInput::default();
     let (root, only) = if path.is_dir() {
         (path.to_path_buf(), None)
@@ -97,7 +97,10 @@ fn load(path: &Path) -> Result<LintInput, CliError> {
         && input.files.is_empty()
         && input.unreadable.is_empty()
     {
-        return Err(CliError::new(2, format!("{}: no such file", f.display())));
+        return Err(CliError::new(
+            Exit::Usage,
+            format!("{}: no such file", f.display()),
+        ));
     }
     input.files.sort();
     input.unreadable.sort_by(|a, b| a.file.cmp(&b.file));
@@ -172,7 +175,7 @@ pub fn check(paths: &[PathBuf], as_json: bool) -> Result<(), CliError> {
     }
     if errors + security > 0 {
         Err(CliError::new(
-            1,
+            Exit::Failed,
             format!("{} problems must be fixed", errors + security),
         ))
     } else {
@@ -191,17 +194,17 @@ pub fn explain(
 ) -> Result<(), CliError> {
     let mac: Mac = mac
         .parse()
-        .map_err(|e: polyprov_model::MacError| CliError::new(2, e.to_string()))?;
+        .map_err(|e: polyprov_model::MacError| CliError::new(Exit::Usage, e.to_string()))?;
     // The model through the catalog: "VVX 400", "vvx400" and "VVX_400" are one model, and a
     // name the catalog does not know is an error naming the closest ones.
     let catalog = polyprov_model::catalog::Catalog::embedded()
-        .map_err(|e| CliError::new(1, e.to_string()))?;
+        .map_err(|e| CliError::new(Exit::Failed, e.to_string()))?;
     let token = crate::guide_cmd::find_model(&catalog, model)?.master_token();
     let read = |p: &Path| -> Result<String, CliError> {
-        let bytes =
-            std::fs::read(p).map_err(|e| CliError::new(2, format!("{}: {e}", p.display())))?;
+        let bytes = std::fs::read(p)
+            .map_err(|e| CliError::new(Exit::Usage, format!("{}: {e}", p.display())))?;
         polyprov_model::config_file::decode(&p.display().to_string(), &bytes)
-            .map_err(|e| CliError::new(1, e.to_string()))
+            .map_err(|e| CliError::new(Exit::Failed, e.to_string()))
     };
     // The phone's own master, in the case the admin named it (phones ask in lower case; the
     // vendor allows `0004F2AA8301.cfg`), else the shared one.
@@ -216,7 +219,7 @@ pub fn explain(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let master = Master::parse(&master_name, &read(&master_path)?)
-        .map_err(|e| CliError::new(1, e.to_string()))?;
+        .map_err(|e| CliError::new(Exit::Failed, e.to_string()))?;
     let resolved = master.resolve(Some(&token), mac);
 
     let mut notes = Vec::new();
@@ -246,14 +249,15 @@ pub fn explain(
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let text = read(o)?;
-        let f = ConfigFile::parse(&name, &text).map_err(|e| CliError::new(1, e.to_string()))?;
+        let f = ConfigFile::parse(&name, &text)
+            .map_err(|e| CliError::new(Exit::Failed, e.to_string()))?;
         // The same rule `config check` uses: what the name says the file is.
         match Role::of(&name, &text, Some(f.root())) {
             Role::Override(UploadKind::PhoneOverride) => local = Some(f),
             Role::Override(_) => web = Some(f),
             _ => {
                 return Err(CliError::new(
-                    2,
+                    Exit::Usage,
                     format!(
                         "{name}: an override is named <mac>-phone.cfg (phone menu) or <mac>-web.cfg (web UI)"
                     ),

@@ -1,7 +1,7 @@
 //! `polyprov guide` and `polyprov keys`: the reset procedure for a model, and the keystrokes for
 //! typing a MAC at the password prompt.
 
-use crate::client::{CliError, print_json};
+use crate::client::{CliError, Exit, print_json};
 use crate::out::outln;
 use polyprov_model::Mac;
 use polyprov_model::catalog::{Catalog, Confidence};
@@ -11,12 +11,12 @@ use serde_json::{Value, json};
 use std::path::Path;
 
 fn catalog(extra: Option<&Path>) -> Result<Catalog, CliError> {
-    let mut c = Catalog::embedded().map_err(|e| CliError::new(1, e.to_string()))?;
+    let mut c = Catalog::embedded().map_err(|e| CliError::new(Exit::Failed, e.to_string()))?;
     if let Some(p) = extra {
         let text = std::fs::read_to_string(p)
-            .map_err(|e| CliError::new(2, format!("{}: {e}", p.display())))?;
+            .map_err(|e| CliError::new(Exit::Usage, format!("{}: {e}", p.display())))?;
         c.extend_with(&text)
-            .map_err(|e| CliError::new(2, format!("{}: {e}", p.display())))?;
+            .map_err(|e| CliError::new(Exit::Usage, format!("{}: {e}", p.display())))?;
     }
     Ok(c)
 }
@@ -33,7 +33,7 @@ pub fn find_model<'a>(
             .map(|m| format!("{} ({})", m.name, m.id))
             .collect();
         CliError::new(
-            3,
+            Exit::NotFound,
             format!(
                 "no model {model:?} in the catalog; closest: {}",
                 near.join(", ")
@@ -76,7 +76,7 @@ fn print_keystrokes(mac: Mac, steps: &[CharSteps], cycle: ModeCycle) {
 pub fn keys(mac: &str, cycle: ModeCycle, case: LetterCase, as_json: bool) -> Result<(), CliError> {
     let mac: Mac = mac
         .parse()
-        .map_err(|e: polyprov_model::MacError| CliError::new(2, e.to_string()))?;
+        .map_err(|e: polyprov_model::MacError| CliError::new(Exit::Usage, e.to_string()))?;
     let steps = polyprov_model::keypad::keystrokes(mac, cycle, case);
     if as_json {
         return print_json(&steps_json(&steps));
@@ -148,7 +148,7 @@ pub fn guide(
     let mac = mac
         .map(|m| m.parse::<Mac>())
         .transpose()
-        .map_err(|e| CliError::new(2, e.to_string()))?;
+        .map_err(|e| CliError::new(Exit::Usage, e.to_string()))?;
     let m = find_model(&c, model)?;
     let g = Guide::build(&c, m, firmware, mac, cycle, case);
     if as_json {

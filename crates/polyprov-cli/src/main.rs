@@ -13,7 +13,7 @@ mod table;
 
 use crate::out::outln;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use client::{CliError, Client};
+use client::{CliError, Client, Exit};
 use polyprov_server::Settings;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -550,7 +550,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", e.message);
-            ExitCode::from(e.code)
+            ExitCode::from(e.code as u8)
         }
     }
 }
@@ -593,10 +593,11 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             json,
         } => {
             let r = dhcp_probe::probe(&iface, std::time::Duration::from_secs(timeout))
-                .map_err(|e| CliError::new(1, e))?;
+                .map_err(|e| CliError::new(Exit::Failed, e))?;
             if json {
                 return client::print_json(
-                    &serde_json::to_value(&r).map_err(|e| CliError::new(1, e.to_string()))?,
+                    &serde_json::to_value(&r)
+                        .map_err(|e| CliError::new(Exit::Failed, e.to_string()))?,
                 );
             }
             print_probe(&r);
@@ -642,13 +643,13 @@ async fn doctor(mac: &str, probe_iface: Option<&str>, api: &ApiArgs) -> Result<(
     let mut r = c.get(&format!("devices/{mac}/doctor")).await?;
     if let Some(iface) = probe_iface {
         let probe = dhcp_probe::probe(iface, std::time::Duration::from_secs(3))
-            .map_err(|e| CliError::new(1, e))?;
+            .map_err(|e| CliError::new(Exit::Failed, e))?;
         let extra = probe_findings(&probe, mac);
         if let Some(f) = r["findings"].as_array_mut() {
             f.extend(extra);
         }
         r["dhcp_probe"] =
-            serde_json::to_value(&probe).map_err(|e| CliError::new(1, e.to_string()))?;
+            serde_json::to_value(&probe).map_err(|e| CliError::new(Exit::Failed, e.to_string()))?;
     }
     if api.json {
         return client::print_json(&r);
@@ -792,7 +793,7 @@ async fn sim(cmd: SimCommand) -> Result<(), CliError> {
                 .flatten()
                 .ok_or_else(|| {
                     CliError::new(
-                        2,
+                        Exit::Usage,
                         format!("--mac-prefix {mac_prefix:?}: expected 6 hex digits"),
                     )
                 })?;
@@ -813,7 +814,9 @@ async fn sim(cmd: SimCommand) -> Result<(), CliError> {
 async fn serve(args: ServeArgs) -> Result<(), CliError> {
     init_logging(args.log_format);
     let mut settings = match &args.config {
-        Some(path) => Settings::from_file(path).map_err(|e| CliError::new(2, e.to_string()))?,
+        Some(path) => {
+            Settings::from_file(path).map_err(|e| CliError::new(Exit::Usage, e.to_string()))?
+        }
         None => Settings::default(),
     };
     if let Some(d) = args.data {
@@ -833,7 +836,7 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
     }
     let server = polyprov_server::start(settings.clone())
         .await
-        .map_err(|e| CliError::new(5, format!("{e:#}")))?;
+        .map_err(|e| CliError::new(Exit::CannotStart, format!("{e:#}")))?;
     print_summary(&settings, &server);
     server.run_until_signal().await;
     Ok(())
@@ -916,9 +919,9 @@ fn init_logging(format: LogFormat) {
 fn parse_params(pairs: &[String]) -> Result<serde_json::Map<String, serde_json::Value>, CliError> {
     let mut out = serde_json::Map::new();
     for p in pairs {
-        let (k, v) = p
-            .split_once('=')
-            .ok_or_else(|| CliError::new(2, format!("--param {p:?}: expected NAME=VALUE")))?;
+        let (k, v) = p.split_once('=').ok_or_else(|| {
+            CliError::new(Exit::Usage, format!("--param {p:?}: expected NAME=VALUE"))
+        })?;
         out.insert(
             k.trim().to_string(),
             serde_json::Value::String(v.to_string()),
@@ -949,7 +952,7 @@ fn assignment_doc(a: AssignArgs) -> Result<serde_json::Value, CliError> {
     let admin_password = match admin_password_file {
         Some(f) => Some(
             std::fs::read_to_string(&f)
-                .map_err(|e| CliError::new(2, format!("{}: {e}", f.display())))?
+                .map_err(|e| CliError::new(Exit::Usage, format!("{}: {e}", f.display())))?
                 .trim_end_matches(['\r', '\n'])
                 .to_string(),
         ),

@@ -1,7 +1,7 @@
 //! `polyprov sim`: an emulated phone whose state lives in a folder, so a shell script can tell a
 //! story (provision, change a password, reset, boot again), and the boot storm.
 
-use crate::client::{CliError, print_json};
+use crate::client::{CliError, Exit, print_json};
 use crate::out::outln;
 use polyprov_model::catalog::Catalog;
 use polyprov_model::keypad::{ModeCycle, events, type_text};
@@ -18,21 +18,23 @@ fn load(dir: &Path) -> Result<PhoneState, CliError> {
     let p = state_file(dir);
     let text = std::fs::read_to_string(&p).map_err(|e| {
         CliError::new(
-            2,
+            Exit::Usage,
             format!("{}: {e} (run `polyprov sim init` first)", p.display()),
         )
     })?;
-    serde_json::from_str(&text).map_err(|e| CliError::new(1, format!("{}: {e}", p.display())))
+    serde_json::from_str(&text)
+        .map_err(|e| CliError::new(Exit::Failed, format!("{}: {e}", p.display())))
 }
 
 fn save(dir: &Path, s: &PhoneState) -> Result<(), CliError> {
     std::fs::create_dir_all(dir)
-        .map_err(|e| CliError::new(1, format!("{}: {e}", dir.display())))?;
-    let text = serde_json::to_string_pretty(s).map_err(|e| CliError::new(1, e.to_string()))?;
+        .map_err(|e| CliError::new(Exit::Failed, format!("{}: {e}", dir.display())))?;
+    let text =
+        serde_json::to_string_pretty(s).map_err(|e| CliError::new(Exit::Failed, e.to_string()))?;
     let tmp = dir.join("phone.json.tmp");
     std::fs::write(&tmp, text)
         .and_then(|()| std::fs::rename(&tmp, state_file(dir)))
-        .map_err(|e| CliError::new(1, format!("{}: {e}", dir.display())))
+        .map_err(|e| CliError::new(Exit::Failed, format!("{}: {e}", dir.display())))
 }
 
 /// The phone's CA list for ftps://, kept beside its state.
@@ -53,9 +55,10 @@ fn transport(dir: &Path) -> Result<AnyTransport, CliError> {
 pub fn ftp_trusting(ca: Option<&Path>) -> Result<FtpTransport, CliError> {
     let ftp = FtpTransport::default();
     let Some(ca) = ca else { return Ok(ftp) };
-    let pem = std::fs::read(ca).map_err(|e| CliError::new(2, format!("{}: {e}", ca.display())))?;
+    let pem = std::fs::read(ca)
+        .map_err(|e| CliError::new(Exit::Usage, format!("{}: {e}", ca.display())))?;
     ftp.trusting(&pem)
-        .map_err(|e| CliError::new(2, format!("{}: {e}", ca.display())))
+        .map_err(|e| CliError::new(Exit::Usage, format!("{}: {e}", ca.display())))
 }
 
 /// `sim init`.
@@ -71,7 +74,7 @@ pub fn init(
     ca: Option<&Path>,
     as_json: bool,
 ) -> Result<(), CliError> {
-    let catalog = Catalog::embedded().map_err(|e| CliError::new(1, e.to_string()))?;
+    let catalog = Catalog::embedded().map_err(|e| CliError::new(Exit::Failed, e.to_string()))?;
     let m = catalog.find(model).ok_or_else(|| {
         let near: Vec<String> = catalog
             .closest(model, 3)
@@ -79,13 +82,13 @@ pub fn init(
             .map(|m| m.id.clone())
             .collect();
         CliError::new(
-            3,
+            Exit::NotFound,
             format!("no model {model:?}; closest: {}", near.join(", ")),
         )
     })?;
     let mac = mac
         .parse()
-        .map_err(|e: polyprov_model::MacError| CliError::new(2, e.to_string()))?;
+        .map_err(|e: polyprov_model::MacError| CliError::new(Exit::Usage, e.to_string()))?;
     let mut s = PhoneState::new(mac, m, firmware);
     if let Some(url) = server {
         s.flash.insert("device.prov.serverName".into(), url.into());
@@ -98,7 +101,7 @@ pub fn init(
             .and_then(|(n, v)| n.parse::<u8>().ok().map(|n| (n, v)))
             .ok_or_else(|| {
                 CliError::new(
-                    2,
+                    Exit::Usage,
                     format!("--dhcp-option {d:?}: expected NUMBER=VALUE, e.g. 160=http://host/"),
                 )
             })?;
@@ -108,11 +111,13 @@ pub fn init(
     save(dir, &s)?;
     if let Some(ca) = ca {
         std::fs::copy(ca, ca_file(dir))
-            .map_err(|e| CliError::new(2, format!("--ca-file {}: {e}", ca.display())))?;
+            .map_err(|e| CliError::new(Exit::Usage, format!("--ca-file {}: {e}", ca.display())))?;
         transport(dir)?;
     }
     if as_json {
-        return print_json(&serde_json::to_value(&s).map_err(|e| CliError::new(1, e.to_string()))?);
+        return print_json(
+            &serde_json::to_value(&s).map_err(|e| CliError::new(Exit::Failed, e.to_string()))?,
+        );
     }
     outln!(
         "{} {} ({}) with software {} is ready in {}",
@@ -181,7 +186,7 @@ pub async fn set_password(
     let up = s
         .set_admin_password(via_web, new, &transport(dir)?)
         .await
-        .map_err(|e| CliError::new(1, e.to_string()))?;
+        .map_err(|e| CliError::new(Exit::Failed, e.to_string()))?;
     save(dir, &s)?;
     if as_json {
         return print_json(&serde_json::json!({"upload": up, "phone": s.summary()}));
@@ -211,7 +216,7 @@ pub fn reset(
 ) -> Result<(), CliError> {
     let mut s = load(dir)?;
     s.menu_reset(what, password)
-        .map_err(|e| CliError::new(1, e.to_string()))?;
+        .map_err(|e| CliError::new(Exit::Failed, e.to_string()))?;
     save(dir, &s)?;
     if as_json {
         return print_json(
@@ -233,13 +238,13 @@ pub fn keys_reset(
     let typed = password.replace(['-', ':', '.'], "");
     let steps = type_text(&typed, cycle).ok_or_else(|| {
         CliError::new(
-            2,
+            Exit::Usage,
             "the password prompt takes letters and digits only".to_string(),
         )
     })?;
     let done = s
         .keys_reset(&events(&steps))
-        .map_err(|e| CliError::new(1, e.to_string()))?;
+        .map_err(|e| CliError::new(Exit::Failed, e.to_string()))?;
     save(dir, &s)?;
     if as_json {
         return print_json(
@@ -259,7 +264,7 @@ pub fn show(dir: &Path, as_json: bool) -> Result<(), CliError> {
     let sum = s.summary();
     if as_json {
         return print_json(
-            &serde_json::to_value(&sum).map_err(|e| CliError::new(1, e.to_string()))?,
+            &serde_json::to_value(&sum).map_err(|e| CliError::new(Exit::Failed, e.to_string()))?,
         );
     }
     let v = |e: &polyprov_phone::phone::Explained| {
@@ -287,10 +292,10 @@ pub fn show(dir: &Path, as_json: bool) -> Result<(), CliError> {
 
 /// `sim storm`.
 pub async fn storm(config: StormConfig, model: &str, as_json: bool) -> Result<(), CliError> {
-    let catalog = Catalog::embedded().map_err(|e| CliError::new(1, e.to_string()))?;
+    let catalog = Catalog::embedded().map_err(|e| CliError::new(Exit::Failed, e.to_string()))?;
     let m = catalog
         .find(model)
-        .ok_or_else(|| CliError::new(3, format!("no model {model:?}")))?;
+        .ok_or_else(|| CliError::new(Exit::NotFound, format!("no model {model:?}")))?;
     let bar = if as_json {
         indicatif::ProgressBar::hidden()
     } else {
@@ -304,10 +309,12 @@ pub async fn storm(config: StormConfig, model: &str, as_json: bool) -> Result<()
     };
     let r: StormReport = polyprov_phone::storm::run(&config, m, |n| bar.set_position(n as u64))
         .await
-        .map_err(|e| CliError::new(1, e))?;
+        .map_err(|e| CliError::new(Exit::Failed, e))?;
     bar.finish_and_clear();
     if as_json {
-        print_json(&serde_json::to_value(&r).map_err(|e| CliError::new(1, e.to_string()))?)?;
+        print_json(
+            &serde_json::to_value(&r).map_err(|e| CliError::new(Exit::Failed, e.to_string()))?,
+        )?;
     } else {
         outln!(
             "{} phones booted in {:.2} s: {:.0} requests/s, {:.0} phones/s, {} requests, {} bytes",
@@ -353,7 +360,10 @@ pub async fn storm(config: StormConfig, model: &str, as_json: bool) -> Result<()
         }
     }
     if r.error_count > 0 {
-        return Err(CliError::new(1, format!("{} errors", r.error_count)));
+        return Err(CliError::new(
+            Exit::Failed,
+            format!("{} errors", r.error_count),
+        ));
     }
     Ok(())
 }
