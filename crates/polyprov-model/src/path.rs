@@ -57,6 +57,26 @@ impl RequestPath {
         if trimmed.is_empty() {
             return Err(PathError::Empty);
         }
+        Self::from_segments(trimmed)
+    }
+
+    /// A directory path, by the same rules (FTP `CWD`, `LIST`): `/`, empty, and a trailing `/`
+    /// are allowed and `/` is the boot root itself (no segments).
+    pub fn parse_dir(raw: &str) -> Result<RequestPath, PathError> {
+        if raw.len() > MAX_PATH_LEN {
+            return Err(PathError::TooLong);
+        }
+        let trimmed = raw.strip_prefix('/').unwrap_or(raw);
+        let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
+        if trimmed.is_empty() {
+            return Ok(RequestPath {
+                segments: Vec::new(),
+            });
+        }
+        Self::from_segments(trimmed)
+    }
+
+    fn from_segments(trimmed: &str) -> Result<RequestPath, PathError> {
         let mut segments = Vec::new();
         for raw_seg in trimmed.split('/') {
             if raw_seg.is_empty() {
@@ -260,6 +280,24 @@ pub fn strip_part_number(name: &str) -> Option<&str> {
             .into_iter()
             .all(|r| b[r].iter().all(u8::is_ascii_digit));
     shape_ok.then(|| &name[15..])
+}
+
+#[cfg(test)]
+mod dir_tests {
+    use super::*;
+
+    #[test]
+    fn directory_paths_follow_the_same_rules() {
+        assert!(RequestPath::parse_dir("/").unwrap().segments().is_empty());
+        assert!(RequestPath::parse_dir("").unwrap().segments().is_empty());
+        assert_eq!(
+            RequestPath::parse_dir("/firmware/").unwrap().segments(),
+            ["firmware"]
+        );
+        for bad in ["/../etc", "/a//b", "/a\\b", "/a%2Fb", "/c:/x", "/a\u{0}"] {
+            assert!(RequestPath::parse_dir(bad).is_err(), "{bad:?}");
+        }
+    }
 }
 
 #[cfg(test)]

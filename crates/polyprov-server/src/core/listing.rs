@@ -22,14 +22,16 @@ impl Core {
 
     /// The boot-root directory `path` would be, if its segments are acceptable at all.
     pub(super) fn shared_dir(&self, path: &str) -> Option<PathBuf> {
-        let mut dir = self.root.clone();
-        for segment in path.split('/').filter(|s| !s.is_empty()) {
-            if segment.starts_with('.') || segment.contains(['\\', '\0']) {
-                return None;
-            }
-            dir.push(segment);
+        // The same path rules as every request (`RequestPath`), and dot-directories stay hidden.
+        let dir = RequestPath::parse_dir(path).ok()?;
+        if dir.segments().iter().any(|s| s.starts_with('.')) {
+            return None;
         }
-        Some(dir)
+        Some(
+            dir.segments()
+                .iter()
+                .fold(self.root.clone(), |d, s| d.join(s)),
+        )
     }
 
     /// The shared entries of a boot-root directory (`/`, `/firmware`), for doors that list
