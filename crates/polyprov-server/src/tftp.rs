@@ -42,16 +42,21 @@ fn tftp_error(r: &Refusal) -> (ErrorCode, String) {
     }
 }
 
+/// A TFTP request as the core takes it: TFTP carries no User-Agent and no credentials.
+fn request(peer: SocketAddr, path: &str) -> Request<'_> {
+    Request {
+        door: Door::Tftp,
+        path,
+        user_agent: None,
+        peer: peer.ip(),
+        credential: Credential::Absent,
+    }
+}
+
 impl Handler for TftpDoor {
     async fn read(&self, peer: SocketAddr, filename: &str) -> Result<Source, (ErrorCode, String)> {
         let path = path_of(filename);
-        let req = Request {
-            door: Door::Tftp,
-            path: &path,
-            user_agent: None,
-            peer: peer.ip(),
-            credential: Credential::Absent,
-        };
+        let req = request(peer, &path);
         match self.core.fetch(&req).await {
             Ok(a) => {
                 self.metrics.sent("tftp", a.kind(), a.len());
@@ -74,13 +79,7 @@ impl Handler for TftpDoor {
         data: Bytes,
     ) -> Result<(), (ErrorCode, String)> {
         let path = path_of(filename);
-        let req = Request {
-            door: Door::Tftp,
-            path: &path,
-            user_agent: None,
-            peer: peer.ip(),
-            credential: Credential::Absent,
-        };
+        let req = request(peer, &path);
         self.core
             .upload(&req, data)
             .await
@@ -90,13 +89,7 @@ impl Handler for TftpDoor {
 
     fn max_write(&self, peer: SocketAddr, filename: &str) -> Result<u64, (ErrorCode, String)> {
         let path = path_of(filename);
-        let req = Request {
-            door: Door::Tftp,
-            path: &path,
-            user_agent: None,
-            peer: peer.ip(),
-            credential: Credential::Absent,
-        };
+        let req = request(peer, &path);
         // Admitted here (and refused, counted and logged here when it cannot be), stored by
         // `write` once the data has arrived.
         self.core
