@@ -1,5 +1,6 @@
-//! The polyprov server: the provisioning [`core`], the phone-facing doors ([`http`], [`tftp`],
-//! [`ftp`]), the [`admin`] API and [`metrics`]. [`start`] wires them to a data directory and sockets.
+//! The polyprov server: the provisioning [`core`], the phone-facing [`doors`] ([`http`],
+//! [`tftp`], [`ftp`]), the [`admin`] API and [`metrics`]. [`start`] wires them to a data
+//! directory and sockets.
 //!
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {
@@ -11,15 +12,14 @@
 
 pub mod admin;
 pub mod auth;
-pub mod connections;
 pub mod core;
 pub mod doctor;
-pub mod ftp;
-pub mod http;
+pub mod doors;
 pub mod metrics;
 pub mod render;
 pub mod settings;
-pub mod tftp;
+
+pub use doors::{connections, ftp, http, tftp};
 
 pub use settings::{ProvisioningAuth, Settings};
 
