@@ -5,13 +5,13 @@
 //! It uses `polyprov-model` for everything a phone computes (master resolution, the effective
 //! configuration, keypad decoding) and never the server's internals.
 
-pub mod ftp;
 pub mod phone;
 pub mod storm;
 pub mod transport;
 pub mod url;
 
-pub use ftp::FtpTransport;
 pub use phone::{Assumptions, BootReport, MenuReset, Network, PhoneState, RequestRecord, Summary};
-pub use transport::{AnyTransport, HttpTransport, LeanHttp, TftpTransport, Transport};
+pub use transport::{
+    AnyTransport, FtpTransport, HttpTransport, LeanHttp, TftpTransport, Transport,
+};
 pub use url::ServerUrl;

@@ -2,9 +2,8 @@
 //! over HTTP, TFTP or FTP/FTPS.
 //! Bounded in phone count and in time; reports throughput, latency per file kind and every error.
 
-use crate::ftp::FtpTransport;
 use crate::phone::{ParseCache, PhoneState, RequestRecord};
-use crate::transport::{AnyTransport, LeanHttp, TftpTransport};
+use crate::transport::{AnyTransport, FtpTransport, LeanHttp, TftpTransport};
 use futures_util::StreamExt;
 use polyprov_model::Mac;
 use polyprov_model::catalog::Model;

@@ -2,7 +2,7 @@
 //! per file, passive mode, binary type. Without credentials in the URL or the phone's settings
 //! the phone logs in with its factory login (`PlcmSpIp`/`PlcmSpIp`, domain.md §1).
 
-use crate::transport::{Login, Reply, Transport, TransportError};
+use super::{Login, Reply, Transport, TransportError};
 use crate::url::ServerUrl;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,0 +1,73 @@
+//! How a phone talks to its provisioning server: HTTP ([`http`]), TFTP ([`tftp`]) and FTP/FTPS
+//! ([`ftp`]) implement one trait, and [`any`] picks one by the server's scheme. Answers use HTTP
+//! status numbers (200, 404, …) for every protocol so the boot logic does not care which one
+//! carried them.
+
+pub mod any;
+pub mod ftp;
+pub mod http;
+pub mod tftp;
+
+pub use any::AnyTransport;
+pub use ftp::FtpTransport;
+pub use http::{HttpTransport, LeanHttp};
+pub use tftp::TftpTransport;
+
+use crate::url::ServerUrl;
+use std::future::Future;
+
+/// What the server answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    /// The body, shared with the HTTP client's buffer (no copy).
+    pub body: bytes::Bytes,
+}
+
+impl Reply {
+    /// Whether the file was there.
+    pub fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+/// Why no answer came at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    #[error("cannot reach the server: {0}")]
+    Unreachable(String),
+    #[error("the {0} protocol is not supported by this phone's transport")]
+    Unsupported(String),
+}
+
+/// A user name and password.
+pub type Login = Option<(String, String)>;
+
+/// One way of moving files between phone and server.
+pub trait Transport: Send + Sync {
+    /// Downloads a file (`name` relative to the server's directory).
+    fn get(
+        &self,
+        server: &ServerUrl,
+        name: &str,
+        user_agent: &str,
+        login: &Login,
+    ) -> impl Future<Output = Result<Reply, TransportError>> + Send;
+    /// Asks whether a file exists.
+    fn head(
+        &self,
+        server: &ServerUrl,
+        name: &str,
+        user_agent: &str,
+        login: &Login,
+    ) -> impl Future<Output = Result<Reply, TransportError>> + Send;
+    /// Uploads a file.
+    fn put(
+        &self,
+        server: &ServerUrl,
+        name: &str,
+        user_agent: &str,
+        login: &Login,
+        body: Vec<u8>,
+    ) -> impl Future<Output = Result<Reply, TransportError>> + Send;
+}
