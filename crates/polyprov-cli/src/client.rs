@@ -1,6 +1,6 @@
 //! The admin API client used by every command but `serve`.
 
-use crate::ApiArgs;
+use crate::args::ApiArgs;
 use crate::out::outln;
 use reqwest::StatusCode;
 use serde_json::Value;

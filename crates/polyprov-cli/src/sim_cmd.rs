@@ -1,6 +1,7 @@
 //! `polyprov sim`: an emulated phone whose state lives in a folder, so a shell script can tell a
 //! story (provision, change a password, reset, boot again), and the boot storm.
 
+use crate::args::*;
 use crate::client::{CliError, Exit, print_json};
 use crate::out::outln;
 use polyprov_model::catalog::Catalog;
@@ -366,4 +367,92 @@ pub async fn storm(config: StormConfig, model: &str, as_json: bool) -> Result<()
         ));
     }
     Ok(())
+}
+
+/// `polyprov sim …`: dispatches a sim command.
+pub(crate) async fn run(cmd: SimCommand) -> Result<(), CliError> {
+    match cmd {
+        SimCommand::Init {
+            state,
+            mac,
+            model,
+            firmware,
+            server,
+            dhcp_option,
+            ztp,
+            ca_file,
+            json,
+        } => init(
+            &state,
+            &mac,
+            &model,
+            &firmware,
+            server.as_deref(),
+            &dhcp_option,
+            ztp.as_deref(),
+            ca_file.as_deref(),
+            json,
+        ),
+        SimCommand::Boot { state, json } => boot(&state, json).await,
+        SimCommand::SetPassword {
+            state,
+            via,
+            new,
+            json,
+        } => set_password(&state, matches!(via, ViaArg::Web), &new, json).await,
+        SimCommand::Reset {
+            state,
+            what,
+            password,
+            json,
+        } => {
+            use polyprov_phone::MenuReset as M;
+            let what = match what {
+                ResetArg::Local => M::Local,
+                ResetArg::Web => M::Web,
+                ResetArg::Device => M::Device,
+                ResetArg::Format => M::Format,
+                ResetArg::Factory => M::Factory,
+            };
+            reset(&state, what, password.as_deref(), json)
+        }
+        SimCommand::KeysReset {
+            state,
+            password,
+            cycle,
+            json,
+        } => keys_reset(&state, &password, cycle.into(), json),
+        SimCommand::Show { state, json } => show(&state, json),
+        SimCommand::Storm {
+            server,
+            phones,
+            concurrency,
+            mac_prefix,
+            model,
+            firmware,
+            time_limit,
+            ca_file,
+            json,
+        } => {
+            let bytes = (mac_prefix.len() == 6)
+                .then(|| u32::from_str_radix(&mac_prefix, 16).ok())
+                .flatten()
+                .ok_or_else(|| {
+                    CliError::new(
+                        Exit::Usage,
+                        format!("--mac-prefix {mac_prefix:?}: expected 6 hex digits"),
+                    )
+                })?;
+            let config = polyprov_phone::storm::StormConfig {
+                server,
+                phones,
+                concurrency,
+                mac_prefix: [(bytes >> 16) as u8, (bytes >> 8) as u8, bytes as u8],
+                firmware,
+                time_limit: std::time::Duration::from_secs(time_limit),
+                ftp: ftp_trusting(ca_file.as_deref())?,
+            };
+            storm(config, &model, json).await
+        }
+    }
 }

@@ -1,0 +1,520 @@
+//! The command line: every command, its arguments and their help, as clap reads them.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "polyprov",
+    version,
+    about = "Provisioning server and fleet tool for Poly (Polycom) desk phones",
+    long_about = "Provisioning server and fleet tool for Poly (Polycom) desk phones.\n\n\
+        Start a server with `polyprov serve`; manage devices, profiles and site defaults with the \
+        other commands, which talk to the server's admin API."
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Run the provisioning server (HTTP for phones, admin API, metrics).
+    Serve(ServeArgs),
+    /// Devices in the inventory: list, show, assign, remove, uploads.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+    /// Profiles: named sets of parameters shared by many devices.
+    #[command(subcommand)]
+    Profile(ProfileCommand),
+    /// Site defaults: parameters every assigned device gets unless its profile or it says otherwise.
+    #[command(subcommand)]
+    Site(SiteCommand),
+    /// Check and explain Poly configuration files on disk (offline; no server needed).
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// How to reboot and factory-reset a model, step by step, for its software version.
+    Guide(GuideArgs),
+    /// The keystrokes that type a MAC address at the phone's password prompt.
+    Keys(KeysArgs),
+    /// An emulated phone (state in a folder) and boot storms of many phones.
+    #[command(subcommand)]
+    Sim(SimCommand),
+    /// After a factory reset, what would this phone get back, from where, and how to stop it.
+    Doctor {
+        /// MAC address, in any common form.
+        mac: String,
+        /// Also ask the DHCP servers on this interface what they hand a booting phone.
+        #[arg(long, value_name = "IFACE")]
+        dhcp_probe: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Ask the DHCP servers on an interface what they hand a booting phone (66, 67, 150, 160,
+    /// 43, …). Sends one DHCPDISCOVER; takes no lease. Needs root.
+    DhcpProbe {
+        /// The network interface.
+        iface: String,
+        /// Seconds to collect offers.
+        #[arg(long, default_value_t = 3)]
+        timeout: u64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum ResetArg {
+    /// Reset Local Configuration (the phone-menu override).
+    Local,
+    /// Reset Web Configuration (the web-UI override).
+    Web,
+    /// Reset Device Settings (device.* in flash).
+    Device,
+    /// Format File System (cached configuration, logs, directory, call lists).
+    Format,
+    /// Reset to Factory (UC Software 4.0.0+, needs --password).
+    Factory,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum ViaArg {
+    Phone,
+    Web,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum SimCommand {
+    /// Create an emulated phone in a state folder.
+    Init {
+        #[arg(long, value_name = "DIR")]
+        state: PathBuf,
+        /// Its MAC address.
+        #[arg(long)]
+        mac: String,
+        /// Its model (VVX500, "VVX 410", SoundPoint IP 650, …).
+        #[arg(long)]
+        model: String,
+        /// Its software version.
+        #[arg(long, default_value = "6.4.3.5018")]
+        firmware: String,
+        /// A provisioning server set in the phone (device.prov.serverName, boot server Static).
+        #[arg(long, value_name = "URL", conflicts_with = "dhcp_option")]
+        server: Option<String>,
+        /// A DHCP option the network offers: NUMBER=VALUE, e.g. 160=http://host:8080/. Repeatable.
+        #[arg(long = "dhcp-option", value_name = "N=VALUE")]
+        dhcp_option: Vec<String>,
+        /// The server a ZTP-style redirect gives this phone.
+        #[arg(long, value_name = "URL")]
+        ztp: Option<String>,
+        /// CA certificates (PEM) the phone trusts for ftps:// (kept as ca.pem in its folder).
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Power the phone on: it finds its server, downloads, uploads; prints every request.
+    Boot {
+        #[arg(long, value_name = "DIR")]
+        state: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change the admin password in the phone menu or the web UI (uploaded as an override).
+    SetPassword {
+        #[arg(long, value_name = "DIR")]
+        state: PathBuf,
+        #[arg(long, value_enum)]
+        via: ViaArg,
+        /// The new password.
+        new: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Settings > Advanced > Admin Settings > Reset to Defaults.
+    Reset {
+        #[arg(long, value_name = "DIR")]
+        state: PathBuf,
+        #[arg(value_enum)]
+        what: ResetArg,
+        /// The admin password (Reset to Factory asks for it).
+        #[arg(long)]
+        password: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The key combination during the boot countdown, then the password typed on the keypad.
+    KeysReset {
+        #[arg(long, value_name = "DIR")]
+        state: PathBuf,
+        /// The admin password, or the MAC address.
+        #[arg(long)]
+        password: String,
+        /// Mode-key order used to type it.
+        #[arg(long, value_enum, default_value_t = CycleArg::Seed)]
+        cycle: CycleArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// What the phone has now: admin password, lines, server, and where each came from.
+    Show {
+        #[arg(long, value_name = "DIR")]
+        state: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Boot many distinct phones at once against a server; report throughput and latency.
+    Storm {
+        /// The provisioning URL (given to each phone as DHCP option 160).
+        #[arg(long, value_name = "URL")]
+        server: String,
+        /// How many phones.
+        #[arg(long, default_value_t = 1000)]
+        phones: usize,
+        /// Phones booting at the same time.
+        #[arg(long, default_value_t = 100)]
+        concurrency: usize,
+        /// First three bytes of the MACs, as 6 hex digits.
+        #[arg(long, default_value = "0004f2")]
+        mac_prefix: String,
+        #[arg(long, default_value = "VVX500")]
+        model: String,
+        #[arg(long, default_value = "6.4.3.5018")]
+        firmware: String,
+        /// Stop starting phones after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        time_limit: u64,
+        /// CA certificates (PEM) the phones trust, for an ftps:// server.
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum, Default)]
+pub(crate) enum CycleArg {
+    /// numeric → lower → upper: the vendor FAQ's table.
+    #[default]
+    Seed,
+    /// numeric → UPPER → lower: the key labels 1->Aa, A->a1, a->1A.
+    Labels,
+}
+
+#[derive(Clone, Copy, ValueEnum, Default)]
+pub(crate) enum CaseArg {
+    #[default]
+    Lower,
+    Upper,
+}
+
+impl From<CycleArg> for polyprov_model::keypad::ModeCycle {
+    fn from(c: CycleArg) -> Self {
+        match c {
+            CycleArg::Seed => Self::Seed,
+            CycleArg::Labels => Self::Labels,
+        }
+    }
+}
+
+impl From<CaseArg> for polyprov_model::keypad::LetterCase {
+    fn from(c: CaseArg) -> Self {
+        match c {
+            CaseArg::Lower => Self::Lower,
+            CaseArg::Upper => Self::Upper,
+        }
+    }
+}
+
+#[derive(Args)]
+pub(crate) struct GuideArgs {
+    /// The model: VVX410, "VVX 410", vvx_410, SoundPoint IP 550, or a whole User-Agent.
+    #[arg(required_unless_present = "list")]
+    pub(crate) model: Option<String>,
+    /// The phone's software version (e.g. 5.9.7.4477): steps that depend on it are chosen.
+    #[arg(long, value_name = "VERSION")]
+    pub(crate) firmware: Option<String>,
+    /// The phone's MAC: adds the keystrokes for typing it as the password.
+    #[arg(long)]
+    pub(crate) mac: Option<String>,
+    /// Print every model in the catalog with the confidence of its procedures.
+    #[arg(long)]
+    pub(crate) list: bool,
+    /// Mode-key order for the keystrokes.
+    #[arg(long, value_enum, default_value_t = CycleArg::Seed)]
+    pub(crate) cycle: CycleArg,
+    /// Letter case to type the MAC in.
+    #[arg(long = "case", value_enum, default_value_t = CaseArg::Lower)]
+    pub(crate) letter_case: CaseArg,
+    /// A catalog file that extends or corrects the built-in one.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) catalog: Option<PathBuf>,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct KeysArgs {
+    /// The MAC address, in any common form.
+    pub(crate) mac: String,
+    /// Mode-key order.
+    #[arg(long, value_enum, default_value_t = CycleArg::Seed)]
+    pub(crate) cycle: CycleArg,
+    /// Letter case to type the MAC in.
+    #[arg(long = "case", value_enum, default_value_t = CaseArg::Lower)]
+    pub(crate) letter_case: CaseArg,
+    /// Print the steps as JSON (what the emulated phone's password prompt consumes).
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Lint files or whole boot roots: malformed XML, parameters set twice, ignored device.*
+    /// values, CONFIG_FILES limits and missing files, secrets in shared files. Exit 1 on errors.
+    Check {
+        /// Files or boot-root directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// What one phone ends up with for each parameter, and why (the chain of sources).
+    Explain {
+        /// The boot root the phone provisions from.
+        #[arg(long, value_name = "DIR")]
+        root: PathBuf,
+        /// The phone's MAC address.
+        #[arg(long)]
+        mac: String,
+        /// Its model, as a master-file token (VVX500) or as its User-Agent says it (VVX_500).
+        #[arg(long)]
+        model: String,
+        /// An override the phone holds: <mac>-phone.cfg (menu) or <mac>-web.cfg (web UI).
+        #[arg(long = "override", value_name = "FILE")]
+        overrides: Vec<PathBuf>,
+        /// Parameters to explain, e.g. device.auth.localAdminPassword.
+        #[arg(required = true)]
+        params: Vec<String>,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+pub(crate) struct ServeArgs {
+    /// Data directory (inventory, boot root, uploads, secrets); created on first start.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) data: Option<PathBuf>,
+    /// Address phones connect to [default: 0.0.0.0:8080].
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) http: Option<SocketAddr>,
+    /// Address of the admin API and /metrics [default: 127.0.0.1:8081].
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) admin: Option<SocketAddr>,
+    /// Also serve TFTP here, e.g. 0.0.0.0:69 (off by default).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) tftp: Option<SocketAddr>,
+    /// Also serve FTP here, e.g. 0.0.0.0:21 (off by default; FTPS, passive ports and logins are
+    /// in the settings file's [ftp] section).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) ftp: Option<SocketAddr>,
+    /// TOML settings file; flags given here win over it.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// Log format on standard error.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub(crate) log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where the admin API is and how to prove we may use it.
+#[derive(Args, Clone)]
+pub(crate) struct ApiArgs {
+    /// Admin API base URL.
+    #[arg(
+        long,
+        env = "POLYPROV_SERVER",
+        default_value = "http://127.0.0.1:8081",
+        global = true
+    )]
+    pub(crate) server: String,
+    /// File holding the admin token (ignored when POLYPROV_TOKEN is set).
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "./polyprov-data/admin.token",
+        global = true
+    )]
+    pub(crate) token_file: PathBuf,
+    /// Print JSON for scripts instead of tables.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+}
+
+/// What `device assign` and `device reassign` give a device.
+#[derive(Args)]
+pub(crate) struct AssignArgs {
+    /// Profile whose parameters apply under the device's own.
+    #[arg(long)]
+    pub(crate) profile: Option<String>,
+    /// Admin password for the phone (device.auth.localAdminPassword).
+    #[arg(long, conflicts_with = "admin_password_file")]
+    pub(crate) admin_password: Option<String>,
+    /// Read the admin password from a file (keeps it out of shell history).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) admin_password_file: Option<PathBuf>,
+    /// A registration line: ADDRESS[,USER[,PASSWORD]]; repeat for lines 2, 3, …
+    #[arg(long, value_name = "LINE")]
+    pub(crate) line: Vec<String>,
+    /// Any Poly parameter: NAME=VALUE; repeat as needed.
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub(crate) param: Vec<String>,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum DeviceCommand {
+    /// List every device the server knows.
+    List(ApiArgs),
+    /// Show one device.
+    Show {
+        /// MAC address, in any common form (0004f2aa814c, 00-04-F2-AA-81-4C, …).
+        mac: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Assign a device: replaces its profile, admin password, lines and parameters.
+    Assign {
+        /// MAC address, in any common form (0004f2aa814c, 00-04-F2-AA-81-4C, …).
+        mac: String,
+        #[command(flatten)]
+        assignment: AssignArgs,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Remove a device from the inventory (its uploaded files are kept).
+    Remove {
+        /// MAC address, in any common form.
+        mac: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Release a device for a new user: its assignment is withdrawn and its overrides,
+    /// directory, call lists and licence move to quarantine; it is then served what a
+    /// never-seen phone is served. Do this before a factory reset, or the phone comes back
+    /// with its old settings.
+    Release {
+        /// MAC address, in any common form.
+        mac: String,
+        /// Why (kept in the audit log).
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Release and assign in one step (same options as assign).
+    Reassign {
+        /// MAC address, in any common form.
+        mac: String,
+        #[command(flatten)]
+        assignment: AssignArgs,
+        /// Why (kept in the audit log).
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Bring quarantined files back (the newest set, or --version ID).
+    Restore {
+        /// MAC address, in any common form.
+        mac: String,
+        /// A quarantine set id (see `device quarantine`).
+        #[arg(long)]
+        version: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Retire a released or unassigned device (it can no longer be assigned).
+    Retire {
+        /// MAC address, in any common form.
+        mac: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// The device's audit log: every change, when, by whom, before and after.
+    History {
+        /// MAC address, in any common form.
+        mac: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// The quarantine sets kept for a device.
+    Quarantine {
+        /// MAC address, in any common form.
+        mac: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// List the files a device uploaded (overrides, logs, directory, call lists).
+    Uploads {
+        /// MAC address, in any common form.
+        mac: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ProfileCommand {
+    /// List profiles.
+    List(ApiArgs),
+    /// Show one profile.
+    Show {
+        /// Profile name.
+        name: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Create or replace a profile.
+    Set {
+        /// Profile name: 1-64 letters, digits, '.', '_', '-'.
+        name: String,
+        /// A Poly parameter: NAME=VALUE; repeat as needed.
+        #[arg(long, value_name = "NAME=VALUE")]
+        param: Vec<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Delete a profile no device uses.
+    Remove {
+        /// Profile name.
+        name: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum SiteCommand {
+    /// Show the site defaults.
+    Show(ApiArgs),
+    /// Replace the site defaults.
+    Set {
+        /// A Poly parameter: NAME=VALUE; repeat as needed.
+        #[arg(long, value_name = "NAME=VALUE")]
+        param: Vec<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
