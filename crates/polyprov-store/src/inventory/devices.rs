@@ -1,0 +1,227 @@
+//! Devices: reading them, assigning, removing, and what phones were seen doing.
+
+use super::*;
+
+pub(super) async fn fetch_device(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    mac: Mac,
+) -> Result<Option<Device>, InventoryError> {
+    let row = sqlx::query(select_devices!("WHERE mac = ?"))
+        .bind(mac.to_string())
+        .fetch_optional(&mut **tx)
+        .await?;
+    row.map(|r| device_from_row(&r)).transpose()
+}
+
+/// A device that must exist: `NoSuchDevice` otherwise.
+pub(super) async fn existing_device(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    mac: Mac,
+) -> Result<Device, InventoryError> {
+    fetch_device(tx, mac)
+        .await?
+        .ok_or_else(|| InventoryError::NoSuchDevice(mac.to_string()))
+}
+
+pub(super) fn device_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Device, InventoryError> {
+    Ok(Device {
+        mac: r.try_get("mac")?,
+        state: DeviceState::parse(r.try_get("state")?),
+        assignment: Assignment {
+            profile: r.try_get("profile")?,
+            admin_password: r.try_get("admin_password")?,
+            params: serde_json::from_str(r.try_get("params")?)?,
+        },
+        model: r.try_get("model")?,
+        family: r.try_get("family")?,
+        firmware: r.try_get("firmware")?,
+        stage: r.try_get("stage")?,
+        serial: r.try_get("serial")?,
+        first_seen: r.try_get("first_seen")?,
+        last_seen: r.try_get("last_seen")?,
+        last_addr: r.try_get("last_addr")?,
+        last_fetch: r.try_get("last_fetch")?,
+        last_upload: r.try_get("last_upload")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+        released_at: r.try_get("released_at")?,
+        reset_suspected_at: r.try_get("reset_suspected_at")?,
+        user_agent: r.try_get("user_agent")?,
+    })
+}
+
+impl Inventory {
+    /// One device, if known.
+    pub async fn device(&self, mac: Mac) -> Result<Option<Device>, InventoryError> {
+        let row = sqlx::query(select_devices!("WHERE mac = ?"))
+            .bind(mac.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| device_from_row(&r)).transpose()
+    }
+
+    /// Every device, by MAC.
+    pub async fn devices(&self) -> Result<Vec<Device>, InventoryError> {
+        let rows = sqlx::query(select_devices!("ORDER BY mac"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(device_from_row).collect()
+    }
+
+    /// Number of devices in each state.
+    pub async fn count_by_state(&self) -> Result<Vec<(DeviceState, i64)>, InventoryError> {
+        let rows = sqlx::query("SELECT state, COUNT(*) FROM devices GROUP BY state ORDER BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (DeviceState::parse(r.get::<&str, _>(0)), r.get::<i64, _>(1)))
+            .collect())
+    }
+
+    /// Gives a device its assignment (creating the device if new). The profile must exist; a
+    /// retired device cannot be assigned.
+    pub async fn assign(
+        &self,
+        mac: Mac,
+        a: &Assignment,
+        actor: &str,
+    ) -> Result<Device, InventoryError> {
+        let mut tx = self.write_tx().await?;
+        let before = fetch_device(&mut tx, mac).await?;
+        if before
+            .as_ref()
+            .is_some_and(|d| d.state == DeviceState::Retired)
+        {
+            return Err(InventoryError::InvalidTransition {
+                mac: mac.to_string(),
+                state: "retired",
+                what: "assign",
+            });
+        }
+        if let Some(p) = &a.profile {
+            let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM profiles WHERE name = ?")
+                .bind(p)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if exists.is_none() {
+                return Err(InventoryError::NoSuchProfile(p.clone()));
+            }
+        }
+        let t = now();
+        sqlx::query(
+            "INSERT INTO devices (mac, state, profile, admin_password, params, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+             ON CONFLICT(mac) DO UPDATE SET state = ?2, profile = ?3, admin_password = ?4,
+                 params = ?5, updated_at = ?6",
+        )
+        .bind(mac.to_string())
+        .bind(DeviceState::Assigned.as_str())
+        .bind(&a.profile)
+        .bind(&a.admin_password)
+        .bind(serde_json::to_string(&a.params)?)
+        .bind(t)
+        .execute(&mut *tx)
+        .await?;
+        let after = existing_device(&mut tx, mac).await?;
+        audit(
+            &mut tx,
+            actor,
+            mac,
+            "assign",
+            before.as_ref(),
+            Some(&after),
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        self.assigned_set().insert(mac);
+        self.bump();
+        Ok(after)
+    }
+
+    /// Deletes a device's record (its audit log stays). Returns whether it existed.
+    pub async fn remove(&self, mac: Mac, actor: &str) -> Result<bool, InventoryError> {
+        let mut tx = self.write_tx().await?;
+        let before = fetch_device(&mut tx, mac).await?;
+        let n = sqlx::query("DELETE FROM devices WHERE mac = ?")
+            .bind(mac.to_string())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if before.is_some() {
+            audit(&mut tx, actor, mac, "remove", before.as_ref(), None, None).await?;
+        }
+        tx.commit().await?;
+        self.assigned_set().remove(&mac);
+        self.bump();
+        Ok(n > 0)
+    }
+
+    /// Records what the server saw, many devices in one transaction. Unknown devices are created
+    /// `unassigned`; `None` fields keep their stored value.
+    pub async fn record_sightings(&self, batch: &[Sighting]) -> Result<(), InventoryError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write_tx().await?;
+        for s in batch {
+            sqlx::query(
+                "INSERT INTO devices (mac, state, model, family, firmware, stage, serial,
+                     first_seen, last_seen, last_addr, last_fetch, last_upload, created_at, updated_at,
+                     user_agent)
+                 VALUES (?1, 'unassigned', ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10, ?7, ?7, ?11)
+                 ON CONFLICT(mac) DO UPDATE SET
+                     model = COALESCE(?2, model), family = COALESCE(?3, family),
+                     firmware = COALESCE(?4, firmware), stage = COALESCE(?5, stage),
+                     serial = COALESCE(?6, serial),
+                     first_seen = COALESCE(first_seen, ?7), last_seen = MAX(COALESCE(last_seen, 0), ?7),
+                     last_addr = COALESCE(?8, last_addr), last_fetch = COALESCE(?9, last_fetch),
+                     last_upload = COALESCE(?10, last_upload),
+                     user_agent = COALESCE(?11, user_agent)",
+            )
+            .bind(&s.mac)
+            .bind(&s.model)
+            .bind(&s.family)
+            .bind(&s.firmware)
+            .bind(&s.stage)
+            .bind(&s.serial)
+            .bind(s.at)
+            .bind(&s.addr)
+            .bind(&s.last_fetch)
+            .bind(&s.last_upload)
+            .bind(&s.user_agent)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Marks a device as probably factory-reset at `at`, with the evidence in the audit log.
+    pub async fn suspect_reset(
+        &self,
+        mac: Mac,
+        at: i64,
+        evidence: &str,
+    ) -> Result<(), InventoryError> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query("UPDATE devices SET reset_suspected_at = ?2 WHERE mac = ?1")
+            .bind(mac.to_string())
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        audit(
+            &mut tx,
+            "phone",
+            mac,
+            "reset-suspected",
+            None,
+            None,
+            Some(evidence),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,484 @@
+//! The inventory: devices, profiles and site defaults, in SQLite.
+//!
+//! Times are stored as integer Unix seconds and parameter maps as JSON text, so the schema moves
+//! to PostgreSQL unchanged. Every write that can change what a phone is served bumps
+//! [`Inventory::generation`], which the server uses to invalidate rendered files.
+
+use polyprov_model::{Mac, Params};
+use serde::{Deserialize, Serialize};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Why an inventory operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("stored JSON is corrupt: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("profile {0:?} does not exist")]
+    NoSuchProfile(String),
+    #[error("profile {0:?} is used by {1} device(s)")]
+    ProfileInUse(String, i64),
+    #[error("device {mac} is {state}: {what} is not allowed")]
+    InvalidTransition {
+        mac: String,
+        state: &'static str,
+        what: &'static str,
+    },
+    #[error("no device {0}")]
+    NoSuchDevice(String),
+}
+
+impl InventoryError {
+    /// Whether the database failed for want of a resource (disk full, busy or locked, cannot
+    /// open a file, no connection in time) rather than a fault: worth a retry, a 503 not a 500.
+    pub fn is_resource(&self) -> bool {
+        match self {
+            InventoryError::Db(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed) => true,
+            InventoryError::Db(sqlx::Error::Io(_)) => true,
+            InventoryError::Db(sqlx::Error::Database(d)) => {
+                // SQLite primary result codes: BUSY 5, LOCKED 6, NOMEM 7, IOERR 10, FULL 13,
+                // CANTOPEN 14 (extended codes carry the primary one in the low byte).
+                d.code()
+                    .and_then(|c| c.parse::<i32>().ok())
+                    .is_some_and(|c| matches!(c & 0xff, 5 | 6 | 7 | 10 | 13 | 14))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Where a device is in its life: `unassigned` → `assigned` → `released` → (`assigned` again |
+/// `retired`). Only `assigned` devices get anything of their own; the others are served exactly
+/// what a never-seen phone is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceState {
+    /// Seen by the server, never given anything of its own.
+    Unassigned,
+    /// Has an assignment: it gets a generated master and per-device file.
+    Assigned,
+    /// Its assignment was withdrawn and its uploads quarantined, ready for a new user.
+    Released,
+    /// Out of service; it can no longer be assigned.
+    Retired,
+}
+
+impl DeviceState {
+    /// The stored and displayed name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceState::Unassigned => "unassigned",
+            DeviceState::Assigned => "assigned",
+            DeviceState::Released => "released",
+            DeviceState::Retired => "retired",
+        }
+    }
+
+    fn parse(s: &str) -> DeviceState {
+        match s {
+            "assigned" => DeviceState::Assigned,
+            "released" => DeviceState::Released,
+            "retired" => DeviceState::Retired,
+            _ => DeviceState::Unassigned,
+        }
+    }
+}
+
+/// One entry of the append-only audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: i64,
+    /// Who: the admin token's name, or `phone` for what a phone's requests caused.
+    pub actor: String,
+    pub mac: String,
+    /// `assign`, `release`, `retire`, `restore`, `remove`, `reset-suspected`, …
+    pub action: String,
+    /// The device before and after (admin password masked), as JSON.
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+    /// Free text: the reason given, the quarantine set, …
+    pub detail: Option<String>,
+}
+
+/// What an admin decides for a device.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    /// Profile whose parameters apply under the device's own.
+    pub profile: Option<String>,
+    /// Rendered as `device.auth.localAdminPassword` with its gates.
+    pub admin_password: Option<String>,
+    /// Any further parameters; they win over the profile and the site defaults.
+    pub params: Params,
+}
+
+/// What the server last saw of a device.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sighting {
+    pub mac: String,
+    pub at: i64,
+    pub addr: Option<String>,
+    pub model: Option<String>,
+    pub family: Option<String>,
+    pub firmware: Option<String>,
+    pub stage: Option<String>,
+    pub serial: Option<String>,
+    pub last_fetch: Option<String>,
+    pub last_upload: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// A device as the inventory holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    pub mac: String,
+    pub state: DeviceState,
+    #[serde(flatten)]
+    pub assignment: Assignment,
+    pub model: Option<String>,
+    pub family: Option<String>,
+    pub firmware: Option<String>,
+    pub stage: Option<String>,
+    pub serial: Option<String>,
+    pub first_seen: Option<i64>,
+    pub last_seen: Option<i64>,
+    pub last_addr: Option<String>,
+    pub last_fetch: Option<String>,
+    pub last_upload: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// When it was last released.
+    pub released_at: Option<i64>,
+    /// When its requests last looked like a factory reset (see the server's reset heuristics).
+    pub reset_suspected_at: Option<i64>,
+    /// The User-Agent of its last request, as sent (cut at 256 characters): what the phone said,
+    /// including shapes polyprov could not read.
+    pub user_agent: Option<String>,
+}
+
+/// A named set of parameters shared by many devices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    pub name: String,
+    pub params: Params,
+    pub updated_at: i64,
+}
+
+/// The inventory database.
+pub struct Inventory {
+    pool: SqlitePool,
+    generation: AtomicU64,
+    /// MACs with an assignment, kept in memory so that a storm of unknown phones never queries
+    /// the database (one process owns the database; several nodes will need a shared signal).
+    assigned: std::sync::RwLock<std::collections::HashSet<Mac>>,
+}
+
+/// The connection pool. A connection whose transaction could not be ended (a COMMIT or
+/// ROLLBACK that failed, as on a full disk: SQLite may already have rolled back by itself,
+/// and then the driver's ROLLBACK fails too) is closed instead of going back to the pool —
+/// otherwise every later write on it fails with "begin_with at non-zero transaction depth"
+/// until the process restarts.
+fn pool_options() -> SqlitePoolOptions {
+    use sqlx::Connection;
+    SqlitePoolOptions::new()
+        .max_connections(4)
+        .after_release(|conn, _meta| {
+            Box::pin(async move {
+                // A dropped transaction's ROLLBACK is queued on the connection's worker: the
+                // ping runs after it, so the depth read next is the settled one.
+                conn.ping().await?;
+                let clean = !conn.is_in_transaction();
+                if !clean {
+                    tracing::warn!("closing a database connection left inside a transaction");
+                }
+                Ok(clean)
+            })
+        })
+}
+
+/// Current Unix time in seconds.
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+macro_rules! select_devices {
+    ($tail:literal) => {
+        concat!(
+            "SELECT mac, state, profile, admin_password, params, model, family, firmware, stage, ",
+            "serial, first_seen, last_seen, last_addr, last_fetch, last_upload, created_at, ",
+            "updated_at, released_at, reset_suspected_at, user_agent FROM devices ",
+            $tail
+        )
+    };
+}
+
+mod audit;
+mod devices;
+mod lifecycle;
+mod profiles;
+mod schema;
+
+use audit::*;
+use devices::*;
+use lifecycle::*;
+
+impl Inventory {
+    /// Opens (creating if needed) the SQLite inventory at `path` and brings its schema up to date.
+    pub async fn open_sqlite(path: &Path) -> Result<Inventory, InventoryError> {
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true);
+        let pool = pool_options().connect_with(opts).await?;
+        Inventory::from_pool(pool).await
+    }
+
+    async fn from_pool(pool: SqlitePool) -> Result<Inventory, InventoryError> {
+        let inv = Inventory {
+            pool,
+            generation: AtomicU64::new(1),
+            assigned: Default::default(),
+        };
+        inv.migrate().await?;
+        let macs: Vec<String> =
+            sqlx::query_scalar("SELECT mac FROM devices WHERE state = 'assigned'")
+                .fetch_all(&inv.pool)
+                .await?;
+        *inv.assigned_set() = macs.iter().filter_map(|m| m.parse().ok()).collect();
+        Ok(inv)
+    }
+
+    fn assigned_set(&self) -> std::sync::RwLockWriteGuard<'_, std::collections::HashSet<Mac>> {
+        self.assigned.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A write transaction that takes the write lock at once (`BEGIN IMMEDIATE`). A deferred
+    /// transaction that reads first and writes later fails with SQLITE_BUSY when another writer
+    /// (the sightings flush) committed in between; an immediate one waits its turn instead.
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+
+    /// Whether a device has an assignment, without a database query.
+    pub fn is_assigned(&self, mac: Mac) -> bool {
+        self.assigned
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&mac)
+    }
+
+    /// A number that changes whenever anything a phone is served from the inventory changes.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn bump(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Closes the pool, waiting for running queries.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mac(s: &str) -> Mac {
+        s.parse().unwrap()
+    }
+
+    async fn open() -> (tempfile::TempDir, Inventory) {
+        let dir = tempfile::tempdir().unwrap();
+        let inv = Inventory::open_sqlite(&dir.path().join("inv.db"))
+            .await
+            .unwrap();
+        (dir, inv)
+    }
+
+    /// After "database or disk is full", once there is room again every write succeeds: no
+    /// pooled connection is left inside a transaction (found by a fault run: 20 of 40 assigns
+    /// failed until restart).
+    #[tokio::test]
+    async fn a_full_database_leaves_no_connection_inside_a_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = SqliteConnectOptions::new()
+            .filename(dir.path().join("inv.db"))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal);
+        // Two connections, so that a bad one can go back to the pool beside a good one.
+        let pool = pool_options()
+            .max_connections(2)
+            .connect_with(opts)
+            .await
+            .unwrap();
+        let inv = Inventory::from_pool(pool).await.unwrap();
+        let set_max_pages = |n: i64| {
+            let pool = inv.pool.clone();
+            async move {
+                // Both connections get the limit (a pragma is per connection).
+                let mut a = pool.acquire().await.unwrap();
+                let mut b = pool.acquire().await.unwrap();
+                for c in [&mut a, &mut b] {
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("PRAGMA max_page_count = {n}")))
+                        .execute(&mut **c)
+                        .await
+                        .unwrap();
+                }
+            }
+        };
+        let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+            .fetch_one(&inv.pool)
+            .await
+            .unwrap();
+        set_max_pages(pages).await;
+        let big = Assignment {
+            admin_password: Some("x".repeat(3000)),
+            ..Default::default()
+        };
+        let mut full = 0;
+        for i in 0..200u32 {
+            let m = mac(&format!("0004f2{i:06x}"));
+            if let Err(e) = inv.assign(m, &big, "test").await {
+                assert!(e.is_resource(), "{e}");
+                full += 1;
+            }
+        }
+        assert!(full > 0, "the database never filled up");
+        set_max_pages(1 << 30).await;
+        for i in 0..40u32 {
+            let m = mac(&format!("0004f3{i:06x}"));
+            inv.assign(m, &big, "test")
+                .await
+                .unwrap_or_else(|e| panic!("write {i} after space came back: {e}"));
+        }
+    }
+
+    #[tokio::test]
+    async fn sightings_create_unassigned_devices_and_keep_known_fields() {
+        let (_d, inv) = open().await;
+        let m = mac("0004f2aa814c");
+        let mut s = Sighting {
+            mac: m.to_string(),
+            at: 10,
+            model: Some("VVX_500".into()),
+            ..Default::default()
+        };
+        inv.record_sightings(std::slice::from_ref(&s))
+            .await
+            .unwrap();
+        s.at = 20;
+        s.model = None;
+        s.addr = Some("127.0.0.1".into());
+        inv.record_sightings(&[s]).await.unwrap();
+        let d = inv.device(m).await.unwrap().unwrap();
+        assert_eq!(d.state, DeviceState::Unassigned);
+        assert_eq!((d.first_seen, d.last_seen), (Some(10), Some(20)));
+        assert_eq!(d.model.as_deref(), Some("VVX_500"));
+        assert_eq!(d.last_addr.as_deref(), Some("127.0.0.1"));
+    }
+
+    #[tokio::test]
+    async fn assignment_needs_an_existing_profile_and_bumps_the_generation() {
+        let (_d, inv) = open().await;
+        let m = mac("0004f2aa814c");
+        let a = Assignment {
+            profile: Some("sales".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            inv.assign(m, &a, "test").await,
+            Err(InventoryError::NoSuchProfile(_))
+        ));
+        assert!(inv.device(m).await.unwrap().is_none());
+        let g = inv.generation();
+        inv.put_profile("sales", &Params::new()).await.unwrap();
+        let d = inv.assign(m, &a, "test").await.unwrap();
+        assert_eq!(d.state, DeviceState::Assigned);
+        assert!(inv.generation() > g);
+        assert!(inv.is_assigned(m));
+        assert!(matches!(
+            inv.delete_profile("sales").await,
+            Err(InventoryError::ProfileInUse(_, 1))
+        ));
+        assert!(inv.remove(m, "test").await.unwrap());
+        assert!(!inv.is_assigned(m));
+        assert!(inv.delete_profile("sales").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn the_lifecycle_is_validated_and_audited() {
+        let (_d, inv) = open().await;
+        let m = mac("0004f2aa814c");
+        let a = Assignment {
+            admin_password: Some("P1".into()),
+            ..Default::default()
+        };
+        inv.assign(m, &a, "alice").await.unwrap();
+        let (d, changed) = inv.release(m, "alice", "new user").await.unwrap();
+        assert_eq!(
+            (d.state, changed, d.assignment.admin_password.clone()),
+            (DeviceState::Released, true, None)
+        );
+        assert!(!inv.is_assigned(m));
+        let (_, changed) = inv.release(m, "alice", "again").await.unwrap();
+        assert!(!changed, "release is idempotent");
+        inv.retire(m, "bob", "broken screen").await.unwrap();
+        assert!(matches!(
+            inv.assign(m, &a, "bob").await,
+            Err(InventoryError::InvalidTransition { .. })
+        ));
+        assert!(matches!(
+            inv.release(mac("0004f2000001"), "bob", "").await,
+            Err(InventoryError::NoSuchDevice(_))
+        ));
+        let h = inv.history(m).await.unwrap();
+        let actions: Vec<(&str, &str)> = h
+            .iter()
+            .map(|e| (e.actor.as_str(), e.action.as_str()))
+            .collect();
+        assert_eq!(
+            actions,
+            [("alice", "assign"), ("alice", "release"), ("bob", "retire")]
+        );
+        assert_eq!(h[0].after.as_ref().unwrap()["admin_password"], "***");
+        assert_eq!(h[1].detail.as_deref(), Some("new user"));
+        // Append-only, even for SQL.
+        assert!(
+            sqlx::query("DELETE FROM audit")
+                .execute(&inv.pool)
+                .await
+                .is_err()
+        );
+        assert!(
+            sqlx::query("UPDATE audit SET actor = 'x'")
+                .execute(&inv.pool)
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn schema_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("inv.db");
+        let inv = Inventory::open_sqlite(&p).await.unwrap();
+        let params: Params = [("a.b".to_string(), "1".to_string())].into();
+        inv.put_site_defaults(&params).await.unwrap();
+        inv.close().await;
+        let inv = Inventory::open_sqlite(&p).await.unwrap();
+        assert_eq!(inv.site_defaults().await.unwrap(), params);
+    }
+}

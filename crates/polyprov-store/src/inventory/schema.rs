@@ -1,0 +1,88 @@
+//! The schema: plain SQL steps, applied in order and counted by `PRAGMA user_version`, so
+//! that the same steps can be carried to PostgreSQL.
+
+use super::*;
+
+/// Schema steps, applied in order; `PRAGMA user_version` records how many ran.
+pub(super) const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4];
+
+/// A release in progress: written before its uploads move to quarantine, removed in the
+/// transaction that records the release. One left behind at start-up is a release a crash
+/// interrupted; it is undone (see the server's reconciliation).
+pub(super) const MIGRATION_4: &str = r#"
+CREATE TABLE release_intents (
+    mac TEXT PRIMARY KEY,
+    quarantine TEXT NOT NULL,
+    started_at INTEGER NOT NULL
+);
+"#;
+
+pub(super) const MIGRATION_3: &str = r#"
+ALTER TABLE devices ADD COLUMN user_agent TEXT;
+"#;
+
+pub(super) const MIGRATION_2: &str = r#"
+CREATE TABLE audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    mac TEXT NOT NULL,
+    action TEXT NOT NULL,
+    before TEXT,
+    after TEXT,
+    detail TEXT
+);
+CREATE INDEX audit_mac ON audit(mac, id);
+CREATE TRIGGER audit_append_only_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_append_only_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+ALTER TABLE devices ADD COLUMN released_at INTEGER;
+ALTER TABLE devices ADD COLUMN reset_suspected_at INTEGER;
+"#;
+
+pub(super) const MIGRATION_1: &str = r#"
+CREATE TABLE devices (
+    mac TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    profile TEXT,
+    admin_password TEXT,
+    params TEXT NOT NULL DEFAULT '{}',
+    model TEXT, family TEXT, firmware TEXT, stage TEXT, serial TEXT,
+    first_seen INTEGER, last_seen INTEGER, last_addr TEXT,
+    last_fetch TEXT, last_upload TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX devices_profile ON devices(profile);
+CREATE TABLE profiles (
+    name TEXT PRIMARY KEY,
+    params TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE site (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    params TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+"#;
+
+impl Inventory {
+    pub(super) async fn migrate(&self) -> Result<(), InventoryError> {
+        let mut tx = self.write_tx().await?;
+        let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+            .fetch_one(&mut *tx)
+            .await?;
+        for (i, step) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            sqlx::raw_sql(*step).execute(&mut *tx).await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "PRAGMA user_version = {}",
+                i + 1
+            )))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
