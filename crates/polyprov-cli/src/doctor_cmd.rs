@@ -4,6 +4,7 @@
 use crate::args::*;
 use crate::client::{CliError, Client, Exit};
 use crate::out::outln;
+use polyprov_model::doctor::{Finding, FindingKind, Report, Source};
 
 pub(crate) fn print_probe(r: &crate::dhcp_probe::ProbeResult) {
     if r.offers.is_empty() {
@@ -21,111 +22,94 @@ pub(crate) fn print_probe(r: &crate::dhcp_probe::ProbeResult) {
 }
 
 /// Findings for what the probe saw: options that point phones at a provisioning server.
-pub(crate) fn probe_findings(
-    r: &crate::dhcp_probe::ProbeResult,
-    mac: &str,
-) -> Vec<serde_json::Value> {
+pub(crate) fn probe_findings(r: &crate::dhcp_probe::ProbeResult, mac: &str) -> Vec<Finding> {
     let mut out = Vec::new();
     for o in &r.offers {
         for n in [66u8, 160, 150] {
             if let Some(v) = o.options.get(&n) {
-                out.push(serde_json::json!({
-                    "kind": "dhcp",
-                    "what": format!("the DHCP server {} on {} hands out option {n} = {v:?}: a factory-reset phone finds that server at once", o.server, r.interface),
-                    "fix": format!("make sure that server serves {mac} nothing of its own (`polyprov device release {mac}` when it is polyprov), or remove option {n} for this network"),
-                }));
+                out.push(Finding {
+                    kind: FindingKind::Dhcp,
+                    what: format!("the DHCP server {} on {} hands out option {n} = {v:?}: a factory-reset phone finds that server at once", o.server, r.interface),
+                    fix: format!("make sure that server serves {mac} nothing of its own (`polyprov device release {mac}` when it is polyprov), or remove option {n} for this network"),
+                });
             }
         }
     }
     out
 }
 
+/// `polyprov doctor MAC`: the server's typed report, with what the DHCP probe saw.
 pub(crate) async fn doctor(
     mac: &str,
     probe_iface: Option<&str>,
     api: &ApiArgs,
 ) -> Result<(), CliError> {
+    let bad = |e: String| CliError::new(Exit::Failed, e);
     let c = Client::new(api)?;
-    let mut r = c.get(&format!("devices/{mac}/doctor")).await?;
+    let answer = c.get(&format!("devices/{mac}/doctor")).await?;
+    let mut report: Report = serde_json::from_value(answer)
+        .map_err(|e| bad(format!("the server's doctor report is not understood: {e}")))?;
+    let mut probe = None;
     if let Some(iface) = probe_iface {
-        let probe = crate::dhcp_probe::probe(iface, std::time::Duration::from_secs(3))
-            .map_err(|e| CliError::new(Exit::Failed, e))?;
-        let extra = probe_findings(&probe, mac);
-        if let Some(f) = r["findings"].as_array_mut() {
-            f.extend(extra);
-        }
-        r["dhcp_probe"] =
-            serde_json::to_value(&probe).map_err(|e| CliError::new(Exit::Failed, e.to_string()))?;
+        let p = crate::dhcp_probe::probe(iface, std::time::Duration::from_secs(3)).map_err(bad)?;
+        report.findings.extend(probe_findings(&p, mac));
+        probe = Some(p);
     }
     if api.json {
-        return crate::client::print_json(&r);
+        let mut v = serde_json::to_value(&report).map_err(|e| bad(e.to_string()))?;
+        if let Some(p) = probe {
+            v["dhcp_probe"] = serde_json::to_value(&p).map_err(|e| bad(e.to_string()))?;
+        }
+        return crate::client::print_json(&v);
     }
-    let t = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
-    let src = |v: &serde_json::Value| {
-        let file = match (v["file"].as_str(), v["line"].as_u64()) {
+    print_report(&report);
+    Ok(())
+}
+
+fn print_report(r: &Report) {
+    let src = |s: &Source| {
+        let file = match (&s.file, s.line) {
             (Some(f), Some(l)) => format!(" ({f}:{l})"),
             (Some(f), None) => format!(" ({f})"),
             _ => String::new(),
         };
         format!(
             "{:?} from {}{file}",
-            v["value"].as_str().unwrap_or(""),
-            t(&v["source"])
+            s.value.as_deref().unwrap_or(""),
+            s.source
         )
+    };
+    let list = |l: &[String], none: &str| {
+        if l.is_empty() {
+            none.to_string()
+        } else {
+            l.join(", ")
+        }
     };
     outln!(
         "{} ({}, model {})",
-        t(&r["mac"]),
-        t(&r["state"]),
-        t(&r["model"])
+        r.mac,
+        r.state,
+        r.model.as_deref().unwrap_or("-")
     );
-    outln!("After a factory reset this phone reads {}", t(&r["master"]));
-    let files: Vec<String> = r["config_files"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(t)
-        .collect();
-    outln!(
-        "  CONFIG_FILES: {}",
-        if files.is_empty() {
-            "(none)".into()
-        } else {
-            files.join(", ")
-        }
-    );
-    outln!("  admin password       {}", src(&r["admin_password"]));
-    outln!("  user password        {}", src(&r["user_password"]));
-    outln!("  provisioning server  {}", src(&r["provisioning_server"]));
-    for (k, v) in r["lines"].as_object().into_iter().flatten() {
+    outln!("After a factory reset this phone reads {}", r.master);
+    outln!("  CONFIG_FILES: {}", list(&r.config_files, "(none)"));
+    outln!("  admin password       {}", src(&r.admin_password));
+    outln!("  user password        {}", src(&r.user_password));
+    outln!("  provisioning server  {}", src(&r.provisioning_server));
+    for (k, v) in &r.lines {
         outln!("  {k:<20} {}", src(v));
     }
-    let held: Vec<String> = r["held"].as_array().into_iter().flatten().map(t).collect();
-    outln!(
-        "  held for it          {}",
-        if held.is_empty() {
-            "nothing".into()
-        } else {
-            held.join(", ")
-        }
-    );
-    let q: Vec<String> = r["quarantine"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(t)
-        .collect();
-    if !q.is_empty() {
-        outln!("  quarantined          {}", q.join(", "));
+    outln!("  held for it          {}", list(&r.held, "nothing"));
+    if !r.quarantine.is_empty() {
+        outln!("  quarantined          {}", r.quarantine.join(", "));
     }
-    let findings = r["findings"].as_array().cloned().unwrap_or_default();
     outln!();
-    if findings.is_empty() {
+    if r.findings.is_empty() {
         outln!("Nothing will bring old settings back.");
     }
-    for (i, f) in findings.iter().enumerate() {
-        outln!("{}. [{}] {}", i + 1, t(&f["kind"]), t(&f["what"]));
-        outln!("   fix: {}", t(&f["fix"]));
+    for (i, f) in r.findings.iter().enumerate() {
+        outln!("{}. [{}] {}", i + 1, f.kind, f.what);
+        outln!("   fix: {}", f.fix);
     }
-    Ok(())
 }

@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod config;
 pub mod config_file;
 pub mod dictionary;
+pub mod doctor;
 pub mod effective;
 pub mod guide;
 pub mod keypad;

@@ -74,8 +74,11 @@ async fn release_makes_a_factory_reset_stick_and_loses_nothing() {
         d.admin_password.file.as_deref(),
         Some("0004f2aa814c-web.cfg")
     );
-    let returns: Vec<&doctor::Finding> =
-        d.findings.iter().filter(|f| f.kind == "returns").collect();
+    let returns: Vec<&doctor::Finding> = d
+        .findings
+        .iter()
+        .filter(|f| f.kind == polyprov_model::doctor::FindingKind::Returns)
+        .collect();
     assert!(
         returns.iter().any(|f| f.what.contains("web override")
             && f.fix.starts_with("polyprov device release 0004f2aa814c")),
@@ -123,7 +126,9 @@ async fn release_makes_a_factory_reset_stick_and_loses_nothing() {
         .await
         .unwrap();
     assert!(
-        d.findings.iter().all(|f| f.kind != "returns"),
+        d.findings
+            .iter()
+            .all(|f| f.kind != polyprov_model::doctor::FindingKind::Returns),
         "{:#?}",
         d.findings
     );

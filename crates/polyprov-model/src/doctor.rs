@@ -1,0 +1,346 @@
+//! `doctor`'s analysis: after a factory reset, what would this phone get back, from where, and
+//! how to stop it — computed with the phone's own merge ([`crate::effective`]) and an empty
+//! flash, which is what a factory reset leaves. Pure: the server gathers what it would serve the
+//! phone ([`DoctorInput`]) and serialises the [`Report`]; the CLI deserialises and prints it.
+
+use crate::Mac;
+use crate::config::{ADMIN_PASSWORD, USER_PASSWORD};
+use crate::config_file::ConfigFile;
+use crate::effective::{Layer, PhoneSources, Resolved, effective, known_defaults};
+use crate::lint::is_secret;
+use crate::master::{Master, SHARED_MASTER};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A value after the reset and where it comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    pub value: Option<String>,
+    /// `built-in default`, `web override (web UI)`, `CONFIG_FILES #1`, …
+    pub source: String,
+    pub file: Option<String>,
+    pub line: Option<u32>,
+}
+
+/// What kind of thing a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FindingKind {
+    /// Old settings come back.
+    Returns,
+    /// A shared file sets a secret or provisioning setting for every phone.
+    SharedSecret,
+    /// DHCP leads the phone back to a server.
+    Dhcp,
+    /// Poly ZTP / Lens can redirect the phone.
+    Ztp,
+    Info,
+}
+
+impl std::fmt::Display for FindingKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FindingKind::Returns => "returns",
+            FindingKind::SharedSecret => "shared-secret",
+            FindingKind::Dhcp => "dhcp",
+            FindingKind::Ztp => "ztp",
+            FindingKind::Info => "info",
+        })
+    }
+}
+
+/// Something that will bring old settings back, and the command that stops it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    pub kind: FindingKind,
+    pub what: String,
+    pub fix: String,
+}
+
+/// The whole diagnosis.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    pub mac: String,
+    pub state: String,
+    pub model: Option<String>,
+    /// The master the phone gets and the files it lists, in order.
+    pub master: String,
+    pub config_files: Vec<String>,
+    pub admin_password: Source,
+    pub user_password: Source,
+    pub lines: BTreeMap<String, Source>,
+    pub provisioning_server: Source,
+    pub ztp_enabled: Source,
+    /// Overrides and lists the server holds and serves to the phone.
+    pub held: Vec<String>,
+    /// Quarantine sets kept for it.
+    pub quarantine: Vec<String>,
+    pub findings: Vec<Finding>,
+}
+
+/// The `CONFIG_FILES` a phone of `model` reads from the master it gets.
+pub fn config_files_of(
+    master_name: &str,
+    master_text: &str,
+    model: Option<&str>,
+    mac: Mac,
+) -> Result<Vec<String>, String> {
+    Master::parse(master_name, master_text)
+        .map(|m| m.resolve(model, mac).config_files)
+        .map_err(|e| e.to_string())
+}
+
+/// What the server would serve a factory-reset phone, gathered for [`analyse`].
+#[derive(Debug, Clone)]
+pub struct DoctorInput<'a> {
+    pub mac: Mac,
+    /// The device's state (`assigned`, `released`, …).
+    pub state: &'a str,
+    /// Its model token (`VVX500`), when known.
+    pub model: Option<String>,
+    /// The master it gets (`None`: the phone finds none) and its `CONFIG_FILES`, or why it
+    /// cannot be read.
+    pub master: Option<(String, Result<Vec<String>, String>)>,
+    /// Each listed file and its text as served (`None`: not served).
+    pub files: Vec<(String, Option<String>)>,
+    /// Whether the master the phone gets is polyprov's own staging master.
+    pub master_is_staging: bool,
+    /// Its overrides as served: the phone menu's, the web UI's.
+    pub local_override: Option<String>,
+    pub web_override: Option<String>,
+    /// What the admin declared the network's DHCP hands out.
+    pub dhcp: &'a BTreeMap<u8, String>,
+    /// Uploads and quarantine sets held for it, described.
+    pub held: Vec<String>,
+    pub quarantine: Vec<String>,
+}
+
+fn source(e: &BTreeMap<String, Resolved>, name: &str) -> Source {
+    match e.get(name).and_then(|r| r.winner().map(|w| (r, w))) {
+        Some((r, w)) => Source {
+            value: r.value.clone(),
+            source: w.layer.to_string(),
+            file: w.file.clone(),
+            line: w.position.map(|p| p.line),
+        },
+        None => Source {
+            value: None,
+            source: "not set by any source".into(),
+            file: None,
+            line: None,
+        },
+    }
+}
+
+/// Diagnoses one device from what it would be served.
+pub fn analyse(input: DoctorInput<'_>) -> Report {
+    let DoctorInput {
+        mac,
+        state,
+        model,
+        master,
+        files: served,
+        master_is_staging,
+        local_override,
+        web_override,
+        dhcp,
+        held,
+        quarantine,
+    } = input;
+    let assigned = state == "assigned";
+    let mut findings = Vec::new();
+    let mut files = Vec::new();
+    let mut config_names = Vec::new();
+    let mut master_desc = "none (the phone finds no master)".to_string();
+    if let Some((master_name, listed)) = &master {
+        match listed {
+            Ok(_) => {
+                master_desc = if assigned {
+                    format!("{master_name}, generated from {SHARED_MASTER}")
+                } else {
+                    format!("{master_name}, answered with the staging master")
+                };
+                for (name, text) in &served {
+                    config_names.push(name.clone());
+                    match text {
+                        Some(t) => match ConfigFile::parse(name, t) {
+                            Ok(f) => files.push(f),
+                            Err(e) => findings.push(Finding {
+                                kind: FindingKind::Info,
+                                what: format!("{e}: the phone cannot use {name}"),
+                                fix: format!("polyprov config check {name}"),
+                            }),
+                        },
+                        None => findings.push(Finding {
+                            kind: FindingKind::Info,
+                            what: format!("{name} is listed in CONFIG_FILES but not served"),
+                            fix: "add the file to the boot root or remove it from CONFIG_FILES"
+                                .into(),
+                        }),
+                    }
+                }
+            }
+            Err(e) => findings.push(Finding {
+                kind: FindingKind::Info,
+                what: e.clone(),
+                fix: format!("polyprov config check <boot root>/{SHARED_MASTER}"),
+            }),
+        }
+    }
+    let local = local_override
+        .as_deref()
+        .and_then(|t| ConfigFile::parse(&format!("{mac}-phone.cfg"), t).ok());
+    let web = web_override
+        .as_deref()
+        .and_then(|t| ConfigFile::parse(&format!("{mac}-web.cfg"), t).ok());
+    let defaults = known_defaults();
+    let e = effective(&PhoneSources {
+        local_override: local.as_ref(),
+        web_override: web.as_ref(),
+        config_files: &files,
+        flash: None,
+        defaults: Some(&defaults),
+    });
+
+    let release = format!("polyprov device release {mac}");
+    let fix_for = |r: &Resolved| -> Option<String> {
+        let w = r.winner()?;
+        let file = w.file.clone().unwrap_or_default();
+        Some(match &w.layer {
+            Layer::Default | Layer::DeviceFlash => return None,
+            Layer::LocalOverride | Layer::WebOverride => format!(
+                "{release}   (quarantines {file}; `polyprov device restore {mac}` brings it back)"
+            ),
+            Layer::ConfigFile(_) if file.starts_with(&mac.to_string()) => {
+                format!("{release}   (withdraws the assignment that generates {file})")
+            }
+            Layer::ConfigFile(_) => format!(
+                "remove it from {file} line {} in the boot root: every phone downloads that file",
+                w.position.map_or(0, |p| p.line)
+            ),
+        })
+    };
+    for (name, label) in [
+        (ADMIN_PASSWORD, "admin password"),
+        (USER_PASSWORD, "user password"),
+        ("device.prov.serverName", "provisioning server"),
+    ] {
+        if let Some(r) = e.get(name)
+            && let (Some(fix), Some(w)) = (fix_for(r), r.winner())
+        {
+            let at = w
+                .file
+                .as_ref()
+                .map(|f| {
+                    let line = w
+                        .position
+                        .map(|p| format!(":{}", p.line))
+                        .unwrap_or_default();
+                    format!(" ({f}{line})")
+                })
+                .unwrap_or_default();
+            findings.push(Finding {
+                kind: FindingKind::Returns,
+                what: format!(
+                    "after a factory reset the phone gets its {label} ({name}) from {}{at}",
+                    w.layer
+                ),
+                fix,
+            });
+        }
+    }
+    let lines: BTreeMap<String, Source> = e
+        .iter()
+        .filter(|(k, r)| {
+            k.starts_with("reg.")
+                && k.ends_with(".address")
+                && k.split('.').count() == 3
+                && r.value.as_deref().is_some_and(|v| !v.is_empty())
+        })
+        .map(|(k, _)| (k.clone(), source(&e, k)))
+        .collect();
+    for (k, src) in &lines {
+        if let Some(fix) = e.get(k).and_then(fix_for) {
+            findings.push(Finding {
+                kind: FindingKind::Returns,
+                what: format!(
+                    "after a factory reset the phone registers line {k} = {:?} (from {})",
+                    src.value.clone().unwrap_or_default(),
+                    src.file.clone().unwrap_or(src.source.clone())
+                ),
+                fix,
+            });
+        }
+    }
+    // Shared files with secrets or provisioning settings, for every phone.
+    for f in &files {
+        if f.name().starts_with(&mac.to_string()) {
+            continue;
+        }
+        for p in f
+            .params()
+            .iter()
+            .filter(|p| !p.value.trim().is_empty() && !p.name.ends_with(".set"))
+        {
+            if is_secret(&p.name) || p.name.starts_with("device.prov.") {
+                findings.push(Finding {
+                    kind: FindingKind::SharedSecret,
+                    what: format!(
+                        "{} (line {}) sets {} for every phone that reads it",
+                        f.name(),
+                        f.position(p.offset).line,
+                        p.name
+                    ),
+                    fix: format!(
+                        "remove {} from {} and set it per device (`polyprov device assign … --param`)",
+                        p.name,
+                        f.name()
+                    ),
+                });
+            }
+        }
+    }
+    for (opt, value) in dhcp {
+        if *opt == 66 || *opt == 160 || (128..=254).contains(opt) {
+            findings.push(Finding {
+                kind: FindingKind::Dhcp,
+                what: format!("DHCP option {opt} hands out {value:?}: a factory-reset phone finds this server again at once"),
+                fix: if assigned {
+                    format!("{release}   (it will then get only the staging master)")
+                } else {
+                    "nothing to do here: the device is served only the staging master".into()
+                },
+            });
+        }
+    }
+    let ztp = source(&e, "device.prov.ztpEnabled");
+    if ztp.value.as_deref() != Some("0") {
+        findings.push(Finding {
+            kind: FindingKind::Ztp,
+            what: "ZTP is not disabled for this phone (device.prov.ztpEnabled is not 0): if it is registered with Poly ZTP or Poly Lens, the redirect brings it back to its old server".into(),
+            fix: "remove the phone from the Poly ZTP / Poly Lens account (the account owner's task), or set device.prov.ztpEnabled=\"0\" with its .set gate".into(),
+        });
+    }
+    if master.is_some() && !assigned && !master_is_staging {
+        findings.push(Finding {
+            kind: FindingKind::Info,
+            what: format!("the boot root has a hand-made {mac}.cfg or a customised staging master; check it for settings of this phone"),
+            fix: format!("polyprov config check <boot root>/{mac}.cfg"),
+        });
+    }
+    Report {
+        mac: mac.to_string(),
+        state: state.to_string(),
+        model,
+        master: master_desc,
+        config_files: config_names,
+        admin_password: source(&e, ADMIN_PASSWORD),
+        user_password: source(&e, USER_PASSWORD),
+        lines,
+        provisioning_server: source(&e, "device.prov.serverName"),
+        ztp_enabled: ztp,
+        held,
+        quarantine,
+        findings,
+    }
+}
