@@ -1,6 +1,6 @@
-//! The polyprov server: the provisioning [`core`], the phone-facing [`doors`] ([`http`],
-//! [`tftp`], [`ftp`]), the [`admin`] API and [`metrics`]. [`start`] wires them to a data
-//! directory and sockets.
+//! The polyprov server: the provisioning [`core`], the phone-facing doors (HTTP, TFTP, FTP/FTPS),
+//! the admin API and metrics. [`start`] wires them to a data directory and sockets; the public
+//! API is the core, `doctor`'s report, the settings and `start`.
 //!
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {
@@ -10,16 +10,18 @@
 //! # Ok(()) }
 //! ```
 
-pub mod admin;
-pub mod auth;
+// The API: the core (for embedders and tests), doctor's report, the settings, `start`.
 pub mod core;
 pub mod doctor;
-pub mod doors;
-pub mod metrics;
-pub mod render;
 pub mod settings;
 
-pub use doors::{connections, ftp, http, tftp};
+pub(crate) mod admin;
+pub(crate) mod auth;
+pub(crate) mod doors;
+pub(crate) mod metrics;
+pub(crate) mod render;
+
+use doors::{connections, ftp, http, tftp};
 
 pub use settings::{ProvisioningAuth, Settings};
 
