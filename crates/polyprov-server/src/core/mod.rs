@@ -15,6 +15,9 @@ mod security;
 mod sightings;
 mod upload;
 
+#[cfg(test)]
+mod tests;
+
 use fetch::*;
 pub use lifecycle::{LifecycleError, Released};
 pub use listing::SharedEntry;
