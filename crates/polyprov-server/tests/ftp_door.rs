@@ -383,6 +383,21 @@ impl Control {
             .unwrap()
     }
 
+    /// `RETR` of the staging master over an open data connection, read whole (bounded).
+    async fn retr_master(&mut self, data: &mut tokio::net::TcpStream) {
+        let r = self.cmd("RETR 000000000000.cfg").await;
+        assert!(r.starts_with("150") || r.starts_with("125"), "{r}");
+        let mut body = Vec::new();
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            tokio::io::AsyncReadExt::read_to_end(data, &mut body),
+        )
+        .await
+        .expect("the data connection carries the file")
+        .unwrap();
+        assert!(String::from_utf8_lossy(&body).contains("<APPLICATION"));
+    }
+
     /// `PASV`, and the port it announces.
     async fn pasv_port(&mut self) -> u16 {
         let r = self.cmd("PASV").await;
@@ -604,17 +619,7 @@ async fn passive_data_connections_come_only_from_the_control_address() {
     let mut data = tokio::net::TcpStream::connect(("127.0.0.1", data_port))
         .await
         .unwrap();
-    let r = c.cmd("RETR 000000000000.cfg").await;
-    assert!(r.starts_with("150") || r.starts_with("125"), "{r}");
-    let mut body = Vec::new();
-    tokio::time::timeout(
-        Duration::from_secs(20),
-        tokio::io::AsyncReadExt::read_to_end(&mut data, &mut body),
-    )
-    .await
-    .expect("the phone's data connection carries the file")
-    .unwrap();
-    assert!(String::from_utf8_lossy(&body).contains("<APPLICATION"));
+    c.retr_master(&mut data).await;
     let stole = intruder.is_finished() && matches!(intruder.await, Ok(Ok(_)));
     assert!(!stole, "the intruder's connection was accepted");
 }
@@ -678,17 +683,7 @@ async fn passive_ports_cannot_be_hoarded() {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(([127, 0, 0, 2], 0).into()).unwrap();
     let mut data = socket.connect(([127, 0, 0, 1], port).into()).await.unwrap();
-    let r = phone.cmd("RETR 000000000000.cfg").await;
-    assert!(r.starts_with("150") || r.starts_with("125"), "{r}");
-    let mut body = Vec::new();
-    tokio::time::timeout(
-        Duration::from_secs(20),
-        tokio::io::AsyncReadExt::read_to_end(&mut data, &mut body),
-    )
-    .await
-    .expect("the file arrives")
-    .unwrap();
-    assert!(String::from_utf8_lossy(&body).contains("<APPLICATION"));
+    phone.retr_master(&mut data).await;
     // A port offered and never used is closed again: connecting to it is refused.
     let unused = hoarders[0].pasv_port().await;
     let mut closed = false;

@@ -67,6 +67,15 @@ fn content(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
 }
 
+/// Ends a transfer from the client's side with an ERROR packet.
+async fn abort(client: &tokio::net::UdpSocket, to: SocketAddr) {
+    let error = Packet::Error {
+        code: ErrorCode::NotDefined,
+        message: "abort".into(),
+    };
+    client.send_to(&error.to_bytes(), to).await.unwrap();
+}
+
 async fn run(cmd: &mut Command) -> std::process::Output {
     let mut cmd = std::mem::replace(cmd, Command::new("true"));
     tokio::task::spawn_blocking(move || {
@@ -278,17 +287,7 @@ async fn malformed_packets_get_errors_and_a_full_server_says_busy() {
         matches!(Packet::parse(&buf[..n]), Ok(Packet::Error { ref message, .. }) if message.contains("busy"))
     );
     // An ERROR from the client ends its transfer at once and frees the slot.
-    client
-        .send_to(
-            &Packet::Error {
-                code: ErrorCode::NotDefined,
-                message: "abort".into(),
-            }
-            .to_bytes(),
-            from,
-        )
-        .await
-        .unwrap();
+    abort(&client, from).await;
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     other.send_to(&rrq, addr).await.unwrap();
     let (n, _) = other.recv_from(&mut buf).await.unwrap();
@@ -430,17 +429,7 @@ async fn greedy_windows_are_bounded_by_the_memory_budget() {
     assert!(busy.unwrap().contains("busy"));
     // An ERROR from one client ends its transfer and gives its memory back.
     let (client, from) = holding.remove(0);
-    client
-        .send_to(
-            &Packet::Error {
-                code: ErrorCode::NotDefined,
-                message: "abort".into(),
-            }
-            .to_bytes(),
-            from,
-        )
-        .await
-        .unwrap();
+    abort(&client, from).await;
     let mut admitted = false;
     for _ in 0..100 {
         let c = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
