@@ -352,8 +352,15 @@ impl Control {
             .unwrap_or(0);
             let line = String::from_utf8_lossy(&raw);
             all.push_str(&line);
-            // The last line of a reply is "NNN text"; "NNN-text" continues.
-            if n == 0 || (line.len() >= 4 && line.as_bytes()[3] == b' ') {
+            // The last line of a reply is "NNN text" with the first line's code (RFC 959 §4.2);
+            // "NNN-text" opens a multi-line reply whose other lines may say anything ("cmd
+            // channel in tls mode: …" in STAT's is not an end).
+            let code = &all.as_bytes()[..all.len().min(3)];
+            let ends = line.len() >= 4
+                && line.as_bytes()[..3] == *code
+                && code.iter().all(u8::is_ascii_digit)
+                && line.as_bytes()[3] == b' ';
+            if n == 0 || ends {
                 return all;
             }
         }
@@ -465,6 +472,13 @@ async fn malformed_commands_get_errors_and_the_door_keeps_serving() {
     let (mut c, _) = Control::connect(addr).await;
     let r = c.send_raw(b"\xff\xfe\x00garbage\r\n").await;
     assert!(r.is_empty() || r.starts_with('5'), "not UTF-8: {r}");
+    // A multi-line reply (STAT) is read whole: the next command gets its own reply.
+    let (mut c, _) = Control::connect(addr).await;
+    c.login(&user, &pw).await;
+    let stat = c.cmd("STAT").await;
+    assert!(stat.starts_with("211"), "{stat}");
+    let r = c.cmd("NOOP").await;
+    assert!(r.starts_with("200"), "the reply after STAT's: {r}");
     let (mut c, _) = Control::connect(addr).await;
     for (input, why) in [
         (&b"RETR 000000000000.cfg\r\n"[..], "before login"),
