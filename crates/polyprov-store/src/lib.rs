@@ -5,6 +5,6 @@ pub mod inventory;
 pub mod uploads;
 
 pub use inventory::{
-    Assignment, Device, DeviceState, Inventory, InventoryError, Profile, Sighting,
+    Assignment, Change, Device, DeviceState, Inventory, InventoryError, Profile, Sighting,
 };
 pub use uploads::{QuarantineSet, UploadError, UploadInfo, UploadLimits, Uploads};

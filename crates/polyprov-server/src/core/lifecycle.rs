@@ -87,14 +87,9 @@ impl Core {
             .device(mac)
             .await?
             .ok_or_else(|| polyprov_store::InventoryError::NoSuchDevice(mac.to_string()))?;
-        if current.state == DeviceState::Retired {
-            return Err(polyprov_store::InventoryError::InvalidTransition {
-                mac: mac.to_string(),
-                state: "retired",
-                what: "release",
-            }
-            .into());
-        }
+        // Refused before any file moves; the inventory checks the same rule again in its
+        // transaction.
+        current.state.allows(mac, polyprov_store::Change::Release)?;
         // The intent first: a crash from here until the inventory transaction that ends it
         // leaves a record that start-up uses to undo the half-done release.
         let id = polyprov_store::uploads::new_quarantine_id();

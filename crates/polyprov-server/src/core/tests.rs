@@ -1,4 +1,5 @@
-//! The core at its boundary: a `Core` over a temporary data directory, driven with `Request`s
+//! The core at its boundary: a `Core` over a temporary boot root and upload store and an
+//! in-memory SQLite inventory (the real schema and SQL), driven with `Request`s
 //! as any door would, no socket in between. Door tests keep only what is about their protocol.
 
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
@@ -17,9 +18,7 @@ async fn core() -> Fixture {
     let root = dir.path().join("root");
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(root.join(SHARED_MASTER), STARTER_MASTER).unwrap();
-    let inventory = Inventory::open_sqlite(&dir.path().join("inv.db"))
-        .await
-        .unwrap();
+    let inventory = Inventory::open_in_memory().await.unwrap();
     let uploads = Uploads::open(&dir.path().join("uploads"), Default::default()).unwrap();
     let core = Core::new(
         root,

@@ -89,15 +89,8 @@ impl Inventory {
     ) -> Result<Device, InventoryError> {
         let mut tx = self.write_tx().await?;
         let before = fetch_device(&mut tx, mac).await?;
-        if before
-            .as_ref()
-            .is_some_and(|d| d.state == DeviceState::Retired)
-        {
-            return Err(InventoryError::InvalidTransition {
-                mac: mac.to_string(),
-                state: "retired",
-                what: "assign",
-            });
+        if let Some(d) = &before {
+            d.state.allows(mac, Change::Assign)?;
         }
         if let Some(p) = &a.profile {
             let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM profiles WHERE name = ?")

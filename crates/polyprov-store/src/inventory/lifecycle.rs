@@ -25,16 +25,9 @@ impl Inventory {
     ) -> Result<(Device, bool), InventoryError> {
         let mut tx = self.write_tx().await?;
         let before = existing_device(&mut tx, mac).await?;
-        match before.state {
-            DeviceState::Released => return Ok((before, false)),
-            DeviceState::Retired => {
-                return Err(InventoryError::InvalidTransition {
-                    mac: mac.to_string(),
-                    state: "retired",
-                    what: "release",
-                });
-            }
-            DeviceState::Unassigned | DeviceState::Assigned => {}
+        before.state.allows(mac, Change::Release)?;
+        if before.state == DeviceState::Released {
+            return Ok((before, false));
         }
         let t = now();
         sqlx::query(
@@ -72,13 +65,7 @@ impl Inventory {
     ) -> Result<Device, InventoryError> {
         let mut tx = self.write_tx().await?;
         let before = existing_device(&mut tx, mac).await?;
-        if before.state == DeviceState::Assigned {
-            return Err(InventoryError::InvalidTransition {
-                mac: mac.to_string(),
-                state: "assigned",
-                what: "retire (release it first)",
-            });
-        }
+        before.state.allows(mac, Change::Retire)?;
         sqlx::query("UPDATE devices SET state = 'retired', updated_at = ?2 WHERE mac = ?1")
             .bind(mac.to_string())
             .bind(now())

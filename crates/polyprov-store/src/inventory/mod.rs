@@ -79,6 +79,24 @@ impl DeviceState {
         }
     }
 
+    /// The lifecycle's one rule: which change a device in this state may take. Checked by the
+    /// inventory inside its transaction and by the core before it moves any file.
+    pub fn allows(self, mac: Mac, change: Change) -> Result<(), InventoryError> {
+        let refused = |what| {
+            Err(InventoryError::InvalidTransition {
+                mac: mac.to_string(),
+                state: self.as_str(),
+                what,
+            })
+        };
+        match (self, change) {
+            (DeviceState::Retired, Change::Assign) => refused("assign"),
+            (DeviceState::Retired, Change::Release) => refused("release"),
+            (DeviceState::Assigned, Change::Retire) => refused("retire (release it first)"),
+            _ => Ok(()),
+        }
+    }
+
     fn parse(s: &str) -> DeviceState {
         match s {
             "assigned" => DeviceState::Assigned,
@@ -87,6 +105,14 @@ impl DeviceState {
             _ => DeviceState::Unassigned,
         }
     }
+}
+
+/// A change of lifecycle state an admin asks for (see `DeviceState::allows`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Assign,
+    Release,
+    Retire,
 }
 
 /// One entry of the append-only audit log.
@@ -243,6 +269,22 @@ impl Inventory {
         Inventory::from_pool(pool).await
     }
 
+    /// An inventory in memory, gone when it is dropped: for tests at the core's boundary that
+    /// need the real schema and SQL but no file. One connection, kept open for the pool's life
+    /// (an in-memory database lives as long as a connection to it).
+    pub async fn open_in_memory() -> Result<Inventory, InventoryError> {
+        use std::str::FromStr;
+        let opts = SqliteConnectOptions::from_str("sqlite::memory:")?.foreign_keys(true);
+        let pool = pool_options()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(opts)
+            .await?;
+        Inventory::from_pool(pool).await
+    }
+
     async fn from_pool(pool: SqlitePool) -> Result<Inventory, InventoryError> {
         let inv = Inventory {
             pool,
@@ -300,12 +342,9 @@ mod tests {
         s.parse().unwrap()
     }
 
-    async fn open() -> (tempfile::TempDir, Inventory) {
-        let dir = tempfile::tempdir().unwrap();
-        let inv = Inventory::open_sqlite(&dir.path().join("inv.db"))
-            .await
-            .unwrap();
-        (dir, inv)
+    /// The real schema and SQL, in memory.
+    async fn open() -> Inventory {
+        Inventory::open_in_memory().await.unwrap()
     }
 
     /// After "database or disk is full", once there is room again every write succeeds: no
@@ -368,7 +407,7 @@ mod tests {
 
     #[tokio::test]
     async fn sightings_create_unassigned_devices_and_keep_known_fields() {
-        let (_d, inv) = open().await;
+        let inv = open().await;
         let m = mac("0004f2aa814c");
         let mut s = Sighting {
             mac: m.to_string(),
@@ -392,7 +431,7 @@ mod tests {
 
     #[tokio::test]
     async fn assignment_needs_an_existing_profile_and_bumps_the_generation() {
-        let (_d, inv) = open().await;
+        let inv = open().await;
         let m = mac("0004f2aa814c");
         let a = Assignment {
             profile: Some("sales".into()),
@@ -420,7 +459,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_lifecycle_is_validated_and_audited() {
-        let (_d, inv) = open().await;
+        let inv = open().await;
         let m = mac("0004f2aa814c");
         let a = Assignment {
             admin_password: Some("P1".into()),
