@@ -8,16 +8,9 @@
 # Usage: bench/ftp.sh   Needs: cargo build --release, vsftpd (its package creates the "ftp" user),
 # curl; run as root (vsftpd).
 set -euo pipefail
-REPO=$(cd "$(dirname "$0")/.." && pwd)
-BIN=$REPO/target/release/polyprov
-for t in vsftpd curl python3; do command -v $t >/dev/null || [ -x /usr/sbin/$t ] || { echo "$t is not installed"; exit 2; }; done
+. "$(dirname "$0")/lib.sh"
+need vsftpd curl python3
 VSFTPD=$(command -v vsftpd || echo /usr/sbin/vsftpd)
-[ -x "$BIN" ] || { echo "build first: cargo build --release"; exit 2; }
-WORK=$(mktemp -d)
-chmod a+rx "$WORK"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$WORK"; }
-trap cleanup EXIT
 
 mkdir -p "$WORK/root" "$WORK/data/root" "$WORK/out" "$WORK/empty"
 head -c $((8 * 1024 * 1024)) /dev/urandom >"$WORK/root/fw.ld"
@@ -55,10 +48,7 @@ cat >"$WORK/polyprov.toml" <<EOF
 passive_ports = [41000, 41999]
 max_sessions = 1024
 EOF
-"$BIN" serve --config "$WORK/polyprov.toml" --data "$WORK/data" --http 127.0.0.1:0 --admin 127.0.0.1:0 \
-  --ftp 127.0.0.1:0 >"$WORK/summary" 2>/dev/null &
-PIDS+=($!)
-for _ in $(seq 1 100); do grep -q '^  metrics' "$WORK/summary" 2>/dev/null && break; sleep 0.1; done
+start_polyprov --config "$WORK/polyprov.toml" --http 127.0.0.1:0 --ftp 127.0.0.1:0
 PP_PORT=$(awk '/phones \(FTP\)/ {print $3}' "$WORK/summary" | awk -F: '{print $NF}')
 sleep 0.5
 

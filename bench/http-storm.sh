@@ -9,19 +9,10 @@ set -euo pipefail
 DEVICES=${1:-1000}
 SECONDS_PER_RUN=${2:-10}
 CONNECTIONS=${3:-64}
-REPO=$(cd "$(dirname "$0")/.." && pwd)
-BIN=$REPO/target/release/polyprov
-for t in wrk nginx curl; do command -v $t >/dev/null || { echo "$t is not installed"; exit 2; }; done
-[ -x "$BIN" ] || { echo "build first: cargo build --release"; exit 2; }
+. "$(dirname "$0")/lib.sh"
+need wrk nginx curl
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-"$BIN" serve --data "$WORK/data" --http 127.0.0.1:0 --admin 127.0.0.1:0 >"$WORK/summary" 2>"$WORK/log" &
-PIDS+=($!)
-for _ in $(seq 1 100); do grep -q '^  metrics' "$WORK/summary" 2>/dev/null && break; sleep 0.1; done
+start_polyprov --http 127.0.0.1:0
 PHONES=$(awk '/phones \(HTTP\)/ {print $3}' "$WORK/summary")
 ADMIN=$(awk '/admin API/ {print $3}' "$WORK/summary" | sed 's#/api/v1##')
 TOKEN=$(cat "$WORK/data/admin.token")
@@ -50,22 +41,7 @@ done <"$WORK/macs"
 chmod a+r "$WORK"/static/*
 
 NGINX_PORT=$((20000 + RANDOM % 20000))
-mkdir -p "$WORK/nginx"
-cat >"$WORK/nginx/nginx.conf" <<NGINX
-worker_processes 2;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  sendfile on; tcp_nodelay on; keepalive_requests 100000;
-  client_body_temp_path $WORK/nginx; proxy_temp_path $WORK/nginx; fastcgi_temp_path $WORK/nginx;
-  uwsgi_temp_path $WORK/nginx; scgi_temp_path $WORK/nginx;
-  server { listen 127.0.0.1:$NGINX_PORT; root $WORK/static; }
-}
-NGINX
-nginx -c "$WORK/nginx/nginx.conf" -g 'daemon off;' &
-PIDS+=($!)
+start_nginx "listen 127.0.0.1:$NGINX_PORT; root $WORK/static;"
 sleep 0.5
 
 cat >"$WORK/storm.lua" <<LUA

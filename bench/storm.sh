@@ -8,16 +8,8 @@
 set -euo pipefail
 PHONES=${1:-10000}
 CONC=${2:-100}
-REPO=$(cd "$(dirname "$0")/.." && pwd)
-BIN=$REPO/target/release/polyprov
-for t in nginx wrk; do command -v $t >/dev/null || { echo "$t is not installed"; exit 2; }; done
-[ -x "$BIN" ] || { echo "build first: cargo build --release"; exit 2; }
-
-WORK=$(mktemp -d)
-chmod a+rx "$WORK"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$WORK"; }
-trap cleanup EXIT
+. "$(dirname "$0")/lib.sh"
+need nginx wrk
 
 ROOT=$WORK/root
 mkdir -p "$ROOT"
@@ -33,27 +25,11 @@ CFG
 chmod -R a+r "$ROOT"
 
 PORT=$((20000 + RANDOM % 20000))
-mkdir -p "$WORK/nginx"
-cat >"$WORK/nginx/nginx.conf" <<NGINX
-worker_processes 2;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log;
-events { worker_connections 4096; }
-http {
-  access_log off; sendfile on; tcp_nodelay on; keepalive_requests 100000;
-  client_body_temp_path $WORK/nginx; proxy_temp_path $WORK/nginx; fastcgi_temp_path $WORK/nginx;
-  uwsgi_temp_path $WORK/nginx; scgi_temp_path $WORK/nginx;
-  server { listen 127.0.0.1:$PORT; root $ROOT; }
-}
-NGINX
-nginx -c "$WORK/nginx/nginx.conf" -g 'daemon off;' &
-PIDS+=($!)
+start_nginx "listen 127.0.0.1:$PORT; root $ROOT;"
 
 mkdir -p "$WORK/data"
 cp -r "$ROOT" "$WORK/data/root"
-"$BIN" serve --data "$WORK/data" --http 127.0.0.1:0 --admin 127.0.0.1:0 >"$WORK/summary" 2>"$WORK/log" &
-PIDS+=($!)
-for _ in $(seq 1 100); do grep -q '^  metrics' "$WORK/summary" 2>/dev/null && break; sleep 0.1; done
+start_polyprov --http 127.0.0.1:0
 PHONES_ADDR=$(awk '/phones \(HTTP\)/ {print $3}' "$WORK/summary")
 PW=$(cat "$WORK/data/provisioning.password")
 sleep 0.3

@@ -6,15 +6,8 @@
 # Usage: bench/tftp.sh   Needs: cargo build --release, tftpd-hpa (in.tftpd), tftp-hpa, atftp; root
 # is not needed (unprivileged ports).
 set -euo pipefail
-REPO=$(cd "$(dirname "$0")/.." && pwd)
-BIN=$REPO/target/release/polyprov
-for t in in.tftpd tftp atftp; do command -v $t >/dev/null || { echo "$t is not installed"; exit 2; }; done
-[ -x "$BIN" ] || { echo "build first: cargo build --release"; exit 2; }
-WORK=$(mktemp -d)
-chmod a+rx "$WORK"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$WORK"; }
-trap cleanup EXIT
+. "$(dirname "$0")/lib.sh"
+need in.tftpd tftp atftp
 
 mkdir -p "$WORK/root" "$WORK/data/root" "$WORK/out"
 head -c $((8 * 1024 * 1024)) /dev/urandom >"$WORK/root/fw.ld"
@@ -24,9 +17,7 @@ chmod -R a+r "$WORK/root"
 HPA_PORT=$((30000 + RANDOM % 10000))
 in.tftpd --foreground --address "127.0.0.1:$HPA_PORT" --secure --user root "$WORK/root" &
 PIDS+=($!)
-"$BIN" serve --data "$WORK/data" --http 127.0.0.1:0 --admin 127.0.0.1:0 --tftp 127.0.0.1:0 >"$WORK/summary" 2>/dev/null &
-PIDS+=($!)
-for _ in $(seq 1 100); do grep -q '^  metrics' "$WORK/summary" 2>/dev/null && break; sleep 0.1; done
+start_polyprov --http 127.0.0.1:0  --tftp 127.0.0.1:0
 PP_PORT=$(awk '/phones \(TFTP\)/ {print $3}' "$WORK/summary" | awk -F: '{print $NF}')
 sleep 0.5
 

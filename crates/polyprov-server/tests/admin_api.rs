@@ -39,11 +39,8 @@ async fn every_api_path_needs_the_token_but_the_openapi_document() {
         .await
         .unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
-    let metrics = t.metrics().await;
-    assert!(
-        metrics.contains("polyprov_security_events_total{event=\"admin_bad_token\"} 4"),
-        "{metrics}"
-    );
+    t.assert_metric("polyprov_security_events_total{event=\"admin_bad_token\"} 4")
+        .await;
 }
 
 #[tokio::test]

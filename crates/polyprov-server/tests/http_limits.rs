@@ -164,11 +164,8 @@ async fn partial_dripped_and_endless_bodies_store_nothing() {
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
 
     assert!(t.upload_files().is_empty(), "{:?}", t.upload_files());
-    let metrics = t.metrics().await;
-    assert!(
-        metrics.contains("polyprov_upload_rejects_total{reason=\"body_timeout\"} 2"),
-        "{metrics}"
-    );
+    t.assert_metric("polyprov_upload_rejects_total{reason=\"body_timeout\"} 2")
+        .await;
 }
 
 /// A client that asks for a large file and never reads it loses the connection.
@@ -222,17 +219,12 @@ async fn connections_past_the_cap_get_503_and_the_server_recovers() {
         assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
         assert!(answer.contains("Retry-After: 5"), "{answer}");
     }
-    let metrics = t.metrics().await;
-    assert!(
-        metrics.contains(
-            "polyprov_connections_refused_total{door=\"http\",reason=\"over_capacity\"} 10"
-        ),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("polyprov_connections{door=\"http\"} 4"),
-        "{metrics}"
-    );
+    t.assert_metric(
+        "polyprov_connections_refused_total{door=\"http\",reason=\"over_capacity\"} 10",
+    )
+    .await;
+    t.assert_metric("polyprov_connections{door=\"http\"} 4")
+        .await;
     drop(held);
     // Slots come back as connections close.
     let deadline = tokio::time::Instant::now() + PATIENCE;

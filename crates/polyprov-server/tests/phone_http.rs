@@ -41,7 +41,7 @@ async fn unknown_macs_get_the_staging_master_in_either_case() {
     let t = TestServer::start().await;
     let staging = std::fs::read_to_string(t.root().join("000000000000.cfg")).unwrap();
     for name in ["/0004f2aa814c.cfg", "/0004F2AA814C.cfg"] {
-        let r = t.http.get(t.url(name)).send().await.unwrap();
+        let r = t.anonymous(Method::GET, name, &[]).await;
         assert_eq!(r.status(), 200);
         assert_eq!(r.text().await.unwrap(), staging);
     }
@@ -55,12 +55,7 @@ async fn assigned_devices_get_a_generated_master_and_their_own_file() {
     let t = TestServer::start().await;
     assign_default(&t).await;
 
-    let master = t
-        .http
-        .get(t.url(&format!("/{MAC}.cfg")))
-        .send()
-        .await
-        .unwrap();
+    let master = t.anonymous(Method::GET, &format!("/{MAC}.cfg"), &[]).await;
     assert_eq!(master.status(), 200);
     let master = attributes(&master.text().await.unwrap());
     assert_eq!(master["CONFIG_FILES"], format!("{MAC}-polyprov.cfg"));
@@ -127,11 +122,8 @@ async fn rendered_files_follow_every_inventory_and_boot_root_change() {
     )
     .unwrap();
     let m = t
-        .http
-        .get(t.url(&format!("/{MAC}.cfg")))
-        .send()
+        .anonymous(Method::GET, &format!("/{MAC}.cfg"), &[])
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -149,11 +141,8 @@ async fn rendered_files_follow_every_inventory_and_boot_root_change() {
     assert_eq!(r.status(), 204);
     assert_eq!(t.get(&format!("/{MAC}-polyprov.cfg")).await.status(), 404);
     let m = t
-        .http
-        .get(t.url(&format!("/{MAC}.cfg")))
-        .send()
+        .anonymous(Method::GET, &format!("/{MAC}.cfg"), &[])
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -182,85 +171,59 @@ async fn boot_root_files_support_range_etag_head_and_part_number_fallback() {
     std::fs::create_dir(t.root().join("fw")).unwrap();
     std::fs::write(t.root().join("fw/3111-44500-001.sip.ld"), b"specific").unwrap();
 
-    let r = t.http.get(t.url("/sip.ld")).send().await.unwrap();
+    let r = t.anonymous(Method::GET, "/sip.ld", &[]).await;
     assert_eq!(r.status(), 200);
     let etag = r.headers()["etag"].to_str().unwrap().to_string();
     assert_eq!(r.bytes().await.unwrap().as_ref(), firmware.as_slice());
 
     let r = t
-        .http
-        .get(t.url("/sip.ld"))
-        .header("if-none-match", &etag)
-        .send()
-        .await
-        .unwrap();
+        .anonymous(Method::GET, "/sip.ld", &[("if-none-match", &etag)])
+        .await;
     assert_eq!(r.status(), 304);
     assert!(r.bytes().await.unwrap().is_empty());
 
     let r = t
-        .http
-        .get(t.url("/sip.ld"))
-        .header("range", "bytes=1000-1999")
-        .send()
-        .await
-        .unwrap();
+        .anonymous(Method::GET, "/sip.ld", &[("range", "bytes=1000-1999")])
+        .await;
     assert_eq!(r.status(), 206);
     assert_eq!(r.headers()["content-range"], "bytes 1000-1999/200000");
     assert_eq!(r.bytes().await.unwrap().as_ref(), &firmware[1000..2000]);
 
     let r = t
-        .http
-        .get(t.url("/sip.ld"))
-        .header("range", "bytes=-10")
-        .send()
-        .await
-        .unwrap();
+        .anonymous(Method::GET, "/sip.ld", &[("range", "bytes=-10")])
+        .await;
     assert_eq!(
         r.bytes().await.unwrap().as_ref(),
         &firmware[firmware.len() - 10..]
     );
 
     let r = t
-        .http
-        .get(t.url("/sip.ld"))
-        .header("range", "bytes=300000-")
-        .send()
-        .await
-        .unwrap();
+        .anonymous(Method::GET, "/sip.ld", &[("range", "bytes=300000-")])
+        .await;
     assert_eq!(r.status(), 416);
     assert_eq!(r.headers()["content-range"], "bytes */200000");
 
-    let r = t.http.head(t.url("/sip.ld")).send().await.unwrap();
+    let r = t.anonymous(Method::HEAD, "/sip.ld", &[]).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-length"], "200000");
     assert_eq!(r.headers()["etag"].to_str().unwrap(), etag);
 
     // <part>.<name> falls back to <name>; an existing part-numbered file wins.
     let r = t
-        .http
-        .get(t.url("/3111-48300-001.sip.ld"))
-        .send()
-        .await
-        .unwrap();
+        .anonymous(Method::GET, "/3111-48300-001.sip.ld", &[])
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap().len(), firmware.len());
     let r = t
-        .http
-        .get(t.url("/fw/3111-44500-001.sip.ld"))
-        .send()
-        .await
-        .unwrap();
+        .anonymous(Method::GET, "/fw/3111-44500-001.sip.ld", &[])
+        .await;
     assert_eq!(r.text().await.unwrap(), "specific");
 
     // Changing the file changes its tag.
     std::fs::write(t.root().join("sip.ld"), b"new image").unwrap();
     let r = t
-        .http
-        .get(t.url("/sip.ld"))
-        .header("if-none-match", &etag)
-        .send()
-        .await
-        .unwrap();
+        .anonymous(Method::GET, "/sip.ld", &[("if-none-match", &etag)])
+        .await;
     assert_eq!(r.status(), 200);
 
     for missing in [
@@ -270,7 +233,7 @@ async fn boot_root_files_support_range_etag_head_and_part_number_fallback() {
         "/3111-48300-001.nothing.ld",
     ] {
         assert_eq!(
-            t.http.get(t.url(missing)).send().await.unwrap().status(),
+            t.anonymous(Method::GET, missing, &[]).await.status(),
             404,
             "{missing}"
         );
@@ -285,18 +248,20 @@ async fn generated_files_honour_if_none_match_and_range() {
     let etag = r.headers()["etag"].to_str().unwrap().to_string();
     let full = r.bytes().await.unwrap();
     let r = t
-        .phone(Method::GET, &format!("/{MAC}-polyprov.cfg"))
-        .header("if-none-match", &etag)
-        .send()
-        .await
-        .unwrap();
+        .request(
+            Method::GET,
+            &format!("/{MAC}-polyprov.cfg"),
+            &[("if-none-match", &etag)],
+        )
+        .await;
     assert_eq!(r.status(), 304);
     let r = t
-        .phone(Method::GET, &format!("/{MAC}-polyprov.cfg"))
-        .header("range", "bytes=0-9")
-        .send()
-        .await
-        .unwrap();
+        .request(
+            Method::GET,
+            &format!("/{MAC}-polyprov.cfg"),
+            &[("range", "bytes=0-9")],
+        )
+        .await;
     assert_eq!(r.status(), 206);
     assert_eq!(r.bytes().await.unwrap(), full.slice(0..10));
 }
@@ -367,10 +332,8 @@ async fn uploads_round_trip_and_every_override_version_is_kept() {
         "boot line 1\nboot line 2\n"
     );
     let head = t
-        .phone(Method::HEAD, &format!("/{MAC}-app.log"))
-        .send()
-        .await
-        .unwrap();
+        .request(Method::HEAD, &format!("/{MAC}-app.log"), &[])
+        .await;
     assert_eq!(head.status(), 404);
 
     // Uploads never appear in the boot root.
@@ -511,15 +474,15 @@ async fn bad_requests_are_refused_and_write_nothing() {
 
     // A User-Agent whose SN tag is not a MAC cannot be trusted to say which phone it is.
     let r = t
-        .http
-        .get(t.url("/000000000000.cfg"))
-        .header(
-            "user-agent",
-            "FileTransport PolycomVVX-VVX_500-UA/5.9 (SN:zz) Type/Application",
+        .anonymous(
+            Method::GET,
+            "/000000000000.cfg",
+            &[(
+                "user-agent",
+                "FileTransport PolycomVVX-VVX_500-UA/5.9 (SN:zz) Type/Application",
+            )],
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(r.status(), 403);
 }
 
@@ -585,17 +548,15 @@ async fn a_serial_that_contradicts_the_mac_gets_nothing_per_device() {
     let honest =
         format!("FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 (SN:{MAC}) Type/Application");
     let r = t
-        .phone(Method::GET, &format!("/{MAC}-polyprov.cfg"))
-        .header("user-agent", honest)
-        .send()
-        .await
-        .unwrap();
+        .request(
+            Method::GET,
+            &format!("/{MAC}-polyprov.cfg"),
+            &[("user-agent", &honest)],
+        )
+        .await;
     assert_eq!(r.status(), 200);
-    let metrics = t.metrics().await;
-    assert!(
-        metrics.contains("polyprov_security_events_total{event=\"serial_mismatch\"} 4"),
-        "{metrics}"
-    );
+    t.assert_metric("polyprov_security_events_total{event=\"serial_mismatch\"} 4")
+        .await;
 }
 
 /// Two tags, a lower-case tag, a tag without parentheses, a full-width colon: each a refusal
@@ -614,23 +575,18 @@ async fn serial_tags_that_look_forged_are_refused() {
     ];
     for tag in &tags {
         let ua = format!("{base} {tag} Type/Application");
+        // Sent as raw bytes: a full-width colon is not visible ASCII.
         let r = t
-            .phone(Method::GET, &format!("/{MAC}-polyprov.cfg"))
-            // Raw bytes: a full-width colon is not visible ASCII.
-            .header(
-                "user-agent",
-                reqwest::header::HeaderValue::from_bytes(ua.as_bytes()).unwrap(),
+            .request(
+                Method::GET,
+                &format!("/{MAC}-polyprov.cfg"),
+                &[("user-agent", &ua)],
             )
-            .send()
-            .await
-            .unwrap();
+            .await;
         assert_eq!(r.status(), 403, "{ua}");
     }
-    let metrics = t.metrics().await;
-    assert!(
-        metrics.contains("polyprov_security_events_total{event=\"bad_serial_tag\"} 5"),
-        "{metrics}"
-    );
+    t.assert_metric("polyprov_security_events_total{event=\"bad_serial_tag\"} 5")
+        .await;
 }
 
 /// Phones send shapes the parser does not know: they boot all the same, what could be read is
@@ -657,12 +613,7 @@ async fn any_user_agent_shape_boots_and_is_recorded() {
         // A fresh MAC per shape: what is recorded belongs to that phone alone.
         let mac = format!("0004f2aa82{i:02}");
         for path in [format!("/{mac}.cfg"), "/000000000000.cfg".to_string()] {
-            let r = t
-                .phone(Method::GET, &path)
-                .header("user-agent", *ua)
-                .send()
-                .await
-                .unwrap();
+            let r = t.request(Method::GET, &path, &[("user-agent", *ua)]).await;
             assert_eq!(r.status(), 200, "{ua} {path}");
         }
         let mut device = serde_json::Value::Null;
@@ -682,20 +633,18 @@ async fn any_user_agent_shape_boots_and_is_recorded() {
     }
     // Assigned phone, unknown shape: its per-device file too.
     let r = t
-        .phone(Method::GET, &format!("/{MAC}-polyprov.cfg"))
-        .header(
-            "user-agent",
-            "Polycom/5.5.2.8571 PolycomVVX-VVX_500-UA/5.5.2.8571",
+        .request(
+            Method::GET,
+            &format!("/{MAC}-polyprov.cfg"),
+            &[(
+                "user-agent",
+                "Polycom/5.5.2.8571 PolycomVVX-VVX_500-UA/5.5.2.8571",
+            )],
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(r.status(), 200);
-    let metrics = t.metrics().await;
-    assert!(
-        metrics.contains("polyprov_user_agents_unrecognised_total 4"),
-        "{metrics}"
-    );
+    t.assert_metric("polyprov_user_agents_unrecognised_total 4")
+        .await;
 }
 
 #[tokio::test]
@@ -704,7 +653,7 @@ async fn per_device_files_need_the_provisioning_credentials() {
     assign_default(&t).await;
     t.put(&format!("/{MAC}-web.cfg"), "<a/>").await;
     for path in [format!("/{MAC}-polyprov.cfg"), format!("/{MAC}-web.cfg")] {
-        let r = t.http.get(t.url(&path)).send().await.unwrap();
+        let r = t.anonymous(Method::GET, &path, &[]).await;
         assert_eq!(r.status(), 401, "{path}");
         let challenges: Vec<&str> = r
             .headers()
@@ -741,20 +690,14 @@ async fn per_device_files_need_the_provisioning_credentials() {
     assert_eq!(t.upload_files().len(), 1);
     // Shared files and masters carry no secret and need no credentials.
     assert_eq!(
-        t.http
-            .get(t.url(&format!("/{MAC}.cfg")))
-            .send()
+        t.anonymous(Method::GET, &format!("/{MAC}.cfg"), &[])
             .await
-            .unwrap()
             .status(),
         200
     );
     assert_eq!(
-        t.http
-            .get(t.url("/000000000000.cfg"))
-            .send()
+        t.anonymous(Method::GET, "/000000000000.cfg", &[])
             .await
-            .unwrap()
             .status(),
         200
     );
@@ -780,12 +723,8 @@ async fn without_auth_per_device_files_are_served_to_anyone() {
 async fn first_contact_records_an_unassigned_device_with_what_it_said() {
     let t = TestServer::start().await;
     let ua = format!("FileTransport PolycomVVX-VVX_411-UA/6.4.3.5018 (SN:{MAC}) Type/Updater");
-    t.http
-        .get(t.url(&format!("/{MAC}.cfg")))
-        .header("user-agent", ua)
-        .send()
-        .await
-        .unwrap();
+    t.anonymous(Method::GET, &format!("/{MAC}.cfg"), &[("user-agent", &ua)])
+        .await;
     let mut device = serde_json::Value::Null;
     for _ in 0..200 {
         let (s, d) = t
@@ -812,11 +751,7 @@ async fn first_contact_records_an_unassigned_device_with_what_it_said() {
 #[tokio::test]
 async fn graceful_shutdown_writes_pending_sightings() {
     let t = TestServer::start_with(|s| s.inventory.flush_interval_ms = 3_600_000).await;
-    t.http
-        .get(t.url(&format!("/{MAC}.cfg")))
-        .send()
-        .await
-        .unwrap();
+    t.anonymous(Method::GET, &format!("/{MAC}.cfg"), &[]).await;
     let data = t.data();
     let TestServer { server, dir, .. } = t;
     server.shutdown().await;
@@ -858,23 +793,25 @@ async fn authorization_schemes_in_any_case_and_never_two_headers() {
     let path = format!("/{MAC}-polyprov.cfg");
     for scheme in ["Basic", "basic", "BASIC"] {
         let r = t
-            .http
-            .get(t.url(&path))
-            .header("authorization", format!("{scheme} {token}"))
-            .send()
-            .await
-            .unwrap();
+            .anonymous(
+                Method::GET,
+                &path,
+                &[("authorization", &format!("{scheme} {token}"))],
+            )
+            .await;
         assert_eq!(r.status(), 200, "{scheme}");
     }
     for (first, second) in [(&wrong, &token), (&token, &wrong), (&token, &token)] {
         let r = t
-            .http
-            .get(t.url(&path))
-            .header("authorization", format!("Basic {first}"))
-            .header("authorization", format!("Basic {second}"))
-            .send()
-            .await
-            .unwrap();
+            .anonymous(
+                Method::GET,
+                &path,
+                &[
+                    ("authorization", &format!("Basic {first}")),
+                    ("authorization", &format!("Basic {second}")),
+                ],
+            )
+            .await;
         assert_eq!(r.status(), 401);
     }
 }
@@ -907,7 +844,7 @@ async fn each_request_is_counted_once_with_its_kind() {
     let t = TestServer::start().await;
     assign_default(&t).await;
     let path = format!("/{MAC}-polyprov.cfg");
-    assert_eq!(t.http.get(t.url(&path)).send().await.unwrap().status(), 401);
+    assert_eq!(t.anonymous(Method::GET, &path, &[]).await.status(), 401);
     let body = t.get(&path).await.bytes().await.unwrap();
     assert_eq!(
         t.put(&format!("/{MAC}-web.cfg"), vec![b'x'; 300_000])

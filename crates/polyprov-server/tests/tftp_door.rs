@@ -61,11 +61,8 @@ async fn tftp_reads_and_writes_the_same_files_as_http() {
     assert!(got.2.contains("not well-formed"), "{}", got.2);
     // Uploaded over TFTP, read over HTTP: one core, one file tree.
     let web = t
-        .http
-        .get(t.url(&format!("/{MAC}-web.cfg")))
-        .send()
+        .anonymous(reqwest::Method::GET, &format!("/{MAC}-web.cfg"), &[])
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -76,11 +73,8 @@ async fn tftp_reads_and_writes_the_same_files_as_http() {
         1,
         "the malformed upload wrote nothing: {files:?}"
     );
-    let metrics = t.metrics().await;
-    assert!(
-        metrics.contains("door=\"tftp\",kind=\"master\",status=\"200\""),
-        "{metrics}"
-    );
+    t.assert_metric("door=\"tftp\",kind=\"master\",status=\"200\"")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,7 @@
 //! licences, call list, directory, its log), then the effective configuration applied.
 
 use super::{BootReport, IMAGE_MAGIC, ParseCache, PhoneState, RequestRecord, dir_join, text_of};
-use crate::transport::{Login, Reply, Transport, TransportError};
+use crate::transport::{Call, Login, Method, Reply, Transport, TransportError};
 use crate::url::ServerUrl;
 use polyprov_model::config_file::ConfigFile;
 use polyprov_model::effective::{Layer, PhoneSources, effective_only, is_gated};
@@ -343,18 +343,32 @@ impl<T: Transport> Session<'_, T> {
         });
     }
 
-    async fn get(&mut self, ua: &str, path: &str, kind: &str) -> Option<Reply> {
+    async fn send(
+        &mut self,
+        method: Method,
+        ua: &str,
+        path: &str,
+        kind: &str,
+        body: Vec<u8>,
+    ) -> Option<Reply> {
         let t = Instant::now();
-        let r = self.transport.get(self.server, path, ua, self.login).await;
-        self.record("GET", path, ua, kind, t, &r);
+        let call = Call {
+            server: self.server,
+            name: path,
+            user_agent: ua,
+            login: self.login,
+        };
+        let r = self.transport.send(call, method, body).await;
+        self.record(method.as_str(), path, ua, kind, t, &r);
         r.ok()
     }
 
+    async fn get(&mut self, ua: &str, path: &str, kind: &str) -> Option<Reply> {
+        self.send(Method::Get, ua, path, kind, Vec::new()).await
+    }
+
     async fn head(&mut self, ua: &str, path: &str, kind: &str) -> Option<Reply> {
-        let t = Instant::now();
-        let r = self.transport.head(self.server, path, ua, self.login).await;
-        self.record("HEAD", path, ua, kind, t, &r);
-        r.ok()
+        self.send(Method::Head, ua, path, kind, Vec::new()).await
     }
 
     pub(super) async fn put(
@@ -364,12 +378,6 @@ impl<T: Transport> Session<'_, T> {
         kind: &str,
         body: Vec<u8>,
     ) -> Option<Reply> {
-        let t = Instant::now();
-        let r = self
-            .transport
-            .put(self.server, path, ua, self.login, body)
-            .await;
-        self.record("PUT", path, ua, kind, t, &r);
-        r.ok()
+        self.send(Method::Put, ua, path, kind, body).await
     }
 }

@@ -1,7 +1,10 @@
 //! The transport a phone uses for a server, by its URL's scheme.
 
-use super::{FtpTransport, LeanHttp, Login, Reply, TftpTransport, Transport, TransportError};
-use crate::url::ServerUrl;
+use super::{
+    Call, FtpTransport, LeanHttp, Method, Reply, TftpTransport, Transport, TransportError,
+};
+
+type Outcome = Result<Reply, TransportError>;
 
 /// Picks the transport by the server's scheme: `http://`, `tftp://`, `ftp://` or `ftps://`.
 #[derive(Default)]
@@ -12,46 +15,11 @@ pub struct AnyTransport {
 }
 
 impl Transport for AnyTransport {
-    async fn get(
-        &self,
-        server: &ServerUrl,
-        name: &str,
-        ua: &str,
-        login: &Login,
-    ) -> Result<Reply, TransportError> {
-        match server.scheme.as_str() {
-            "tftp" => self.tftp.get(server, name, ua, login).await,
-            "ftp" | "ftps" => self.ftp.get(server, name, ua, login).await,
-            _ => self.http.get(server, name, ua, login).await,
-        }
-    }
-
-    async fn head(
-        &self,
-        server: &ServerUrl,
-        name: &str,
-        ua: &str,
-        login: &Login,
-    ) -> Result<Reply, TransportError> {
-        match server.scheme.as_str() {
-            "tftp" => self.tftp.head(server, name, ua, login).await,
-            "ftp" | "ftps" => self.ftp.head(server, name, ua, login).await,
-            _ => self.http.head(server, name, ua, login).await,
-        }
-    }
-
-    async fn put(
-        &self,
-        server: &ServerUrl,
-        name: &str,
-        ua: &str,
-        login: &Login,
-        body: Vec<u8>,
-    ) -> Result<Reply, TransportError> {
-        match server.scheme.as_str() {
-            "tftp" => self.tftp.put(server, name, ua, login, body).await,
-            "ftp" | "ftps" => self.ftp.put(server, name, ua, login, body).await,
-            _ => self.http.put(server, name, ua, login, body).await,
+    async fn send(&self, call: Call<'_>, method: Method, body: Vec<u8>) -> Outcome {
+        match call.server.scheme.as_str() {
+            "tftp" => self.tftp.send(call, method, body).await,
+            "ftp" | "ftps" => self.ftp.send(call, method, body).await,
+            _ => self.http.send(call, method, body).await,
         }
     }
 }

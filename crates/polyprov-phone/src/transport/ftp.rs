@@ -2,7 +2,7 @@
 //! per file, passive mode, binary type. Without credentials in the URL or the phone's settings
 //! the phone logs in with its factory login (`PlcmSpIp`/`PlcmSpIp`, domain.md §1).
 
-use super::{Login, Reply, Transport, TransportError};
+use super::{Call, Login, Method, Reply, Transport, TransportError};
 use crate::url::ServerUrl;
 use std::sync::Arc;
 use std::time::Duration;
@@ -209,24 +209,13 @@ fn answer(e: FtpError, op: Op) -> Outcome {
 }
 
 impl Transport for FtpTransport {
-    async fn get(&self, server: &ServerUrl, name: &str, _ua: &str, login: &Login) -> Outcome {
-        self.exchange(server, login, Exchange::Get(name)).await
-    }
-
-    /// `SIZE`: whether the file is there, without reading it.
-    async fn head(&self, server: &ServerUrl, name: &str, _ua: &str, login: &Login) -> Outcome {
-        self.exchange(server, login, Exchange::Size(name)).await
-    }
-
-    async fn put(
-        &self,
-        server: &ServerUrl,
-        name: &str,
-        _ua: &str,
-        login: &Login,
-        body: Vec<u8>,
-    ) -> Outcome {
-        self.exchange(server, login, Exchange::Put(name, &body))
-            .await
+    /// A HEAD is `SIZE`: whether the file is there, without reading it. FTP has no User-Agent.
+    async fn send(&self, call: Call<'_>, method: Method, body: Vec<u8>) -> Outcome {
+        let exchange = match method {
+            Method::Get => Exchange::Get(call.name),
+            Method::Head => Exchange::Size(call.name),
+            Method::Put => Exchange::Put(call.name, &body),
+        };
+        self.exchange(call.server, call.login, exchange).await
     }
 }

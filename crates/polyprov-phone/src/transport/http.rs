@@ -1,7 +1,6 @@
 //! HTTP: reqwest, or a lean keep-alive client for storms.
 
-use super::{Login, Reply, Transport, TransportError};
-use crate::url::ServerUrl;
+use super::{Call, Method, Reply, Transport, TransportError};
 use std::time::Duration;
 
 /// HTTP with Basic credentials sent up front (the phone's provisioning credentials).
@@ -22,27 +21,30 @@ impl HttpTransport {
         Ok(HttpTransport { client })
     }
 
-    async fn send(
+    async fn request(
         &self,
         method: reqwest::Method,
-        server: &ServerUrl,
-        name: &str,
-        user_agent: &str,
-        login: &Login,
-        body: Option<Vec<u8>>,
+        call: Call<'_>,
+        body: Vec<u8>,
     ) -> Result<Reply, TransportError> {
+        let Call {
+            server,
+            name,
+            user_agent,
+            login,
+        } = call;
         if server.scheme != "http" {
             return Err(TransportError::Unsupported(server.scheme.clone()));
         }
         let mut req = self
             .client
-            .request(method, server.file_url(name))
+            .request(method.clone(), server.file_url(name))
             .header(reqwest::header::USER_AGENT, user_agent);
         if let Some((u, p)) = login {
             req = req.basic_auth(u, Some(p));
         }
-        if let Some(b) = body {
-            req = req.body(b);
+        if method == reqwest::Method::PUT {
+            req = req.body(body);
         }
         let resp = req
             .send()
@@ -58,45 +60,18 @@ impl HttpTransport {
 }
 
 impl Transport for HttpTransport {
-    async fn get(
+    async fn send(
         &self,
-        server: &ServerUrl,
-        name: &str,
-        user_agent: &str,
-        login: &Login,
-    ) -> Result<Reply, TransportError> {
-        self.send(reqwest::Method::GET, server, name, user_agent, login, None)
-            .await
-    }
-
-    async fn head(
-        &self,
-        server: &ServerUrl,
-        name: &str,
-        user_agent: &str,
-        login: &Login,
-    ) -> Result<Reply, TransportError> {
-        self.send(reqwest::Method::HEAD, server, name, user_agent, login, None)
-            .await
-    }
-
-    async fn put(
-        &self,
-        server: &ServerUrl,
-        name: &str,
-        user_agent: &str,
-        login: &Login,
+        call: Call<'_>,
+        method: Method,
         body: Vec<u8>,
     ) -> Result<Reply, TransportError> {
-        self.send(
-            reqwest::Method::PUT,
-            server,
-            name,
-            user_agent,
-            login,
-            Some(body),
-        )
-        .await
+        let method = match method {
+            Method::Get => reqwest::Method::GET,
+            Method::Head => reqwest::Method::HEAD,
+            Method::Put => reqwest::Method::PUT,
+        };
+        self.request(method, call, body).await
     }
 }
 
@@ -231,15 +206,18 @@ impl LeanHttp {
         ))
     }
 
-    async fn send(
+    async fn request(
         &self,
         method: &str,
-        server: &ServerUrl,
-        name: &str,
-        user_agent: &str,
-        login: &Login,
+        call: Call<'_>,
         body: &[u8],
     ) -> Result<Reply, TransportError> {
+        let Call {
+            server,
+            name,
+            user_agent,
+            login,
+        } = call;
         use base64::Engine;
         if server.scheme != "http" {
             return Err(TransportError::Unsupported(server.scheme.clone()));
@@ -307,36 +285,12 @@ impl LeanHttp {
 }
 
 impl Transport for LeanHttp {
-    async fn get(
+    async fn send(
         &self,
-        server: &ServerUrl,
-        name: &str,
-        user_agent: &str,
-        login: &Login,
-    ) -> Result<Reply, TransportError> {
-        self.send("GET", server, name, user_agent, login, &[]).await
-    }
-
-    async fn head(
-        &self,
-        server: &ServerUrl,
-        name: &str,
-        user_agent: &str,
-        login: &Login,
-    ) -> Result<Reply, TransportError> {
-        self.send("HEAD", server, name, user_agent, login, &[])
-            .await
-    }
-
-    async fn put(
-        &self,
-        server: &ServerUrl,
-        name: &str,
-        user_agent: &str,
-        login: &Login,
+        call: Call<'_>,
+        method: Method,
         body: Vec<u8>,
     ) -> Result<Reply, TransportError> {
-        self.send("PUT", server, name, user_agent, login, &body)
-            .await
+        self.request(method.as_str(), call, &body).await
     }
 }

@@ -43,31 +43,45 @@ pub enum TransportError {
 /// A user name and password.
 pub type Login = Option<(String, String)>;
 
+/// What a phone asks of its server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// Download a file.
+    Get,
+    /// Ask whether a file exists (TFTP, which has no such request, reads it).
+    Head,
+    /// Upload a file.
+    Put,
+}
+
+impl Method {
+    /// The HTTP name, also used in boot reports whatever the protocol.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Put => "PUT",
+        }
+    }
+}
+
+/// One request: to which server, for which file, as which phone.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    pub server: &'a ServerUrl,
+    /// Relative to the server's directory.
+    pub name: &'a str,
+    pub user_agent: &'a str,
+    pub login: &'a Login,
+}
+
 /// One way of moving files between phone and server.
 pub trait Transport: Send + Sync {
-    /// Downloads a file (`name` relative to the server's directory).
-    fn get(
+    /// Sends one request; `body` is what a [`Method::Put`] uploads (empty otherwise).
+    fn send(
         &self,
-        server: &ServerUrl,
-        name: &str,
-        user_agent: &str,
-        login: &Login,
-    ) -> impl Future<Output = Result<Reply, TransportError>> + Send;
-    /// Asks whether a file exists.
-    fn head(
-        &self,
-        server: &ServerUrl,
-        name: &str,
-        user_agent: &str,
-        login: &Login,
-    ) -> impl Future<Output = Result<Reply, TransportError>> + Send;
-    /// Uploads a file.
-    fn put(
-        &self,
-        server: &ServerUrl,
-        name: &str,
-        user_agent: &str,
-        login: &Login,
+        call: Call<'_>,
+        method: Method,
         body: Vec<u8>,
     ) -> impl Future<Output = Result<Reply, TransportError>> + Send;
 }

@@ -1,6 +1,6 @@
 //! TFTP through polyprov-tftp's client.
 
-use super::{Login, Reply, Transport, TransportError};
+use super::{Call, Method, Reply, Transport, TransportError};
 use crate::url::ServerUrl;
 
 /// TFTP, one transfer per file; no credentials (TFTP has none).
@@ -56,43 +56,25 @@ impl TftpTransport {
 }
 
 impl Transport for TftpTransport {
-    async fn get(
+    /// No credentials and no User-Agent: TFTP carries neither. TFTP has no HEAD: the file is
+    /// read and only its status kept.
+    async fn send(
         &self,
-        server: &ServerUrl,
-        name: &str,
-        _ua: &str,
-        _login: &Login,
-    ) -> Result<Reply, TransportError> {
-        Self::reply(self.client(server)?.get(&server.file_path(name)).await)
-    }
-
-    /// TFTP has no HEAD: the file is read and its size reported.
-    async fn head(
-        &self,
-        server: &ServerUrl,
-        name: &str,
-        ua: &str,
-        login: &Login,
-    ) -> Result<Reply, TransportError> {
-        self.get(server, name, ua, login).await.map(|r| Reply {
-            status: r.status,
-            body: bytes::Bytes::new(),
-        })
-    }
-
-    async fn put(
-        &self,
-        server: &ServerUrl,
-        name: &str,
-        _ua: &str,
-        _login: &Login,
+        call: Call<'_>,
+        method: Method,
         body: Vec<u8>,
     ) -> Result<Reply, TransportError> {
-        Self::reply(
-            self.client(server)?
-                .put(&server.file_path(name), &body)
-                .await
-                .map(|()| bytes::Bytes::new()),
-        )
+        let client = self.client(call.server)?;
+        let path = call.server.file_path(call.name);
+        match method {
+            Method::Get => Self::reply(client.get(&path).await),
+            Method::Head => Self::reply(client.get(&path).await).map(|r| Reply {
+                status: r.status,
+                body: bytes::Bytes::new(),
+            }),
+            Method::Put => {
+                Self::reply(client.put(&path, &body).await.map(|()| bytes::Bytes::new()))
+            }
+        }
     }
 }

@@ -57,6 +57,33 @@ impl TestServer {
             .basic_auth(user, Some(pw))
     }
 
+    /// A phone request with the provisioning credentials and `headers` (values as raw bytes:
+    /// a test may send what no well-behaved client would).
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        with_headers(self.phone(method, path), headers)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A request without credentials, as a stranger (or a phone not yet told them) sends it.
+    pub async fn anonymous(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        with_headers(self.http.request(method, self.url(path)), headers)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.phone(reqwest::Method::GET, path).send().await.unwrap()
     }
@@ -107,6 +134,12 @@ impl TestServer {
             .unwrap()
     }
 
+    /// Fails, showing every metric, unless `/metrics` has `line` (a series and its value).
+    pub async fn assert_metric(&self, line: &str) {
+        let metrics = self.metrics().await;
+        assert!(metrics.contains(line), "no {line:?} in:\n{metrics}");
+    }
+
     /// Every file under the data directory's uploads, for "nothing was written" checks.
     pub fn upload_files(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
@@ -124,6 +157,17 @@ impl TestServer {
         out.sort();
         out
     }
+}
+
+fn with_headers(
+    mut request: reqwest::RequestBuilder,
+    headers: &[(&str, &str)],
+) -> reqwest::RequestBuilder {
+    for (name, value) in headers {
+        let value = reqwest::header::HeaderValue::from_bytes(value.as_bytes()).unwrap();
+        request = request.header(*name, value);
+    }
+    request
 }
 
 /// Every attribute of every element of an XML document, by name (a polycomConfig's parameters,
