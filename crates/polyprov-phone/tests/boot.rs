@@ -54,6 +54,22 @@ fn write_root(dir: &std::path::Path) {
     );
 }
 
+/// The application's requests after its configuration files, for a phone with nothing of its
+/// own on the server, ending with the log upload answered `log_upload`.
+fn after_config_files(log_upload: u16) -> Vec<String> {
+    vec![
+        format!("GET {MAC}-phone.cfg 404"),
+        format!("GET {MAC}-web.cfg 404"),
+        "GET 000000000000-license.cfg 404".into(),
+        format!("GET {MAC}-license.cfg 404"),
+        format!("GET {MAC}-calls.xml 404"),
+        format!("GET {MAC}-directory.xml 404"),
+        "GET 000000000000-directory.xml 404".into(),
+        format!("HEAD {MAC}-app.log 404"),
+        format!("PUT {MAC}-app.log {log_upload}"),
+    ]
+}
+
 #[tokio::test]
 async fn boots_from_a_plain_folder_in_the_real_order() {
     let dir = tempfile::tempdir().unwrap();
@@ -78,16 +94,10 @@ async fn boots_from_a_plain_folder_in_the_real_order() {
             "GET 3111-44500-001.sip.ld 404".into(),
             "GET sip.ld 200".into(),
             "GET site.cfg 200".into(),
-            format!("GET {MAC}-phone.cfg 404"),
-            format!("GET {MAC}-web.cfg 404"),
-            "GET 000000000000-license.cfg 404".into(),
-            format!("GET {MAC}-license.cfg 404"),
-            format!("GET {MAC}-calls.xml 404"),
-            format!("GET {MAC}-directory.xml 404"),
-            "GET 000000000000-directory.xml 404".into(),
-            format!("HEAD {MAC}-app.log 404"),
-            format!("PUT {MAC}-app.log 405"),
         ]
+        .into_iter()
+        .chain(after_config_files(405))
+        .collect::<Vec<_>>()
     );
     let stages: Vec<&str> = r.requests.iter().map(|q| q.stage.as_str()).collect();
     assert_eq!(&stages[..5], ["Updater"; 5]);
@@ -119,12 +129,7 @@ async fn assigned_polyprov(
     admin_password: &str,
     tweak: impl FnOnce(&mut polyprov_server::Settings),
 ) -> polyprov_server::RunningServer {
-    let mut s = polyprov_server::Settings {
-        data: dir.join("data"),
-        ..Default::default()
-    };
-    s.http.listen = "127.0.0.1:0".parse().unwrap();
-    s.admin.listen = "127.0.0.1:0".parse().unwrap();
+    let mut s = polyprov_server::Settings::loopback(dir.join("data"));
     tweak(&mut s);
     let server = polyprov_server::start(s).await.unwrap();
     let a = polyprov_store::Assignment {
@@ -193,16 +198,10 @@ async fn the_seed_story_a_factory_reset_phone_comes_back_with_the_old_password()
             "GET 3111-46162-001.sip.ld 404".into(),
             "GET sip.ld 404".into(),
             format!("GET {MAC}-polyprov.cfg 200"),
-            format!("GET {MAC}-phone.cfg 404"),
-            format!("GET {MAC}-web.cfg 404"),
-            "GET 000000000000-license.cfg 404".into(),
-            format!("GET {MAC}-license.cfg 404"),
-            format!("GET {MAC}-calls.xml 404"),
-            format!("GET {MAC}-directory.xml 404"),
-            "GET 000000000000-directory.xml 404".into(),
-            format!("HEAD {MAC}-app.log 404"),
-            format!("PUT {MAC}-app.log 204"),
         ]
+        .into_iter()
+        .chain(after_config_files(204))
+        .collect::<Vec<_>>()
     );
     assert_eq!(p.admin_password(), "P1");
 

@@ -16,16 +16,34 @@ use polyprov_store::Assignment;
 const MAC: &str = "0004f2aa814c";
 
 async fn server(dir: &std::path::Path) -> (polyprov_server::RunningServer, String) {
-    let mut s = polyprov_server::Settings {
-        data: dir.join("data"),
-        ..Default::default()
-    };
-    s.http.listen = "127.0.0.1:0".parse().unwrap();
-    s.admin.listen = "127.0.0.1:0".parse().unwrap();
+    server_with(dir, |_| {}).await
+}
+
+/// A server on loopback, its settings changed by `tweak`, and the URL a phone finds it by
+/// (credentials in it, as in a DHCP option 160 URL).
+async fn server_with(
+    dir: &std::path::Path,
+    tweak: impl FnOnce(&mut polyprov_server::Settings),
+) -> (polyprov_server::RunningServer, String) {
+    let mut s = polyprov_server::Settings::loopback(dir.join("data"));
+    tweak(&mut s);
     let server = polyprov_server::start(s).await.unwrap();
     let (u, p) = server.provisioning_login.clone().unwrap();
     let url = format!("http://{u}:{p}@{}/", server.http_addr);
     (server, url)
+}
+
+/// Assigns the test device with just an admin password, as alice.
+async fn assign_password(server: &polyprov_server::RunningServer, password: &str) {
+    let a = Assignment {
+        admin_password: Some(password.into()),
+        ..Default::default()
+    };
+    server
+        .core
+        .assign(MAC.parse().unwrap(), &a, "alice")
+        .await
+        .unwrap();
 }
 
 fn phone(url: &str) -> PhoneState {
@@ -171,16 +189,7 @@ async fn requests_during_a_release_see_the_old_or_the_new_device_never_a_mix() {
     let (server, url) = server(dir.path()).await;
     let core = server.core.clone();
     let mac: Mac = MAC.parse().unwrap();
-    core.assign(
-        mac,
-        &Assignment {
-            admin_password: Some("P1".into()),
-            ..Default::default()
-        },
-        "alice",
-    )
-    .await
-    .unwrap();
+    assign_password(&server, "P1").await;
     let t = HttpTransport::new().unwrap();
     let mut p = phone(&url);
     p.boot(&t).await;
@@ -231,29 +240,14 @@ async fn requests_during_a_release_see_the_old_or_the_new_device_never_a_mix() {
 #[tokio::test]
 async fn a_wiped_boot_log_marks_a_probable_reset_and_the_quarantine_policy_acts_on_it() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = polyprov_server::Settings {
-        data: dir.path().join("data"),
-        ..Default::default()
-    };
-    s.http.listen = "127.0.0.1:0".parse().unwrap();
-    s.admin.listen = "127.0.0.1:0".parse().unwrap();
-    s.lifecycle.reset_policy = polyprov_server::settings::ResetPolicy::Quarantine;
-    s.lifecycle.reset_log_min_bytes = 50;
-    let server = polyprov_server::start(s).await.unwrap();
-    let (u, pw) = server.provisioning_login.clone().unwrap();
-    let url = format!("http://{u}:{pw}@{}/", server.http_addr);
+    let (server, url) = server_with(dir.path(), |s| {
+        s.lifecycle.reset_policy = polyprov_server::settings::ResetPolicy::Quarantine;
+        s.lifecycle.reset_log_min_bytes = 50;
+    })
+    .await;
     let core = server.core.clone();
     let mac: Mac = MAC.parse().unwrap();
-    core.assign(
-        mac,
-        &Assignment {
-            admin_password: Some("P1".into()),
-            ..Default::default()
-        },
-        "alice",
-    )
-    .await
-    .unwrap();
+    assign_password(&server, "P1").await;
 
     let t = HttpTransport::new().unwrap();
     let mut p = phone(&url);

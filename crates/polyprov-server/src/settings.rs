@@ -286,6 +286,18 @@ pub enum SettingsError {
 }
 
 impl Settings {
+    /// The defaults with `data` as data directory and the phone door and admin API on
+    /// ephemeral loopback ports: a server for tests and demos that cannot clash with another.
+    pub fn loopback(data: PathBuf) -> Settings {
+        let mut s = Settings {
+            data,
+            ..Settings::default()
+        };
+        s.http.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        s.admin.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        s
+    }
+
     /// Reads a TOML settings file.
     pub fn from_file(path: &Path) -> Result<Settings, SettingsError> {
         let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {

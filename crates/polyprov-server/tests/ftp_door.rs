@@ -516,12 +516,7 @@ async fn sessions_over_the_cap_are_told_to_come_back() {
 #[tokio::test]
 async fn ftps_settings_that_cannot_work_stop_the_start() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = polyprov_server::Settings {
-        data: dir.path().join("data"),
-        ..Default::default()
-    };
-    s.http.listen = "127.0.0.1:0".parse().unwrap();
-    s.admin.listen = "127.0.0.1:0".parse().unwrap();
+    let mut s = polyprov_server::Settings::loopback(dir.path().join("data"));
     s.ftp.listen = Some("127.0.0.1:0".parse().unwrap());
     s.ftp.require_tls = true;
     let e = polyprov_server::start(s.clone()).await.err().unwrap();

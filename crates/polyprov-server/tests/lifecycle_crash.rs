@@ -13,13 +13,7 @@ use std::path::Path;
 const MAC: &str = "0004f2aa814c";
 
 fn settings(data: &Path) -> Settings {
-    let mut s = Settings {
-        data: data.to_path_buf(),
-        ..Settings::default()
-    };
-    s.http.listen = "127.0.0.1:0".parse().unwrap();
-    s.admin.listen = "127.0.0.1:0".parse().unwrap();
-    s
+    Settings::loopback(data.to_path_buf())
 }
 
 /// An assigned device with an override and a directory, and the server stopped.

@@ -23,12 +23,7 @@ impl TestServer {
 
     pub async fn start_with(tweak: impl FnOnce(&mut Settings)) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Settings {
-            data: dir.path().join("data"),
-            ..Settings::default()
-        };
-        s.http.listen = "127.0.0.1:0".parse().unwrap();
-        s.admin.listen = "127.0.0.1:0".parse().unwrap();
+        let mut s = polyprov_server::Settings::loopback(dir.path().join("data"));
         s.inventory.flush_interval_ms = 20;
         tweak(&mut s);
         let server = polyprov_server::start(s).await.unwrap();
