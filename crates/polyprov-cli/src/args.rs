@@ -38,6 +38,9 @@ pub(crate) enum Command {
     Guide(GuideArgs),
     /// The keystrokes that type a MAC address at the phone's password prompt.
     Keys(KeysArgs),
+    /// HTTPS certificates: a private CA for a lab or small site, and what a phone would see.
+    #[command(subcommand)]
+    Tls(TlsCommand),
     /// An emulated phone (state in a folder) and boot storms of many phones.
     #[command(subcommand)]
     Sim(SimCommand),
@@ -59,6 +62,41 @@ pub(crate) enum Command {
         /// Seconds to collect offers.
         #[arg(long, default_value_t = 3)]
         timeout: u64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum TlsCommand {
+    /// Make a private CA (kept if there is one) and a server certificate under DATA/tls/, used
+    /// by `serve --https` when [https] cert and key are not set; prints what phones need to
+    /// trust it.
+    Init {
+        /// Data directory.
+        #[arg(long, value_name = "DIR", default_value = "polyprov-data")]
+        data: PathBuf,
+        /// A name phones reach the server by (host name or IP address); repeat for more
+        /// [default: localhost, 127.0.0.1].
+        #[arg(long = "host", value_name = "NAME")]
+        hosts: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Connect to an HTTPS server as a phone would and show the chain, names, expiry,
+    /// protocol and cipher, and whether a Poly phone would accept it.
+    Check {
+        /// https://host[:port]/
+        url: String,
+        /// CA certificate (PEM) the phone trusts, e.g. DATA/tls/ca.pem.
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<PathBuf>,
+        /// Present this client certificate (PEM), as a phone with a device certificate does.
+        #[arg(long, value_name = "FILE", requires = "key")]
+        cert: Option<PathBuf>,
+        /// The client certificate's key (PEM).
+        #[arg(long, value_name = "FILE", requires = "cert")]
+        key: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -323,6 +361,10 @@ pub(crate) struct ServeArgs {
     /// in the settings file's [ftp] section).
     #[arg(long, value_name = "ADDR")]
     pub(crate) ftp: Option<SocketAddr>,
+    /// Also serve HTTPS here, e.g. 0.0.0.0:443 (off by default; certificate, key and client
+    /// certificates are in the settings file's [https] section, or from `polyprov tls init`).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) https: Option<SocketAddr>,
     /// TOML settings file; flags given here win over it.
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,

@@ -14,6 +14,7 @@ mod out;
 mod serve_cmd;
 mod sim_cmd;
 mod table;
+mod tls_cmd;
 
 use args::*;
 use clap::Parser;
@@ -35,7 +36,10 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", e.message);
+            // An empty message: the command already said what failed.
+            if !e.message.is_empty() {
+                eprintln!("error: {}", e.message);
+            }
             ExitCode::from(e.code as u8)
         }
     }
@@ -68,6 +72,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         ),
         Command::Keys(k) => guide_cmd::keys(&k.mac, k.cycle.into(), k.letter_case.into(), k.json),
         Command::Sim(cmd) => sim_cmd::run(cmd).await,
+        Command::Tls(cmd) => tls_cmd::run(cmd).await,
         Command::Doctor {
             mac,
             dhcp_probe,

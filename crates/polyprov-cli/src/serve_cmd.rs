@@ -28,6 +28,9 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), CliError> {
     if let Some(a) = args.ftp {
         settings.ftp.listen = Some(a);
     }
+    if let Some(a) = args.https {
+        settings.https.listen = Some(a);
+    }
     let server = polyprov_server::start(settings.clone())
         .await
         .map_err(|e| CliError::new(Exit::CannotStart, format!("{e:#}")))?;
@@ -62,6 +65,14 @@ pub(crate) fn print_summary(settings: &Settings, server: &polyprov_server::Runni
         settings.root_dir().display()
     );
     outln!("  phones (HTTP)    {}", server.http_addr);
+    if let Some(h) = server.https_addr {
+        let identity = match settings.https.client_auth {
+            polyprov_server::settings::ClientAuth::Off => "",
+            polyprov_server::settings::ClientAuth::Optional => ", device certificates accepted",
+            polyprov_server::settings::ClientAuth::Required => ", device certificate required",
+        };
+        outln!("  phones (HTTPS)   {h}{identity}");
+    }
     if let Some(t) = server.tftp_addr {
         outln!("  phones (TFTP)    {t}");
     }

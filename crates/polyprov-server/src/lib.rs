@@ -14,6 +14,7 @@
 pub mod core;
 pub mod doctor;
 pub mod settings;
+pub mod tls;
 
 pub(crate) mod admin;
 pub(crate) mod auth;
@@ -41,6 +42,8 @@ pub struct RunningServer {
     pub http_addr: SocketAddr,
     /// Where the admin API and `/metrics` are.
     pub admin_addr: SocketAddr,
+    /// Where HTTPS is served, when it is.
+    pub https_addr: Option<SocketAddr>,
     /// Where TFTP is served, when it is.
     pub tftp_addr: Option<SocketAddr>,
     /// Where FTP (and explicit FTPS) is served, when it is.
@@ -150,6 +153,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         .context("undoing releases interrupted by a crash")?;
 
     let phone_door = Arc::new(http::PhoneDoor {
+        door: core::Door::Http,
         core: core.clone(),
         credentials: provisioning_login
             .as_ref()
@@ -179,8 +183,9 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
     let http_addr = serve(
         &mut tasks,
         settings.http.listen,
-        http::router(phone_door),
+        http::router(phone_door.clone()),
         (phone_limits, connection_metrics.clone(), "http"),
+        None,
         stop.clone(),
     )
     .await
@@ -193,11 +198,49 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         &mut tasks,
         settings.admin.listen,
         admin::router(admin_state),
-        (admin_limits, connection_metrics, "admin"),
+        (admin_limits, connection_metrics.clone(), "admin"),
+        None,
         stop.clone(),
     )
     .await
     .context("starting the admin API")?;
+
+    let https_addr = match settings.https.listen {
+        Some(addr) => {
+            let files = tls::TlsFiles::from_settings(&settings.https, &data);
+            let server_tls = Arc::new(tls::ServerTls::load(files).context(
+                "loading the HTTPS certificate ([https] cert/key, or run `polyprov tls init`)",
+            )?);
+            server_tls.clone().spawn_reloader(
+                Duration::from_secs(settings.https.reload_check_secs),
+                stop.clone(),
+            );
+            let door = Arc::new(http::PhoneDoor {
+                door: core::Door::Https,
+                ..phone_door.cloned()
+            });
+            let tls = connections::TlsDoor {
+                tls: server_tls,
+                handshake_timeout: Duration::from_secs(
+                    settings.https.handshake_timeout_secs.max(1),
+                ),
+                core: core.clone(),
+            };
+            Some(
+                serve(
+                    &mut tasks,
+                    addr,
+                    http::router(door),
+                    (phone_limits, connection_metrics, "https"),
+                    Some(tls),
+                    stop.clone(),
+                )
+                .await
+                .context("starting the phone HTTPS door")?,
+            )
+        }
+        None => None,
+    };
 
     let tftp_addr = match settings.tftp.listen {
         Some(addr) => {
@@ -285,6 +328,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
     Ok(RunningServer {
         http_addr,
         admin_addr,
+        https_addr,
         tftp_addr,
         ftp_addr,
         provisioning_login,
@@ -305,6 +349,7 @@ async fn serve(
         Arc<metrics::Metrics>,
         &'static str,
     ),
+    tls: Option<connections::TlsDoor>,
     stop: CancellationToken,
 ) -> anyhow::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr)
@@ -312,7 +357,7 @@ async fn serve(
         .with_context(|| format!("binding {addr}"))?;
     let bound = listener.local_addr()?;
     tasks.spawn(connections::serve(
-        listener, router, limits, metrics, door, stop,
+        listener, router, limits, metrics, door, tls, stop,
     ));
     Ok(bound)
 }

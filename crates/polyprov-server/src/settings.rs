@@ -20,6 +20,58 @@ pub struct Settings {
     pub lifecycle: LifecycleSettings,
     pub tftp: TftpSettings,
     pub ftp: FtpSettings,
+    pub https: HttpsSettings,
+}
+
+/// Whether the HTTPS door asks phones for a device certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// No certificate asked for: credentials as over HTTP.
+    Off,
+    /// A certificate is asked for; one that verifies against `client_ca` and names a MAC
+    /// proves that MAC, a connection without one falls back to credentials. One that does not
+    /// verify ends the handshake.
+    Optional,
+    /// No connection without a certificate that verifies against `client_ca`.
+    Required,
+}
+
+/// The HTTPS door (off unless `listen` is set): the same core, limits and credentials as the
+/// HTTP door, plus phone identity by device certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpsSettings {
+    /// Address to serve HTTPS on, e.g. `0.0.0.0:443`.
+    pub listen: Option<SocketAddr>,
+    /// Certificate chain (PEM, server certificate first). Unset: `DATA/tls/server.pem` from
+    /// `polyprov tls init`.
+    pub cert: Option<PathBuf>,
+    /// Private key (PEM). Unset: `DATA/tls/server-key.pem`.
+    pub key: Option<PathBuf>,
+    /// CA certificates (PEM) that sign the phones' device certificates: the Polycom root and
+    /// intermediates, or the admin's own CA. Needed unless `client_auth = "off"`.
+    pub client_ca: Option<PathBuf>,
+    pub client_auth: ClientAuth,
+    /// Seconds a client has to finish the TLS handshake.
+    pub handshake_timeout_secs: u64,
+    /// Seconds between checks of the certificate, key and CA files for changes (they are also
+    /// reloaded on SIGHUP). A change that does not load keeps the running configuration.
+    pub reload_check_secs: u64,
+}
+
+impl Default for HttpsSettings {
+    fn default() -> Self {
+        HttpsSettings {
+            listen: None,
+            cert: None,
+            key: None,
+            client_ca: None,
+            client_auth: ClientAuth::Off,
+            handshake_timeout_secs: 10,
+            reload_check_secs: 5,
+        }
+    }
 }
 
 /// The TFTP door (off unless `listen` is set).
@@ -228,6 +280,7 @@ impl Default for Settings {
             lifecycle: LifecycleSettings::default(),
             tftp: TftpSettings::default(),
             ftp: FtpSettings::default(),
+            https: HttpsSettings::default(),
         }
     }
 }

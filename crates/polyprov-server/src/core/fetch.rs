@@ -75,7 +75,7 @@ impl Core {
         match kind {
             FileKind::Shared => self.root_file(&path).await,
             FileKind::Master(mac) => {
-                check_serial(mac, ua.as_ref())?;
+                check_identity(req, mac, ua.as_ref())?;
                 if observe {
                     self.note(mac, req, ua.as_ref(), Some(path.file_name()), None);
                 }
@@ -90,7 +90,7 @@ impl Core {
                 }
             }
             FileKind::DeviceConfig(mac) => {
-                check_serial(mac, ua.as_ref())?;
+                check_identity(req, mac, ua.as_ref())?;
                 self.require_credential(req)?;
                 if observe {
                     self.note(mac, req, ua.as_ref(), Some(path.file_name()), None);
@@ -101,7 +101,7 @@ impl Core {
                 }
             }
             FileKind::DeviceFile(mac, kind) => {
-                check_serial(mac, ua.as_ref())?;
+                check_identity(req, mac, ua.as_ref())?;
                 self.require_credential(req)?;
                 if observe {
                     self.note(mac, req, ua.as_ref(), Some(path.file_name()), None);

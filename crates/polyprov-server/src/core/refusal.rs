@@ -13,6 +13,8 @@ pub enum Refusal {
     BadSerialTag(#[from] UserAgentError),
     #[error("User-Agent SN {serial} contradicts the MAC {mac} in the path")]
     SerialMismatch { mac: Mac, serial: Mac },
+    #[error("the device certificate names {cert}, not the MAC {mac} in the path")]
+    CertificateMismatch { mac: Mac, cert: Mac },
     #[error("credentials required")]
     AuthRequired,
     #[error("wrong credentials")]
@@ -64,7 +66,9 @@ impl Refusal {
         match self {
             Refusal::NotFound => 404,
             Refusal::BadPath(_) | Refusal::BadBody(_) => 400,
-            Refusal::SerialMismatch { .. } | Refusal::BadSerialTag(_) => 403,
+            Refusal::SerialMismatch { .. }
+            | Refusal::CertificateMismatch { .. }
+            | Refusal::BadSerialTag(_) => 403,
             Refusal::AuthRequired | Refusal::BadCredentials => 401,
             Refusal::NotUploadable => 405,
             Refusal::TooLarge { .. } => 413,
@@ -108,6 +112,7 @@ pub(super) fn refusal_reason(r: &Refusal) -> &'static str {
         Refusal::BadPath(_) => "bad_path",
         Refusal::BadSerialTag(_) => "bad_serial_tag",
         Refusal::SerialMismatch { .. } => "serial_mismatch",
+        Refusal::CertificateMismatch { .. } => "certificate_mismatch",
         Refusal::AuthRequired => "auth_required",
         Refusal::BadCredentials => "bad_credentials",
         Refusal::NotUploadable => "not_uploadable",

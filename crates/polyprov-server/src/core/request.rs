@@ -12,12 +12,16 @@ pub enum Credential {
     Valid,
     /// Credentials offered and wrong.
     Invalid,
+    /// A verified device certificate that names this MAC (HTTPS with client certificates): it
+    /// proves that one phone, and no other.
+    Device(Mac),
 }
 
 /// The protocol a request came in by (the `door` label of the request metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Door {
     Http,
+    Https,
     Tftp,
     Ftp,
     /// The core asked itself (`doctor`'s preview): not counted.
@@ -29,6 +33,7 @@ impl Door {
     pub fn as_str(self) -> &'static str {
         match self {
             Door::Http => "http",
+            Door::Https => "https",
             Door::Tftp => "tftp",
             Door::Ftp => "ftp",
             Door::Internal => "internal",
@@ -145,7 +150,18 @@ pub(super) struct Parsed {
     pub(super) ua: Option<UserAgent>,
 }
 
-pub(super) fn check_serial(mac: Mac, ua: Option<&UserAgent>) -> Result<(), Refusal> {
+/// Whether what the request says about which phone it is agrees with the path's MAC: a device
+/// certificate for another MAC, or a User-Agent `SN:` for another MAC, is refused.
+pub(super) fn check_identity(
+    req: &Request<'_>,
+    mac: Mac,
+    ua: Option<&UserAgent>,
+) -> Result<(), Refusal> {
+    if let Credential::Device(cert) = req.credential
+        && cert != mac
+    {
+        return Err(Refusal::CertificateMismatch { mac, cert });
+    }
     match ua.and_then(|u| u.serial) {
         Some(serial) if serial != mac => Err(Refusal::SerialMismatch { mac, serial }),
         _ => Ok(()),
@@ -211,7 +227,8 @@ impl Core {
 
     pub(super) fn require_credential(&self, req: &Request<'_>) -> Result<(), Refusal> {
         match (self.auth_required, req.credential) {
-            (false, _) | (true, Credential::Valid) => Ok(()),
+            // A device certificate's MAC was checked against the path by `check_identity`.
+            (false, _) | (true, Credential::Valid | Credential::Device(_)) => Ok(()),
             (true, Credential::Invalid) => Err(Refusal::BadCredentials),
             (true, Credential::Absent) => Err(Refusal::AuthRequired),
         }

@@ -16,6 +16,7 @@ impl Core {
             }
             Refusal::BadPath(_) => "bad_path",
             Refusal::SerialMismatch { .. } => "serial_mismatch",
+            Refusal::CertificateMismatch { .. } => "certificate_mismatch",
             Refusal::BadSerialTag(_) => "bad_serial_tag",
             Refusal::BadCredentials => "bad_credentials",
             _ => {

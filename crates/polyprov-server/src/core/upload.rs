@@ -62,7 +62,7 @@ impl Core {
         if continuing && !kind.is_log() {
             return Err(Refusal::NotUploadable);
         }
-        check_serial(mac, ua.as_ref())?;
+        check_identity(req, mac, ua.as_ref())?;
         self.require_credential(req)?;
         Ok(UploadTicket {
             label,

@@ -62,14 +62,26 @@ fn open_file_limit() -> Option<u64> {
     None
 }
 
+/// TLS on a listener: the running configuration, how long a handshake may take, and where a
+/// refused handshake is reported (a security event when it was about the client's certificate).
+#[derive(Clone)]
+pub struct TlsDoor {
+    pub tls: Arc<crate::tls::ServerTls>,
+    pub handshake_timeout: Duration,
+    pub core: Arc<crate::core::Core>,
+}
+
 /// Serves `router` on `listener` until `stop`, then lets running requests finish (at most
-/// [`SHUTDOWN_GRACE`]). `door` labels the connection metrics.
+/// [`SHUTDOWN_GRACE`]). `door` labels the connection metrics. With `tls`, each connection's
+/// handshake runs inside its own task (a slow one holds its slot, never the accept loop), and a
+/// verified client certificate reaches the handlers as a [`crate::tls::PeerCertificate`].
 pub async fn serve(
     listener: TcpListener,
     router: axum::Router,
     limits: ConnectionLimits,
     metrics: Arc<Metrics>,
     door: &'static str,
+    tls: Option<TlsDoor>,
     stop: CancellationToken,
 ) {
     let max = limits.effective_max();
@@ -116,19 +128,23 @@ pub async fn serve(
         };
         let _ = tcp.set_nodelay(true);
         metrics.connection_opened(door);
-        let router = router.clone();
-        let service =
-            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
-                let mut router = router.clone();
-                tower_service::Service::call(&mut router, req)
-            });
-        let io = TokioIo::new(StallGuard::new(tcp, limits.send_timeout));
-        let conn = graceful.watch(http.serve_connection(io, service));
+        let connection = Connection {
+            router: router.clone(),
+            http: http.clone(),
+            watcher: graceful.watcher(),
+            send_timeout: limits.send_timeout,
+            peer,
+            door,
+        };
         let metrics = metrics.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(door, addr = %peer, error = %e, "connection ended with an error");
+            match tls {
+                None => connection.serve(tcp, None).await,
+                Some(tls) => match handshake(&tls, tcp, peer, door).await {
+                    Some((stream, cert)) => connection.serve(stream, cert).await,
+                    None => metrics.connection_refused(door, "tls_handshake"),
+                },
             }
             metrics.connection_closed(door);
             drop(slot);
@@ -141,6 +157,89 @@ pub async fn serve(
             tracing::warn!(door, "requests still running after the shutdown grace period");
         }
     }
+}
+
+/// What one accepted connection is served with.
+struct Connection {
+    router: axum::Router,
+    http: hyper::server::conn::http1::Builder,
+    watcher: hyper_util::server::graceful::Watcher,
+    send_timeout: Duration,
+    peer: std::net::SocketAddr,
+    door: &'static str,
+}
+
+impl Connection {
+    async fn serve<IO>(self, io: IO, cert: Option<crate::tls::PeerCertificate>)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Connection {
+            router,
+            http,
+            watcher,
+            send_timeout,
+            peer,
+            door,
+        } = self;
+        let service =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                if let Some(c) = &cert {
+                    req.extensions_mut().insert(c.clone());
+                }
+                let mut router = router.clone();
+                tower_service::Service::call(&mut router, req)
+            });
+        let io = TokioIo::new(StallGuard::new(io, send_timeout));
+        if let Err(e) = watcher.watch(http.serve_connection(io, service)).await {
+            tracing::debug!(door, addr = %peer, error = %e, "connection ended with an error");
+        }
+    }
+}
+
+/// The TLS handshake, bounded in time. A refusal about the client's certificate (none when one
+/// is required, one that does not verify) is a security event; other failures (a scanner, a
+/// client without a common protocol version or suite) are logged for the admin.
+async fn handshake(
+    tls: &TlsDoor,
+    tcp: TcpStream,
+    peer: std::net::SocketAddr,
+    door: &'static str,
+) -> Option<(
+    tokio_rustls::server::TlsStream<TcpStream>,
+    Option<crate::tls::PeerCertificate>,
+)> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.tls.config());
+    let stream = match tokio::time::timeout(tls.handshake_timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            let rustls_error = e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+            match rustls_error {
+                Some(
+                    r @ (rustls::Error::NoCertificatesPresented
+                    | rustls::Error::InvalidCertificate(_)),
+                ) => tls
+                    .core
+                    .security_event("bad_client_certificate", peer.ip(), "tls", "-", r),
+                _ => tracing::info!(door, addr = %peer.ip(), error = %e, "TLS handshake failed"),
+            }
+            return None;
+        }
+        Err(_) => {
+            tracing::debug!(door, addr = %peer.ip(), "TLS handshake timed out");
+            return None;
+        }
+    };
+    let cert = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|der| crate::tls::PeerCertificate(crate::tls::identity_of(der)));
+    Some((stream, cert))
 }
 
 /// `503` to a connection over the cap (bounded in time). The request is read and dropped

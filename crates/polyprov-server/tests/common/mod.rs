@@ -135,6 +135,19 @@ impl TestServer {
         assert!(metrics.contains(line), "no {line:?} in:\n{metrics}");
     }
 
+    /// Like [`TestServer::assert_metric`], for what the server counts after the client has
+    /// gone (a handshake it refused): waits for it, at most ten seconds.
+    pub async fn await_metric(&self, line: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if self.metrics().await.contains(line) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        self.assert_metric(line).await;
+    }
+
     /// Every file under the data directory's uploads, for "nothing was written" checks.
     pub fn upload_files(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
@@ -218,4 +231,46 @@ pub fn test_pki(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
     std::fs::write(&paths.1, leaf.pem()).unwrap();
     std::fs::write(&paths.2, key.serialize_pem()).unwrap();
     paths
+}
+
+/// A test CA kept in memory, issuing server and device certificates as PEM files in `dir`.
+pub struct Pki {
+    pub dir: PathBuf,
+    pub ca_pem: PathBuf,
+    ca: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+}
+
+impl Pki {
+    pub fn new(dir: &std::path::Path, name: &str) -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name.push(DnType::CommonName, name);
+        let ca = CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap();
+        let ca_pem = dir.join(format!("{name}.pem"));
+        std::fs::write(&ca_pem, ca.pem()).unwrap();
+        Pki {
+            dir: dir.to_path_buf(),
+            ca_pem,
+            ca,
+        }
+    }
+
+    /// A certificate with subject CN `cn` and DNS names `names`, written as `<file>.pem` and
+    /// `<file>-key.pem`: (certificate, key).
+    pub fn issue(&self, file: &str, cn: &str, names: &[&str]) -> (PathBuf, PathBuf) {
+        use rcgen::{CertificateParams, DnType, KeyPair};
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        let cert = p.signed_by(&key, &self.ca).unwrap();
+        let paths = (
+            self.dir.join(format!("{file}.pem")),
+            self.dir.join(format!("{file}-key.pem")),
+        );
+        std::fs::write(&paths.0, cert.pem()).unwrap();
+        std::fs::write(&paths.1, key.serialize_pem()).unwrap();
+        paths
+    }
 }

@@ -76,6 +76,7 @@ fn storage_error(r: &Refusal) -> storage::Error {
         Refusal::AuthRequired
         | Refusal::BadCredentials
         | Refusal::SerialMismatch { .. }
+        | Refusal::CertificateMismatch { .. }
         | Refusal::BadSerialTag(_)
         | Refusal::BadBody(_) => ErrorKind::PermissionDenied,
     };

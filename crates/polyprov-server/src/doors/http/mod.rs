@@ -6,6 +6,7 @@ mod range;
 use crate::auth::ProvisioningCredentials;
 use crate::core::{Answer, Core, Credential, Door, Refusal, Request, kind_label};
 use crate::metrics::Metrics;
+use crate::tls::{CertIdentity, PeerCertificate};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
@@ -17,13 +18,28 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-/// What the phone door needs.
+/// What the phone door needs (one for HTTP, one for HTTPS).
 pub struct PhoneDoor {
+    /// `Http` or `Https`: the label of what it counts.
+    pub door: Door,
     pub core: Arc<Core>,
     pub credentials: Option<ProvisioningCredentials>,
     pub metrics: Arc<Metrics>,
     /// How long an upload's whole body may take to arrive.
     pub body_timeout: std::time::Duration,
+}
+
+impl PhoneDoor {
+    /// The same door with its own fields (to make the HTTPS door from the HTTP one).
+    pub fn cloned(&self) -> PhoneDoor {
+        PhoneDoor {
+            door: self.door,
+            core: self.core.clone(),
+            credentials: self.credentials.clone(),
+            metrics: self.metrics.clone(),
+            body_timeout: self.body_timeout,
+        }
+    }
 }
 
 /// The router phones talk to: every path is a file.
@@ -34,6 +50,7 @@ pub fn router(door: Arc<PhoneDoor>) -> Router {
 async fn phone_request(
     State(door): State<Arc<PhoneDoor>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    cert: Option<axum::Extension<PeerCertificate>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -42,12 +59,20 @@ async fn phone_request(
     let user_agent = headers
         .get(header::USER_AGENT)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    // A verified device certificate that names a MAC is the phone's identity; without one
+    // (or over plain HTTP) the credentials in `Authorization` are.
+    let credential = match cert {
+        Some(axum::Extension(PeerCertificate(CertIdentity::Device(mac)))) => {
+            Credential::Device(mac)
+        }
+        _ => credential(door.credentials.as_ref(), &headers, &method, &uri),
+    };
     let req = Request {
-        door: Door::Http,
+        door: door.door,
         path: uri.path(),
         user_agent: user_agent.as_deref(),
         peer: peer.ip(),
-        credential: credential(door.credentials.as_ref(), &headers, &method, &uri),
+        credential,
     };
     // The core counts what it answers; the door counts what it sent, and what the core never
     // sees (a method phones do not use).
@@ -56,14 +81,15 @@ async fn phone_request(
             Ok(answer) => {
                 let kind = answer.kind();
                 let (response, sent) = send(answer, &headers, method == Method::HEAD).await;
-                door.metrics.sent("http", kind, sent);
+                door.metrics.sent(door.door.as_str(), kind, sent);
                 response
             }
             Err(r) => refusal_response(&r),
         },
         Method::PUT | Method::POST => receive(&door, &req, &headers, body).await,
         _ => {
-            door.metrics.request("http", kind_label(uri.path()), 405);
+            door.metrics
+                .request(door.door.as_str(), kind_label(uri.path()), 405);
             (
                 StatusCode::METHOD_NOT_ALLOWED,
                 [(header::ALLOW, "GET, HEAD, PUT")],
