@@ -17,6 +17,50 @@ pub enum DigestError {
     Stale,
     /// Wrong user, realm, URI, password, or not our nonce: wrong credentials.
     Invalid,
+    /// A correct answer seen before (the same nonce, cnonce and a count not above the last
+    /// one): a captured request sent again.
+    Replayed,
+}
+
+/// Most (nonce, cnonce) pairs remembered at once; past it, after dropping expired ones, a new
+/// pair is asked to authenticate again with a fresh nonce (never let through unchecked).
+const MAX_NONCE_USES: usize = 65_536;
+
+/// The highest nonce count accepted for each (nonce, cnonce) still within its lifetime, shared
+/// by every door that holds a clone of the credentials.
+#[derive(Default)]
+struct NonceUses {
+    seen: std::collections::HashMap<(String, String), (u32, u64)>,
+}
+
+impl NonceUses {
+    /// Records `nc` for the pair; `Err` when it is not above the last one accepted.
+    fn record(
+        &mut self,
+        nonce: &str,
+        cnonce: &str,
+        nc: u32,
+        issued: u64,
+        now: u64,
+    ) -> Result<(), DigestError> {
+        if let Some((last, _)) = self.seen.get_mut(&(nonce.to_string(), cnonce.to_string())) {
+            if nc <= *last {
+                return Err(DigestError::Replayed);
+            }
+            *last = nc;
+            return Ok(());
+        }
+        if self.seen.len() >= MAX_NONCE_USES {
+            self.seen
+                .retain(|_, (_, at)| now.saturating_sub(*at) <= NONCE_SECONDS);
+            if self.seen.len() >= MAX_NONCE_USES {
+                return Err(DigestError::Stale);
+            }
+        }
+        self.seen
+            .insert((nonce.to_string(), cnonce.to_string()), (nc, issued));
+        Ok(())
+    }
 }
 
 /// The user and password phones must present for per-device files and uploads.
@@ -26,8 +70,10 @@ pub struct ProvisioningCredentials {
     password_hash: [u8; 32],
     /// MD5(user:realm:password), the only form of the password Digest needs.
     ha1: String,
-    /// Signs nonces, so they need no server-side state.
+    /// Signs nonces, so that only ours are accepted.
     nonce_key: [u8; 32],
+    /// Nonce counts seen, against replays.
+    uses: std::sync::Arc<std::sync::Mutex<NonceUses>>,
 }
 
 fn md5_hex(s: &str) -> String {
@@ -50,6 +96,7 @@ impl ProvisioningCredentials {
             password_hash: sha256(&[password.as_bytes()]),
             ha1: md5_hex(&format!("{user}:{REALM}:{password}")),
             nonce_key: rand::random(),
+            uses: Default::default(),
         }
     }
 
@@ -65,24 +112,22 @@ impl ProvisioningCredentials {
         format!("{now:x}-{}", hex::encode(&sig[..12]))
     }
 
-    /// Whether a nonce is ours and not older than five minutes.
-    fn nonce_fresh(&self, nonce: &str, now: u64) -> bool {
-        let Some((ts, sig)) = nonce.split_once('-') else {
-            return false;
-        };
-        let Ok(ts) = u64::from_str_radix(ts, 16) else {
-            return false;
-        };
+    /// When a nonce was issued, if it is ours and not older than five minutes.
+    fn nonce_issued(&self, nonce: &str, now: u64) -> Option<u64> {
+        let (ts, sig) = nonce.split_once('-')?;
+        let ts = u64::from_str_radix(ts, 16).ok()?;
         let want = sha256(&[&self.nonce_key, &ts.to_be_bytes()]);
-        constant_time_eq(hex::encode(&want[..12]).as_bytes(), sig.as_bytes())
+        (constant_time_eq(hex::encode(&want[..12]).as_bytes(), sig.as_bytes())
             && ts <= now
-            && now - ts <= NONCE_SECONDS
+            && now - ts <= NONCE_SECONDS)
+            .then_some(ts)
     }
 
     /// Checks an `Authorization: Digest …` answer (RFC 7616 with MD5 and `qop=auth`, the only
     /// quality of protection offered: the RFC 2069 form without `qop`, `cnonce` and `nc` is
     /// refused) for a request of `method` on `request_uri`. A stale nonce is
-    /// [`DigestError::Stale`]: the client is asked again.
+    /// [`DigestError::Stale`]: the client is asked again. Each (nonce, cnonce) must count up
+    /// (`nc`), so a captured answer cannot be sent again within the nonce's lifetime.
     pub fn verify_digest(
         &self,
         params: &BTreeMap<String, String>,
@@ -115,10 +160,17 @@ impl ProvisioningCredentials {
         ) {
             return Err(DigestError::Invalid);
         }
-        if !self.nonce_fresh(get("nonce"), now) {
+        let Some(issued) = self.nonce_issued(get("nonce"), now) else {
             return Err(DigestError::Stale);
-        }
-        Ok(())
+        };
+        let nc = u32::from_str_radix(get("nc"), 16).map_err(|_| DigestError::Invalid)?;
+        self.uses.lock().unwrap_or_else(|p| p.into_inner()).record(
+            get("nonce"),
+            get("cnonce"),
+            nc,
+            issued,
+            now,
+        )
     }
 
     /// The challenges for a 401: Digest first (phones and curl prefer it), then Basic.
@@ -235,6 +287,46 @@ mod tests {
         assert_eq!(
             md5_hex("Mufasa:testrealm@host.com:Circle Of Life"),
             "939e7578ed9e3c518a452acee763bce9"
+        );
+    }
+
+    /// A captured answer sent again is refused; the same client counting up is not.
+    #[test]
+    fn a_digest_answer_is_accepted_once_per_count() {
+        let c = ProvisioningCredentials::new("u", "p");
+        let now = 5_000;
+        let nonce = c.nonce(now);
+        let answer = |nc: &str, cnonce: &str| {
+            let ha1 = md5_hex(&format!("u:{REALM}:p"));
+            let ha2 = md5_hex("GET:/f.cfg");
+            let response = md5_hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"));
+            parse_digest(&format!(
+                "Digest username=\"u\", realm=\"{REALM}\", nonce=\"{nonce}\", uri=\"/f.cfg\", qop=auth, nc={nc}, cnonce=\"{cnonce}\", response=\"{response}\""
+            ))
+            .unwrap()
+        };
+        let first = answer("00000001", "abc");
+        assert_eq!(c.verify_digest(&first, "GET", "/f.cfg", now), Ok(()));
+        assert_eq!(
+            c.verify_digest(&first, "GET", "/f.cfg", now + 1),
+            Err(DigestError::Replayed)
+        );
+        // A clone (the HTTPS door's) shares what was seen.
+        assert_eq!(
+            c.clone().verify_digest(&first, "GET", "/f.cfg", now + 1),
+            Err(DigestError::Replayed)
+        );
+        assert_eq!(
+            c.verify_digest(&answer("00000002", "abc"), "GET", "/f.cfg", now + 2),
+            Ok(())
+        );
+        assert_eq!(
+            c.verify_digest(&answer("00000002", "abc"), "GET", "/f.cfg", now + 2),
+            Err(DigestError::Replayed)
+        );
+        assert_eq!(
+            c.verify_digest(&answer("00000001", "other"), "GET", "/f.cfg", now + 3),
+            Ok(())
         );
     }
 

@@ -144,7 +144,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
             provisioning_login.is_some(),
             metrics.clone(),
         )
-        .with_lifecycle(settings.lifecycle.clone()),
+        .with_lifecycle(settings.lifecycle.clone())
+        .with_new_devices_per_minute(settings.provisioning.new_devices_per_minute),
     );
 
     // Before any phone is served: undo releases a crash interrupted.

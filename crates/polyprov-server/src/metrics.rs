@@ -54,6 +54,7 @@ pub struct Metrics {
     security: Family<EventLabels, Counter>,
     devices: Family<StateLabels, Gauge>,
     user_agents_unrecognised: Counter,
+    devices_not_recorded: Family<ReasonLabels, Counter>,
     connections: Family<DoorLabels, Gauge>,
     connections_refused: Family<RefusedLabels, Counter>,
 }
@@ -67,6 +68,12 @@ impl Default for Metrics {
         let security = Family::<EventLabels, Counter>::default();
         let devices = Family::<StateLabels, Gauge>::default();
         let user_agents_unrecognised = Counter::default();
+        let devices_not_recorded = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "polyprov_devices_not_recorded",
+            "Requests for a MAC the inventory does not hold that added no device: not_a_phone (no Poly User-Agent, credentials or certificate), rate (the address's new devices a minute)",
+            devices_not_recorded.clone(),
+        );
         let connections = Family::<DoorLabels, Gauge>::default();
         let connections_refused = Family::<RefusedLabels, Counter>::default();
         registry.register(
@@ -117,6 +124,7 @@ impl Default for Metrics {
             security,
             devices,
             user_agents_unrecognised,
+            devices_not_recorded,
             connections,
             connections_refused,
         }
@@ -160,6 +168,13 @@ impl Metrics {
     /// An HTTP connection ended.
     pub fn connection_closed(&self, door: &'static str) {
         self.connections.get_or_create(&DoorLabels { door }).dec();
+    }
+
+    /// A request for an unknown MAC added no device (`not_a_phone`, `rate`).
+    pub fn device_not_recorded(&self, reason: &'static str) {
+        self.devices_not_recorded
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
     }
 
     /// An HTTP connection was refused (`over_capacity`, `accept_error`).

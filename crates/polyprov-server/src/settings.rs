@@ -256,6 +256,9 @@ pub struct ProvisioningSettings {
     /// The URL phones should use, as printed at start-up (e.g. `http://prov.example.com:8080/`).
     /// Without it polyprov prints one built from the host name and the listen port.
     pub public_url: Option<String>,
+    /// Different devices one address may add to the inventory in a minute. Phones behind one
+    /// NAT share an address: raise it for large sites behind one.
+    pub new_devices_per_minute: usize,
 }
 
 /// Inventory housekeeping.
@@ -311,6 +314,7 @@ impl Default for ProvisioningSettings {
             auth: ProvisioningAuth::Basic,
             user: "PlcmSpIp".to_string(),
             public_url: None,
+            new_devices_per_minute: 120,
         }
     }
 }

@@ -276,18 +276,20 @@ fn macs_in(text: &str) -> Vec<Mac> {
         }
         // Six pairs with one separator kind: 00:04:f2:aa:81:4c.
         if run - i == 2 && i + 17 <= b.len() {
-            let cand = &text[i..i + 17];
-            let sep = cand.as_bytes()[2];
+            // Bytes first: the text may hold multi-byte characters, sliced only once the 17
+            // bytes are known to be ASCII.
+            let cand = &b[i..i + 17];
+            let sep = cand[2];
             let shaped = (sep == b':' || sep == b'-')
-                && cand.bytes().enumerate().all(|(k, c)| {
+                && cand.iter().enumerate().all(|(k, c)| {
                     if k % 3 == 2 {
-                        c == sep
+                        *c == sep
                     } else {
                         c.is_ascii_hexdigit()
                     }
                 })
                 && !hex(i + 17);
-            if shaped && let Ok(m) = cand.parse() {
+            if shaped && let Ok(m) = text[i..i + 17].parse() {
                 out.push(m);
                 i += 17;
                 continue;

@@ -880,3 +880,93 @@ async fn each_request_is_counted_once_with_its_kind() {
         assert!(metrics.contains(&line), "{line}\n{metrics}");
     }
 }
+
+/// A scan of MACs with curl grows nothing; phones past the per-address rate are served but not
+/// added; both are counted.
+#[tokio::test]
+async fn a_mac_scan_adds_no_devices_and_new_phones_are_rate_limited() {
+    let t = TestServer::start_with(|s| s.provisioning.new_devices_per_minute = 5).await;
+    for i in 0..20 {
+        let r = t
+            .anonymous(
+                Method::GET,
+                &format!("/0004f2bb{i:04x}.cfg"),
+                &[("user-agent", "curl/8.5.0")],
+            )
+            .await;
+        assert_eq!(r.status(), 200, "a stranger still gets the staging master");
+    }
+    for i in 0..10 {
+        let r = t
+            .anonymous(Method::GET, &format!("/0004f2cc{i:04x}.cfg"), &[])
+            .await;
+        assert_eq!(r.status(), 200);
+    }
+    t.server.core.flush().await;
+    let (_, devices) = t.admin_json(Method::GET, "/api/v1/devices", None).await;
+    let macs: Vec<&str> = devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["mac"].as_str().unwrap())
+        .collect();
+    assert_eq!(macs.len(), 5, "{macs:?}");
+    assert!(macs.iter().all(|m| m.starts_with("0004f2cc")), "{macs:?}");
+    for line in [
+        "polyprov_devices_not_recorded_total{reason=\"not_a_phone\"} 20",
+        "polyprov_devices_not_recorded_total{reason=\"rate\"} 5",
+    ] {
+        t.assert_metric(line).await;
+    }
+}
+
+/// A Digest answer captured off the wire and sent again is refused, once, as wrong
+/// credentials; the phone's next answer (its count one up) is accepted.
+#[tokio::test]
+async fn a_replayed_digest_answer_is_refused() {
+    use md5::Digest as _;
+    let t = TestServer::start().await;
+    assign_default(&t).await;
+    let path = format!("/{MAC}-polyprov.cfg");
+    let r = t.anonymous(Method::GET, &path, &[]).await;
+    assert_eq!(r.status(), 401);
+    let challenge = r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let nonce = challenge
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_string();
+    let (user, password) = t.server.provisioning_login.clone().unwrap();
+    let md5 = |s: String| hex::encode(md5::Md5::digest(s.as_bytes()));
+    let answer = |nc: &str| {
+        let ha1 = md5(format!("{user}:polyprov:{password}"));
+        let ha2 = md5(format!("GET:{path}"));
+        let response = md5(format!("{ha1}:{nonce}:{nc}:0a4f113b:auth:{ha2}"));
+        format!(
+            "Digest username=\"{user}\", realm=\"polyprov\", nonce=\"{nonce}\", uri=\"{path}\", qop=auth, nc={nc}, cnonce=\"0a4f113b\", response=\"{response}\""
+        )
+    };
+    let first = answer("00000001");
+    let statuses = [
+        t.anonymous(Method::GET, &path, &[("authorization", &first)])
+            .await
+            .status(),
+        t.anonymous(Method::GET, &path, &[("authorization", &first)])
+            .await
+            .status(),
+        t.anonymous(
+            Method::GET,
+            &path,
+            &[("authorization", &answer("00000002"))],
+        )
+        .await
+        .status(),
+    ];
+    assert_eq!(statuses, [200, 401, 200]);
+    t.assert_metric("polyprov_security_events_total{event=\"bad_credentials\"} 1")
+        .await;
+}

@@ -6,6 +6,7 @@
 
 mod fetch;
 mod fleet;
+mod guard;
 mod lifecycle;
 mod listing;
 mod refusal;
@@ -65,6 +66,8 @@ pub struct Core {
     /// Size of each device's last boot-log upload (in memory: the first upload after a restart
     /// has nothing to compare with).
     last_boot_log: Mutex<HashMap<Mac, u64>>,
+    /// Per-address limits: new devices a minute, failed-login backoff.
+    guard: guard::AddressGuard,
 }
 
 const DEVICE_LOCK_STRIPES: usize = 256;
@@ -91,7 +94,22 @@ impl Core {
                 .collect(),
             lifecycle: crate::settings::LifecycleSettings::default(),
             last_boot_log: Mutex::new(HashMap::new()),
+            guard: guard::AddressGuard::new(
+                crate::settings::ProvisioningSettings::default().new_devices_per_minute,
+            ),
         }
+    }
+
+    /// How many different devices one address may add to the inventory a minute.
+    pub fn with_new_devices_per_minute(mut self, n: usize) -> Core {
+        self.guard = guard::AddressGuard::new(n);
+        self
+    }
+
+    /// Notes a failed login from `addr` (the door saw wrong credentials) and returns how long
+    /// the door should hold its answer: nothing for the first few, then a growing delay.
+    pub fn login_failed(&self, addr: IpAddr) -> std::time::Duration {
+        self.guard.login_failed(addr)
     }
 
     /// The lifecycle settings (reset policy).

@@ -13,6 +13,16 @@ impl Core {
         upload: Option<&str>,
     ) {
         let mut map = lock(&self.sightings);
+        if !map.contains_key(&mac) && !self.inventory.is_assigned(mac) {
+            // Possibly a device the inventory does not hold yet: a row only for what looks
+            // like a phone, and only so many a minute from one address. (A device already in
+            // the inventory is updated as ever; which ones those are is not kept in memory, so
+            // the same limits apply to its first sighting after a start.)
+            if let Some(reason) = self.not_recorded(mac, req, ua) {
+                self.metrics.device_not_recorded(reason);
+                return;
+            }
+        }
         let s = map.entry(mac).or_insert_with(|| Sighting {
             mac: mac.to_string(),
             ..Default::default()
@@ -65,5 +75,27 @@ impl Core {
                 0
             }
         }
+    }
+
+    /// Why a request for a MAC not yet known adds no device, if it does not. Over HTTP(S) it
+    /// must look like a phone: a Poly User-Agent, the provisioning credentials or a device
+    /// certificate. TFTP and FTP carry no User-Agent (and TFTP no login): only the per-address
+    /// rate applies to them.
+    fn not_recorded(
+        &self,
+        mac: Mac,
+        req: &Request<'_>,
+        ua: Option<&UserAgent>,
+    ) -> Option<&'static str> {
+        let identified = ua.is_some()
+            || matches!(req.credential, Credential::Valid | Credential::Device(_))
+            || matches!(req.door, Door::Tftp | Door::Ftp);
+        if !identified {
+            return Some("not_a_phone");
+        }
+        if !self.guard.admit_new_device(req.peer, mac) {
+            return Some("rate");
+        }
+        None
     }
 }

@@ -98,6 +98,13 @@ async fn phone_request(
         }
     };
     if response.status() == StatusCode::UNAUTHORIZED {
+        if credential == Credential::Invalid {
+            // An address that keeps guessing waits longer for each answer.
+            let delay = door.core.login_failed(peer.ip());
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+        }
         return challenge(door.credentials.as_ref());
     }
     response
@@ -135,7 +142,11 @@ fn credential(
             Some(p) => match expected.verify_digest(&p, method.as_str(), request_uri, unix_now()) {
                 Ok(()) => Credential::Valid,
                 Err(crate::auth::DigestError::Stale) => Credential::Absent,
-                Err(crate::auth::DigestError::Invalid) => Credential::Invalid,
+                // A replayed answer is as wrong as a wrong password (one `bad_credentials`
+                // security event).
+                Err(crate::auth::DigestError::Invalid | crate::auth::DigestError::Replayed) => {
+                    Credential::Invalid
+                }
             },
             None => Credential::Invalid,
         };
