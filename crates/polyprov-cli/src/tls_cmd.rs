@@ -257,7 +257,9 @@ async fn check(
             let _ = tokio::time::timeout(std::time::Duration::from_millis(300), async {
                 use tokio::io::{AsyncReadExt, AsyncWriteExt};
                 let _ = stream
-                    .write_all(b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    .write_all(
+                        b"HEAD /000000000000.cfg HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                    )
                     .await;
                 let mut b = [0u8; 16];
                 if let Err(e) = stream.read(&mut b).await {

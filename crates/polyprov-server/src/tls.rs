@@ -333,11 +333,14 @@ pub fn init(data: &Path, names: &[String]) -> anyhow::Result<Initialised> {
     let kept_ca = ca_path.exists() && ca_key_path.exists();
     let (ca_pem, ca_key) = if kept_ca {
         let pem = std::fs::read_to_string(&ca_path)?;
-        let key = KeyPair::from_pem(&std::fs::read_to_string(&ca_key_path)?)
+        let key_pem = std::fs::read_to_string(&ca_key_path)?;
+        let key = KeyPair::from_pkcs8_pem_and_sign_algo(&key_pem, &rcgen::PKCS_RSA_SHA256)
+            .or_else(|_| KeyPair::from_pem(&key_pem))
             .context("reading the CA key")?;
         (pem, key)
     } else {
-        let key = KeyPair::generate().context("generating the CA key")?;
+        // RSA too: a phone verifies the CA's signature on the server certificate.
+        let key = rsa_key()?;
         let mut p = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, "polyprov provisioning CA");
@@ -374,10 +377,10 @@ pub fn init(data: &Path, names: &[String]) -> anyhow::Result<Initialised> {
     // 397 days: what browsers accept for a server certificate; phones do not check, but a
     // short life keeps a leaked key short-lived. Re-run `tls init` to renew (same CA).
     p.not_after = now.1;
-    // RSA is what every Poly firmware generation speaks; rcgen's default key is ECDSA P-256,
-    // which older phones may not offer. Keep the default here and say so in the docs: an admin
-    // with older phones brings an RSA certificate ([https] cert/key).
-    let key = KeyPair::generate()?;
+    // RSA, not rcgen's default ECDSA: the cipher list Poly configuration templates carry
+    // (`sec.TLS.cipherList`, "…:!ECDSA:…") excludes ECDSA suites, so a phone set that way
+    // cannot use an ECDSA certificate at all.
+    let key = rsa_key()?;
     let cert = p.signed_by(&key, &issuer)?;
     let (cert_path, key_path) = (dir.join(SERVER_CERT), dir.join(SERVER_KEY));
     write_private(&key_path, key.serialize_pem().as_bytes())?;
@@ -395,6 +398,18 @@ pub fn init(data: &Path, names: &[String]) -> anyhow::Result<Initialised> {
         names,
         not_after: now.2,
     })
+}
+
+/// A new 2048-bit RSA key (ring signs with RSA keys but cannot make them).
+fn rsa_key() -> anyhow::Result<rcgen::KeyPair> {
+    use rsa::pkcs8::EncodePrivateKey;
+    let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048)
+        .context("generating an RSA key")?;
+    let pem = key
+        .to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)
+        .context("encoding the RSA key")?;
+    rcgen::KeyPair::from_pkcs8_pem_and_sign_algo(&pem, &rcgen::PKCS_RSA_SHA256)
+        .context("loading the RSA key")
 }
 
 /// Today and 397 days on, as rcgen dates, and the end as text.
