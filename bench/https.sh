@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# HTTPS beside nginx with the same certificate and key (from `polyprov tls init`, RSA 2048), in
+# one run: keep-alive requests/s for generated per-device files and masters (polyprov renders
+# them; nginx serves the same bytes as static files), and full handshakes/s (one request per
+# connection, `Connection: close`, no session resumption). Reports polyprov/nginx ratios.
+# Loopback only; every load run is bounded in time.
+# Usage: bench/https.sh [devices=500] [seconds=10] [connections=64]
+# Needs: a release build (cargo build --release), wrk, nginx, curl.
+set -euo pipefail
+DEVICES=${1:-500}
+SECONDS_PER_RUN=${2:-10}
+CONNECTIONS=${3:-64}
+. "$(dirname "$0")/lib.sh"
+need wrk nginx curl
+
+"$BIN" tls init --data "$WORK/data" --host localhost >/dev/null
+cat >"$WORK/polyprov.toml" <<TOML
+[https]
+listen = "127.0.0.1:0"
+[provisioning]
+new_devices_per_minute = 100000
+TOML
+start_polyprov --config "$WORK/polyprov.toml" --http 127.0.0.1:0
+PHONES=$(awk '/phones \(HTTP\)/ {print $3}' "$WORK/summary")
+SECURE=$(awk '/phones \(HTTPS\)/ {print $3}' "$WORK/summary" | tr -d ,)
+ADMIN=$(awk '/admin API/ {print $3}' "$WORK/summary" | sed 's#/api/v1##')
+TOKEN=$(cat "$WORK/data/admin.token")
+BASIC=$(printf 'PlcmSpIp:%s' "$(cat "$WORK/data/provisioning.password")" | base64 -w0)
+
+echo "assigning $DEVICES devices..."
+curl -sf -X PUT -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+  -d '{"params":{"reg.1.server.1.address":"pbx.example.com","tcpIpApp.sntp.address":"pool.ntp.org"}}' \
+  "$ADMIN/api/v1/profiles/bench" >/dev/null
+mkdir -p "$WORK/static"
+chmod a+rx "$WORK" "$WORK/static" "$WORK/data" "$WORK/data/tls"
+: >"$WORK/macs"
+for i in $(seq 1 "$DEVICES"); do
+  mac=$(printf '0004f2%06x' "$i")
+  echo "$mac" >>"$WORK/macs"
+  curl -sf -X PUT -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+    -d "{\"profile\":\"bench\",\"admin_password\":\"pw$i\",\"lines\":[{\"address\":\"$i@pbx.example.com\",\"user\":\"$i\",\"password\":\"secret$i\"}]}" \
+    "$ADMIN/api/v1/devices/$mac" >/dev/null
+  curl -sf -H "Authorization: Basic $BASIC" "http://$PHONES/$mac-polyprov.cfg" -o "$WORK/static/$mac-polyprov.cfg"
+  curl -sf "http://$PHONES/$mac.cfg" -o "$WORK/static/$mac.cfg"
+done
+chmod a+r "$WORK"/static/* "$WORK"/data/tls/*
+NGINX_PORT=$((20000 + RANDOM % 20000))
+start_nginx "listen 127.0.0.1:$NGINX_PORT ssl; root $WORK/static; \
+  ssl_certificate $WORK/data/tls/server.pem; ssl_certificate_key $WORK/data/tls/server-key.pem; \
+  ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache off; ssl_session_tickets off;"
+sleep 0.5
+
+cat >"$WORK/mix.lua" <<LUA
+local macs = {}
+for line in io.lines("$WORK/macs") do macs[#macs + 1] = line end
+local i = 0
+request = function()
+  i = i + 1
+  local mac = macs[(i % #macs) + 1]
+  local path
+  if i % 2 == 0 then path = "/" .. mac .. "-polyprov.cfg" else path = "/" .. mac .. ".cfg" end
+  return wrk.format("GET", path, { ["Authorization"] = "Basic $BASIC",
+    ["User-Agent"] = "FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 Type/Application" })
+end
+LUA
+
+run() { # name url [extra wrk args]
+  local name=$1 url=$2; shift 2
+  wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" -s "$WORK/mix.lua" "$@" "$url" >"$WORK/$name.txt"
+  local rps errors
+  rps=$(awk '/^Requests\/sec/ {print $2}' "$WORK/$name.txt")
+  errors=$(awk '/Non-2xx|Socket errors/ {print}' "$WORK/$name.txt" | tr '\n' ' ')
+  printf '%-22s %10s req/s  %s\n' "$name" "$rps" "$errors"
+  echo "$rps" >"$WORK/$name.rps"
+}
+ratio() { awk -v p="$(cat "$WORK/$1.rps")" -v n="$(cat "$WORK/$2.rps")" 'BEGIN { printf "%.2f", p / n }'; }
+echo "devices=$DEVICES seconds=$SECONDS_PER_RUN connections=$CONNECTIONS (wrk -t2; RSA 2048; TLS as negotiated)"
+run nginx-keepalive "https://localhost:$NGINX_PORT"
+run polyprov-keepalive "https://localhost:${SECURE##*:}"
+run nginx-handshakes "https://localhost:$NGINX_PORT" -H "Connection: close"
+run polyprov-handshakes "https://localhost:${SECURE##*:}" -H "Connection: close"
+echo "ratio polyprov/nginx keep-alive requests: $(ratio polyprov-keepalive nginx-keepalive)  (goal >= 1.0)"
+echo "ratio polyprov/nginx full handshakes:     $(ratio polyprov-handshakes nginx-handshakes)  (goal >= 0.8)"
