@@ -2,6 +2,7 @@
 //! API's bearer token.
 
 use md5::{Digest as _, Md5};
+use polyprov_store::LoginCheck;
 use sha2::Sha256;
 use std::collections::BTreeMap;
 
@@ -100,6 +101,15 @@ impl ProvisioningCredentials {
         }
     }
 
+    /// The shared login, as a device login is checked.
+    fn check(&self) -> LoginCheck {
+        LoginCheck {
+            user: self.user.clone(),
+            ha1: self.ha1.clone(),
+            password_sha256: hex::encode(self.password_hash),
+        }
+    }
+
     /// Whether `user`/`password` (HTTP Basic) are these credentials, in constant time.
     pub fn verify(&self, user: &str, password: &str) -> bool {
         let given = sha256(&[password.as_bytes()]);
@@ -135,8 +145,21 @@ impl ProvisioningCredentials {
         request_uri: &str,
         now: u64,
     ) -> Result<(), DigestError> {
+        self.verify_digest_for(&self.check(), params, method, request_uri, now)
+    }
+
+    /// [`Self::verify_digest`] against another login (a device's own), with the same nonces
+    /// and replay memory.
+    pub fn verify_digest_for(
+        &self,
+        login: &LoginCheck,
+        params: &BTreeMap<String, String>,
+        method: &str,
+        request_uri: &str,
+        now: u64,
+    ) -> Result<(), DigestError> {
         let get = |k: &str| params.get(k).map(String::as_str).unwrap_or_default();
-        if get("username") != self.user || get("realm") != REALM || get("uri") != request_uri {
+        if get("username") != login.user || get("realm") != REALM || get("uri") != request_uri {
             return Err(DigestError::Invalid);
         }
         if !matches!(get("algorithm"), "" | "MD5" | "md5") {
@@ -149,7 +172,7 @@ impl ProvisioningCredentials {
         let ha2 = md5_hex(&format!("{method}:{}", get("uri")));
         let expected = md5_hex(&format!(
             "{}:{}:{}:{}:auth:{ha2}",
-            self.ha1,
+            login.ha1,
             get("nonce"),
             get("nc"),
             get("cnonce")
@@ -219,6 +242,22 @@ pub fn parse_digest(value: &str) -> Option<BTreeMap<String, String>> {
             .trim_start();
     }
     Some(out)
+}
+
+/// What checks a login made of `user` and `password`: the Digest HA1 for our realm and a
+/// SHA-256 of the password for Basic.
+pub fn login_check(user: &str, password: &str) -> LoginCheck {
+    LoginCheck {
+        user: user.to_string(),
+        ha1: md5_hex(&format!("{user}:{REALM}:{password}")),
+        password_sha256: hex::encode(sha256(&[password.as_bytes()])),
+    }
+}
+
+/// Whether `user`/`password` (HTTP Basic, an FTP login) match `login`, in constant time.
+pub fn verify_basic_for(login: &LoginCheck, user: &str, password: &str) -> bool {
+    let given = hex::encode(sha256(&[password.as_bytes()]));
+    constant_time_eq(given.as_bytes(), login.password_sha256.as_bytes()) & (user == login.user)
 }
 
 /// Compares two byte strings without stopping at the first difference.

@@ -145,13 +145,20 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
             metrics.clone(),
         )
         .with_lifecycle(settings.lifecycle.clone())
-        .with_new_devices_per_minute(settings.provisioning.new_devices_per_minute),
+        .with_new_devices_per_minute(settings.provisioning.new_devices_per_minute)
+        .with_device_logins(
+            settings.provisioning.device_logins,
+            settings.provisioning.previous_login_hours,
+        ),
     );
 
     // Before any phone is served: undo releases a crash interrupted.
     core.reconcile()
         .await
         .context("undoing releases interrupted by a crash")?;
+    core.load_logins()
+        .await
+        .context("loading the devices' provisioning logins")?;
 
     let phone_door = Arc::new(http::PhoneDoor {
         door: core::Door::Http,

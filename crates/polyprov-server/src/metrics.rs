@@ -55,6 +55,7 @@ pub struct Metrics {
     devices: Family<StateLabels, Gauge>,
     user_agents_unrecognised: Counter,
     devices_not_recorded: Family<ReasonLabels, Counter>,
+    logins: Family<EventLabels, Counter>,
     connections: Family<DoorLabels, Gauge>,
     connections_refused: Family<RefusedLabels, Counter>,
 }
@@ -69,6 +70,12 @@ impl Default for Metrics {
         let devices = Family::<StateLabels, Gauge>::default();
         let user_agents_unrecognised = Counter::default();
         let devices_not_recorded = Family::<ReasonLabels, Counter>::default();
+        let logins = Family::<EventLabels, Counter>::default();
+        registry.register(
+            "polyprov_device_logins",
+            "Per-device provisioning logins: issued, adopted (first use by the phone), shared_after_own_served (a phone keeps using the shared credentials), shared_refused",
+            logins.clone(),
+        );
         registry.register(
             "polyprov_devices_not_recorded",
             "Requests for a MAC the inventory does not hold that added no device: not_a_phone (no Poly User-Agent, credentials or certificate), rate (the address's new devices a minute)",
@@ -125,6 +132,7 @@ impl Default for Metrics {
             devices,
             user_agents_unrecognised,
             devices_not_recorded,
+            logins,
             connections,
             connections_refused,
         }
@@ -175,6 +183,11 @@ impl Metrics {
         self.devices_not_recorded
             .get_or_create(&ReasonLabels { reason })
             .inc();
+    }
+
+    /// Something happened to a per-device login (`issued`, `adopted`, …).
+    pub fn login_event(&self, event: &'static str) {
+        self.logins.get_or_create(&EventLabels { event }).inc();
     }
 
     /// An HTTP connection was refused (`over_capacity`, `accept_error`).

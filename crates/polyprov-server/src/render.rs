@@ -22,6 +22,15 @@ pub fn merged_params(site: &Params, profile: Option<&Params>, device: &Assignmen
     out
 }
 
+/// Adds a device's own provisioning login (`device.prov.user`, `device.prov.password` and their
+/// `.set` gates): the phone stores them in flash and presents them from its next request on,
+/// unless its provisioning URL carries credentials (those win).
+pub fn add_login(params: &mut Params, user: &str, password: &str) {
+    params.insert("device.prov.user".into(), user.into());
+    params.insert("device.prov.password".into(), password.into());
+    add_device_gates(params);
+}
+
 /// The file polyprov serves as `<mac>-polyprov.cfg`.
 pub fn device_config(mac: Mac, params: &Params) -> String {
     render_polycom_config(

@@ -259,6 +259,12 @@ pub struct ProvisioningSettings {
     /// Different devices one address may add to the inventory in a minute. Phones behind one
     /// NAT share an address: raise it for large sites behind one.
     pub new_devices_per_minute: usize,
+    /// Give each assigned device its own provisioning login, rendered into its own file; once
+    /// the phone uses it, the shared credentials no longer open its files.
+    pub device_logins: bool,
+    /// Hours a device's previous login stays valid after a rotation (release, reassign) if the
+    /// phone has not used its new one yet.
+    pub previous_login_hours: u64,
 }
 
 /// Inventory housekeeping.
@@ -315,6 +321,8 @@ impl Default for ProvisioningSettings {
             user: "PlcmSpIp".to_string(),
             public_url: None,
             new_devices_per_minute: 120,
+            device_logins: true,
+            previous_login_hours: 72,
         }
     }
 }

@@ -82,7 +82,16 @@ async fn assigned_devices_get_a_generated_master_and_their_own_file() {
     for (k, v) in want {
         assert_eq!(p.get(k).map(String::as_str), Some(v), "{k}");
     }
-    assert_eq!(p.len(), want.len(), "unexpected parameters: {p:?}");
+    // Its own provisioning login, until the phone has used it.
+    assert_eq!(p["device.prov.user"], MAC);
+    let own = &p["device.prov.password"];
+    assert!(
+        own.len() == 32 && own.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{own}"
+    );
+    assert_eq!(p["device.prov.user.set"], "1");
+    assert_eq!(p["device.prov.password.set"], "1");
+    assert_eq!(p.len(), want.len() + 4, "unexpected parameters: {p:?}");
 }
 
 async fn device_cfg(t: &TestServer) -> std::collections::BTreeMap<String, String> {

@@ -36,6 +36,7 @@ pub mod paths {
     pub const DEVICE_HISTORY: &str = "/api/v1/devices/{mac}/history";
     pub const DEVICE_QUARANTINE: &str = "/api/v1/devices/{mac}/quarantine";
     pub const DEVICE_DOCTOR: &str = "/api/v1/devices/{mac}/doctor";
+    pub const DEVICE_LOGIN: &str = "/api/v1/devices/{mac}/login";
 }
 
 /// Every path of the API (the OpenAPI document must describe each; a test checks it).
@@ -57,6 +58,7 @@ const ROUTES: &[&str] = &[
     paths::DEVICE_HISTORY,
     paths::DEVICE_QUARANTINE,
     paths::DEVICE_DOCTOR,
+    paths::DEVICE_LOGIN,
 ];
 
 /// The OpenAPI 3.1 description of this API.
@@ -96,6 +98,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route(paths::DEVICE_HISTORY, get(device_history))
         .route(paths::DEVICE_QUARANTINE, get(device_quarantine))
         .route(paths::DEVICE_DOCTOR, get(device_doctor))
+        .route(paths::DEVICE_LOGIN, get(device_login))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route(
@@ -615,6 +618,24 @@ async fn device_quarantine(
     let mac = parse_mac(&mac)?;
     let sets = s.core.quarantine_sets(mac).await?;
     Ok(Json(sets).into_response())
+}
+
+/// The device's own provisioning login: its user, whether the phone has used it, whether a
+/// rotation's previous login still works — never the password.
+async fn device_login(
+    State(s): State<Arc<AdminState>>,
+    Path(mac): Path<String>,
+) -> ApiResult<Response> {
+    let mac = parse_mac(&mac)?;
+    match s.core.login_state(mac) {
+        Some(state) => Ok(Json(state).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "{mac} has no provisioning login of its own (never assigned, or per-device logins are off)"
+            ),
+        )),
+    }
 }
 
 async fn device_doctor(

@@ -91,19 +91,26 @@ impl Core {
             }
             FileKind::DeviceConfig(mac) => {
                 check_identity(req, mac, ua.as_ref())?;
-                self.require_credential(req)?;
+                self.require_credential(req, mac)?;
                 if observe {
                     self.note(mac, req, ua.as_ref(), Some(path.file_name()), None);
+                    self.login_used(req, mac).await;
                 }
                 match self.device_render(mac).await? {
-                    Some(render) => Ok(Answer::Generated(render.config.clone())),
+                    Some(render) => {
+                        if observe {
+                            self.served_own_login(mac);
+                        }
+                        Ok(Answer::Generated(render.config.clone()))
+                    }
                     None => Err(Refusal::NotFound),
                 }
             }
             FileKind::DeviceFile(mac, kind) => {
                 check_identity(req, mac, ua.as_ref())?;
-                self.require_credential(req)?;
+                self.require_credential(req, mac)?;
                 if observe {
+                    self.login_used(req, mac).await;
                     self.note(mac, req, ua.as_ref(), Some(path.file_name()), None);
                 }
                 // An admin-placed licence wins; a directory falls back to an admin-placed seed.

@@ -38,7 +38,9 @@ impl Core {
     /// was there.
     pub async fn remove(&self, mac: Mac, actor: &str) -> Result<bool, LifecycleError> {
         let _guard = self.device_lock(mac).write().await;
-        Ok(self.inventory.remove(mac, actor).await?)
+        let removed = self.inventory.remove(mac, actor).await?;
+        self.forget_login(mac).await?;
+        Ok(removed)
     }
 
     /// A device's audit log, oldest first.

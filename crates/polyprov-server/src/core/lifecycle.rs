@@ -134,6 +134,8 @@ impl Core {
             Ok((device, changed)) => {
                 if changed {
                     tracing::info!(%mac, actor, quarantine = quarantine.as_deref().unwrap_or("-"), "device released");
+                    // The next user's phone gets a new login; the old one works for a while.
+                    self.rotate_login(mac, actor).await?;
                 }
                 Ok(Released {
                     device,
@@ -190,6 +192,7 @@ impl Core {
             None => {
                 // Never seen: nothing to release; assign creates it.
                 let device = self.inventory.assign(mac, assignment, actor).await?;
+                self.ensure_login(mac, actor).await?;
                 return Ok((
                     Released {
                         device: device.clone(),
@@ -201,6 +204,7 @@ impl Core {
             }
         };
         let device = self.inventory.assign(mac, assignment, actor).await?;
+        self.ensure_login(mac, actor).await?;
         Ok((released, device))
     }
 
@@ -212,7 +216,9 @@ impl Core {
         actor: &str,
     ) -> Result<polyprov_store::Device, LifecycleError> {
         let _guard = self.device_lock(mac).write().await;
-        Ok(self.inventory.assign(mac, assignment, actor).await?)
+        let device = self.inventory.assign(mac, assignment, actor).await?;
+        self.ensure_login(mac, actor).await?;
+        Ok(device)
     }
 
     /// Brings a quarantine set back (the newest when `id` is `None`).

@@ -9,6 +9,7 @@ mod fleet;
 mod guard;
 mod lifecycle;
 mod listing;
+mod logins;
 mod refusal;
 mod render_cache;
 mod request;
@@ -68,6 +69,11 @@ pub struct Core {
     last_boot_log: Mutex<HashMap<Mac, u64>>,
     /// Per-address limits: new devices a minute, failed-login backoff.
     guard: guard::AddressGuard,
+    /// Each device's own provisioning login (see `logins.rs`), mirrored from the inventory.
+    logins: std::sync::RwLock<HashMap<Mac, polyprov_store::DeviceLogin>>,
+    login_use: Mutex<HashMap<Mac, logins::LoginUse>>,
+    device_logins: bool,
+    previous_login_hours: u64,
 }
 
 const DEVICE_LOCK_STRIPES: usize = 256;
@@ -97,7 +103,19 @@ impl Core {
             guard: guard::AddressGuard::new(
                 crate::settings::ProvisioningSettings::default().new_devices_per_minute,
             ),
+            logins: Default::default(),
+            login_use: Default::default(),
+            device_logins: crate::settings::ProvisioningSettings::default().device_logins,
+            previous_login_hours: crate::settings::ProvisioningSettings::default()
+                .previous_login_hours,
         }
+    }
+
+    /// Per-device logins on or off, and how long a rotated-out login stays valid.
+    pub fn with_device_logins(mut self, on: bool, previous_login_hours: u64) -> Core {
+        self.device_logins = on;
+        self.previous_login_hours = previous_login_hours;
+        self
     }
 
     /// How many different devices one address may add to the inventory a minute.

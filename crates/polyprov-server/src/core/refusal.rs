@@ -15,6 +15,10 @@ pub enum Refusal {
     SerialMismatch { mac: Mac, serial: Mac },
     #[error("the device certificate names {cert}, not the MAC {mac} in the path")]
     CertificateMismatch { mac: Mac, cert: Mac },
+    #[error("the provisioning login of {login} was used for {mac}'s files")]
+    WrongDeviceLogin { mac: Mac, login: Mac },
+    #[error("{mac} uses its own provisioning login: the shared one no longer opens its files")]
+    SharedLoginRetired { mac: Mac },
     #[error("credentials required")]
     AuthRequired,
     #[error("wrong credentials")]
@@ -68,6 +72,8 @@ impl Refusal {
             Refusal::BadPath(_) | Refusal::BadBody(_) => 400,
             Refusal::SerialMismatch { .. }
             | Refusal::CertificateMismatch { .. }
+            | Refusal::WrongDeviceLogin { .. }
+            | Refusal::SharedLoginRetired { .. }
             | Refusal::BadSerialTag(_) => 403,
             Refusal::AuthRequired | Refusal::BadCredentials => 401,
             Refusal::NotUploadable => 405,
@@ -113,6 +119,8 @@ pub(super) fn refusal_reason(r: &Refusal) -> &'static str {
         Refusal::BadSerialTag(_) => "bad_serial_tag",
         Refusal::SerialMismatch { .. } => "serial_mismatch",
         Refusal::CertificateMismatch { .. } => "certificate_mismatch",
+        Refusal::WrongDeviceLogin { .. } => "wrong_device_login",
+        Refusal::SharedLoginRetired { .. } => "shared_login_after_switch",
         Refusal::AuthRequired => "auth_required",
         Refusal::BadCredentials => "bad_credentials",
         Refusal::NotUploadable => "not_uploadable",

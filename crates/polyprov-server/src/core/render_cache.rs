@@ -47,11 +47,16 @@ impl Core {
                     Some(name) => self.inventory.profile(name).await.map_err(internal)?,
                     None => None,
                 };
-                let params = render::merged_params(
+                let mut params = render::merged_params(
                     &site,
                     profile.as_ref().map(|p| &p.params),
                     &d.assignment,
                 );
+                // The phone's own login, until it has used it (then only what checks it is
+                // kept, and the phone keeps the values in flash).
+                if let Some((user, password)) = self.pending_login(mac) {
+                    render::add_login(&mut params, &user, &password);
+                }
                 Some(Arc::new(DeviceRender {
                     config: Generated::new(render::device_config(mac, &params), "application/xml"),
                     master: Mutex::new(None),

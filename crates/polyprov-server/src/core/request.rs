@@ -15,6 +15,9 @@ pub enum Credential {
     /// A verified device certificate that names this MAC (HTTPS with client certificates): it
     /// proves that one phone, and no other.
     Device(Mac),
+    /// A device's own provisioning login (`current`: the latest one, not the one a rotation
+    /// left valid for a while): proves that one phone.
+    OwnLogin { mac: Mac, current: bool },
 }
 
 /// The protocol a request came in by (the `door` label of the request metrics).
@@ -157,10 +160,14 @@ pub(super) fn check_identity(
     mac: Mac,
     ua: Option<&UserAgent>,
 ) -> Result<(), Refusal> {
-    if let Credential::Device(cert) = req.credential
-        && cert != mac
-    {
-        return Err(Refusal::CertificateMismatch { mac, cert });
+    match req.credential {
+        Credential::Device(cert) if cert != mac => {
+            return Err(Refusal::CertificateMismatch { mac, cert });
+        }
+        Credential::OwnLogin { mac: login, .. } if login != mac => {
+            return Err(Refusal::WrongDeviceLogin { mac, login });
+        }
+        _ => {}
     }
     match ua.and_then(|u| u.serial) {
         Some(serial) if serial != mac => Err(Refusal::SerialMismatch { mac, serial }),
@@ -225,10 +232,18 @@ impl Core {
         }
     }
 
-    pub(super) fn require_credential(&self, req: &Request<'_>) -> Result<(), Refusal> {
+    /// Whether the request may have `mac`'s own files. A device certificate's or own login's
+    /// MAC was checked against the path by `check_identity`; the shared credentials open a
+    /// device's files only until the phone has used its own login.
+    pub(super) fn require_credential(&self, req: &Request<'_>, mac: Mac) -> Result<(), Refusal> {
         match (self.auth_required, req.credential) {
-            // A device certificate's MAC was checked against the path by `check_identity`.
-            (false, _) | (true, Credential::Valid | Credential::Device(_)) => Ok(()),
+            (true, Credential::Valid) if self.shared_login_retired(mac) => {
+                Err(Refusal::SharedLoginRetired { mac })
+            }
+            (false, _)
+            | (true, Credential::Valid | Credential::Device(_) | Credential::OwnLogin { .. }) => {
+                Ok(())
+            }
             (true, Credential::Invalid) => Err(Refusal::BadCredentials),
             (true, Credential::Absent) => Err(Refusal::AuthRequired),
         }

@@ -17,6 +17,8 @@ impl Core {
             Refusal::BadPath(_) => "bad_path",
             Refusal::SerialMismatch { .. } => "serial_mismatch",
             Refusal::CertificateMismatch { .. } => "certificate_mismatch",
+            Refusal::WrongDeviceLogin { .. } => "wrong_device_login",
+            Refusal::SharedLoginRetired { .. } => "shared_login_after_switch",
             Refusal::BadSerialTag(_) => "bad_serial_tag",
             Refusal::BadCredentials => "bad_credentials",
             _ => {

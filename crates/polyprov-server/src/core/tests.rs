@@ -192,8 +192,19 @@ async fn release_quarantines_and_restore_brings_back() {
         .into_iter()
         .map(|e| e.action)
         .collect();
+    // A release gives the device a new provisioning login (the next user's phone gets its
+    // own; releasing a released device again does not); the audit log says so, without the
+    // password.
     assert_eq!(
         actions,
-        ["assign", "release", "restore", "release", "retire"]
+        [
+            "assign",
+            "login-issue",
+            "release",
+            "login-rotate",
+            "restore",
+            "release",
+            "retire"
+        ]
     );
 }

@@ -63,7 +63,7 @@ impl Core {
             return Err(Refusal::NotUploadable);
         }
         check_identity(req, mac, ua.as_ref())?;
-        self.require_credential(req)?;
+        self.require_credential(req, mac)?;
         Ok(UploadTicket {
             label,
             mac,

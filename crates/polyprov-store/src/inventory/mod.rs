@@ -249,12 +249,14 @@ macro_rules! select_devices {
 mod audit;
 mod devices;
 mod lifecycle;
+mod logins;
 mod profiles;
 mod schema;
 
 use audit::*;
 use devices::*;
 use lifecycle::*;
+pub use logins::{DeviceLogin, LoginCheck};
 
 impl Inventory {
     /// Opens (creating if needed) the SQLite inventory at `path` and brings its schema up to date.

@@ -4,7 +4,33 @@
 use super::*;
 
 /// Schema steps, applied in order; `PRAGMA user_version` records how many ran.
-pub(super) const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4];
+pub(super) const MIGRATIONS: &[&str] = &[
+    MIGRATION_1,
+    MIGRATION_2,
+    MIGRATION_3,
+    MIGRATION_4,
+    MIGRATION_5,
+];
+
+/// Each device's own provisioning login. The password is kept in clear only until the phone
+/// has used it (it must be rendered into the phone's file until then); Digest needs only `ha1`,
+/// Basic only `password_sha256`. The previous login stays valid until the phone uses the new one
+/// or `previous_until`.
+pub(super) const MIGRATION_5: &str = r#"
+CREATE TABLE device_logins (
+    mac TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    ha1 TEXT NOT NULL,
+    password_sha256 TEXT NOT NULL,
+    password TEXT,
+    created_at INTEGER NOT NULL,
+    adopted_at INTEGER,
+    previous_user TEXT,
+    previous_ha1 TEXT,
+    previous_sha256 TEXT,
+    previous_until INTEGER
+);
+"#;
 
 /// A release in progress: written before its uploads move to quarantine, removed in the
 /// transaction that records the release. One left behind at start-up is a release a crash

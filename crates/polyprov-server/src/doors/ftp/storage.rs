@@ -77,6 +77,8 @@ fn storage_error(r: &Refusal) -> storage::Error {
         | Refusal::BadCredentials
         | Refusal::SerialMismatch { .. }
         | Refusal::CertificateMismatch { .. }
+        | Refusal::WrongDeviceLogin { .. }
+        | Refusal::SharedLoginRetired { .. }
         | Refusal::BadSerialTag(_)
         | Refusal::BadBody(_) => ErrorKind::PermissionDenied,
     };

@@ -65,7 +65,7 @@ async fn phone_request(
         Some(axum::Extension(PeerCertificate(CertIdentity::Device(mac)))) => {
             Credential::Device(mac)
         }
-        _ => credential(door.credentials.as_ref(), &headers, &method, &uri),
+        _ => credential(&door, &headers, &method, &uri),
     };
     let req = Request {
         door: door.door,
@@ -111,14 +111,10 @@ async fn phone_request(
 }
 
 /// What the request's `Authorization` proves: Basic or Digest (RFC 7616, MD5) against the
-/// provisioning credentials. A stale Digest nonce counts as no credentials: the 401 that follows
-/// carries a fresh one.
-fn credential(
-    expected: Option<&ProvisioningCredentials>,
-    headers: &HeaderMap,
-    method: &Method,
-    uri: &Uri,
-) -> Credential {
+/// shared provisioning credentials, or against a device's own login (its user name is its MAC;
+/// the previous login too, while a rotation keeps it valid). A stale Digest nonce counts as no
+/// credentials: the 401 that follows carries a fresh one.
+fn credential(door: &PhoneDoor, headers: &HeaderMap, method: &Method, uri: &Uri) -> Credential {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let (Some(value), None) = (values.next(), values.next()) else {
         // None, or two: which one would count is a guess an attacker could steer.
@@ -131,25 +127,33 @@ fn credential(
     let Ok(value) = value.to_str() else {
         return Credential::Invalid;
     };
-    let Some(expected) = expected else {
+    let Some(expected) = door.credentials.as_ref() else {
         return Credential::Valid;
     };
     // Auth schemes are case-insensitive (RFC 9110 §11.1): `basic`, `DIGEST` alike.
     let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
     if scheme.eq_ignore_ascii_case("digest") {
         let request_uri = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-        return match crate::auth::parse_digest(value) {
-            Some(p) => match expected.verify_digest(&p, method.as_str(), request_uri, unix_now()) {
-                Ok(()) => Credential::Valid,
-                Err(crate::auth::DigestError::Stale) => Credential::Absent,
-                // A replayed answer is as wrong as a wrong password (one `bad_credentials`
-                // security event).
-                Err(crate::auth::DigestError::Invalid | crate::auth::DigestError::Replayed) => {
-                    Credential::Invalid
-                }
-            },
-            None => Credential::Invalid,
+        let Some(p) = crate::auth::parse_digest(value) else {
+            return Credential::Invalid;
         };
+        let user = p.get("username").map(String::as_str).unwrap_or_default();
+        let now = unix_now();
+        let verify = |check: Option<&polyprov_store::LoginCheck>| match check {
+            None => expected.verify_digest(&p, method.as_str(), request_uri, now),
+            Some(c) => expected.verify_digest_for(c, &p, method.as_str(), request_uri, now),
+        };
+        return own_login(door, user, |check| verify(Some(check))).unwrap_or_else(|| match verify(
+            None,
+        ) {
+            Ok(()) => Credential::Valid,
+            Err(crate::auth::DigestError::Stale) => Credential::Absent,
+            // A replayed answer is as wrong as a wrong password (one `bad_credentials`
+            // security event).
+            Err(crate::auth::DigestError::Invalid | crate::auth::DigestError::Replayed) => {
+                Credential::Invalid
+            }
+        });
     }
     let basic = Some(token)
         .filter(|_| scheme.eq_ignore_ascii_case("basic"))
@@ -160,11 +164,57 @@ fn credential(
         })
         .and_then(|raw| String::from_utf8(raw).ok());
     match basic.as_deref().and_then(|s| s.split_once(':')) {
-        Some((user, password)) if expected.verify(user, password) => Credential::Valid,
-        Some(_) => Credential::Invalid,
+        Some((user, password)) => own_login(door, user, |check| {
+            if crate::auth::verify_basic_for(check, user, password) {
+                Ok(())
+            } else {
+                Err(crate::auth::DigestError::Invalid)
+            }
+        })
+        .unwrap_or_else(|| {
+            if expected.verify(user, password) {
+                Credential::Valid
+            } else {
+                Credential::Invalid
+            }
+        }),
         // Another scheme: ask again rather than call it wrong.
         None => Credential::Absent,
     }
+}
+
+/// When `user` is a device's own login name (its MAC): what the presented secret proves of it,
+/// checked by `verifies` against its current login, then its previous one while still valid.
+/// `None` when `user` is not a device login (the shared credentials are checked instead).
+fn own_login(
+    door: &PhoneDoor,
+    user: &str,
+    verifies: impl Fn(&polyprov_store::LoginCheck) -> Result<(), crate::auth::DigestError>,
+) -> Option<Credential> {
+    use crate::auth::DigestError;
+    let mac: polyprov_model::Mac = user.parse().ok()?;
+    let login = door.core.device_login(mac)?;
+    if login.current.user != user {
+        return None;
+    }
+    match verifies(&login.current) {
+        Ok(()) => return Some(Credential::OwnLogin { mac, current: true }),
+        // Our nonce, too old: ask again with a fresh one.
+        Err(DigestError::Stale) => return Some(Credential::Absent),
+        Err(DigestError::Invalid | DigestError::Replayed) => {}
+    }
+    let previous_valid = login
+        .previous_until
+        .is_some_and(|t| t >= i64::try_from(unix_now()).unwrap_or(i64::MAX));
+    if let Some(prev) = login.previous.as_ref().filter(|_| previous_valid)
+        && verifies(prev).is_ok()
+    {
+        return Some(Credential::OwnLogin {
+            mac,
+            current: false,
+        });
+    }
+    Some(Credential::Invalid)
 }
 
 fn unix_now() -> u64 {

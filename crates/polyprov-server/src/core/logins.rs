@@ -1,0 +1,173 @@
+//! Each device's own provisioning login. Made when a device is first assigned and rendered into
+//! its own file (`device.prov.user`/`device.prov.password`, gated by `.set`) so that a phone that
+//! booted once with the shared credentials uses its own afterwards; adopted when the phone first
+//! uses it — from then on the shared credentials no longer open that device's files, and the
+//! password is forgotten (only what Digest and Basic need to check it is kept). A release
+//! rotates it; the previous login stays valid until the phone uses the new one or
+//! `previous_login_hours` pass, so no phone is locked out.
+
+use super::*;
+use polyprov_store::DeviceLogin;
+
+/// What the core remembers of how a device's login is being used (in memory).
+#[derive(Debug, Default)]
+pub(super) struct LoginUse {
+    /// Its own login was rendered into a file it was served.
+    served_own: bool,
+    /// The warning that it keeps using the shared credentials was logged.
+    warned: bool,
+}
+
+impl Core {
+    /// Loads every device login into memory (at start).
+    pub async fn load_logins(&self) -> Result<usize, LifecycleError> {
+        let all = self.inventory.device_logins().await?;
+        let n = all.len();
+        *write(&self.logins) = all.into_iter().collect();
+        Ok(n)
+    }
+
+    /// A device's login, if it has one (for the doors, to check what a phone presents).
+    pub fn device_login(&self, mac: Mac) -> Option<DeviceLogin> {
+        read(&self.logins).get(&mac).cloned()
+    }
+
+    /// Gives an assigned device its login if it has none.
+    pub(super) async fn ensure_login(&self, mac: Mac, actor: &str) -> Result<(), LifecycleError> {
+        if self.logins_enabled() && !read(&self.logins).contains_key(&mac) {
+            self.new_login(mac, actor).await?;
+        }
+        Ok(())
+    }
+
+    /// A new login for a device that has one (a release): the old one becomes the previous.
+    pub(super) async fn rotate_login(&self, mac: Mac, actor: &str) -> Result<(), LifecycleError> {
+        if self.logins_enabled() && read(&self.logins).contains_key(&mac) {
+            self.new_login(mac, actor).await?;
+        }
+        Ok(())
+    }
+
+    async fn new_login(&self, mac: Mac, actor: &str) -> Result<(), LifecycleError> {
+        let password = crate::auth::new_secret();
+        let check = crate::auth::login_check(&mac.to_string(), &password);
+        let until = polyprov_store::inventory::now()
+            + i64::try_from(self.previous_login_hours.saturating_mul(3600)).unwrap_or(i64::MAX);
+        let login = self
+            .inventory
+            .rotate_login(mac, &check, &password, until, actor)
+            .await?;
+        write(&self.logins).insert(mac, login);
+        lock(&self.login_use).remove(&mac);
+        self.metrics.login_event("issued");
+        Ok(())
+    }
+
+    /// Forgets a removed device's login.
+    pub(super) async fn forget_login(&self, mac: Mac) -> Result<(), LifecycleError> {
+        if write(&self.logins).remove(&mac).is_some() {
+            self.inventory.delete_login(mac).await?;
+        }
+        Ok(())
+    }
+
+    fn logins_enabled(&self) -> bool {
+        self.auth_required && self.device_logins
+    }
+
+    /// The user and password to render into a device's file: only until the phone used them.
+    pub(super) fn pending_login(&self, mac: Mac) -> Option<(String, String)> {
+        let logins = read(&self.logins);
+        let l = logins.get(&mac)?;
+        Some((l.current.user.clone(), l.password.clone()?))
+    }
+
+    /// Whether the device has used its own login, so that the shared one no longer opens its
+    /// files.
+    pub(super) fn shared_login_retired(&self, mac: Mac) -> bool {
+        read(&self.logins)
+            .get(&mac)
+            .is_some_and(|l| l.adopted_at.is_some())
+    }
+
+    /// A device's file that carries its own login was served to it.
+    pub(super) fn served_own_login(&self, mac: Mac) {
+        if self.pending_login(mac).is_some() {
+            lock(&self.login_use).entry(mac).or_default().served_own = true;
+        }
+    }
+
+    /// After a request for a device's own files was let in: its first use of its current login
+    /// adopts it; the shared credentials used again after it was given its own are worth a
+    /// warning (a provisioning URL with credentials in it wins over `device.prov.*`).
+    pub(super) async fn login_used(&self, req: &Request<'_>, mac: Mac) {
+        match req.credential {
+            Credential::OwnLogin {
+                mac: m,
+                current: true,
+            } if m == mac => {
+                let pending = read(&self.logins)
+                    .get(&mac)
+                    .is_some_and(|l| l.adopted_at.is_none());
+                if !pending {
+                    return;
+                }
+                let at = polyprov_store::inventory::now();
+                match self.inventory.login_adopted(mac, at).await {
+                    Ok(()) => {
+                        if let Some(l) = write(&self.logins).get_mut(&mac) {
+                            l.adopted_at = Some(at);
+                            l.password = None;
+                            l.previous = None;
+                            l.previous_until = None;
+                        }
+                        self.metrics.login_event("adopted");
+                        tracing::info!(%mac, addr = %req.peer, "the phone uses its own provisioning login; the shared one no longer opens its files");
+                    }
+                    // Not fatal: the next request tries again.
+                    Err(e) => {
+                        tracing::warn!(%mac, error = %e, "could not record that the phone uses its own login")
+                    }
+                }
+            }
+            Credential::Valid => {
+                let mut uses = lock(&self.login_use);
+                let u = uses.entry(mac).or_default();
+                if u.served_own && !u.warned && self.pending_login(mac).is_some() {
+                    u.warned = true;
+                    self.metrics.login_event("shared_after_own_served");
+                    tracing::warn!(
+                        %mac,
+                        addr = %req.peer,
+                        "the phone was given its own provisioning login but still uses the shared one: credentials in its provisioning URL (DHCP option 160/66) win over device.prov.user/password — serve the URL without them"
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// What the admin API shows of a device's login: never the password.
+    pub fn login_state(&self, mac: Mac) -> Option<serde_json::Value> {
+        let l = self.device_login(mac)?;
+        let uses = lock(&self.login_use);
+        let u = uses.get(&mac);
+        Some(serde_json::json!({
+            "user": l.current.user,
+            "state": if l.adopted_at.is_some() { "adopted" } else { "pending" },
+            "created_at": l.created_at,
+            "adopted_at": l.adopted_at,
+            "previous_valid_until": l.previous_until.filter(|_| l.previous.is_some()),
+            "served_to_phone": u.is_some_and(|u| u.served_own),
+            "shared_used_after_served": u.is_some_and(|u| u.warned),
+        }))
+    }
+}
+
+fn read<T>(l: &std::sync::RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(l: &std::sync::RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
