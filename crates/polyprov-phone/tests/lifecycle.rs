@@ -294,3 +294,76 @@ async fn a_wiped_boot_log_marks_a_probable_reset_and_the_quarantine_policy_acts_
     assert_eq!(core.quarantine_sets(mac).await.unwrap().len(), 1);
     server.shutdown().await;
 }
+
+/// A phone told the shared credentials once (in flash, as an admin types them, with the server
+/// in a DHCP option 160 URL without credentials) stores the login polyprov renders for it and
+/// presents that from its next boot on; a phone whose provisioning URL carries credentials
+/// keeps using those (credentials in the URL win), which the server reports.
+#[tokio::test]
+async fn the_phone_adopts_its_own_login_unless_its_url_carries_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, url_with_login) = server(dir.path()).await;
+    assign_password(&server, "P1").await;
+    let (user, password) = server.provisioning_login.clone().unwrap();
+    let t = HttpTransport::new().unwrap();
+    let mac: Mac = MAC.parse().unwrap();
+
+    let mut p = phone(&format!("http://{}/", server.http_addr));
+    p.flash.insert("device.prov.user".into(), user.clone());
+    p.flash
+        .insert("device.prov.password".into(), password.clone());
+    let r = p.boot(&t).await;
+    assert_eq!(p.admin_password(), "P1", "{:?}", r.problems);
+    assert_eq!(
+        p.flash["device.prov.user"], MAC,
+        "its own login is in flash"
+    );
+    assert_ne!(p.flash["device.prov.password"], password);
+    let r = p.boot(&t).await;
+    assert!(
+        r.requests
+            .iter()
+            .all(|q| q.status < 400 || q.status == 404 || q.status == 405),
+        "{:?}",
+        r.requests
+    );
+    assert_eq!(server.core.login_state(mac).unwrap()["state"], "adopted");
+    assert_eq!(p.admin_password(), "P1");
+
+    // Another phone whose URL carries the shared login: it is given its own, keeps using the
+    // URL's, and the server says so.
+    let other: Mac = "0004f2aa9999".parse().unwrap();
+    server
+        .core
+        .assign(
+            other,
+            &Assignment {
+                admin_password: Some("P9".into()),
+                ..Default::default()
+            },
+            "alice",
+        )
+        .await
+        .unwrap();
+    let c = Catalog::embedded().unwrap();
+    let mut q = PhoneState::new(other, c.find("VVX 410").unwrap(), "5.9.7.4477");
+    q.network.dhcp.insert(160, url_with_login);
+    q.boot(&t).await;
+    q.boot(&t).await;
+    assert_eq!(q.admin_password(), "P9");
+    let state = server.core.login_state(other).unwrap();
+    assert_eq!(state["state"], "pending", "{state}");
+    assert_eq!(state["shared_used_after_served"], true, "{state}");
+    let report = doctor::diagnose(&server.core, &Default::default(), other)
+        .await
+        .unwrap();
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.what.contains("keeps presenting the shared one")),
+        "{:?}",
+        report.findings
+    );
+    server.shutdown().await;
+}

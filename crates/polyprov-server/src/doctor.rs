@@ -60,7 +60,8 @@ pub async fn diagnose(
         .into_iter()
         .map(|q| format!("{} ({} files)", q.id, q.files.len()))
         .collect();
-    Ok(analyse(DoctorInput {
+    let login = core.login_state(mac);
+    let mut report = analyse(DoctorInput {
         mac,
         state: state.as_str(),
         model,
@@ -74,5 +75,17 @@ pub async fn diagnose(
         dhcp,
         held,
         quarantine,
-    }))
+    });
+    if let Some(l) = login
+        && l["shared_used_after_served"] == true
+    {
+        report.findings.push(Finding {
+            kind: FindingKind::Dhcp,
+            what: format!(
+                "{mac} was given its own provisioning login but keeps presenting the shared one: credentials in its provisioning URL (DHCP option 160/66, or the URL typed into the phone) win over device.prov.user/password"
+            ),
+            fix: "serve the provisioning URL without user:password@ (the phone then uses the login in flash), or set the server statically on the phone".into(),
+        });
+    }
+    Ok(report)
 }

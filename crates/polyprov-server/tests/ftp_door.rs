@@ -746,3 +746,48 @@ async fn large_ftps_uploads_are_stored_every_time() {
         .sum::<u64>();
     assert_eq!(stored, 6 * size);
 }
+
+/// A device's own login (user = its MAC) works over FTP as over HTTP: its files, not another's;
+/// once used, the shared login no longer opens them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_devices_own_login_over_ftp() {
+    let t = ftp_server(|_| {}).await;
+    let port = t.server.ftp_addr.unwrap().port();
+    for mac in [MAC, "0004f2aa9999"] {
+        let (s, _) = t
+            .admin_json(
+                reqwest::Method::PUT,
+                &format!("/api/v1/devices/{mac}"),
+                Some(serde_json::json!({"admin_password": "Ftp-own"})),
+            )
+            .await;
+        assert_eq!(s, 200);
+    }
+    let own = t
+        .get(&format!("/{MAC}-polyprov.cfg"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let password = common::attributes(&own)["device.prov.password"].clone();
+    let shared = login(&t);
+    let mine = format!("{MAC}:{password}");
+    let (first, other, shared_after) = blocking(move || {
+        (
+            curl(port, &mine, &format!("{MAC}-polyprov.cfg"), &[]),
+            curl(port, &mine, "0004f2aa9999-polyprov.cfg", &[]),
+            curl(port, &shared, &format!("{MAC}-polyprov.cfg"), &[]),
+        )
+    })
+    .await;
+    assert!(first.status.success(), "{}", text(&first));
+    assert!(text(&first).contains("Ftp-own"));
+    assert!(
+        !other.status.success() && !text(&other).contains("Ftp-own"),
+        "{}",
+        text(&other)
+    );
+    assert!(!shared_after.status.success(), "{}", text(&shared_after));
+    t.assert_metric("polyprov_security_events_total{event=\"wrong_device_login\"} 1")
+        .await;
+}

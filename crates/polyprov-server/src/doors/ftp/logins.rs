@@ -72,6 +72,31 @@ impl Logins {
 /// Separates the parts of a principal's name: libunftp hands the provider only that name.
 const SEP: char = '\u{1f}';
 
+impl Logins {
+    /// A device's own login (user = its MAC): its current one, or the previous one while a
+    /// rotation keeps it valid; `None` when `user` is not a device login.
+    fn own_login(&self, user: &str, password: &str) -> Option<Credential> {
+        self.provisioning.as_ref()?;
+        let mac: polyprov_model::Mac = user.parse().ok()?;
+        let login = self.core.device_login(mac)?;
+        if login.current.user != user {
+            return None;
+        }
+        if crate::auth::verify_basic_for(&login.current, user, password) {
+            return Some(Credential::OwnLogin { mac, current: true });
+        }
+        let now = polyprov_store::inventory::now();
+        let previous = login
+            .previous
+            .as_ref()
+            .filter(|_| login.previous_until.is_some_and(|t| t >= now))?;
+        crate::auth::verify_basic_for(previous, user, password).then_some(Credential::OwnLogin {
+            mac,
+            current: false,
+        })
+    }
+}
+
 #[async_trait]
 impl Authenticator for Logins {
     async fn authenticate(
@@ -80,7 +105,10 @@ impl Authenticator for Logins {
         creds: &Credentials,
     ) -> Result<Principal, AuthenticationError> {
         let password = creds.password.as_deref().unwrap_or("");
-        let credential = if self
+        let own = self.own_login(username, password);
+        let credential = if let Some(c) = own {
+            c
+        } else if self
             .provisioning
             .as_ref()
             .is_some_and(|p| p.verify(username, password))
@@ -103,10 +131,12 @@ impl Authenticator for Logins {
             );
             return Err(AuthenticationError::BadPassword);
         };
-        let tag = if credential == Credential::Valid {
-            "device"
-        } else {
-            "factory"
+        let tag = match credential {
+            Credential::Valid => "device".to_string(),
+            Credential::OwnLogin { mac, current } => {
+                format!("own-{mac}-{}", if current { "current" } else { "previous" })
+            }
+            _ => "factory".to_string(),
         };
         Ok(Principal {
             username: format!("{tag}{SEP}{}{SEP}{username}", creds.source_ip),
@@ -127,8 +157,14 @@ impl UserDetailProvider for Logins {
         let peer = peer
             .parse()
             .map_err(|_| UserDetailError::Generic("malformed principal".into()))?;
-        let credential = match tag {
-            "device" => Credential::Valid,
+        let credential = match tag.strip_prefix("own-").map(|t| t.split_once('-')) {
+            Some(Some((mac, which))) => Credential::OwnLogin {
+                mac: mac
+                    .parse()
+                    .map_err(|_| UserDetailError::Generic("malformed principal".into()))?,
+                current: which == "current",
+            },
+            _ if tag == "device" => Credential::Valid,
             _ => Credential::Absent,
         };
         Ok(FtpUser {
