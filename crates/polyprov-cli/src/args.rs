@@ -146,9 +146,22 @@ pub(crate) enum SimCommand {
         /// The server a ZTP-style redirect gives this phone.
         #[arg(long, value_name = "URL")]
         ztp: Option<String>,
-        /// CA certificates (PEM) the phone trusts for ftps:// (kept as ca.pem in its folder).
+        /// CA certificates (PEM) the phone trusts for https:// and ftps:// (kept as ca.pem in
+        /// its folder).
         #[arg(long, value_name = "FILE")]
         ca_file: Option<PathBuf>,
+        /// Its device certificate (PEM), presented when an HTTPS server asks for one — as a
+        /// real phone presents its factory certificate (kept as device.pem).
+        #[arg(
+            long,
+            value_name = "FILE",
+            requires = "device_key",
+            requires = "ca_file"
+        )]
+        device_cert: Option<PathBuf>,
+        /// The device certificate's key (PEM; kept as device-key.pem, mode 0600).
+        #[arg(long, value_name = "FILE", requires = "device_cert")]
+        device_key: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -223,7 +236,7 @@ pub(crate) enum SimCommand {
         /// Stop starting phones after this many seconds.
         #[arg(long, default_value_t = 600)]
         time_limit: u64,
-        /// CA certificates (PEM) the phones trust, for an ftps:// server.
+        /// CA certificates (PEM) the phones trust, for an https:// or ftps:// server.
         #[arg(long, value_name = "FILE")]
         ca_file: Option<PathBuf>,
         #[arg(long)]

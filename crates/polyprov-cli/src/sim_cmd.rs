@@ -8,7 +8,7 @@ use polyprov_model::catalog::Catalog;
 use polyprov_model::keypad::{ModeCycle, events, type_text};
 use polyprov_phone::phone::{BootReport, MenuReset};
 use polyprov_phone::storm::{StormConfig, StormReport};
-use polyprov_phone::{AnyTransport, FtpTransport, PhoneState};
+use polyprov_phone::{AnyTransport, FtpTransport, LeanHttp, PhoneState};
 use std::path::{Path, PathBuf};
 
 fn state_file(dir: &Path) -> PathBuf {
@@ -43,13 +43,45 @@ fn ca_file(dir: &Path) -> PathBuf {
     dir.join("ca.pem")
 }
 
-/// The phone's transports, trusting the CAs it was given.
+/// The phone's device certificate and key, kept beside its state.
+fn device_files(dir: &Path) -> (PathBuf, PathBuf) {
+    (dir.join("device.pem"), dir.join("device-key.pem"))
+}
+
+/// The phone's transports, trusting the CAs it was given and presenting its device
+/// certificate, if it has one.
 fn transport(dir: &Path) -> Result<AnyTransport, CliError> {
     let ca = ca_file(dir);
     Ok(AnyTransport {
         ftp: ftp_trusting(ca.exists().then_some(ca.as_path()))?,
+        http: https_trusting(ca.exists().then_some(ca.as_path()), Some(device_files(dir)))?,
         ..AnyTransport::default()
     })
+}
+
+/// A lean HTTP(S) client trusting the CA certificates in `ca` (PEM), if given, and presenting
+/// the device certificate in `device` when both its files exist.
+pub fn https_trusting(
+    ca: Option<&Path>,
+    device: Option<(PathBuf, PathBuf)>,
+) -> Result<LeanHttp, CliError> {
+    let Some(ca) = ca else {
+        return Ok(LeanHttp::new());
+    };
+    let read = |p: &Path| {
+        std::fs::read(p).map_err(|e| CliError::new(Exit::Usage, format!("{}: {e}", p.display())))
+    };
+    let ca_pem = read(ca)?;
+    let device = match device {
+        Some((cert, key)) if cert.exists() && key.exists() => Some((read(&cert)?, read(&key)?)),
+        _ => None,
+    };
+    let tls = polyprov_phone::transport::tls::client_config(
+        &ca_pem,
+        device.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
+    )
+    .map_err(|e| CliError::new(Exit::Usage, e.to_string()))?;
+    Ok(LeanHttp::new().with_tls(tls))
 }
 
 /// An FTP transport trusting the CA certificates in `ca` (PEM), if given.
@@ -73,6 +105,7 @@ pub fn init(
     dhcp: &[String],
     ztp: Option<&str>,
     ca: Option<&Path>,
+    device: Option<(&Path, &Path)>,
     as_json: bool,
 ) -> Result<(), CliError> {
     let catalog = Catalog::embedded().map_err(|e| CliError::new(Exit::Failed, e.to_string()))?;
@@ -113,8 +146,23 @@ pub fn init(
     if let Some(ca) = ca {
         std::fs::copy(ca, ca_file(dir))
             .map_err(|e| CliError::new(Exit::Usage, format!("--ca-file {}: {e}", ca.display())))?;
-        transport(dir)?;
     }
+    if let Some((cert, key)) = device {
+        let (to_cert, to_key) = device_files(dir);
+        let copy = |from: &Path, to: &Path| {
+            std::fs::copy(from, to)
+                .map_err(|e| CliError::new(Exit::Usage, format!("{}: {e}", from.display())))
+        };
+        copy(cert, &to_cert)?;
+        copy(key, &to_key)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&to_key, std::fs::Permissions::from_mode(0o600));
+        }
+    }
+    // Refuse what the phone could not use, now rather than at its first boot.
+    transport(dir)?;
     if as_json {
         return print_json(
             &serde_json::to_value(&s).map_err(|e| CliError::new(Exit::Failed, e.to_string()))?,
@@ -381,6 +429,8 @@ pub(crate) async fn run(cmd: SimCommand) -> Result<(), CliError> {
             dhcp_option,
             ztp,
             ca_file,
+            device_cert,
+            device_key,
             json,
         } => init(
             &state,
@@ -391,6 +441,7 @@ pub(crate) async fn run(cmd: SimCommand) -> Result<(), CliError> {
             &dhcp_option,
             ztp.as_deref(),
             ca_file.as_deref(),
+            device_cert.as_deref().zip(device_key.as_deref()),
             json,
         ),
         SimCommand::Boot { state, json } => boot(&state, json).await,
@@ -451,6 +502,7 @@ pub(crate) async fn run(cmd: SimCommand) -> Result<(), CliError> {
                 firmware,
                 time_limit: std::time::Duration::from_secs(time_limit),
                 ftp: ftp_trusting(ca_file.as_deref())?,
+                https: https_trusting(ca_file.as_deref(), None)?.tls(),
             };
             storm(config, &model, json).await
         }

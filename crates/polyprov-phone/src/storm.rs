@@ -28,6 +28,8 @@ pub struct StormConfig {
     pub time_limit: Duration,
     /// The FTP transport every phone starts from (its CA list for `ftps://`).
     pub ftp: FtpTransport,
+    /// What the phones trust for `https://` (see [`crate::transport::tls::client_config`]).
+    pub https: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// Latency of one kind of request, in microseconds.
@@ -83,8 +85,12 @@ pub async fn run(
             .map(|i| {
                 // Each phone holds its own keep-alive connection, as a real one would; the
                 // server's scheme picks HTTP, TFTP or FTP/FTPS.
+                let http = match &config.https {
+                    Some(tls) => LeanHttp::new().with_tls(tls.clone()),
+                    None => LeanHttp::new(),
+                };
                 let transport = AnyTransport {
-                    http: LeanHttp::new(),
+                    http,
                     tftp: TftpTransport::default(),
                     ftp: config.ftp.clone(),
                 };

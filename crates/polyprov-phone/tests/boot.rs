@@ -279,6 +279,7 @@ async fn a_small_storm_boots_every_phone_without_errors() {
         firmware: "6.4.3.5018".into(),
         time_limit: std::time::Duration::from_secs(60),
         ftp: polyprov_phone::FtpTransport::default(),
+        https: None,
     };
     let seen = std::sync::atomic::AtomicUsize::new(0);
     let r = polyprov_phone::storm::run(&config, c.find("VVX 500").unwrap(), |n| {
@@ -434,6 +435,7 @@ async fn boots_over_ftp_and_ftps_from_polyprov() {
         firmware: "6.4.3.5018".into(),
         time_limit: std::time::Duration::from_secs(60),
         ftp: t.ftp.clone(),
+        https: None,
     };
     let c = Catalog::embedded().unwrap();
     let storm = polyprov_phone::storm::run(&config, c.find("VVX 500").unwrap(), |_| {})
@@ -452,5 +454,95 @@ async fn boots_over_ftp_and_ftps_from_polyprov() {
         .boot(&polyprov_phone::AnyTransport::default())
         .await;
     assert!(r.requests.iter().all(|q| q.status == 0), "{:?}", r.requests);
+    server.shutdown().await;
+}
+
+/// Over HTTPS: the phone trusts the CA polyprov's `tls init` made, presents its device
+/// certificate (its MAC as the subject CN) and gets its own files without any password; a storm
+/// over HTTPS boots every phone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boots_over_https_with_a_device_certificate() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    write_root(&dir.path().join("data/root").tap_mkdir());
+    polyprov_server::tls::init(&dir.path().join("data"), &["localhost".to_string()]).unwrap();
+    // The site's own device CA, and this phone's certificate.
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "device CA");
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let device_ca = dir.path().join("device-ca.pem");
+    std::fs::write(&device_ca, ca.pem()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
+    leaf.distinguished_name.push(DnType::CommonName, MAC);
+    let leaf = leaf.signed_by(&key, &ca).unwrap();
+
+    let server = assigned_polyprov(dir.path(), "H1", move |s| {
+        s.https.listen = Some("127.0.0.1:0".parse().unwrap());
+        s.https.client_ca = Some(device_ca);
+        s.https.client_auth = polyprov_server::settings::ClientAuth::Optional;
+    })
+    .await;
+    let port = server.https_addr.unwrap().port();
+    let server_ca = std::fs::read(dir.path().join("data/tls/ca.pem")).unwrap();
+    let tls = polyprov_phone::transport::tls::client_config(
+        &server_ca,
+        Some((leaf.pem().as_bytes(), key.serialize_pem().as_bytes())),
+    )
+    .unwrap();
+    let t = polyprov_phone::AnyTransport {
+        http: polyprov_phone::LeanHttp::new().with_tls(tls),
+        ..Default::default()
+    };
+    // No credentials anywhere: the certificate is the phone's identity.
+    let mut p = phone("VVX 500", "5.9.7.4477");
+    p.network
+        .dhcp
+        .insert(160, format!("https://localhost:{port}/"));
+    let r = p.boot(&t).await;
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    let own = r
+        .requests
+        .iter()
+        .find(|q| q.path == format!("{MAC}-polyprov.cfg"))
+        .unwrap();
+    assert_eq!(own.status, 200);
+    assert!(
+        r.requests.iter().all(|q| q.status < 400 || q.status == 404),
+        "{:?}",
+        r.requests
+    );
+    assert_eq!(p.admin_password(), "H1", "{:?}", r.requests);
+
+    // A phone that does not trust the server's CA gets nothing.
+    let mut untrusting = phone("VVX 500", "5.9.7.4477");
+    untrusting
+        .network
+        .dhcp
+        .insert(160, format!("https://localhost:{port}/"));
+    let r = untrusting
+        .boot(&polyprov_phone::AnyTransport::default())
+        .await;
+    assert!(r.requests.iter().all(|q| q.status == 0), "{:?}", r.requests);
+
+    // A storm over HTTPS (server authentication, shared credentials in the URL).
+    let (user, pw) = server.provisioning_login.clone().unwrap();
+    let config = polyprov_phone::storm::StormConfig {
+        server: format!("https://{user}:{pw}@localhost:{port}/"),
+        phones: 20,
+        concurrency: 8,
+        mac_prefix: [0x00, 0x04, 0xf4],
+        firmware: "6.4.3.5018".into(),
+        time_limit: std::time::Duration::from_secs(60),
+        ftp: polyprov_phone::FtpTransport::default(),
+        https: Some(polyprov_phone::transport::tls::client_config(&server_ca, None).unwrap()),
+    };
+    let c = Catalog::embedded().unwrap();
+    let storm = polyprov_phone::storm::run(&config, c.find("VVX 500").unwrap(), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(storm.phones_booted, 20);
+    assert_eq!(storm.error_count, 0, "{:?}", storm.errors);
     server.shutdown().await;
 }

@@ -52,25 +52,7 @@ impl FtpTransport {
     /// Trusts the CA certificates in `pem` for `ftps://` (in addition to none: phones trust
     /// only their built-in list and what their configuration adds).
     pub fn trusting(mut self, pem: &[u8]) -> Result<FtpTransport, TransportError> {
-        use rustls::pki_types::CertificateDer;
-        use rustls::pki_types::pem::PemObject;
-        let bad = |e: String| TransportError::Unsupported(format!("CA certificates: {e}"));
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(pem) {
-            roots
-                .add(cert.map_err(|e| bad(e.to_string()))?)
-                .map_err(|e| bad(e.to_string()))?;
-        }
-        if roots.is_empty() {
-            return Err(bad("no certificate found".into()));
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| bad(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        self.tls = Some(Arc::new(config));
+        self.tls = Some(super::tls::client_config(pem, None)?);
         Ok(self)
     }
 

@@ -1,6 +1,8 @@
 //! HTTP: reqwest, or a lean keep-alive client for storms.
 
 use super::{Call, Method, Reply, Transport, TransportError};
+use crate::url::ServerUrl;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// HTTP with Basic credentials sent up front (the phone's provisioning credentials).
@@ -76,12 +78,20 @@ impl Transport for HttpTransport {
 }
 
 /// A lean HTTP/1.1 client with one keep-alive connection, as one phone holds: what the storm
-/// runner uses, so that thousands of emulated phones cost little CPU. HTTP only; Basic
-/// credentials sent up front; `Content-Length` and chunked bodies.
+/// runner uses, so that thousands of emulated phones cost little CPU. HTTP, and HTTPS once
+/// given what to trust ([`LeanHttp::with_tls`]); Basic credentials sent up front;
+/// `Content-Length` and chunked bodies.
 #[derive(Default)]
 pub struct LeanHttp {
-    conn: tokio::sync::Mutex<Option<tokio::io::BufReader<tokio::net::TcpStream>>>,
+    conn: tokio::sync::Mutex<Option<tokio::io::BufReader<Stream>>>,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
+
+/// A connection, plain or TLS.
+type Stream = tokio_util::either::Either<
+    tokio::net::TcpStream,
+    tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+>;
 
 /// Longest response head accepted.
 const MAX_HEAD: usize = 16 * 1024;
@@ -94,8 +104,41 @@ impl LeanHttp {
         LeanHttp::default()
     }
 
+    /// What it trusts for `https://`, to give other phones the same.
+    pub fn tls(&self) -> Option<Arc<rustls::ClientConfig>> {
+        self.tls.clone()
+    }
+
+    /// The same client speaking `https://` with `tls` (see [`super::tls::client_config`]).
+    pub fn with_tls(mut self, tls: Arc<rustls::ClientConfig>) -> LeanHttp {
+        self.tls = Some(tls);
+        self
+    }
+
+    async fn connect(&self, server: &ServerUrl, port: u16) -> Result<Stream, TransportError> {
+        let unreachable = |e: std::io::Error| TransportError::Unreachable(e.to_string());
+        let host = server.host.trim_start_matches('[').trim_end_matches(']');
+        let tcp = tokio::net::TcpStream::connect((host, port))
+            .await
+            .map_err(unreachable)?;
+        let _ = tcp.set_nodelay(true);
+        if server.scheme != "https" {
+            return Ok(tokio_util::either::Either::Left(tcp));
+        }
+        let tls = self.tls.clone().ok_or_else(|| {
+            TransportError::Unsupported("https (the phone was given no CA to trust)".into())
+        })?;
+        let name = rustls::pki_types::ServerName::try_from(host.to_string())
+            .map_err(|e| TransportError::Unreachable(format!("{host}: {e}")))?;
+        let stream = tokio_rustls::TlsConnector::from(tls)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| TransportError::Unreachable(format!("TLS: {e}")))?;
+        Ok(tokio_util::either::Either::Right(stream))
+    }
+
     async fn exchange(
-        stream: &mut tokio::io::BufReader<tokio::net::TcpStream>,
+        stream: &mut tokio::io::BufReader<Stream>,
         head: &[u8],
         body: &[u8],
         is_head: bool,
@@ -219,10 +262,11 @@ impl LeanHttp {
             login,
         } = call;
         use base64::Engine;
-        if server.scheme != "http" {
-            return Err(TransportError::Unsupported(server.scheme.clone()));
-        }
-        let port = server.port.unwrap_or(80);
+        let port = match server.scheme.as_str() {
+            "http" => server.port.unwrap_or(80),
+            "https" => server.port.unwrap_or(443),
+            other => return Err(TransportError::Unsupported(other.to_string())),
+        };
         let dir = if server.dir.is_empty() {
             String::new()
         } else {
@@ -255,12 +299,7 @@ impl LeanHttp {
         for attempt in 0..2 {
             let reused = conn.is_some();
             if conn.is_none() {
-                let host = server.host.trim_start_matches('[').trim_end_matches(']');
-                let stream = tokio::net::TcpStream::connect((host, port))
-                    .await
-                    .map_err(|e| TransportError::Unreachable(e.to_string()))?;
-                let _ = stream.set_nodelay(true);
-                *conn = Some(tokio::io::BufReader::new(stream));
+                *conn = Some(tokio::io::BufReader::new(self.connect(server, port).await?));
             }
             let Some(stream) = conn.as_mut() else {
                 continue;

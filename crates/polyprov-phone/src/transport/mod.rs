@@ -7,6 +7,7 @@ pub mod any;
 pub mod ftp;
 pub mod http;
 pub mod tftp;
+pub mod tls;
 
 pub use any::AnyTransport;
 pub use ftp::FtpTransport;
