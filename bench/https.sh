@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # HTTPS beside nginx with the same certificate and key (from `polyprov tls init`, RSA 2048), in
 # one run: keep-alive requests/s for generated per-device files and masters (polyprov renders
-# them; nginx serves the same bytes as static files), and full handshakes/s (one request per
-# connection, `Connection: close`, no session resumption). Reports polyprov/nginx ratios.
+# them; nginx serves the same bytes as static files; wrk), and full handshakes/s (`openssl
+# s_time -new`: a new session every time, two clients at once; nginx without session cache or
+# tickets). Reports polyprov/nginx ratios.
 # Loopback only; every load run is bounded in time.
 # Usage: bench/https.sh [devices=500] [seconds=10] [connections=64]
 # Needs: a release build (cargo build --release), wrk, nginx, curl.
@@ -11,7 +12,7 @@ DEVICES=${1:-500}
 SECONDS_PER_RUN=${2:-10}
 CONNECTIONS=${3:-64}
 . "$(dirname "$0")/lib.sh"
-need wrk nginx curl
+need wrk nginx curl openssl
 
 "$BIN" tls init --data "$WORK/data" --host localhost >/dev/null
 cat >"$WORK/polyprov.toml" <<TOML
@@ -77,7 +78,20 @@ ratio() { awk -v p="$(cat "$WORK/$1.rps")" -v n="$(cat "$WORK/$2.rps")" 'BEGIN {
 echo "devices=$DEVICES seconds=$SECONDS_PER_RUN connections=$CONNECTIONS (wrk -t2; RSA 2048; TLS as negotiated)"
 run nginx-keepalive "https://localhost:$NGINX_PORT"
 run polyprov-keepalive "https://localhost:${SECURE##*:}"
-run nginx-handshakes "https://localhost:$NGINX_PORT" -H "Connection: close"
-run polyprov-handshakes "https://localhost:${SECURE##*:}" -H "Connection: close"
+handshakes() { # name port: full handshakes per second, two s_time clients at once
+  local name=$1 port=$2
+  local clients=()
+  for c in 1 2; do
+    openssl s_time -connect "localhost:$port" -new -time "$SECONDS_PER_RUN" >"$WORK/$name.$c.txt" 2>&1 &
+    clients+=($!)
+  done
+  wait "${clients[@]}"
+  local total
+  total=$(awk '/connections in [0-9]+ real seconds/ {n += $1; t = $4} END { if (t > 0) printf "%.0f", n / t; else print 0 }' "$WORK/$name".[12].txt)
+  printf '%-22s %10s handshakes/s\n' "$name" "$total"
+  echo "$total" >"$WORK/$name.rps"
+}
+handshakes nginx-handshakes "$NGINX_PORT"
+handshakes polyprov-handshakes "${SECURE##*:}"
 echo "ratio polyprov/nginx keep-alive requests: $(ratio polyprov-keepalive nginx-keepalive)  (goal >= 1.0)"
 echo "ratio polyprov/nginx full handshakes:     $(ratio polyprov-handshakes nginx-handshakes)  (goal >= 0.8)"
