@@ -99,6 +99,23 @@ check "polyprov tls check --json" \
 check "security events for the wrong certificate" \
   bash -c "curl -s $ADMIN/metrics | grep -q 'polyprov_security_events_total{event=\"certificate_mismatch\"} 2'"
 
+# The device's own provisioning login: rendered while pending, adopted on first use (curl
+# --digest), then the shared login and other devices' logins are refused.
+OWN=$(curl -s --cacert "$CA" -u "PlcmSpIp:$PW" "$URL/$OTHER-polyprov.cfg" | sed -n 's/.*device.prov.password="\([0-9a-f]*\)".*/\1/p')
+check "the device file carries the device's own login" [ -n "$OWN" ]
+check "its own login with curl --digest" \
+  bash -c "curl -sf --cacert '$CA' --digest -u '$OTHER:$OWN' '$URL/$OTHER-polyprov.cfg' | grep -q 'Other&amp;Pw'"
+check "the shared login is refused once the device uses its own (403)" \
+  [ "$(status -u "PlcmSpIp:$PW" "$URL/$OTHER-polyprov.cfg")" = 403 ]
+check "its login does not open another device's file (403)" \
+  [ "$(status --digest -u "$OTHER:$OWN" "$URL/$MAC-polyprov.cfg")" = 403 ]
+check "a wrong own password is refused (401)" \
+  [ "$(status -u "$OTHER:0000" "$URL/$OTHER-polyprov.cfg")" = 401 ]
+check "polyprov device login shows it adopted" \
+  bash -c "curl -s -H 'Authorization: Bearer $POLYPROV_TOKEN' $ADMIN/api/v1/devices/$OTHER/login | grep -q '\"state\":\"adopted\"'"
+check "one security event each" \
+  bash -c "curl -s $ADMIN/metrics | grep -q 'event=\"shared_login_after_switch\"} 1' && curl -s $ADMIN/metrics | grep -q 'event=\"wrong_device_login\"} 1'"
+
 curl -s $ADMIN/metrics | grep security_events | sed "s/^/# /"
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

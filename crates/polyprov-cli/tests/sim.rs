@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{BIN, serve};
+use common::{BIN, serve, serve_with};
 use std::path::Path;
 use std::process::Command;
 
@@ -247,4 +247,94 @@ fn a_storm_against_polyprov_reports_no_errors() {
         (Some(40), Some(0))
     );
     assert!(v["latency"]["master"]["p99"].as_u64().is_some());
+}
+
+/// `sim init --ca-file` with the CA `tls init` made: the emulated phone boots over HTTPS, and a
+/// storm over HTTPS reports no errors.
+#[test]
+fn the_emulated_phone_boots_over_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (code, out) = run(
+        &[
+            "tls",
+            "init",
+            "--data",
+            data.to_str().unwrap(),
+            "--host",
+            "localhost",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    let served = serve_with(&data, None, &["--https", "127.0.0.1:0"]);
+    let port = served
+        .summary
+        .lines()
+        .find(|l| l.trim_start().starts_with("phones (HTTPS)"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|a| a.trim_end_matches(',').rsplit(':').next())
+        .unwrap()
+        .to_string();
+    let pw = std::fs::read_to_string(data.join("provisioning.password")).unwrap();
+    let url = format!("https://PlcmSpIp:{}@localhost:{port}/", pw.trim());
+    let ca = data.join("tls/ca.pem");
+    let state = dir.path().join("phone");
+    let (code, out) = run(
+        &[
+            "sim",
+            "init",
+            "--state",
+            state.to_str().unwrap(),
+            "--mac",
+            "0004f2aa7001",
+            "--model",
+            "VVX 500",
+            "--dhcp-option",
+            &format!("160={url}"),
+            "--ca-file",
+            ca.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = run(
+        &["sim", "boot", "--json", "--state", state.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let v = &v["boot"];
+    assert!(v["problems"].as_array().unwrap().is_empty(), "{v}");
+    assert!(
+        v["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["path"] == "0004f2aa7001.cfg" && r["status"] == 200),
+        "{v}"
+    );
+    let (code, out) = run(
+        &[
+            "sim",
+            "storm",
+            "--server",
+            &url,
+            "--phones",
+            "20",
+            "--concurrency",
+            "4",
+            "--ca-file",
+            ca.to_str().unwrap(),
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (v["phones_booted"].as_u64(), v["error_count"].as_u64()),
+        (Some(20), Some(0)),
+        "{v}"
+    );
 }

@@ -18,12 +18,18 @@ pub struct Served {
 }
 
 pub fn serve(data: &Path) -> Served {
-    serve_with_open_files(data, None)
+    serve_with(data, None, &[])
 }
 
 /// `polyprov serve` on loopback ports, with the open-file limit set to `nofile` (`ulimit -n`)
 /// when given.
 pub fn serve_with_open_files(data: &Path, nofile: Option<u32>) -> Served {
+    serve_with(data, nofile, &[])
+}
+
+/// `polyprov serve` on loopback ports with more arguments (`--https 127.0.0.1:0`, …); the
+/// summary it printed is in [`Served::summary`].
+pub fn serve_with(data: &Path, nofile: Option<u32>, extra: &[&str]) -> Served {
     let mut cmd = match nofile {
         Some(n) => {
             let mut c = Command::new("sh");
@@ -44,6 +50,7 @@ pub fn serve_with_open_files(data: &Path, nofile: Option<u32>) -> Served {
             "--data",
         ])
         .arg(data)
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
