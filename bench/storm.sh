@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Boot storm: N emulated phones (polyprov sim storm) against nginx serving a static boot root and
-# against polyprov serving the same root, in one run. To show whether the storm runner or the
-# server is the bottleneck, wrk replays the same request mix against nginx for the same time.
+# storing the phones' uploads with WebDAV PUT (as Poly's guides have admins set up a web server),
+# and against polyprov serving the same root and storing the same uploads, in one run. To show
+# whether the storm runner or the server is the bottleneck, wrk replays the same GET mix against
+# nginx for the same time.
 # Loopback only; bounded by phone count and a time limit.
 # Usage: bench/storm.sh [phones=10000] [concurrency=100]
 # Needs: cargo build --release, nginx, wrk.
@@ -25,11 +27,18 @@ CFG
 chmod -R a+r "$ROOT"
 
 PORT=$((20000 + RANDOM % 20000))
-start_nginx "listen 127.0.0.1:$PORT; root $ROOT;"
+# Uploads (PUT) go to a per-run folder outside the served root, as polyprov keeps them.
+mkdir -p "$WORK/dav/uploads"
+chmod -R a+rwx "$WORK/dav"
+start_nginx "listen 127.0.0.1:$PORT; root $ROOT; \
+  if (\$request_method = PUT) { rewrite ^ /uploads\$uri last; } \
+  location /uploads/ { root $WORK/dav; dav_methods PUT; create_full_put_path on; \
+    dav_access user:rw group:r all:r; client_max_body_size 1m; }"
 
 mkdir -p "$WORK/data"
 cp -r "$ROOT" "$WORK/data/root"
-start_polyprov --http 127.0.0.1:0
+printf '[provisioning]\nnew_devices_per_minute = 1000000\n' >"$WORK/polyprov.toml"
+start_polyprov --config "$WORK/polyprov.toml" --http 127.0.0.1:0
 PHONES_ADDR=$(awk '/phones \(HTTP\)/ {print $3}' "$WORK/summary")
 PW=$(cat "$WORK/data/provisioning.password")
 sleep 0.3
@@ -42,7 +51,8 @@ r = json.load(open(sys.argv[2]))
 lat = r["latency"]
 print(f'{sys.argv[1]:<9} {r["phones_booted"]:>6} phones in {r["seconds"]:6.2f} s: {r["requests_per_second"]:8.0f} req/s '
       f'{r["phones_per_second"]:7.0f} phones/s  errors {r["error_count"]}  '
-      + "  ".join(f'{k} p50/p99 {v["p50"]/1000:.2f}/{v["p99"]/1000:.2f} ms' for k, v in lat.items() if k in ("master", "config", "firmware")))
+      + "  ".join(f'{k} p50/p99 {v["p50"]/1000:.2f}/{v["p99"]/1000:.2f} ms' for k, v in lat.items() if k in ("master", "config", "firmware", "log")))
+print(f'{"":<9} answers by status: {r["statuses"]}')
 PY
 }
 echo "phones=$PHONES concurrency=$CONC"
@@ -65,5 +75,6 @@ import json, sys
 n = json.load(open(sys.argv[1])); p = json.load(open(sys.argv[2])); w = float(sys.argv[3])
 print(f"wrk, same mix against nginx: {w:.0f} req/s")
 print(f"ratio storm-on-nginx / wrk-on-nginx: {n['requests_per_second'] / w:.2f}  (1.0 = the runner keeps up with a load generator)")
-print(f"ratio polyprov / nginx under the storm: {p['phones_per_second'] / n['phones_per_second']:.2f} (phones/s)")
+print(f"ratio polyprov / nginx+WebDAV under the storm: {p['phones_per_second'] / n['phones_per_second']:.2f} (phones/s)")
 PY
+echo "uploads stored: nginx $(find "$WORK/dav/uploads" -type f | wc -l) files, polyprov $(find "$WORK/data/uploads" -type f | wc -l) files"

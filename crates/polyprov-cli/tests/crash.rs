@@ -164,3 +164,115 @@ async fn kill_9_during_releases_leaves_whole_releases_or_none() {
         .unwrap();
     assert!(inv.release_intents().await.unwrap().is_empty());
 }
+
+/// Every upload answered 2xx is there after `kill -9` of the server, whenever it comes: each
+/// override version with its bytes, each log line once. Three rounds over the same data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_keeps_every_acknowledged_upload() {
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // (mac, kind, bytes) of every acknowledged upload.
+    let acked: Arc<Mutex<Vec<(String, &'static str, String)>>> = Default::default();
+    for (round, after_ms) in [(1u32, 300u64), (2, 550), (3, 800)] {
+        let mut served = common::serve(&data);
+        let api = Api::new(&served, &data);
+        let upload = |worker: u32| {
+            let (api, acked) = (&api, acked.clone());
+            async move {
+                for i in 0u32.. {
+                    let mac = format!("0004f2{:02x}{:04x}", round * 16 + worker, i % 8);
+                    let (name, kind, body) = if i % 2 == 0 {
+                        (
+                            format!("{mac}-web.cfg"),
+                            "web.cfg",
+                            format!("<PHONE_CONFIG n=\"{round}-{worker}-{i}\"/>"),
+                        )
+                    } else {
+                        (
+                            format!("{mac}-app.log"),
+                            "app.log",
+                            format!("line {round}-{worker}-{i}\n"),
+                        )
+                    };
+                    let r = api
+                        .http
+                        .put(format!("http://{}/{name}", api.phones))
+                        .basic_auth("PlcmSpIp", Some(&api.password))
+                        .body(body.clone())
+                        .send()
+                        .await;
+                    match r {
+                        Ok(r) if r.status().is_success() => {
+                            acked.lock().unwrap().push((mac, kind, body))
+                        }
+                        _ => return,
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            _ = async { tokio::join!(upload(0), upload(1)) } => panic!("the uploads ended before the crash"),
+            _ = tokio::time::sleep(Duration::from_millis(after_ms)) => {}
+        }
+        served.child.kill().unwrap(); // SIGKILL
+        served.child.wait().unwrap();
+    }
+    let served = common::serve(&data);
+    let api = Api::new(&served, &data);
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > 20, "too few uploads before the crashes");
+    let mut stored: std::collections::HashMap<(String, String), Vec<String>> = Default::default();
+    for (mac, kind, body) in &acked {
+        let key = (mac.clone(), kind.to_string());
+        if !stored.contains_key(&key) {
+            let list = api
+                .admin(
+                    reqwest::Method::GET,
+                    &format!("/api/v1/devices/{mac}/uploads"),
+                    None,
+                )
+                .await
+                .unwrap();
+            let mut bodies = Vec::new();
+            for u in list
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|u| u["kind"] == *kind)
+            {
+                let url = format!(
+                    "{}/api/v1/devices/{mac}/uploads/{kind}/{}",
+                    api.admin, u["version"]
+                );
+                let text = api
+                    .http
+                    .get(url)
+                    .bearer_auth(&api.token)
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                bodies.push(text);
+            }
+            stored.insert(key.clone(), bodies);
+        }
+        let bodies = &stored[&key];
+        match *kind {
+            "web.cfg" => assert!(
+                bodies.iter().any(|b| b == body),
+                "{mac}: acknowledged override {body:?} lost"
+            ),
+            _ => assert_eq!(
+                bodies
+                    .iter()
+                    .map(|b| b.matches(body.as_str()).count())
+                    .sum::<usize>(),
+                1,
+                "{mac}: acknowledged log line {body:?} lost or doubled"
+            ),
+        }
+    }
+}
