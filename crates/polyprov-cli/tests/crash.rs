@@ -165,6 +165,9 @@ async fn kill_9_during_releases_leaves_whole_releases_or_none() {
     assert!(inv.release_intents().await.unwrap().is_empty());
 }
 
+/// An acknowledged upload: MAC, kind, bytes.
+type Acked = (String, &'static str, String);
+
 /// Every upload answered 2xx is there after `kill -9` of the server, whenever it comes: each
 /// override version with its bytes, each log line once. Three rounds over the same data.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -172,8 +175,7 @@ async fn kill_9_keeps_every_acknowledged_upload() {
     use std::sync::{Arc, Mutex};
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    // (mac, kind, bytes) of every acknowledged upload.
-    let acked: Arc<Mutex<Vec<(String, &'static str, String)>>> = Default::default();
+    let acked: Arc<Mutex<Vec<Acked>>> = Default::default();
     for (round, after_ms) in [(1u32, 300u64), (2, 550), (3, 800)] {
         let mut served = common::serve(&data);
         let api = Api::new(&served, &data);
