@@ -9,6 +9,11 @@ use super::*;
 /// microseconds, while a hand-off to a blocking thread and back per request made context
 /// switches a third of the server's CPU in a keep-alive storm (perf, `bench/https.sh`).
 pub(super) async fn file_stamp(path: &Path) -> std::io::Result<Option<Stamp>> {
+    stat_now(path)
+}
+
+/// [`file_stamp`], for code that is not async.
+pub(super) fn stat_now(path: &Path) -> std::io::Result<Option<Stamp>> {
     let md = match std::fs::metadata(path) {
         Ok(md) => md,
         Err(e) if matches!(Refusal::from_io(&e, ""), Refusal::NotFound) => return Ok(None),
@@ -148,6 +153,16 @@ impl Core {
             .await
             .map_err(|e| Refusal::from_io(&e, &path.to_string()))?;
         match stamp {
+            Some((len, mtime)) if len <= small_files::MAX_FILE => {
+                let file = served(full, len, mtime, path.file_name());
+                match self
+                    .small_file(&file.path, (len, mtime))
+                    .map_err(|e| Refusal::from_io(&e, &path.to_string()))?
+                {
+                    Some(body) => Ok(Answer::Generated(Generated::cached(body, &file))),
+                    None => Err(Refusal::NotFound),
+                }
+            }
             Some((len, mtime)) => Ok(Answer::File(served(full, len, mtime, path.file_name()))),
             None => match strip_part_number(path.file_name()) {
                 Some(bare) => Box::pin(self.root_file(&path.with_file_name(bare))).await,
@@ -186,10 +201,10 @@ impl Core {
         mac: Mac,
         kind: UploadKind,
     ) -> Result<Option<UploadInfo>, Refusal> {
-        let uploads = self.uploads.clone();
-        tokio::task::spawn_blocking(move || uploads.latest(mac, kind))
-            .await
-            .map_err(|e| Refusal::Internal(e.to_string()))?
+        // Inline, like the boot root's stat: one small directory read on local disk costs
+        // less than a hand-off to the blocking pool and back.
+        self.uploads
+            .latest(mac, kind)
             .map_err(|e| Refusal::from_io(&e, "reading the upload store"))
     }
 }

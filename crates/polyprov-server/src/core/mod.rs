@@ -15,6 +15,7 @@ mod render_cache;
 mod request;
 mod security;
 mod sightings;
+mod small_files;
 mod upload;
 
 #[cfg(test)]
@@ -58,6 +59,7 @@ pub struct Core {
     auth_required: bool,
     metrics: Arc<Metrics>,
     cache: Mutex<HashMap<Mac, CacheEntry>>,
+    small_files: Mutex<small_files::SmallFiles>,
     sightings: Mutex<HashMap<Mac, Sighting>>,
     /// Striped per-device locks: phone requests for a device's own files hold one for reading,
     /// a release or reassignment for writing — so a request sees the whole before or the whole
@@ -94,6 +96,7 @@ impl Core {
             auth_required,
             metrics,
             cache: Mutex::new(HashMap::new()),
+            small_files: Default::default(),
             sightings: Mutex::new(HashMap::new()),
             device_locks: (0..DEVICE_LOCK_STRIPES)
                 .map(|_| tokio::sync::RwLock::new(()))

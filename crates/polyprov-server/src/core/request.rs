@@ -81,6 +81,18 @@ impl Generated {
     }
 }
 
+impl Generated {
+    /// A file's bytes held in memory, with the entity tag and media type it has on disk.
+    pub(super) fn cached(body: Bytes, file: &ServedFile) -> Generated {
+        Generated {
+            body,
+            etag: file.etag.clone(),
+            content_type: file.content_type,
+            kind: "",
+        }
+    }
+}
+
 /// A file on disk to send as it is.
 #[derive(Debug, Clone)]
 pub struct ServedFile {
