@@ -19,7 +19,7 @@ cp "$WORK/root/fw.ld" "$WORK/root/site.cfg" "$WORK/data/root/"
 chmod -R a+rX "$WORK/root"
 chmod 755 "$WORK/empty"
 
-VS_PORT=$((30000 + RANDOM % 10000))
+VS_PORT=$(free_port)
 cat >"$WORK/vsftpd.conf" <<EOF
 listen=YES
 listen_address=127.0.0.1

@@ -40,7 +40,7 @@ while read -r mac; do
 done <"$WORK/macs"
 chmod a+r "$WORK"/static/*
 
-NGINX_PORT=$((20000 + RANDOM % 20000))
+NGINX_PORT=$(free_port)
 start_nginx "listen 127.0.0.1:$NGINX_PORT; root $WORK/static;"
 sleep 0.5
 

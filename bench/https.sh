@@ -45,7 +45,7 @@ for i in $(seq 1 "$DEVICES"); do
   curl -sf "http://$PHONES/$mac.cfg" -o "$WORK/static/$mac.cfg"
 done
 chmod a+r "$WORK"/static/* "$WORK"/data/tls/*
-NGINX_PORT=$((20000 + RANDOM % 20000))
+NGINX_PORT=$(free_port)
 start_nginx "listen 127.0.0.1:$NGINX_PORT ssl; root $WORK/static; \
   ssl_certificate $WORK/data/tls/server.pem; ssl_certificate_key $WORK/data/tls/server-key.pem; \
   ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache off; ssl_session_tickets off;"

@@ -18,6 +18,11 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
 
+# free_port: a TCP port nothing listens on now (asked of the kernel, not guessed).
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
 # start_nginx SERVER…: nginx (2 workers, sendfile, long keep-alive, no access log) with the
 # given directives inside its one server block, e.g. "listen 127.0.0.1:8080; root /srv;".
 start_nginx() {

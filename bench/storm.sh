@@ -26,11 +26,11 @@ CFG
 { printf 'POLYPROV-SIM-IMAGE 6.4.3.5018\n'; head -c 65536 /dev/zero; } >"$ROOT/sip.ld"
 chmod -R a+r "$ROOT"
 
-PORT=$((20000 + RANDOM % 20000))
+PORT=$(free_port)
 # Uploads (PUT) go to a per-run folder outside the served root, as polyprov keeps them.
 mkdir -p "$WORK/dav/uploads"
 chmod -R a+rwx "$WORK/dav"
-start_nginx "listen 127.0.0.1:$PORT; root $ROOT; \
+start_nginx "listen 127.0.0.1:$PORT backlog=8192; root $ROOT; \
   if (\$request_method = PUT) { rewrite ^ /uploads\$uri last; } \
   location /uploads/ { root $WORK/dav; dav_methods PUT; create_full_put_path on; \
     dav_access user:rw group:r all:r; client_max_body_size 1m; }"

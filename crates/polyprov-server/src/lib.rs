@@ -294,7 +294,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
                 ftp.passive_ports[0] <= ftp.passive_ports[1],
                 "[ftp] passive_ports must be [first, last]"
             );
-            let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            let listener = listen(addr).with_context(|| {
                 format!("binding FTP on {addr} (port 21 needs root or CAP_NET_BIND_SERVICE)")
             })?;
             let bound = listener.local_addr()?;
@@ -360,14 +360,33 @@ async fn serve(
     tls: Option<connections::TlsDoor>,
     stop: CancellationToken,
 ) -> anyhow::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding {addr}"))?;
+    let listener = listen(addr).with_context(|| format!("binding {addr}"))?;
     let bound = listener.local_addr()?;
     tasks.spawn(connections::serve(
         listener, router, limits, metrics, door, tls, stop,
     ));
     Ok(bound)
+}
+
+/// Connections the kernel may queue for `accept` on a listener (capped by `net.core.somaxconn`):
+/// a whole site's phones connect at once after a power cut, and a full queue drops their SYNs
+/// (each dropped one costs a phone a second or more) — the default of 1024 overflowed with
+/// 1,000 phones booting at once.
+const LISTEN_BACKLOG: i32 = 8192;
+
+/// A TCP listener on `addr` with [`LISTEN_BACKLOG`] and address reuse (a restart does not wait
+/// for the old sockets' TIME_WAIT).
+fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    tokio::net::TcpListener::from_std(socket.into())
 }
 
 /// Reads a secret file, or creates it with a new random secret (mode 0600).

@@ -106,16 +106,6 @@ pub struct UploadInfo {
     pub modified_nanos: u128,
 }
 
-/// How hard a write insists on reaching the disk. Either way a reader sees the old file or the
-/// new one, never part of one (rename); only a crash can tell them apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Durability {
-    /// fsync before the rename: overrides, directories, call lists, licences — a phone's settings.
-    Synced,
-    /// Rename only: logs, appended on every boot of every phone; a crash may lose the newest lines.
-    Renamed,
-}
-
 /// One release's quarantined files.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuarantineSet {
@@ -197,7 +187,7 @@ impl Uploads {
         let mut versions = versions_in(dir)?;
         let next = versions.last().map_or(1, |(v, _)| v + 1);
         let path = dir.join(version_name(next));
-        self.write_atomically(&path, &[body], Durability::Synced)?;
+        self.write_atomically(&path, body)?;
         versions.push((next, path.clone()));
         let keeps_all = matches!(kind, UploadKind::PhoneOverride | UploadKind::WebOverride);
         if !keeps_all && self.limits.keep_versions > 0 {
@@ -211,6 +201,11 @@ impl Uploads {
         info(kind, next, &path)
     }
 
+    /// Appends to the current log in place (rotating at the cap): one `write` into the page
+    /// cache, which a killed server cannot take back — no new file, no rename. (Writing a new
+    /// file per upload made ext4's inode allocation the storm's hottest path.) A server killed
+    /// in the middle of the write may leave the start of that unacknowledged upload at the end
+    /// of the log; an acknowledged one is always whole.
     fn append_log(
         &self,
         dir: &Path,
@@ -218,17 +213,19 @@ impl Uploads {
         body: &[u8],
     ) -> Result<UploadInfo, UploadError> {
         let current = dir.join("current");
-        let old = match fs::read(&current) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        let len = match fs::metadata(&current) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
             Err(e) => return Err(e.into()),
         };
-        if !old.is_empty() && (old.len() + body.len()) as u64 > self.limits.log_cap_bytes {
+        if len > 0 && len + body.len() as u64 > self.limits.log_cap_bytes {
             self.rotate(dir)?;
-            self.write_atomically(&current, &[body], Durability::Renamed)?;
-        } else {
-            self.write_atomically(&current, &[&old, body], Durability::Renamed)?;
         }
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&current)?;
+        f.write_all(body)?;
         info(kind, 0, &current)
     }
 
@@ -254,24 +251,17 @@ impl Uploads {
         Ok(())
     }
 
-    fn write_atomically(
-        &self,
-        target: &Path,
-        parts: &[&[u8]],
-        durability: Durability,
-    ) -> io::Result<()> {
+    /// A new file, whole or not at all: written to a temp file, fsynced, renamed into place —
+    /// a reader sees the old file or the new one, and a phone's settings survive a power cut.
+    fn write_atomically(&self, target: &Path, body: &[u8]) -> io::Result<()> {
         let tmp = self
             .dir
             .join(".tmp")
             .join(format!("{:016x}", rand::random::<u64>()));
         let result = (|| {
             let mut f = fs::File::create(&tmp)?;
-            for p in parts {
-                f.write_all(p)?;
-            }
-            if durability == Durability::Synced {
-                f.sync_all()?;
-            }
+            f.write_all(body)?;
+            f.sync_all()?;
             fs::rename(&tmp, target)
         })();
         if result.is_err() {
