@@ -39,7 +39,10 @@ impl Core {
                 cache.total = 0;
             }
             cache.total += body.len();
-            if let Some((_, old)) = cache.files.insert(path.to_path_buf(), (stamp, body.clone())) {
+            if let Some((_, old)) = cache
+                .files
+                .insert(path.to_path_buf(), (stamp, body.clone()))
+            {
                 cache.total -= old.len();
             }
         }
