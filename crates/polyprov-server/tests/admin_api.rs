@@ -195,3 +195,68 @@ async fn values_xml_cannot_carry_are_refused_and_rendered_files_stay_well_formed
     assert_eq!(attrs["device.auth.localAdminPassword"], "a\"b<c>&d\te");
     assert_eq!(attrs["reg.1.label"], "Zoë ☺ \n x");
 }
+
+/// An import: many devices in one request, each with its own login, and the inventory read back
+/// page by page.
+#[tokio::test]
+async fn bulk_assignment_and_paging() {
+    let t = TestServer::start().await;
+    let devices: Vec<serde_json::Value> = (0..2500)
+        .map(|i| serde_json::json!({"mac": format!("0004f2{i:06x}"), "admin_password": format!("pw{i}")}))
+        .collect();
+    let (s, body) = t
+        .admin_json(
+            Method::PUT,
+            "/api/v1/devices",
+            Some(serde_json::json!({ "devices": devices })),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["assigned"], 2500);
+    // A bad document anywhere refuses the whole request before anything is written.
+    let (s, body) = t
+        .admin_json(
+            Method::PUT,
+            "/api/v1/devices",
+            Some(serde_json::json!({ "devices": [
+                {"mac": "0004f2ffff01", "admin_password": "ok"},
+                {"mac": "0004f2ffff02", "params": {"bad name": "x"}}
+            ]})),
+        )
+        .await;
+    assert_eq!(s, 422, "{body}");
+    assert_eq!(
+        t.admin_json(Method::GET, "/api/v1/devices/0004f2ffff01", None)
+            .await
+            .0,
+        404
+    );
+    let mut seen = Vec::new();
+    let mut after = String::new();
+    loop {
+        let q = if after.is_empty() {
+            "/api/v1/devices?limit=1000".to_string()
+        } else {
+            format!("/api/v1/devices?limit=1000&after={after}")
+        };
+        let (s, page) = t.admin_json(Method::GET, &q, None).await;
+        assert_eq!(s, 200, "{page}");
+        let page = page.as_array().unwrap().clone();
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().unwrap()["mac"].as_str().unwrap().to_string();
+        seen.extend(
+            page.into_iter()
+                .map(|d| d["mac"].as_str().unwrap().to_string()),
+        );
+    }
+    assert_eq!(seen.len(), 2500);
+    assert!(seen.windows(2).all(|w| w[0] < w[1]));
+    // Each its own file and login.
+    let r = t.get("/0004f2000999-polyprov.cfg").await;
+    assert_eq!(r.status(), 200);
+    let p = common::attributes(&r.text().await.unwrap());
+    assert_eq!(p["device.auth.localAdminPassword"], "pw2457");
+    assert_eq!(p["device.prov.user"], "0004f2000999");
+}

@@ -4,7 +4,7 @@
 use crate::auth::constant_time_eq;
 use crate::core::Core;
 use crate::metrics::Metrics;
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -77,7 +77,7 @@ pub struct AdminState {
 /// The admin router: `/api/v1/...` behind the bearer token, `/metrics` and the OpenAPI document open.
 pub fn router(state: Arc<AdminState>) -> Router {
     let api = Router::new()
-        .route(paths::DEVICES, get(list_devices))
+        .route(paths::DEVICES, get(list_devices).put(put_devices))
         .route(
             paths::DEVICE,
             get(get_device).put(put_device).delete(delete_device),
@@ -275,8 +275,70 @@ fn check_profile_name(name: &str) -> ApiResult<()> {
     }
 }
 
-async fn list_devices(State(s): State<Arc<AdminState>>) -> ApiResult<Response> {
-    Ok(Json(s.core.devices().await?).into_response())
+/// `?limit=N&after=MAC`: one page, by MAC (the next page starts after the last MAC shown).
+/// Without `limit`: every device.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Page {
+    limit: Option<u32>,
+    after: Option<String>,
+}
+
+async fn list_devices(
+    State(s): State<Arc<AdminState>>,
+    Query(page): Query<Page>,
+) -> ApiResult<Response> {
+    let after = page.after.as_deref().map(parse_mac).transpose()?;
+    match page.limit {
+        Some(limit) => {
+            Ok(Json(s.core.devices_page(after, limit.clamp(1, 10_000)).await?).into_response())
+        }
+        None => Ok(Json(s.core.devices().await?).into_response()),
+    }
+}
+
+/// One device of a bulk assignment: its MAC and what `PUT /devices/{mac}` takes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BulkDevice {
+    mac: String,
+    profile: Option<String>,
+    admin_password: Option<String>,
+    #[serde(default)]
+    params: Params,
+    #[serde(default)]
+    lines: Vec<Line>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BulkDoc {
+    devices: Vec<BulkDevice>,
+}
+
+/// Assigns many devices at once (an import): every document is checked before any is written;
+/// then they are written in transactions of a thousand.
+async fn put_devices(
+    State(s): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    Json(doc): Json<BulkDoc>,
+) -> ApiResult<Response> {
+    let mut items = Vec::with_capacity(doc.devices.len());
+    for d in doc.devices {
+        let mac = parse_mac(&d.mac)?;
+        let a = DeviceDoc {
+            profile: d.profile,
+            admin_password: d.admin_password,
+            params: d.params,
+            lines: d.lines,
+        }
+        .into_assignment()
+        .map_err(|e| ApiError::new(e.status, format!("{mac}: {}", e.message)))?;
+        items.push((mac, a));
+    }
+    let n = s.core.assign_many(&items, &actor(&headers)).await?;
+    tracing::info!(devices = n, "devices assigned in bulk");
+    Ok(Json(serde_json::json!({ "assigned": n })).into_response())
 }
 
 async fn get_device(

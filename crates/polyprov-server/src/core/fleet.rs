@@ -13,6 +13,15 @@ impl Core {
         Ok(self.inventory.devices().await?)
     }
 
+    /// At most `limit` devices after `after`, by MAC.
+    pub async fn devices_page(
+        &self,
+        after: Option<Mac>,
+        limit: u32,
+    ) -> Result<Vec<Device>, LifecycleError> {
+        Ok(self.inventory.devices_page(after, limit).await?)
+    }
+
     /// One device, if known.
     pub async fn device(&self, mac: Mac) -> Result<Option<Device>, LifecycleError> {
         Ok(self.inventory.device(mac).await?)

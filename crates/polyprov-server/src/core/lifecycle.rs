@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// Devices assigned in one transaction by [`Core::assign_many`].
+pub const BULK_CHUNK: usize = 1000;
+
 /// Why a lifecycle action failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LifecycleError {
@@ -206,6 +209,27 @@ impl Core {
         let device = self.inventory.assign(mac, assignment, actor).await?;
         self.ensure_login(mac, actor).await?;
         Ok((released, device))
+    }
+
+    /// Assigns many devices (a site's import): in transactions of [`BULK_CHUNK`], each all or
+    /// nothing, under every device lock (phone requests wait a moment, never see half of it);
+    /// devices without a login get one, in one transaction per chunk. Returns how many.
+    pub async fn assign_many(
+        &self,
+        items: &[(Mac, polyprov_store::Assignment)],
+        actor: &str,
+    ) -> Result<usize, LifecycleError> {
+        let mut done = 0;
+        for chunk in items.chunks(BULK_CHUNK) {
+            let mut guards = Vec::with_capacity(self.device_locks.len());
+            for l in &self.device_locks {
+                guards.push(l.write().await);
+            }
+            done += self.inventory.assign_many(chunk, actor).await?;
+            self.issue_logins(chunk.iter().map(|(m, _)| *m), actor)
+                .await?;
+        }
+        Ok(done)
     }
 
     /// Assigns a device (under its lock, so phone requests never see half of it).

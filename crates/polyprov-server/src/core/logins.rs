@@ -40,6 +40,40 @@ impl Core {
         Ok(())
     }
 
+    /// First logins for many devices at once (those that have one keep it).
+    pub(super) async fn issue_logins(
+        &self,
+        macs: impl Iterator<Item = Mac>,
+        actor: &str,
+    ) -> Result<(), LifecycleError> {
+        if !self.logins_enabled() {
+            return Ok(());
+        }
+        let new: Vec<_> = {
+            let logins = read(&self.logins);
+            macs.filter(|m| !logins.contains_key(m))
+                .map(|m| {
+                    let password = crate::auth::new_secret();
+                    (
+                        m,
+                        crate::auth::login_check(&m.to_string(), &password),
+                        password,
+                    )
+                })
+                .collect()
+        };
+        if new.is_empty() {
+            return Ok(());
+        }
+        let made = self.inventory.issue_logins(&new, actor).await?;
+        let mut logins = write(&self.logins);
+        for (m, l) in made {
+            logins.insert(m, l);
+            self.metrics.login_event("issued");
+        }
+        Ok(())
+    }
+
     /// A new login for a device that has one (a release): the old one becomes the previous.
     pub(super) async fn rotate_login(&self, mac: Mac, actor: &str) -> Result<(), LifecycleError> {
         if self.logins_enabled() && read(&self.logins).contains_key(&mac) {

@@ -68,6 +68,20 @@ impl Inventory {
         rows.iter().map(device_from_row).collect()
     }
 
+    /// At most `limit` devices after `after` (by MAC), for paging through a large inventory.
+    pub async fn devices_page(
+        &self,
+        after: Option<Mac>,
+        limit: u32,
+    ) -> Result<Vec<Device>, InventoryError> {
+        let rows = sqlx::query(select_devices!("WHERE mac > ?1 ORDER BY mac LIMIT ?2"))
+            .bind(after.map(|m| m.to_string()).unwrap_or_default())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(device_from_row).collect()
+    }
+
     /// Number of devices in each state.
     pub async fn count_by_state(&self) -> Result<Vec<(DeviceState, i64)>, InventoryError> {
         let rows = sqlx::query("SELECT state, COUNT(*) FROM devices GROUP BY state ORDER BY state")
@@ -88,49 +102,28 @@ impl Inventory {
         actor: &str,
     ) -> Result<Device, InventoryError> {
         let mut tx = self.write_tx().await?;
-        let before = fetch_device(&mut tx, mac).await?;
-        if let Some(d) = &before {
-            d.state.allows(mac, Change::Assign)?;
-        }
-        if let Some(p) = &a.profile {
-            let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM profiles WHERE name = ?")
-                .bind(p)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if exists.is_none() {
-                return Err(InventoryError::NoSuchProfile(p.clone()));
-            }
-        }
-        let t = now();
-        sqlx::query(
-            "INSERT INTO devices (mac, state, profile, admin_password, params, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
-             ON CONFLICT(mac) DO UPDATE SET state = ?2, profile = ?3, admin_password = ?4,
-                 params = ?5, updated_at = ?6",
-        )
-        .bind(mac.to_string())
-        .bind(DeviceState::Assigned.as_str())
-        .bind(&a.profile)
-        .bind(&a.admin_password)
-        .bind(serde_json::to_string(&a.params)?)
-        .bind(t)
-        .execute(&mut *tx)
-        .await?;
-        let after = existing_device(&mut tx, mac).await?;
-        audit(
-            &mut tx,
-            actor,
-            mac,
-            "assign",
-            before.as_ref(),
-            Some(&after),
-            None,
-        )
-        .await?;
+        let after = assign_in(&mut tx, mac, a, actor).await?;
         tx.commit().await?;
         self.assigned_set().insert(mac);
         self.bump();
         Ok(after)
+    }
+
+    /// Assigns many devices in one transaction: all of them, or none (the first refusal, such
+    /// as a retired device or a missing profile, is the error).
+    pub async fn assign_many(
+        &self,
+        items: &[(Mac, Assignment)],
+        actor: &str,
+    ) -> Result<usize, InventoryError> {
+        let mut tx = self.write_tx().await?;
+        for (mac, a) in items {
+            assign_in(&mut tx, *mac, a, actor).await?;
+        }
+        tx.commit().await?;
+        self.assigned_set().extend(items.iter().map(|(m, _)| *m));
+        self.bump();
+        Ok(items.len())
     }
 
     /// Deletes a device's record (its audit log stays). Returns whether it existed.
@@ -217,4 +210,53 @@ impl Inventory {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// One assignment inside a write transaction (checked, written, audited).
+async fn assign_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    mac: Mac,
+    a: &Assignment,
+    actor: &str,
+) -> Result<Device, InventoryError> {
+    let before = fetch_device(tx, mac).await?;
+    if let Some(d) = &before {
+        d.state.allows(mac, Change::Assign)?;
+    }
+    if let Some(p) = &a.profile {
+        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM profiles WHERE name = ?")
+            .bind(p)
+            .fetch_optional(&mut **tx)
+            .await?;
+        if exists.is_none() {
+            return Err(InventoryError::NoSuchProfile(p.clone()));
+        }
+    }
+    let t = now();
+    sqlx::query(
+        "INSERT INTO devices (mac, state, profile, admin_password, params, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+             ON CONFLICT(mac) DO UPDATE SET state = ?2, profile = ?3, admin_password = ?4,
+                 params = ?5, updated_at = ?6",
+    )
+    .bind(mac.to_string())
+    .bind(DeviceState::Assigned.as_str())
+    .bind(&a.profile)
+    .bind(&a.admin_password)
+    .bind(serde_json::to_string(&a.params)?)
+    .bind(t)
+    .execute(&mut **tx)
+    .await?;
+    let after = existing_device(tx, mac).await?;
+    audit(
+        tx,
+        actor,
+        mac,
+        "assign",
+        before.as_ref(),
+        Some(&after),
+        None,
+    )
+    .await?;
+    Ok(after)
 }

@@ -132,6 +132,59 @@ impl Inventory {
         Ok(login)
     }
 
+    /// Gives many devices their first login in one transaction (devices that have one keep
+    /// it). Returns the logins made.
+    pub async fn issue_logins(
+        &self,
+        new: &[(Mac, LoginCheck, String)],
+        actor: &str,
+    ) -> Result<Vec<(Mac, DeviceLogin)>, InventoryError> {
+        let mut tx = self.write_tx().await?;
+        let t = now();
+        let mut made = Vec::new();
+        for (mac, check, password) in new {
+            let n = sqlx::query(
+                "INSERT INTO device_logins (mac, user, ha1, password_sha256, password, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(mac) DO NOTHING",
+            )
+            .bind(mac.to_string())
+            .bind(&check.user)
+            .bind(&check.ha1)
+            .bind(&check.password_sha256)
+            .bind(password)
+            .bind(t)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n > 0 {
+                audit(
+                    &mut tx,
+                    actor,
+                    *mac,
+                    "login-issue",
+                    None,
+                    None,
+                    Some(&format!("user {}", check.user)),
+                )
+                .await?;
+                made.push((
+                    *mac,
+                    DeviceLogin {
+                        current: check.clone(),
+                        password: Some(password.clone()),
+                        created_at: t,
+                        adopted_at: None,
+                        previous: None,
+                        previous_until: None,
+                    },
+                ));
+            }
+        }
+        tx.commit().await?;
+        self.bump();
+        Ok(made)
+    }
+
     /// The phone used its current login: forget the password and the previous login.
     pub async fn login_adopted(&self, mac: Mac, at: i64) -> Result<(), InventoryError> {
         let mut tx = self.write_tx().await?;
