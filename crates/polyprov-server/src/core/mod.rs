@@ -58,7 +58,7 @@ pub struct Core {
     uploads: Arc<Uploads>,
     auth_required: bool,
     metrics: Arc<Metrics>,
-    cache: Mutex<HashMap<Mac, CacheEntry>>,
+    cache: Mutex<RenderCache>,
     small_files: Mutex<small_files::SmallFiles>,
     sightings: Mutex<HashMap<Mac, Sighting>>,
     /// Striped per-device locks: phone requests for a device's own files hold one for reading,
@@ -95,7 +95,7 @@ impl Core {
             uploads,
             auth_required,
             metrics,
-            cache: Mutex::new(HashMap::new()),
+            cache: Default::default(),
             small_files: Default::default(),
             sightings: Mutex::new(HashMap::new()),
             device_locks: (0..DEVICE_LOCK_STRIPES)

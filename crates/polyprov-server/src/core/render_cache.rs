@@ -2,8 +2,23 @@
 
 use super::*;
 
-/// Entries kept in the render cache before it is cleared (bounds memory under MAC scans).
+/// Entries kept in the render cache before it starts over (bounds memory under MAC scans).
 pub(super) const CACHE_LIMIT: usize = 100_000;
+/// Bytes of rendered files kept before the cache starts over: a storm reads each device's files
+/// within its boot, so keeping every device's render (100,000 devices: 250 MB) buys nothing.
+pub(super) const CACHE_BYTES: usize = 8 * 1024 * 1024;
+
+/// The rendered files, and roughly how many bytes they hold.
+#[derive(Default)]
+pub(super) struct RenderCache {
+    pub(super) entries: HashMap<Mac, CacheEntry>,
+    bytes: usize,
+}
+
+/// What an entry costs: its file and, once made, a generated master of about the same size.
+fn weight(render: &Option<Arc<DeviceRender>>) -> usize {
+    64 + render.as_ref().map_or(0, |r| 2 * r.config.body.len())
+}
 
 /// The rendered files of one assigned device.
 pub(super) struct DeviceRender {
@@ -33,7 +48,7 @@ impl Core {
         if !self.inventory.is_assigned(mac) {
             return Ok(None);
         }
-        if let Some(e) = lock(&self.cache).get(&mac)
+        if let Some(e) = lock(&self.cache).entries.get(&mac)
             && e.generation == generation
         {
             return Ok(e.render.clone());
@@ -65,16 +80,21 @@ impl Core {
             _ => None,
         };
         let mut cache = lock(&self.cache);
-        if cache.len() >= CACHE_LIMIT {
-            cache.clear();
+        let w = weight(&render);
+        if cache.entries.len() >= CACHE_LIMIT || cache.bytes + w > CACHE_BYTES {
+            cache.entries.clear();
+            cache.bytes = 0;
         }
-        cache.insert(
+        cache.bytes += w;
+        if let Some(old) = cache.entries.insert(
             mac,
             CacheEntry {
                 generation,
                 render: render.clone(),
             },
-        );
+        ) {
+            cache.bytes = cache.bytes.saturating_sub(weight(&old.render));
+        }
         Ok(render)
     }
 
