@@ -463,6 +463,16 @@ pub(crate) enum DeviceCommand {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Assign many devices from a JSON file: `{"devices": [{"mac": …, "profile": …,
+    /// "admin_password": …, "params": {…}, "lines": [{"address": …, "user": …, "password": …}]}]}`
+    /// (or just the array). Sent 10,000 at a time; each batch is checked whole before any of it
+    /// is written.
+    Import {
+        /// The JSON file (`-` for standard input).
+        file: PathBuf,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Release a device for a new user: its assignment is withdrawn and its overrides,
     /// directory, call lists and licence move to quarantine; it is then served what a
     /// never-seen phone is served. Do this before a factory reset, or the phone comes back

@@ -94,6 +94,7 @@ pub(crate) async fn device(cmd: DeviceCommand) -> Result<(), CliError> {
             outln!("assigned {}", d["mac"].as_str().unwrap_or(&mac));
             Ok(())
         }
+        DeviceCommand::Import { file, api } => import(&file, &api).await,
         DeviceCommand::Remove { mac, api } => {
             let c = Client::new(&api)?;
             c.delete(&format!("devices/{mac}")).await?;
@@ -256,4 +257,71 @@ pub(crate) async fn site(cmd: SiteCommand) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+/// Devices sent in one request by `device import`.
+const IMPORT_BATCH: usize = 10_000;
+
+/// `device import FILE`: the bulk assignment endpoint, in batches.
+async fn import(file: &std::path::Path, api: &ApiArgs) -> Result<(), CliError> {
+    let text = if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(file)
+    }
+    .map_err(|e| CliError::new(Exit::Usage, format!("{}: {e}", file.display())))?;
+    let doc: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| CliError::new(Exit::Usage, format!("{}: {e}", file.display())))?;
+    let devices = match doc {
+        serde_json::Value::Array(a) => a,
+        serde_json::Value::Object(mut o) => match o.remove("devices") {
+            Some(serde_json::Value::Array(a)) => a,
+            _ => {
+                return Err(CliError::new(
+                    Exit::Usage,
+                    format!(
+                        "{}: expected {{\"devices\": [...]}} or an array",
+                        file.display()
+                    ),
+                ));
+            }
+        },
+        _ => {
+            return Err(CliError::new(
+                Exit::Usage,
+                format!(
+                    "{}: expected {{\"devices\": [...]}} or an array",
+                    file.display()
+                ),
+            ));
+        }
+    };
+    let c = Client::new(api)?;
+    let mut assigned = 0u64;
+    for (i, batch) in devices.chunks(IMPORT_BATCH).enumerate() {
+        let r = c
+            .put("devices", &serde_json::json!({ "devices": batch }))
+            .await
+            .map_err(|e| {
+                CliError::new(
+                    e.code,
+                    format!(
+                        "batch {} (devices {}-{}): {} ({assigned} assigned before it)",
+                        i + 1,
+                        i * IMPORT_BATCH + 1,
+                        i * IMPORT_BATCH + batch.len(),
+                        e.message
+                    ),
+                )
+            })?;
+        assigned += r["assigned"].as_u64().unwrap_or(0);
+        if !api.json {
+            eprintln!("{assigned} of {} assigned", devices.len());
+        }
+    }
+    if api.json {
+        return crate::client::print_json(&serde_json::json!({ "assigned": assigned }));
+    }
+    outln!("assigned {assigned} devices");
+    Ok(())
 }

@@ -190,3 +190,46 @@ fn a_bad_settings_file_is_a_usage_error() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("lisen"));
 }
+
+/// `device import`: a file of 12,000 devices goes in two batches; a file with one bad document
+/// is refused with its batch named and exit code 1, and nothing of that batch is written.
+#[test]
+fn device_import_assigns_in_batches_and_refuses_a_bad_batch_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let served = serve(&data);
+    let devices: Vec<serde_json::Value> = (0..12_000)
+        .map(|i| serde_json::json!({"mac": format!("0004f2{i:06x}"), "admin_password": format!("pw{i}")}))
+        .collect();
+    let file = dir.path().join("devices.json");
+    std::fs::write(&file, serde_json::json!({ "devices": devices }).to_string()).unwrap();
+    let o = polyprov(
+        &["device", "import", file.to_str().unwrap(), "--json"],
+        &served,
+        &data,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["assigned"], 12_000);
+
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"[{"mac": "0004f2ffff01", "admin_password": "x"}, {"mac": "not-a-mac"}]"#,
+    )
+    .unwrap();
+    let o = polyprov(&["device", "import", bad.to_str().unwrap()], &served, &data);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("batch 1 (devices 1-2)"));
+    let o = polyprov(&["device", "show", "0004f2ffff01"], &served, &data);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "nothing of the refused batch was written"
+    );
+}
