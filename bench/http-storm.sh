@@ -13,32 +13,7 @@ CONNECTIONS=${3:-64}
 need wrk nginx curl
 
 start_polyprov --http 127.0.0.1:0
-PHONES=$(awk '/phones \(HTTP\)/ {print $3}' "$WORK/summary")
-ADMIN=$(awk '/admin API/ {print $3}' "$WORK/summary" | sed 's#/api/v1##')
-TOKEN=$(cat "$WORK/data/admin.token")
-PW=$(cat "$WORK/data/provisioning.password")
-BASIC=$(printf 'PlcmSpIp:%s' "$PW" | base64 -w0)
-
-echo "assigning $DEVICES devices..."
-curl -sf -X PUT -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
-  -d '{"params":{"reg.1.server.1.address":"pbx.example.com","tcpIpApp.sntp.address":"pool.ntp.org","voIpProt.SIP.outboundProxy.address":"sbc.example.com"}}' \
-  "$ADMIN/api/v1/profiles/bench" >/dev/null
-mkdir -p "$WORK/static"
-chmod a+rx "$WORK" "$WORK/static"  # nginx workers run as another user
-: >"$WORK/macs"
-for i in $(seq 1 "$DEVICES"); do
-  mac=$(printf '0004f2%06x' "$i")
-  echo "$mac" >>"$WORK/macs"
-  curl -sf -X PUT -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
-    -d "{\"profile\":\"bench\",\"admin_password\":\"pw$i\",\"lines\":[{\"address\":\"$i@pbx.example.com\",\"user\":\"$i\",\"password\":\"secret$i\"}]}" \
-    "$ADMIN/api/v1/devices/$mac" >/dev/null
-done
-# The same bytes, as static files for nginx.
-while read -r mac; do
-  curl -sf -H "Authorization: Basic $BASIC" "http://$PHONES/$mac-polyprov.cfg" -o "$WORK/static/$mac-polyprov.cfg"
-  curl -sf "http://$PHONES/$mac.cfg" -o "$WORK/static/$mac.cfg"
-done <"$WORK/macs"
-chmod a+r "$WORK"/static/*
+bench_devices "$DEVICES"
 
 NGINX_PORT=$(free_port)
 start_nginx "listen 127.0.0.1:$NGINX_PORT; root $WORK/static;"

@@ -22,29 +22,10 @@ listen = "127.0.0.1:0"
 new_devices_per_minute = 100000
 TOML
 start_polyprov --config "$WORK/polyprov.toml" --http 127.0.0.1:0
-PHONES=$(awk '/phones \(HTTP\)/ {print $3}' "$WORK/summary")
+bench_devices "$DEVICES"
 SECURE=$(awk '/phones \(HTTPS\)/ {print $3}' "$WORK/summary" | tr -d ,)
-ADMIN=$(awk '/admin API/ {print $3}' "$WORK/summary" | sed 's#/api/v1##')
-TOKEN=$(cat "$WORK/data/admin.token")
-BASIC=$(printf 'PlcmSpIp:%s' "$(cat "$WORK/data/provisioning.password")" | base64 -w0)
-
-echo "assigning $DEVICES devices..."
-curl -sf -X PUT -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
-  -d '{"params":{"reg.1.server.1.address":"pbx.example.com","tcpIpApp.sntp.address":"pool.ntp.org"}}' \
-  "$ADMIN/api/v1/profiles/bench" >/dev/null
-mkdir -p "$WORK/static"
-chmod a+rx "$WORK" "$WORK/static" "$WORK/data" "$WORK/data/tls"
-: >"$WORK/macs"
-for i in $(seq 1 "$DEVICES"); do
-  mac=$(printf '0004f2%06x' "$i")
-  echo "$mac" >>"$WORK/macs"
-  curl -sf -X PUT -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
-    -d "{\"profile\":\"bench\",\"admin_password\":\"pw$i\",\"lines\":[{\"address\":\"$i@pbx.example.com\",\"user\":\"$i\",\"password\":\"secret$i\"}]}" \
-    "$ADMIN/api/v1/devices/$mac" >/dev/null
-  curl -sf -H "Authorization: Basic $BASIC" "http://$PHONES/$mac-polyprov.cfg" -o "$WORK/static/$mac-polyprov.cfg"
-  curl -sf "http://$PHONES/$mac.cfg" -o "$WORK/static/$mac.cfg"
-done
-chmod a+r "$WORK"/static/* "$WORK"/data/tls/*
+chmod a+rx "$WORK/data" "$WORK/data/tls"
+chmod a+r "$WORK"/data/tls/*
 NGINX_PORT=$(free_port)
 start_nginx "listen 127.0.0.1:$NGINX_PORT ssl; root $WORK/static; \
   ssl_certificate $WORK/data/tls/server.pem; ssl_certificate_key $WORK/data/tls/server-key.pem; \

@@ -50,3 +50,36 @@ start_polyprov() {
   PIDS+=($!)
   for _ in $(seq 1 100); do grep -q '^  metrics' "$WORK/summary" 2>/dev/null && break; sleep 0.1; done
 }
+
+# bench_devices N: assigns N devices (profile "bench", an admin password and a line each) to
+# the polyprov started by start_polyprov, lists their MACs in $WORK/macs, and writes the files
+# polyprov generates for them (<mac>.cfg, <mac>-polyprov.cfg) to $WORK/static for nginx to
+# serve as static files. Sets PHONES, ADMIN, TOKEN, BASIC.
+bench_devices() {
+  local n=$1 mac i
+  PHONES=$(awk '/phones \(HTTP\)/ {print $3}' "$WORK/summary")
+  ADMIN=$(awk '/admin API/ {print $3}' "$WORK/summary" | sed 's#/api/v1##')
+  TOKEN=$(cat "$WORK/data/admin.token")
+  BASIC=$(printf 'PlcmSpIp:%s' "$(cat "$WORK/data/provisioning.password")" | base64 -w0)
+  echo "assigning $n devices..."
+  curl -sf -X PUT -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+    -d '{"params":{"reg.1.server.1.address":"pbx.example.com","tcpIpApp.sntp.address":"pool.ntp.org","voIpProt.SIP.outboundProxy.address":"sbc.example.com"}}' \
+    "$ADMIN/api/v1/profiles/bench" >/dev/null
+  python3 - "$n" >"$WORK/devices.json" <<'PY'
+import json, sys
+n = int(sys.argv[1])
+print(json.dumps({"devices": [{"mac": f"0004f2{i:06x}", "profile": "bench", "admin_password": f"pw{i}",
+    "lines": [{"address": f"{i}@pbx.example.com", "user": str(i), "password": f"secret{i}"}]} for i in range(1, n + 1)]}))
+PY
+  POLYPROV_SERVER=$ADMIN POLYPROV_TOKEN=$TOKEN "$BIN" device import "$WORK/devices.json" >/dev/null 2>&1
+  mkdir -p "$WORK/static"
+  chmod a+rx "$WORK" "$WORK/static"  # nginx workers run as another user
+  : >"$WORK/macs"
+  for i in $(seq 1 "$n"); do
+    mac=$(printf '0004f2%06x' "$i")
+    echo "$mac" >>"$WORK/macs"
+    curl -sf -H "Authorization: Basic $BASIC" "http://$PHONES/$mac-polyprov.cfg" -o "$WORK/static/$mac-polyprov.cfg"
+    curl -sf "http://$PHONES/$mac.cfg" -o "$WORK/static/$mac.cfg"
+  done
+  chmod a+r "$WORK"/static/*
+}
