@@ -19,22 +19,9 @@ NGINX_PORT=$(free_port)
 start_nginx "listen 127.0.0.1:$NGINX_PORT; root $WORK/static;"
 sleep 0.5
 
-cat >"$WORK/storm.lua" <<LUA
-local macs = {}
-for line in io.lines("$WORK/macs") do macs[#macs + 1] = line end
-local i = 0
-request = function()
-  i = i + 1
-  local mac = macs[(i % #macs) + 1]
-  local path
-  if i % 2 == 0 then path = "/" .. mac .. "-polyprov.cfg" else path = "/" .. mac .. ".cfg" end
-  return wrk.format("GET", path, { ["Authorization"] = "Basic $BASIC",
-    ["User-Agent"] = "FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 Type/Application" })
-end
-LUA
 
 run() { # name url
-  wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency -s "$WORK/storm.lua" "$2" >"$WORK/$1.txt"
+  wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency -s "$WORK/mix.lua" "$2" >"$WORK/$1.txt"
   local rps p50 p99 errors
   rps=$(awk '/^Requests\/sec/ {print $2}' "$WORK/$1.txt")
   p50=$(awk '$1=="50%" {print $2}' "$WORK/$1.txt")

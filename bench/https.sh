@@ -32,19 +32,6 @@ start_nginx "listen 127.0.0.1:$NGINX_PORT ssl; root $WORK/static; \
   ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache off; ssl_session_tickets off;"
 sleep 0.5
 
-cat >"$WORK/mix.lua" <<LUA
-local macs = {}
-for line in io.lines("$WORK/macs") do macs[#macs + 1] = line end
-local i = 0
-request = function()
-  i = i + 1
-  local mac = macs[(i % #macs) + 1]
-  local path
-  if i % 2 == 0 then path = "/" .. mac .. "-polyprov.cfg" else path = "/" .. mac .. ".cfg" end
-  return wrk.format("GET", path, { ["Authorization"] = "Basic $BASIC",
-    ["User-Agent"] = "FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 Type/Application" })
-end
-LUA
 
 run() { # name url [extra wrk args]
   local name=$1 url=$2; shift 2

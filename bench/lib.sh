@@ -54,7 +54,8 @@ start_polyprov() {
 # bench_devices N: assigns N devices (profile "bench", an admin password and a line each) to
 # the polyprov started by start_polyprov, lists their MACs in $WORK/macs, and writes the files
 # polyprov generates for them (<mac>.cfg, <mac>-polyprov.cfg) to $WORK/static for nginx to
-# serve as static files. Sets PHONES, ADMIN, TOKEN, BASIC.
+# serve as static files; $WORK/mix.lua is a wrk script asking for them, half masters, half
+# per-device files, with the credentials. Sets PHONES, ADMIN, TOKEN, BASIC.
 bench_devices() {
   local n=$1 mac i
   PHONES=$(awk '/phones \(HTTP\)/ {print $3}' "$WORK/summary")
@@ -82,4 +83,17 @@ PY
     curl -sf "http://$PHONES/$mac.cfg" -o "$WORK/static/$mac.cfg"
   done
   chmod a+r "$WORK"/static/*
+  cat >"$WORK/mix.lua" <<LUA
+local macs = {}
+for line in io.lines("$WORK/macs") do macs[#macs + 1] = line end
+local i = 0
+request = function()
+  i = i + 1
+  local mac = macs[(i % #macs) + 1]
+  local path
+  if i % 2 == 0 then path = "/" .. mac .. "-polyprov.cfg" else path = "/" .. mac .. ".cfg" end
+  return wrk.format("GET", path, { ["Authorization"] = "Basic $BASIC",
+    ["User-Agent"] = "FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 Type/Application" })
+end
+LUA
 }
