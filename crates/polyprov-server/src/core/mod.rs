@@ -72,7 +72,7 @@ pub struct Core {
     /// Per-address limits: new devices a minute, failed-login backoff.
     guard: guard::AddressGuard,
     /// Each device's own provisioning login (see `logins.rs`), mirrored from the inventory.
-    logins: std::sync::RwLock<HashMap<Mac, polyprov_store::DeviceLogin>>,
+    logins: std::sync::RwLock<HashMap<Mac, logins::CompactLogin>>,
     login_use: Mutex<HashMap<Mac, logins::LoginUse>>,
     device_logins: bool,
     previous_login_hours: u64,
