@@ -61,6 +61,8 @@ pub struct Core {
     cache: Mutex<RenderCache>,
     small_files: Mutex<small_files::SmallFiles>,
     sightings: Mutex<HashMap<Mac, Sighting>>,
+    /// Held while sightings are written (see `Core::flush`).
+    flushing: tokio::sync::Mutex<()>,
     /// Striped per-device locks: phone requests for a device's own files hold one for reading,
     /// a release or reassignment for writing — so a request sees the whole before or the whole
     /// after, never a mix.
@@ -98,6 +100,7 @@ impl Core {
             cache: Default::default(),
             small_files: Default::default(),
             sightings: Mutex::new(HashMap::new()),
+            flushing: tokio::sync::Mutex::new(()),
             device_locks: (0..DEVICE_LOCK_STRIPES)
                 .map(|_| tokio::sync::RwLock::new(()))
                 .collect(),

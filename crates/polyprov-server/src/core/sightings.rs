@@ -56,6 +56,9 @@ impl Core {
 
     /// Writes the batched sightings to the inventory in one transaction. Returns how many.
     pub async fn flush(&self) -> usize {
+        // One flush at a time: a caller that flushes (shutdown, a test) returns only once
+        // everything seen so far is written, including what a periodic flush had taken.
+        let _one = self.flushing.lock().await;
         let batch: Vec<Sighting> = std::mem::take(&mut *lock(&self.sightings))
             .into_values()
             .collect();
