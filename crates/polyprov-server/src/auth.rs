@@ -260,6 +260,15 @@ pub fn verify_basic_for(login: &LoginCheck, user: &str, password: &str) -> bool 
     constant_time_eq(given.as_bytes(), login.password_sha256.as_bytes()) & (user == login.user)
 }
 
+/// [`verify_basic_for`] in the form [`crate::core::Core::own_login`] takes.
+pub fn basic_for(login: &LoginCheck, user: &str, password: &str) -> Result<(), DigestError> {
+    if verify_basic_for(login, user, password) {
+        Ok(())
+    } else {
+        Err(DigestError::Invalid)
+    }
+}
+
 /// Compares two byte strings without stopping at the first difference.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0

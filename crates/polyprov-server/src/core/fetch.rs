@@ -8,12 +8,7 @@ use super::*;
 /// The stat runs inline, not on the blocking pool: on the boot root's local disk it takes
 /// microseconds, while a hand-off to a blocking thread and back per request made context
 /// switches a third of the server's CPU in a keep-alive storm (perf, `bench/https.sh`).
-pub(super) async fn file_stamp(path: &Path) -> std::io::Result<Option<Stamp>> {
-    stat_now(path)
-}
-
-/// [`file_stamp`], for code that is not async.
-pub(super) fn stat_now(path: &Path) -> std::io::Result<Option<Stamp>> {
+pub(super) fn file_stamp(path: &Path) -> std::io::Result<Option<Stamp>> {
     let md = match std::fs::metadata(path) {
         Ok(md) => md,
         Err(e) if matches!(Refusal::from_io(&e, ""), Refusal::NotFound) => return Ok(None),
@@ -149,9 +144,7 @@ impl Core {
             return Err(Refusal::NotFound);
         }
         let full = self.root.join(path.to_string());
-        let stamp = file_stamp(&full)
-            .await
-            .map_err(|e| Refusal::from_io(&e, &path.to_string()))?;
+        let stamp = file_stamp(&full).map_err(|e| Refusal::from_io(&e, &path.to_string()))?;
         match stamp {
             Some((len, mtime)) if len <= small_files::MAX_FILE => {
                 let file = served(full, len, mtime, path.file_name());

@@ -92,6 +92,41 @@ impl Core {
         read(&self.logins).get(&mac).map(|l| l.expand(mac))
     }
 
+    /// What a login presented as `user` proves, when `user` is a device's own login name (its
+    /// MAC): checked by `verifies` (Basic, Digest, an FTP password — the door knows how) against
+    /// the device's current login, then against its previous one while a rotation keeps it
+    /// valid. A stale Digest nonce proves nothing yet (`Absent`: ask again); a wrong secret is
+    /// `Invalid`. `None` when `user` is not a device login: the door checks the shared one.
+    pub(crate) fn own_login(
+        &self,
+        user: &str,
+        verifies: impl Fn(&LoginCheck) -> Result<(), crate::auth::DigestError>,
+    ) -> Option<Credential> {
+        use crate::auth::DigestError;
+        let mac: Mac = user.parse().ok()?;
+        let login = self.device_login(mac)?;
+        if login.current.user != user {
+            return None;
+        }
+        match verifies(&login.current) {
+            Ok(()) => return Some(Credential::OwnLogin { mac, current: true }),
+            Err(DigestError::Stale) => return Some(Credential::Absent),
+            Err(DigestError::Invalid | DigestError::Replayed) => {}
+        }
+        let now = polyprov_store::inventory::now();
+        let previous = login
+            .previous
+            .as_ref()
+            .filter(|_| login.previous_until.is_some_and(|t| t >= now));
+        match previous.map(&verifies) {
+            Some(Ok(())) => Some(Credential::OwnLogin {
+                mac,
+                current: false,
+            }),
+            _ => Some(Credential::Invalid),
+        }
+    }
+
     /// Gives an assigned device its login if it has none.
     pub(super) async fn ensure_login(&self, mac: Mac, actor: &str) -> Result<(), LifecycleError> {
         if self.logins_enabled() && !read(&self.logins).contains_key(&mac) {
@@ -176,6 +211,13 @@ impl Core {
         Some((mac.to_string(), l.password.as_deref()?.to_string()))
     }
 
+    /// Whether the device has a login it has not used yet (no copy of the password made).
+    fn login_pending(&self, mac: Mac) -> bool {
+        read(&self.logins)
+            .get(&mac)
+            .is_some_and(|l| l.password.is_some())
+    }
+
     /// Whether the device has used its own login, so that the shared one no longer opens its
     /// files.
     pub(super) fn shared_login_retired(&self, mac: Mac) -> bool {
@@ -186,7 +228,7 @@ impl Core {
 
     /// A device's file that carries its own login was served to it.
     pub(super) fn served_own_login(&self, mac: Mac) {
-        if self.pending_login(mac).is_some() {
+        if self.login_pending(mac) {
             lock(&self.login_use).entry(mac).or_default().served_own = true;
         }
     }
@@ -224,9 +266,13 @@ impl Core {
                 }
             }
             Credential::Valid => {
+                // Only devices that were served their own login have an entry: the shared
+                // login's every request must not grow this map.
                 let mut uses = lock(&self.login_use);
-                let u = uses.entry(mac).or_default();
-                if u.served_own && !u.warned && self.pending_login(mac).is_some() {
+                let Some(u) = uses.get_mut(&mac) else {
+                    return;
+                };
+                if u.served_own && !u.warned && self.login_pending(mac) {
                     u.warned = true;
                     self.metrics.login_event("shared_after_own_served");
                     tracing::warn!(

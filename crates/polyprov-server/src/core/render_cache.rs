@@ -114,7 +114,6 @@ impl Core {
             .root
             .join(path.with_file_name(SHARED_MASTER).to_string());
         let stamp = file_stamp(&base)
-            .await
             .map_err(|e| Refusal::from_io(&e, SHARED_MASTER))?
             .unwrap_or((0, 0));
         if let Some((b, s, g)) = lock(&render.master).as_ref()

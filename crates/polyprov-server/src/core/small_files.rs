@@ -31,7 +31,7 @@ impl Core {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        let after = fetch::stat_now(path)?;
+        let after = fetch::file_stamp(path)?;
         if after == Some(stamp) && body.len() as u64 == stamp.0 {
             let mut cache = lock(&self.small_files);
             if cache.total + body.len() > MAX_TOTAL {

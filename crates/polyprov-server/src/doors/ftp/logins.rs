@@ -72,31 +72,6 @@ impl Logins {
 /// Separates the parts of a principal's name: libunftp hands the provider only that name.
 const SEP: char = '\u{1f}';
 
-impl Logins {
-    /// A device's own login (user = its MAC): its current one, or the previous one while a
-    /// rotation keeps it valid; `None` when `user` is not a device login.
-    fn own_login(&self, user: &str, password: &str) -> Option<Credential> {
-        self.provisioning.as_ref()?;
-        let mac: polyprov_model::Mac = user.parse().ok()?;
-        let login = self.core.device_login(mac)?;
-        if login.current.user != user {
-            return None;
-        }
-        if crate::auth::verify_basic_for(&login.current, user, password) {
-            return Some(Credential::OwnLogin { mac, current: true });
-        }
-        let now = polyprov_store::inventory::now();
-        let previous = login
-            .previous
-            .as_ref()
-            .filter(|_| login.previous_until.is_some_and(|t| t >= now))?;
-        crate::auth::verify_basic_for(previous, user, password).then_some(Credential::OwnLogin {
-            mac,
-            current: false,
-        })
-    }
-}
-
 #[async_trait]
 impl Authenticator for Logins {
     async fn authenticate(
@@ -105,8 +80,13 @@ impl Authenticator for Logins {
         creds: &Credentials,
     ) -> Result<Principal, AuthenticationError> {
         let password = creds.password.as_deref().unwrap_or("");
-        let own = self.own_login(username, password);
-        let credential = if let Some(c) = own {
+        // A device's own login (user = its MAC), when provisioning credentials are on.
+        let own = self.provisioning.as_ref().and_then(|_| {
+            self.core.own_login(username, |check| {
+                crate::auth::basic_for(check, username, password)
+            })
+        });
+        let credential = if let Some(c) = own.filter(|c| *c != Credential::Invalid) {
             c
         } else if self
             .provisioning

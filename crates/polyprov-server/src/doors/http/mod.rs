@@ -143,17 +143,18 @@ fn credential(door: &PhoneDoor, headers: &HeaderMap, method: &Method, uri: &Uri)
             None => expected.verify_digest(&p, method.as_str(), request_uri, now),
             Some(c) => expected.verify_digest_for(c, &p, method.as_str(), request_uri, now),
         };
-        return own_login(door, user, |check| verify(Some(check))).unwrap_or_else(|| match verify(
-            None,
-        ) {
-            Ok(()) => Credential::Valid,
-            Err(crate::auth::DigestError::Stale) => Credential::Absent,
-            // A replayed answer is as wrong as a wrong password (one `bad_credentials`
-            // security event).
-            Err(crate::auth::DigestError::Invalid | crate::auth::DigestError::Replayed) => {
-                Credential::Invalid
-            }
-        });
+        return door
+            .core
+            .own_login(user, |check| verify(Some(check)))
+            .unwrap_or_else(|| match verify(None) {
+                Ok(()) => Credential::Valid,
+                Err(crate::auth::DigestError::Stale) => Credential::Absent,
+                // A replayed answer is as wrong as a wrong password (one `bad_credentials`
+                // security event).
+                Err(crate::auth::DigestError::Invalid | crate::auth::DigestError::Replayed) => {
+                    Credential::Invalid
+                }
+            });
     }
     let basic = Some(token)
         .filter(|_| scheme.eq_ignore_ascii_case("basic"))
@@ -164,57 +165,19 @@ fn credential(door: &PhoneDoor, headers: &HeaderMap, method: &Method, uri: &Uri)
         })
         .and_then(|raw| String::from_utf8(raw).ok());
     match basic.as_deref().and_then(|s| s.split_once(':')) {
-        Some((user, password)) => own_login(door, user, |check| {
-            if crate::auth::verify_basic_for(check, user, password) {
-                Ok(())
-            } else {
-                Err(crate::auth::DigestError::Invalid)
-            }
-        })
-        .unwrap_or_else(|| {
-            if expected.verify(user, password) {
-                Credential::Valid
-            } else {
-                Credential::Invalid
-            }
-        }),
+        Some((user, password)) => door
+            .core
+            .own_login(user, |check| crate::auth::basic_for(check, user, password))
+            .unwrap_or_else(|| {
+                if expected.verify(user, password) {
+                    Credential::Valid
+                } else {
+                    Credential::Invalid
+                }
+            }),
         // Another scheme: ask again rather than call it wrong.
         None => Credential::Absent,
     }
-}
-
-/// When `user` is a device's own login name (its MAC): what the presented secret proves of it,
-/// checked by `verifies` against its current login, then its previous one while still valid.
-/// `None` when `user` is not a device login (the shared credentials are checked instead).
-fn own_login(
-    door: &PhoneDoor,
-    user: &str,
-    verifies: impl Fn(&polyprov_store::LoginCheck) -> Result<(), crate::auth::DigestError>,
-) -> Option<Credential> {
-    use crate::auth::DigestError;
-    let mac: polyprov_model::Mac = user.parse().ok()?;
-    let login = door.core.device_login(mac)?;
-    if login.current.user != user {
-        return None;
-    }
-    match verifies(&login.current) {
-        Ok(()) => return Some(Credential::OwnLogin { mac, current: true }),
-        // Our nonce, too old: ask again with a fresh one.
-        Err(DigestError::Stale) => return Some(Credential::Absent),
-        Err(DigestError::Invalid | DigestError::Replayed) => {}
-    }
-    let previous_valid = login
-        .previous_until
-        .is_some_and(|t| t >= i64::try_from(unix_now()).unwrap_or(i64::MAX));
-    if let Some(prev) = login.previous.as_ref().filter(|_| previous_valid)
-        && verifies(prev).is_ok()
-    {
-        return Some(Credential::OwnLogin {
-            mac,
-            current: false,
-        });
-    }
-    Some(Credential::Invalid)
 }
 
 fn unix_now() -> u64 {
