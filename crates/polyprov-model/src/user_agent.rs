@@ -41,12 +41,19 @@ pub enum Stage {
     Application,
 }
 
-impl fmt::Display for Stage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Stage {
+    /// The stage's name, as recorded in the inventory.
+    pub fn as_str(self) -> &'static str {
+        match self {
             Stage::Updater => "Updater",
             Stage::Application => "Application",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -130,6 +137,15 @@ fn strip_mac_suffix(version: &str) -> &str {
 /// full-width colon, full-width letters, with or without parentheses — and must be exactly
 /// `(SN:<12 hex digits>)`, once.
 fn serial_tag(s: &str) -> Result<Option<Mac>, UserAgentError> {
+    // Most User-Agents have no `sn` at all: answered without the copies below.
+    if s.is_ascii()
+        && !s
+            .as_bytes()
+            .windows(2)
+            .any(|w| w.eq_ignore_ascii_case(b"sn"))
+    {
+        return Ok(None);
+    }
     // Full-width forms (U+FF01..U+FF5E) fold to ASCII, so `ＳＮ：` is seen as `SN:`.
     let folded: Vec<char> = s
         .chars()

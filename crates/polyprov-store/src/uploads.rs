@@ -5,9 +5,13 @@
 //! <mac>/phone.cfg/v000001, v000002, …   every version of the phone-menu override
 //! <mac>/web.cfg/v000001, …              every version of the web-UI override
 //! <mac>/directory.xml/v…                the last `keep_versions` versions
-//! <mac>/app.log/current, current.1, …   logs: appended, rotated at `log_cap_bytes`
+//! <mac>/app.log, app.log.1, …          logs: appended, rotated at `log_cap_bytes`
 //! .tmp/                                 files being written; renamed into place when complete
 //! ```
+//! Logs are files in the device's folder, not a folder of their own: a phone's first boot then
+//! makes one directory, not three (creating directories was a third of a boot storm's server
+//! time). Logs stored by the first layout (`<mac>/app.log/current…`) are moved to their file
+//! names when the store is opened; `.layout` records that this was done.
 //! A file appears under its final name only when complete (write, fsync, rename), so a reader —
 //! a phone, the admin API — never sees part of an upload. Version files never change once there.
 //! Logs skip the fsync: every boot of every phone appends to them, and in a boot storm an fsync
@@ -15,6 +19,7 @@
 
 use polyprov_model::{Mac, UploadKind};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -122,9 +127,16 @@ pub struct Uploads {
     limits: UploadLimits,
     /// Striped locks: writers to the same device and kind are serialised, others run in parallel.
     locks: Vec<Mutex<()>>,
+    /// Which versioned kinds each device may have (bit `kind as u8`), read from disk the first
+    /// time a device is asked about: most requests for `<mac>-phone.cfg` and its kind find
+    /// nothing, and answering that from memory saves a directory lookup each.
+    present: Vec<Mutex<HashMap<Mac, u8>>>,
 }
 
 const STRIPES: usize = 64;
+
+/// The layout version `.layout` records (see the module documentation).
+const LAYOUT: &str = "2";
 
 impl Uploads {
     /// Opens (creating) the upload store in `dir`, and clears files a crash left half-written.
@@ -135,12 +147,67 @@ impl Uploads {
         for e in fs::read_dir(dir.join(".tmp"))? {
             let _ = fs::remove_file(e?.path());
         }
-        Ok(Uploads {
+        let uploads = Uploads {
             dir: dir.to_path_buf(),
             quarantine,
             limits,
             locks: (0..STRIPES).map(|_| Mutex::new(())).collect(),
-        })
+            present: (0..STRIPES).map(|_| Mutex::new(HashMap::new())).collect(),
+        };
+        uploads.upgrade_layout()?;
+        Ok(uploads)
+    }
+
+    /// Moves logs of the first layout (`<mac>/<kind>/current`, `current.N`) to their file names
+    /// (`<mac>/<kind>`, `<kind>.N`), once: `.layout` says it was done. Safe to interrupt — a
+    /// current log waits as `<kind>.moving` until the next open finishes the move.
+    fn upgrade_layout(&self) -> io::Result<()> {
+        let marker = self.dir.join(".layout");
+        if fs::read_to_string(&marker).is_ok_and(|v| v.trim() == LAYOUT) {
+            return Ok(());
+        }
+        for e in fs::read_dir(&self.dir)? {
+            let Some(mac) = e?.file_name().to_str().and_then(|n| n.parse::<Mac>().ok()) else {
+                continue;
+            };
+            for kind in UploadKind::ALL.into_iter().filter(|k| k.is_log()) {
+                self.move_old_log(mac, kind)?;
+            }
+        }
+        let tmp = self.dir.join(".tmp").join("layout");
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(LAYOUT.as_bytes())?;
+        f.sync_all()?;
+        fs::rename(tmp, marker)
+    }
+
+    fn move_old_log(&self, mac: Mac, kind: UploadKind) -> io::Result<()> {
+        let old = self.kind_dir(mac, kind);
+        let moving = self
+            .dir
+            .join(mac.to_string())
+            .join(format!("{}.moving", kind.suffix()));
+        if old.is_dir() {
+            for e in fs::read_dir(&old)? {
+                let e = e?;
+                let rotation = e
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_prefix("current.")?.parse().ok());
+                if let Some(n) = rotation {
+                    fs::rename(e.path(), self.log_file(mac, kind, n))?;
+                }
+            }
+            match fs::rename(old.join("current"), &moving) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            fs::remove_dir(&old)?;
+        }
+        match fs::rename(&moving, self.log_file(mac, kind, 0)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// The limits in force.
@@ -150,6 +217,70 @@ impl Uploads {
 
     fn kind_dir(&self, mac: Mac, kind: UploadKind) -> PathBuf {
         self.dir.join(mac.to_string()).join(kind.suffix())
+    }
+
+    /// A log's file: `0` the current log, `N` its N-th rotation.
+    fn log_file(&self, mac: Mac, kind: UploadKind, rotation: u64) -> PathBuf {
+        let dir = self.dir.join(mac.to_string());
+        match rotation {
+            0 => dir.join(kind.suffix()),
+            n => dir.join(format!("{}.{n}", kind.suffix())),
+        }
+    }
+
+    fn stripe(&self, mac: Mac, kind: UploadKind) -> std::sync::MutexGuard<'_, ()> {
+        let stripe = (mac
+            .bytes()
+            .iter()
+            .fold(kind as usize, |h, b| h * 31 + *b as usize))
+            % STRIPES;
+        self.locks[stripe].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn presence(&self, mac: Mac) -> std::sync::MutexGuard<'_, HashMap<Mac, u8>> {
+        let shard = mac.bytes().iter().fold(0usize, |h, b| h * 31 + *b as usize) % STRIPES;
+        self.present[shard]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether `kind` may have versions for `mac` (false only when it certainly has none). The
+    /// shard's lock is held while the device's folder is read, so a concurrent write that marks
+    /// its kind is either seen on disk or recorded after the read.
+    fn may_have(&self, mac: Mac, kind: UploadKind) -> io::Result<bool> {
+        let mut map = self.presence(mac);
+        if let Some(bits) = map.get(&mac) {
+            return Ok(bits & (1 << kind as u8) != 0);
+        }
+        let mut bits = 0u8;
+        match fs::read_dir(self.dir.join(mac.to_string())) {
+            Ok(entries) => {
+                for e in entries {
+                    let name = e?.file_name();
+                    if let Some(k) = UploadKind::ALL.into_iter().find(|k| *name == *k.suffix()) {
+                        bits |= 1 << k as u8;
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        map.insert(mac, bits);
+        Ok(bits & (1 << kind as u8) != 0)
+    }
+
+    /// Records that `kind` now has versions for `mac` (if the device's entry was read already;
+    /// otherwise the next read finds them on disk), or may have none (`false`: cleared only
+    /// if its folder is gone, checked under the shard's lock so a racing write is not hidden).
+    fn mark(&self, mac: Mac, kind: UploadKind, has: bool) {
+        let mut map = self.presence(mac);
+        if let Some(bits) = map.get_mut(&mac) {
+            if has {
+                *bits |= 1 << kind as u8;
+            } else if !self.kind_dir(mac, kind).exists() {
+                *bits &= !(1 << kind as u8);
+            }
+        }
     }
 
     /// Stores an upload: a new version, or for logs an append (rotating at the cap).
@@ -163,19 +294,14 @@ impl Uploads {
                 limit,
             });
         }
-        let dir = self.kind_dir(mac, kind);
-        let stripe = (mac
-            .bytes()
-            .iter()
-            .fold(kind as usize, |h, b| h * 31 + *b as usize))
-            % STRIPES;
-        let _guard = self.locks[stripe].lock().unwrap_or_else(|p| p.into_inner());
-        fs::create_dir_all(&dir)?;
+        let _guard = self.stripe(mac, kind);
         if kind.is_log() {
-            self.append_log(&dir, kind, body)
-        } else {
-            self.add_version(&dir, kind, body)
+            return self.append_log(mac, kind, body);
         }
+        let dir = self.kind_dir(mac, kind);
+        fs::create_dir_all(&dir)?;
+        self.mark(mac, kind, true);
+        self.add_version(&dir, kind, body)
     }
 
     fn add_version(
@@ -208,41 +334,53 @@ impl Uploads {
     /// of the log; an acknowledged one is always whole.
     fn append_log(
         &self,
-        dir: &Path,
+        mac: Mac,
         kind: UploadKind,
         body: &[u8],
     ) -> Result<UploadInfo, UploadError> {
-        let current = dir.join("current");
-        let len = match fs::metadata(&current) {
-            Ok(m) => m.len(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+        let current = self.log_file(mac, kind, 0);
+        let open = || {
+            fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&current)
+        };
+        let mut f = match open() {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(self.dir.join(mac.to_string()))?;
+                open()?
+            }
             Err(e) => return Err(e.into()),
         };
+        let mut len = f.metadata()?.len();
         if len > 0 && len + body.len() as u64 > self.limits.log_cap_bytes {
-            self.rotate(dir)?;
+            drop(f);
+            self.rotate(mac, kind)?;
+            f = open()?;
+            len = 0;
         }
-        let mut f = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&current)?;
         f.write_all(body)?;
-        info(kind, 0, &current)
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Ok(UploadInfo {
+            kind: kind.suffix().to_string(),
+            version: 0,
+            size: len + body.len() as u64,
+            modified: since_epoch.as_secs() as i64,
+            path: current,
+            modified_nanos: since_epoch.as_nanos(),
+        })
     }
 
-    fn rotate(&self, dir: &Path) -> io::Result<()> {
-        let n = self.limits.log_rotations;
+    fn rotate(&self, mac: Mac, kind: UploadKind) -> io::Result<()> {
+        let n = u64::from(self.limits.log_rotations);
         if n == 0 {
             return Ok(());
         }
-        let name = |i: u32| {
-            if i == 0 {
-                dir.join("current")
-            } else {
-                dir.join(format!("current.{i}"))
-            }
-        };
         for i in (0..n).rev() {
-            match fs::rename(name(i), name(i + 1)) {
+            match fs::rename(self.log_file(mac, kind, i), self.log_file(mac, kind, i + 1)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
@@ -272,17 +410,13 @@ impl Uploads {
 
     /// The newest stored upload of a kind (for logs, the current log).
     pub fn latest(&self, mac: Mac, kind: UploadKind) -> io::Result<Option<UploadInfo>> {
-        let dir = self.kind_dir(mac, kind);
         if kind.is_log() {
-            let p = dir.join("current");
-            return match info(kind, 0, &p) {
-                Ok(i) => Ok(Some(i)),
-                Err(UploadError::Io(e)) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-                Err(UploadError::Io(e)) => Err(e),
-                Err(UploadError::TooLarge { .. }) => Ok(None),
-            };
+            return self.version(mac, kind, 0);
         }
-        match versions_in(&dir)?.pop() {
+        if !self.may_have(mac, kind)? {
+            return Ok(None);
+        }
+        match versions_in(&self.kind_dir(mac, kind))?.pop() {
             Some((v, p)) => info(kind, v, &p).map(Some).map_err(into_io),
             None => Ok(None),
         }
@@ -295,11 +429,10 @@ impl Uploads {
         kind: UploadKind,
         version: u64,
     ) -> io::Result<Option<UploadInfo>> {
-        let dir = self.kind_dir(mac, kind);
-        let p = match (kind.is_log(), version) {
-            (true, 0) => dir.join("current"),
-            (true, v) => dir.join(format!("current.{v}")),
-            (false, v) => dir.join(version_name(v)),
+        let p = if kind.is_log() {
+            self.log_file(mac, kind, version)
+        } else {
+            self.kind_dir(mac, kind).join(version_name(version))
         };
         match info(kind, version, &p) {
             Ok(i) => Ok(Some(i)),
@@ -312,7 +445,6 @@ impl Uploads {
     pub fn list(&self, mac: Mac) -> io::Result<Vec<UploadInfo>> {
         let mut out = Vec::new();
         for kind in UploadKind::ALL {
-            let dir = self.kind_dir(mac, kind);
             if kind.is_log() {
                 for v in 0..=u64::from(self.limits.log_rotations) {
                     if let Some(i) = self.version(mac, kind, v)? {
@@ -320,7 +452,7 @@ impl Uploads {
                     }
                 }
             } else {
-                for (v, p) in versions_in(&dir)? {
+                for (v, p) in versions_in(&self.kind_dir(mac, kind))? {
                     out.push(info(kind, v, &p).map_err(into_io)?);
                 }
             }
@@ -368,6 +500,9 @@ impl Uploads {
                 return Err(e);
             }
         }
+        for k in present {
+            self.mark(mac, k, false);
+        }
         Ok(Some(id.to_string()))
     }
 
@@ -381,6 +516,7 @@ impl Uploads {
             let from = set.join(k.suffix());
             if from.is_dir() {
                 fs::create_dir_all(self.dir.join(mac.to_string()))?;
+                self.mark(mac, k, true);
                 fs::rename(from, self.kind_dir(mac, k))?;
                 moved += 1;
             }
@@ -436,6 +572,7 @@ impl Uploads {
             }
             let dir = self.kind_dir(mac, k);
             fs::create_dir_all(&dir)?;
+            self.mark(mac, k, true);
             let first = versions_in(&dir)?.last().map_or(1, |(v, _)| v + 1);
             for (version, (_, p)) in (first..).zip(files) {
                 fs::rename(&p, dir.join(version_name(version)))?;
@@ -545,6 +682,31 @@ mod tests {
     }
 
     #[test]
+    fn an_upload_after_a_lookup_that_found_nothing_is_found() {
+        let (_d, u) = store(UploadLimits::default());
+        let m = mac();
+        assert!(u.latest(m, UploadKind::PhoneOverride).unwrap().is_none());
+        u.put(m, UploadKind::AppLog, b"log").unwrap();
+        assert!(u.latest(m, UploadKind::WebOverride).unwrap().is_none());
+        u.put(m, UploadKind::PhoneOverride, b"<a/>").unwrap();
+        u.put(m, UploadKind::WebOverride, b"<b/>").unwrap();
+        assert_eq!(
+            u.latest(m, UploadKind::PhoneOverride)
+                .unwrap()
+                .unwrap()
+                .version,
+            1
+        );
+        assert_eq!(
+            u.latest(m, UploadKind::WebOverride)
+                .unwrap()
+                .unwrap()
+                .version,
+            1
+        );
+    }
+
+    #[test]
     fn lists_keep_only_the_newest_versions() {
         let (_d, u) = store(UploadLimits {
             keep_versions: 2,
@@ -637,6 +799,35 @@ mod tests {
         );
         assert!(u.quarantined(m).unwrap().is_empty());
         assert_eq!(u.restore(m, None).unwrap(), None);
+    }
+
+    #[test]
+    fn logs_of_the_first_layout_move_to_their_files_on_open() {
+        let d = tempfile::tempdir().unwrap();
+        let m = mac();
+        let dev = d.path().join("uploads").join(m.to_string());
+        fs::create_dir_all(dev.join("app.log")).unwrap();
+        fs::write(dev.join("app.log/current"), "new ").unwrap();
+        fs::write(dev.join("app.log/current.1"), "old").unwrap();
+        // A move a crash interrupted: the current log waits under its temporary name.
+        fs::write(dev.join("boot.log.moving"), "boot").unwrap();
+        let u = Uploads::open(&d.path().join("uploads"), UploadLimits::default()).unwrap();
+        let read = |kind, v| {
+            let i: UploadInfo = u.version(m, kind, v).unwrap().unwrap();
+            fs::read_to_string(i.path).unwrap()
+        };
+        assert_eq!(read(UploadKind::BootLog, 0), "boot");
+        u.put(m, UploadKind::AppLog, b"more").unwrap();
+        assert_eq!(read(UploadKind::AppLog, 0), "new more");
+        assert_eq!(read(UploadKind::AppLog, 1), "old");
+        assert!(dev.join("app.log").is_file() && !dev.join("boot.log.moving").exists());
+        assert_eq!(u.list(m).unwrap().len(), 3);
+        // Done once: the store is not scanned again at the next open.
+        fs::create_dir_all(dev.join("web.cfg")).unwrap();
+        fs::create_dir_all(dev.join("boot.log.moving")).unwrap();
+        drop(u);
+        Uploads::open(&d.path().join("uploads"), UploadLimits::default()).unwrap();
+        assert!(dev.join("boot.log.moving").is_dir());
     }
 
     #[test]

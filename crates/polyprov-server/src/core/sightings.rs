@@ -1,6 +1,7 @@
 //! What phones did, remembered in memory and written to the inventory in batches.
 
 use super::*;
+use std::fmt::Write as _;
 
 impl Core {
     /// Remembers what a phone did; written to the inventory in batches by [`Core::flush`].
@@ -27,30 +28,37 @@ impl Core {
             mac: mac.to_string(),
             ..Default::default()
         });
+        // Every request of a storm comes here, under one lock: fields are replaced only when
+        // they changed, and rewritten in place, so a phone's tenth request allocates nothing.
         s.at = polyprov_store::inventory::now();
-        s.addr = Some(req.peer.to_string());
+        let addr = s.addr.get_or_insert_default();
+        addr.clear();
+        let _ = write!(addr, "{}", req.peer);
         if let Some(raw) = req.user_agent {
-            s.user_agent = Some(raw.chars().take(256).collect());
+            let kept = raw.char_indices().nth(256).map_or(raw, |(i, _)| &raw[..i]);
+            set_if_changed(&mut s.user_agent, Some(kept));
         }
         if let Some(ua) = ua {
             // What could not be read keeps the last value that could.
             if ua.model.is_some() {
-                s.model = ua.model.clone();
-                s.family = ua.family.clone();
-                s.firmware = ua.version.clone();
+                set_if_changed(&mut s.model, ua.model.as_deref());
+                set_if_changed(&mut s.family, ua.family.as_deref());
+                set_if_changed(&mut s.firmware, ua.version.as_deref());
             }
             if let Some(stage) = ua.stage {
-                s.stage = Some(stage.to_string());
+                set_if_changed(&mut s.stage, Some(stage.as_str()));
             }
             if let Some(serial) = ua.serial {
-                s.serial = Some(serial.to_string());
+                let text = s.serial.get_or_insert_default();
+                text.clear();
+                let _ = write!(text, "{serial}");
             }
         }
         if let Some(f) = fetch {
-            s.last_fetch = Some(f.to_string());
+            set_if_changed(&mut s.last_fetch, Some(f));
         }
         if let Some(u) = upload {
-            s.last_upload = Some(u.to_string());
+            set_if_changed(&mut s.last_upload, Some(u));
         }
     }
 
@@ -100,5 +108,17 @@ impl Core {
             return Some("rate");
         }
         None
+    }
+}
+
+/// Sets `field` to `value`, reusing its buffer, when it differs.
+fn set_if_changed(field: &mut Option<String>, value: Option<&str>) {
+    match (field.as_mut(), value) {
+        (Some(old), Some(new)) if old == new => {}
+        (Some(old), Some(new)) => {
+            old.clear();
+            old.push_str(new);
+        }
+        (_, value) => *field = value.map(str::to_string),
     }
 }

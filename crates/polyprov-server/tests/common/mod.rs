@@ -148,7 +148,8 @@ impl TestServer {
         self.assert_metric(line).await;
     }
 
-    /// Every file under the data directory's uploads, for "nothing was written" checks.
+    /// Every file under the data directory's uploads, for "nothing was written" checks (not
+    /// the store's own dot-files, such as `.layout`).
     pub fn upload_files(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
         let mut stack = vec![self.data().join("uploads")];
@@ -157,7 +158,7 @@ impl TestServer {
                 let p = e.unwrap().path();
                 if p.is_dir() {
                     stack.push(p);
-                } else {
+                } else if !p.file_name().unwrap().to_string_lossy().starts_with('.') {
                     out.push(p);
                 }
             }
