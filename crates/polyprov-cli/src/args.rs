@@ -215,6 +215,28 @@ pub(crate) enum SimCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Keep the phone running and listening for SIP NOTIFY: `check-sync` makes it read its
+    /// configuration again (or reboot, when its settings say so); NOTIFYs are challenged
+    /// with Digest when its voIpProt.SIP.requestValidation settings ask for it. Prints one
+    /// line per NOTIFY acted on; stops after --count of them or --time-limit seconds.
+    Listen {
+        #[arg(long, value_name = "DIR")]
+        state: PathBuf,
+        /// UDP address for SIP (port 0: any free port; the first line says which).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5060")]
+        sip: std::net::SocketAddr,
+        /// Also a TCP address for SIP.
+        #[arg(long, value_name = "ADDR")]
+        sip_tcp: Option<std::net::SocketAddr>,
+        /// Stop after acting on this many NOTIFYs.
+        #[arg(long)]
+        count: Option<usize>,
+        /// Stop after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        time_limit: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Boot many distinct phones at once against a server; report throughput and latency.
     Storm {
         /// The provisioning URL (given to each phone as DHCP option 160).
@@ -538,6 +560,68 @@ pub(crate) enum DeviceCommand {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Make phones re-read their configuration (SIP NOTIFY `check-sync`), then watch each one
+    /// fetch it again. Exit 1 unless every phone acknowledged (and, with --wait, came back).
+    Resync(ActionArgs),
+    /// Restart phones (SIP NOTIFY with the `sip_reboot_event` setting), then watch each one
+    /// boot again. A Poly phone reboots on check-sync for sure only when its configuration
+    /// sets voIpProt.SIP.specialEvent.checkSync.alwaysReboot="1".
+    Reboot(ActionArgs),
+    /// Reset phones to factory settings (needs the phone's REST API, not available yet: the
+    /// command says so rather than pretend).
+    FactoryReset(ActionArgs),
+}
+
+/// Which phones a remote action acts on, and how.
+#[derive(Args)]
+pub(crate) struct ActionArgs {
+    /// MAC addresses, in any common form.
+    pub(crate) macs: Vec<String>,
+    /// Also every device with this profile.
+    #[arg(long)]
+    pub(crate) profile: Option<String>,
+    /// Also every device of this model (as the phone reports it, e.g. VVX_500).
+    #[arg(long)]
+    pub(crate) model: Option<String>,
+    /// Also every device in this state (unassigned, assigned, released, retired).
+    #[arg(long)]
+    pub(crate) state: Option<String>,
+    /// Every device in the inventory.
+    #[arg(long)]
+    pub(crate) all: bool,
+    /// How to reach the phone.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub(crate) via: ActionVia,
+    /// Send to HOST[:PORT] instead of the address the phone was last seen from (one MAC).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub(crate) target: Option<String>,
+    /// SIP transport (default: the server's `sip_transport` setting).
+    #[arg(long, value_enum)]
+    pub(crate) transport: Option<SipTransport>,
+    /// Phones acted on per second (default: the server's `rate` setting).
+    #[arg(long, value_name = "PHONES_PER_S")]
+    pub(crate) rate: Option<f64>,
+    /// Seconds to watch each phone for coming back; 0 to only send.
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) wait: Option<u64>,
+    /// Why (kept in the audit log).
+    #[arg(long)]
+    pub(crate) reason: Option<String>,
+    #[command(flatten)]
+    pub(crate) api: ApiArgs,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum ActionVia {
+    Sip,
+    Rest,
+    Auto,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum SipTransport {
+    Udp,
+    Tcp,
 }
 
 #[derive(Subcommand)]

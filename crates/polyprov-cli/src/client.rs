@@ -134,6 +134,13 @@ impl Client {
 }
 
 /// Prints a value as pretty JSON.
+/// One JSON document on one line, for commands that print a stream of them (`sim listen`).
+pub fn print_json_line(v: &Value) -> Result<(), CliError> {
+    let text = serde_json::to_string(v).map_err(|e| CliError::new(Exit::Failed, e.to_string()))?;
+    outln!("{text}");
+    Ok(())
+}
+
 pub fn print_json(v: &Value) -> Result<(), CliError> {
     let text =
         serde_json::to_string_pretty(v).map_err(|e| CliError::new(Exit::Failed, e.to_string()))?;

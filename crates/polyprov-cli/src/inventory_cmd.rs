@@ -195,6 +195,9 @@ pub(crate) async fn device(cmd: DeviceCommand) -> Result<(), CliError> {
         DeviceCommand::Uploads { mac, api } => {
             show(&api, &format!("devices/{mac}/uploads"), table::uploads).await
         }
+        DeviceCommand::Resync(args) => crate::action_cmd::run("resync", args).await,
+        DeviceCommand::Reboot(args) => crate::action_cmd::run("reboot", args).await,
+        DeviceCommand::FactoryReset(args) => crate::action_cmd::run("factory-reset", args).await,
     }
 }
 

@@ -3,6 +3,7 @@
 //! Exit codes: see [`client::Exit`] (0 success, 141 a closed output pipe). The commands live one
 //! area a file (`*_cmd.rs`); their arguments in `args.rs`.
 
+mod action_cmd;
 mod args;
 mod client;
 mod config_cmd;

@@ -224,6 +224,102 @@ pub async fn boot(dir: &Path, as_json: bool) -> Result<(), CliError> {
     Ok(())
 }
 
+/// `sim listen`.
+pub async fn listen(
+    dir: &Path,
+    sip: std::net::SocketAddr,
+    sip_tcp: Option<std::net::SocketAddr>,
+    count: Option<usize>,
+    time_limit: u64,
+    as_json: bool,
+) -> Result<(), CliError> {
+    use polyprov_sip::phone::Listener;
+    use std::sync::{Arc, Mutex};
+    let mut phone = load(dir)?;
+    let transport = transport(dir)?;
+    let validation = Arc::new(Mutex::new(phone.notify_validation()));
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let current = validation.clone();
+    let listener = Listener::new(
+        move || current.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        tx,
+    );
+    let cannot =
+        |what: &str, e: std::io::Error| CliError::new(Exit::Failed, format!("{what}: {e}"));
+    let udp = tokio::net::UdpSocket::bind(sip)
+        .await
+        .map_err(|e| cannot(&format!("SIP on udp {sip}"), e))?;
+    let udp_addr = udp.local_addr().map_err(|e| cannot("SIP socket", e))?;
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(listener.clone().serve_udp(udp));
+    let mut lines = vec![format!("listening sip/udp {udp_addr}")];
+    if let Some(addr) = sip_tcp {
+        let tcp = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| cannot(&format!("SIP on tcp {addr}"), e))?;
+        lines.push(format!(
+            "listening sip/tcp {}",
+            tcp.local_addr().map_err(|e| cannot("SIP socket", e))?
+        ));
+        tasks.spawn(listener.serve_tcp(tcp));
+    }
+    for l in &lines {
+        if as_json {
+            crate::client::print_json_line(&serde_json::json!({ "listening": l }))?;
+        } else {
+            outln!(
+                "{l} (phone {}, NOTIFY validation {:?})",
+                phone.mac,
+                *validation.lock().unwrap_or_else(|p| p.into_inner())
+            );
+        }
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(time_limit);
+    let mut acted = 0usize;
+    while count.is_none_or(|c| acted < c) {
+        let Ok(Some(notified)) = tokio::time::timeout_at(deadline, rx.recv()).await else {
+            break;
+        };
+        let reboot = phone.reboots_on(&notified);
+        let report = if reboot {
+            phone.boot(&transport).await
+        } else {
+            phone.check_sync(&transport).await
+        };
+        save(dir, &phone)?;
+        *validation.lock().unwrap_or_else(|p| p.into_inner()) = phone.notify_validation();
+        acted += 1;
+        if as_json {
+            crate::client::print_json_line(&serde_json::json!({
+                "notify": notified.event,
+                "from": notified.from.to_string(),
+                "authenticated": notified.authenticated,
+                "rebooted": reboot,
+                "boot": report,
+            }))?;
+        } else {
+            outln!(
+                "NOTIFY {:?} from {}{}: {} ({} requests)",
+                notified.event,
+                notified.from,
+                if notified.authenticated {
+                    " (Digest checked)"
+                } else {
+                    ""
+                },
+                if reboot {
+                    "rebooted"
+                } else {
+                    "read the configuration again"
+                },
+                report.requests.len()
+            );
+        }
+    }
+    tasks.abort_all();
+    Ok(())
+}
+
 /// `sim set-password`.
 pub async fn set_password(
     dir: &Path,
@@ -474,6 +570,14 @@ pub(crate) async fn run(cmd: SimCommand) -> Result<(), CliError> {
             json,
         } => keys_reset(&state, &password, cycle.into(), json),
         SimCommand::Show { state, json } => show(&state, json),
+        SimCommand::Listen {
+            state,
+            sip,
+            sip_tcp,
+            count,
+            time_limit,
+            json,
+        } => listen(&state, sip, sip_tcp, count, time_limit, json).await,
         SimCommand::Storm {
             server,
             phones,

@@ -197,3 +197,23 @@ pub fn quarantine(list: &Value) {
         .collect();
     print(&["SET", "FILES"], &rows);
 }
+
+/// A remote action job: one line per phone.
+pub fn action_results(job: &Value) {
+    let rows: Vec<Vec<String>> = job["results"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .map(|p| {
+                    vec![
+                        text(&p["mac"]),
+                        text(&p["target"]),
+                        text(&p["via"]),
+                        crate::action_cmd::verdict(p),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    print(&["MAC", "TARGET", "VIA", "RESULT"], &rows);
+}

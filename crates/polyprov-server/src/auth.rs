@@ -1,7 +1,6 @@
 //! Secrets: the provisioning credentials phones present (HTTP Basic or Digest) and the admin
 //! API's bearer token.
 
-use md5::{Digest as _, Md5};
 use polyprov_store::LoginCheck;
 use sha2::Sha256;
 use std::collections::BTreeMap;
@@ -77,9 +76,7 @@ pub struct ProvisioningCredentials {
     uses: std::sync::Arc<std::sync::Mutex<NonceUses>>,
 }
 
-fn md5_hex(s: &str) -> String {
-    hex::encode(Md5::digest(s.as_bytes()))
-}
+use polyprov_sip::digest::md5_hex;
 
 fn sha256(parts: &[&[u8]]) -> [u8; 32] {
     let mut h = <Sha256 as sha2::Digest>::new();
@@ -209,40 +206,8 @@ impl ProvisioningCredentials {
     }
 }
 
-/// Parses the parameters of `Digest k=v, k2="v 2", …` (the scheme in any case); `None` when
-/// malformed or when a parameter is given twice.
-pub fn parse_digest(value: &str) -> Option<BTreeMap<String, String>> {
-    let (scheme, rest) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("digest") {
-        return None;
-    }
-    let mut rest = rest.trim();
-    let mut out = BTreeMap::new();
-    while !rest.is_empty() {
-        let (key, after) = rest.split_once('=')?;
-        let key = key.trim().to_ascii_lowercase();
-        let after = after.trim_start();
-        let (val, tail) = if let Some(q) = after.strip_prefix('"') {
-            let end = q.find('"')?;
-            (q[..end].to_string(), &q[end + 1..])
-        } else {
-            let end = after.find(',').unwrap_or(after.len());
-            (after[..end].trim().to_string(), &after[end..])
-        };
-        if key.is_empty() || out.len() > 16 {
-            return None;
-        }
-        if out.insert(key, val).is_some() {
-            return None;
-        }
-        rest = tail
-            .trim_start()
-            .strip_prefix(',')
-            .unwrap_or(tail)
-            .trim_start();
-    }
-    Some(out)
-}
+/// Parses the parameters of `Digest k=v, k2="v 2", …` (shared with SIP: `polyprov-sip`).
+pub use polyprov_sip::digest::parse as parse_digest;
 
 /// What checks a login made of `user` and `password`: the Digest HA1 for our realm and a
 /// SHA-256 of the password for Basic.
@@ -269,10 +234,8 @@ pub fn basic_for(login: &LoginCheck, user: &str, password: &str) -> Result<(), D
     }
 }
 
-/// Compares two byte strings without stopping at the first difference.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
+/// Compares without an early exit (shared with SIP: `polyprov-sip`).
+pub use polyprov_sip::digest::constant_time_eq;
 
 /// A new random secret: 32 lower-case hex digits (128 bits).
 pub fn new_secret() -> String {

@@ -11,6 +11,7 @@
 //! ```
 
 // The API: the core (for embedders and tests), doctor's report, the settings, `start`.
+pub mod actions;
 pub mod core;
 pub mod doctor;
 pub mod settings;
@@ -170,6 +171,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         body_timeout: Duration::from_secs(settings.http.body_timeout_secs.max(1)),
     });
     let admin_state = Arc::new(admin::AdminState {
+        actions: actions::Actions::new(core.clone(), settings.actions.clone()),
         core: core.clone(),
         metrics,
         token_hash: Sha256::digest(admin_token.as_bytes()).into(),

@@ -45,6 +45,13 @@ struct StateLabels {
     state: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabels {
+    action: &'static str,
+    via: &'static str,
+    result: &'static str,
+}
+
 /// The server's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -58,6 +65,7 @@ pub struct Metrics {
     logins: Family<EventLabels, Counter>,
     connections: Family<DoorLabels, Gauge>,
     connections_refused: Family<RefusedLabels, Counter>,
+    actions: Family<ActionLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -123,7 +131,14 @@ impl Default for Metrics {
             "Devices in the inventory by state",
             devices.clone(),
         );
+        let actions = Family::<ActionLabels, Counter>::default();
+        registry.register(
+            "polyprov_actions",
+            "Remote actions on phones, by action, way and result (acknowledged, came_back, refused, no_answer, unreachable, failed)",
+            actions.clone(),
+        );
         Metrics {
+            actions,
             registry,
             requests,
             bytes,
@@ -194,6 +209,17 @@ impl Metrics {
     pub fn connection_refused(&self, door: &'static str, reason: &'static str) {
         self.connections_refused
             .get_or_create(&RefusedLabels { door, reason })
+            .inc();
+    }
+
+    /// Counts a step of a remote action.
+    pub fn action(&self, action: &'static str, via: &'static str, result: &'static str) {
+        self.actions
+            .get_or_create(&ActionLabels {
+                action,
+                via,
+                result,
+            })
             .inc();
     }
 

@@ -21,6 +21,48 @@ pub struct Settings {
     pub tftp: TftpSettings,
     pub ftp: FtpSettings,
     pub https: HttpsSettings,
+    pub actions: ActionSettings,
+}
+
+/// Remote actions on phones (`device resync|reboot`): how they are sent and how long to watch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ActionSettings {
+    /// The phones' SIP port, when `--target` gives none.
+    pub sip_port: u16,
+    /// `udp` or `tcp` (the phones' `voIpProt.server.1.transport`).
+    pub sip_transport: String,
+    /// RFC 3261 T1 in milliseconds: retransmissions start at T1 and a NOTIFY gives up after
+    /// 64·T1 (32 s at the default 500).
+    pub sip_t1_ms: u64,
+    /// The `Event` of a reboot over SIP. Poly phones re-read their configuration on
+    /// `check-sync` and always reboot only with
+    /// `voIpProt.SIP.specialEvent.checkSync.alwaysReboot="1"`; whether they honour
+    /// `;reboot=true` is not confirmed, so it is sent and the result is watched, not assumed.
+    pub sip_reboot_event: String,
+    /// Phones acted on per second, when a command gives no `--rate`.
+    pub rate: u32,
+    /// NOTIFYs in flight at once.
+    pub max_in_flight: usize,
+    /// Seconds to watch for a phone coming back, when a command gives no `--wait`.
+    pub wait_secs: u64,
+    /// Finished jobs kept for `GET /api/v1/actions/{id}` (oldest dropped first).
+    pub keep_jobs: usize,
+}
+
+impl Default for ActionSettings {
+    fn default() -> Self {
+        ActionSettings {
+            sip_port: 5060,
+            sip_transport: "udp".into(),
+            sip_t1_ms: 500,
+            sip_reboot_event: "check-sync;reboot=true".into(),
+            rate: 10,
+            max_in_flight: 256,
+            wait_secs: 120,
+            keep_jobs: 100,
+        }
+    }
 }
 
 /// Whether the HTTPS door asks phones for a device certificate.
@@ -290,6 +332,7 @@ impl Default for Settings {
             tftp: TftpSettings::default(),
             ftp: FtpSettings::default(),
             https: HttpsSettings::default(),
+            actions: ActionSettings::default(),
         }
     }
 }

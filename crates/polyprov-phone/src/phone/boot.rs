@@ -27,6 +27,24 @@ impl PhoneState {
         transport: &T,
         parses: Option<&ParseCache>,
     ) -> BootReport {
+        self.run(transport, parses, true).await
+    }
+
+    /// What a running phone does on a `check-sync` that does not reboot it: the application
+    /// reads its master file and configuration again (no boot log, no software check) and
+    /// applies them.
+    pub async fn check_sync<T: Transport>(&mut self, transport: &T) -> BootReport {
+        self.log("check-sync: reading the configuration again");
+        self.run(transport, None, false).await
+    }
+
+    /// A whole boot (`full`), or the application's part of it.
+    async fn run<T: Transport>(
+        &mut self,
+        transport: &T,
+        parses: Option<&ParseCache>,
+        full: bool,
+    ) -> BootReport {
         self.powered = true;
         let mut report = BootReport::default();
         let Some(server) = self.find_server(&mut report) else {
@@ -40,8 +58,10 @@ impl PhoneState {
             report: &mut report,
         };
 
-        let updater = self.user_agent("Updater");
-        self.upload_boot_log(&mut session, &updater).await;
+        let updater = self.user_agent(if full { "Updater" } else { "Application" });
+        if full {
+            self.upload_boot_log(&mut session, &updater).await;
+        }
         let Some(master) = self.fetch_master(&mut session, &updater, &server).await else {
             report
                 .problems
@@ -55,7 +75,9 @@ impl PhoneState {
             .filter(|(k, _)| k.ends_with("_DIRECTORY"))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        self.fetch_software(&mut session, &updater, &resolved).await;
+        if full {
+            self.fetch_software(&mut session, &updater, &resolved).await;
+        }
 
         let app = self.user_agent("Application");
         let parsed = self

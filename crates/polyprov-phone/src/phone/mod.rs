@@ -5,6 +5,7 @@
 mod actions;
 mod boot;
 mod discovery;
+mod listen;
 
 use polyprov_model::Mac;
 use polyprov_model::catalog::Model;
@@ -38,6 +39,10 @@ pub struct Assumptions {
     pub mac_case_sensitive: bool,
     /// Mode-key order of the password prompt.
     pub mode_cycle: String,
+    /// Whether `Event: check-sync;reboot=true` reboots the phone. Poly documents only
+    /// `voIpProt.SIP.specialEvent.checkSync.alwaysReboot`; the parameter is what other vendors
+    /// honour, not confirmed on Poly, so off by default.
+    pub checksync_reboot_param: bool,
 }
 
 impl Default for Assumptions {
@@ -48,6 +53,7 @@ impl Default for Assumptions {
             upgrade: "any-difference".into(),
             mac_case_sensitive: false,
             mode_cycle: "seed".into(),
+            checksync_reboot_param: false,
         }
     }
 }

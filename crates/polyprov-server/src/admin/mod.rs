@@ -37,6 +37,8 @@ pub mod paths {
     pub const DEVICE_QUARANTINE: &str = "/api/v1/devices/{mac}/quarantine";
     pub const DEVICE_DOCTOR: &str = "/api/v1/devices/{mac}/doctor";
     pub const DEVICE_LOGIN: &str = "/api/v1/devices/{mac}/login";
+    pub const ACTIONS: &str = "/api/v1/actions";
+    pub const ACTION: &str = "/api/v1/actions/{id}";
 }
 
 /// Every path of the API (the OpenAPI document must describe each; a test checks it).
@@ -59,6 +61,8 @@ const ROUTES: &[&str] = &[
     paths::DEVICE_QUARANTINE,
     paths::DEVICE_DOCTOR,
     paths::DEVICE_LOGIN,
+    paths::ACTIONS,
+    paths::ACTION,
 ];
 
 /// The OpenAPI 3.1 description of this API.
@@ -72,6 +76,8 @@ pub struct AdminState {
     pub token_hash: [u8; 32],
     /// DHCP options the admin declares (settings), for `doctor`.
     pub dhcp: std::collections::BTreeMap<u8, String>,
+    /// Remote actions on phones (resync, reboot).
+    pub actions: Arc<crate::actions::Actions>,
 }
 
 /// The admin router: `/api/v1/...` behind the bearer token, `/metrics` and the OpenAPI document open.
@@ -99,6 +105,8 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route(paths::DEVICE_QUARANTINE, get(device_quarantine))
         .route(paths::DEVICE_DOCTOR, get(device_doctor))
         .route(paths::DEVICE_LOGIN, get(device_login))
+        .route(paths::ACTIONS, get(list_actions).post(start_action))
+        .route(paths::ACTION, get(get_action))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route(
@@ -589,6 +597,34 @@ async fn put_site(
 struct ReasonDoc {
     #[serde(default)]
     reason: String,
+}
+
+async fn start_action(
+    State(s): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    Json(req): Json<crate::actions::JobRequest>,
+) -> ApiResult<Response> {
+    match s.actions.start(req, &actor(&headers)).await {
+        Ok(job) => Ok((StatusCode::ACCEPTED, Json(job)).into_response()),
+        Err(crate::actions::ActionError::Invalid(m)) => {
+            Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m))
+        }
+        Err(crate::actions::ActionError::Core(e)) => Err(e.into()),
+    }
+}
+
+async fn list_actions(State(s): State<Arc<AdminState>>) -> Json<Vec<crate::actions::Job>> {
+    Json(s.actions.jobs())
+}
+
+async fn get_action(
+    State(s): State<Arc<AdminState>>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    s.actions
+        .job(&id)
+        .map(|j| Json(j).into_response())
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no action job {id}")))
 }
 
 async fn release_device(

@@ -27,6 +27,41 @@ impl Core {
         Ok(self.inventory.device(mac).await?)
     }
 
+    /// A device and the parameters its assignment gives it (site defaults < profile < its own),
+    /// as rendered — whatever its state, for actions that need its line or admin password.
+    pub async fn effective_params(
+        &self,
+        mac: Mac,
+    ) -> Result<Option<(Device, Params)>, LifecycleError> {
+        let Some(d) = self.inventory.device(mac).await? else {
+            return Ok(None);
+        };
+        let site = self.inventory.site_defaults().await?;
+        let profile = match &d.assignment.profile {
+            Some(name) => self.inventory.profile(name).await?,
+            None => None,
+        };
+        let params =
+            crate::render::merged_params(&site, profile.as_ref().map(|p| &p.params), &d.assignment);
+        Ok(Some((d, params)))
+    }
+
+    /// Appends an entry to a device's audit log (for what happens outside the inventory).
+    pub async fn record(
+        &self,
+        actor: &str,
+        mac: Mac,
+        action: &str,
+        detail: &str,
+    ) -> Result<(), LifecycleError> {
+        Ok(self.inventory.record(actor, mac, action, detail).await?)
+    }
+
+    /// The server's metrics.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
     /// How many devices are in each state.
     pub async fn device_counts(&self) -> Result<Vec<(DeviceState, i64)>, LifecycleError> {
         Ok(self.inventory.count_by_state().await?)

@@ -17,6 +17,7 @@ mod security;
 mod sightings;
 mod small_files;
 mod upload;
+mod watch;
 
 #[cfg(test)]
 mod tests;
@@ -30,6 +31,7 @@ use render_cache::*;
 use request::*;
 pub use request::{Answer, Credential, Door, Generated, Request, ServedFile, content_type};
 pub use upload::UploadTicket;
+pub use watch::{Seen, Watch, now_ms};
 
 use crate::metrics::Metrics;
 use crate::render;
@@ -78,6 +80,8 @@ pub struct Core {
     login_use: Mutex<HashMap<Mac, logins::LoginUse>>,
     device_logins: bool,
     previous_login_hours: u64,
+    /// Devices an action is watching (see `watch.rs`).
+    watches: watch::Watches,
 }
 
 const DEVICE_LOCK_STRIPES: usize = 256;
@@ -114,6 +118,7 @@ impl Core {
             device_logins: crate::settings::ProvisioningSettings::default().device_logins,
             previous_login_hours: crate::settings::ProvisioningSettings::default()
                 .previous_login_hours,
+            watches: Default::default(),
         }
     }
 

@@ -60,6 +60,16 @@ impl Core {
         if let Some(u) = upload {
             set_if_changed(&mut s.last_upload, Some(u));
         }
+        drop(map);
+        if let Some(file) = fetch.or(upload) {
+            self.seen_by_watches(mac, req, ua, file, upload.is_some());
+        }
+    }
+
+    /// The address a device's requests came from since the last flush, if any (newer than
+    /// what the inventory holds).
+    pub fn unflushed_address(&self, mac: Mac) -> Option<String> {
+        lock(&self.sightings).get(&mac).and_then(|s| s.addr.clone())
     }
 
     /// Writes the batched sightings to the inventory in one transaction. Returns how many.

@@ -1,0 +1,189 @@
+//! Remote actions end to end, as an admin runs them: `polyprov device resync` against an
+//! emulated phone left running with `polyprov sim listen`, over real loopback sockets. The
+//! phone validates NOTIFY with Digest (its settings say so), so the server must answer the
+//! challenge with the line's credentials; then the phone reads its configuration again and the
+//! server sees it come back.
+
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
+mod common;
+
+use common::{BIN, serve_with};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+const MAC: &str = "0004f2aa9001";
+
+fn run(args: &[&str], envs: &[(&str, String)]) -> (i32, String) {
+    let o = Command::new(BIN)
+        .args(args)
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+    )
+}
+
+fn assign(env: &[(&str, String)], sip_port: Option<u16>) {
+    let mut args = vec![
+        "device".to_string(),
+        "assign".into(),
+        MAC.into(),
+        "--admin-password".into(),
+        "Adm1n".into(),
+        "--line".into(),
+        "1001@pbx.example.com,1001,line-secret".into(),
+        "--param".into(),
+        "voIpProt.SIP.requestValidation.1.request=NOTIFY".into(),
+        "--param".into(),
+        "voIpProt.SIP.requestValidation.1.method=digest".into(),
+    ];
+    if let Some(p) = sip_port {
+        args.extend(["--param".into(), format!("voIpProt.SIP.local.port={p}")]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out) = run(&args, env);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn a_resync_is_challenged_answered_and_the_phone_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("polyprov.toml");
+    // A short T1, so that the silent-phone case below gives up in about a second.
+    std::fs::write(&config, "[actions]\nsip_t1_ms = 20\n").unwrap();
+    let served = serve_with(&data, None, &["--config", config.to_str().unwrap()]);
+    let env = [
+        ("POLYPROV_SERVER", served.admin.clone()),
+        (
+            "POLYPROV_TOKEN",
+            std::fs::read_to_string(data.join("admin.token"))
+                .unwrap()
+                .trim()
+                .to_string(),
+        ),
+    ];
+    assign(&env, None);
+    let pw = std::fs::read_to_string(data.join("provisioning.password")).unwrap();
+    let url = format!("160=http://PlcmSpIp:{}@{}/", pw.trim(), served.phones);
+    let state = dir.path().join("phone");
+    let st = state.to_str().unwrap();
+    let (code, out) = run(
+        &[
+            "sim",
+            "init",
+            "--state",
+            st,
+            "--mac",
+            MAC,
+            "--model",
+            "VVX 410",
+            "--dhcp-option",
+            &url,
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = run(&["sim", "boot", "--state", st], &[]);
+    assert_eq!(code, 0, "{out}");
+
+    // The phone stays on, listening for NOTIFY on a port of its own.
+    let mut listen = Command::new(BIN)
+        .args([
+            "sim",
+            "listen",
+            "--state",
+            st,
+            "--sip",
+            "127.0.0.1:0",
+            "--count",
+            "1",
+        ])
+        .args(["--time-limit", "60", "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(listen.stdout.take().unwrap()).lines();
+    let first: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let port: u16 = first["listening"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Its SIP port in its configuration: the server sends there, to the address it last saw
+    // the phone at, with no --target.
+    assign(&env, Some(port));
+
+    let (code, out) = run(
+        &[
+            "device", "resync", MAC, "--wait", "30", "--reason", "test", "--json",
+        ],
+        &env,
+    );
+    assert_eq!(code, 0, "{out}");
+    let job: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let r = &job["results"][0];
+    assert_eq!(r["acknowledged"], true, "{r}");
+    assert_eq!(r["answer"]["challenged"], true, "{r}");
+    assert_eq!(r["target"], format!("127.0.0.1:{port}"), "{r}");
+    let files: Vec<&str> = r["came_back"]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert_eq!(files.first(), Some(&format!("{MAC}.cfg").as_str()), "{r}");
+    assert_eq!(
+        r["came_back"]["stage"], "Application",
+        "a check-sync without a reboot"
+    );
+    assert!(
+        !out.contains("line-secret"),
+        "the line's password never appears"
+    );
+
+    let acted: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(
+        (
+            acted["notify"].as_str(),
+            acted["authenticated"].as_bool(),
+            acted["rebooted"].as_bool()
+        ),
+        (Some("check-sync"), Some(true), Some(false))
+    );
+    assert!(listen.wait().unwrap().success());
+
+    let (code, out) = run(&["device", "history", MAC, "--json"], &env);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("\"resync\""), "{out}");
+    assert!(out.contains("after a Digest challenge"), "{out}");
+
+    // Nobody listens now: the NOTIFY is sent again and again, then the job says so (exit 1).
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let target = silent.local_addr().unwrap().to_string();
+    let (code, out) = run(
+        &[
+            "device", "resync", MAC, "--target", &target, "--wait", "5", "--json",
+        ],
+        &env,
+    );
+    assert_eq!(code, 1, "{out}");
+    let job: serde_json::Value = serde_json::from_str(&out[..out.rfind('}').unwrap() + 1]).unwrap();
+    let answer = &job["results"][0]["answer"];
+    assert_eq!(answer["outcome"], "timed_out", "{answer}");
+    assert!(answer["transmissions"].as_u64().unwrap() >= 3, "{answer}");
+
+    // What cannot be done is said, not attempted.
+    let (code, out) = run(&["device", "factory-reset", MAC], &env);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("REST"), "{out}");
+    let (code, out) = run(&["device", "resync", "0004f2ffffff", "--wait", "0"], &env);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("--target"), "{out}");
+}
