@@ -52,10 +52,41 @@ pub(crate) async fn run(action: &str, args: ActionArgs) -> Result<(), CliError> 
     if let Some(w) = args.wait {
         body["wait_secs"] = json!(w);
     }
-    let started = c.post("actions", &body).await?;
+    follow(&c, &body, args.api.json, args.wait != Some(0)).await
+}
+
+/// `device release MAC --factory-reset`: release, reset over the REST API, watch it come back.
+pub(crate) async fn release_and_reset(
+    api: &crate::args::ApiArgs,
+    mac: &str,
+    reason: Option<String>,
+    target: Option<String>,
+    wait: Option<u64>,
+) -> Result<(), CliError> {
+    let c = Client::new(api)?;
+    let mut body = json!({
+        "action": "factory-reset",
+        "macs": [mac],
+        "release": true,
+        "reason": reason.unwrap_or_default(),
+    });
+    if let Some(t) = target {
+        body["target"] = json!(t);
+    }
+    if let Some(w) = wait {
+        body["wait_secs"] = json!(w);
+    }
+    follow(&c, &body, api.json, wait != Some(0)).await
+}
+
+/// Starts a job and follows it to its end: a progress bar, then the results; exit 1 unless
+/// every phone acknowledged and, when `watched`, came back (and came back clean after a
+/// release).
+async fn follow(c: &Client, body: &Value, as_json: bool, watched: bool) -> Result<(), CliError> {
+    let started = c.post("actions", body).await?;
     let id = started["id"].as_str().unwrap_or_default().to_string();
     let phones = started["counts"]["phones"].as_u64().unwrap_or(0);
-    let bar = if args.api.json {
+    let bar = if as_json {
         indicatif::ProgressBar::hidden()
     } else {
         let b = indicatif::ProgressBar::new(phones);
@@ -82,15 +113,16 @@ pub(crate) async fn run(action: &str, args: ActionArgs) -> Result<(), CliError> 
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
     bar.finish_and_clear();
-    if args.api.json {
+    if as_json {
         print_json(&job)?;
     } else {
         table::action_results(&job);
     }
-    let watched = args.wait != Some(0);
     let all_ok = job["results"].as_array().is_some_and(|r| {
-        r.iter()
-            .all(|p| p["acknowledged"] == true && (!watched || !p["came_back"].is_null()))
+        r.iter().all(|p| {
+            p["acknowledged"] == true
+                && (!watched || (!p["came_back"].is_null() && p["came_back"]["clean"] != false))
+        })
     });
     if all_ok {
         Ok(())

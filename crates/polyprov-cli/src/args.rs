@@ -215,10 +215,11 @@ pub(crate) enum SimCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Keep the phone running and listening for SIP NOTIFY: `check-sync` makes it read its
-    /// configuration again (or reboot, when its settings say so); NOTIFYs are challenged
-    /// with Digest when its voIpProt.SIP.requestValidation settings ask for it. Prints one
-    /// line per NOTIFY acted on; stops after --count of them or --time-limit seconds.
+    /// Keep the phone running and listening for SIP NOTIFY (and, with --rest, its REST API):
+    /// `check-sync` makes it read its configuration again (or reboot, when its settings say
+    /// so); NOTIFYs are challenged with Digest when its voIpProt.SIP.requestValidation
+    /// settings ask for it; safeReboot and factoryReset do what they say. Prints one line per
+    /// action; stops after --count of them or --time-limit seconds.
     Listen {
         #[arg(long, value_name = "DIR")]
         state: PathBuf,
@@ -228,6 +229,10 @@ pub(crate) enum SimCommand {
         /// Also a TCP address for SIP.
         #[arg(long, value_name = "ADDR")]
         sip_tcp: Option<std::net::SocketAddr>,
+        /// Also serve the phone's REST API (HTTPS with its device certificate, from `sim init
+        /// --device-cert`) here; it answers only when its settings set apps.restapi.enabled="1".
+        #[arg(long, value_name = "ADDR")]
+        rest: Option<std::net::SocketAddr>,
         /// Stop after acting on this many NOTIFYs.
         #[arg(long)]
         count: Option<usize>,
@@ -505,6 +510,16 @@ pub(crate) enum DeviceCommand {
         /// Why (kept in the audit log).
         #[arg(long)]
         reason: Option<String>,
+        /// Then factory-reset the phone over its REST API (its admin password is read before
+        /// the release), and watch it come back clean.
+        #[arg(long)]
+        factory_reset: bool,
+        /// With --factory-reset: the phone's HOST[:PORT] instead of its last address.
+        #[arg(long, value_name = "HOST[:PORT]", requires = "factory_reset")]
+        target: Option<String>,
+        /// With --factory-reset: seconds to watch it come back.
+        #[arg(long, value_name = "SECONDS", requires = "factory_reset")]
+        wait: Option<u64>,
         #[command(flatten)]
         api: ApiArgs,
     },

@@ -104,7 +104,17 @@ pub(crate) async fn device(cmd: DeviceCommand) -> Result<(), CliError> {
             outln!("removed {mac} from the inventory (its uploads are kept)");
             Ok(())
         }
-        DeviceCommand::Release { mac, reason, api } => {
+        DeviceCommand::Release {
+            mac,
+            reason,
+            factory_reset: true,
+            target,
+            wait,
+            api,
+        } => crate::action_cmd::release_and_reset(&api, &mac, reason, target, wait).await,
+        DeviceCommand::Release {
+            mac, reason, api, ..
+        } => {
             let c = Client::new(&api)?;
             let r = c
                 .post(

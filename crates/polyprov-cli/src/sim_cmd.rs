@@ -229,6 +229,7 @@ pub async fn listen(
     dir: &Path,
     sip: std::net::SocketAddr,
     sip_tcp: Option<std::net::SocketAddr>,
+    rest: Option<std::net::SocketAddr>,
     count: Option<usize>,
     time_limit: u64,
     as_json: bool,
@@ -263,6 +264,39 @@ pub async fn listen(
         ));
         tasks.spawn(listener.serve_tcp(tcp));
     }
+    let rest_view = Arc::new(Mutex::new(phone.rest_view()));
+    let (rest_tx, mut rest_rx) = tokio::sync::mpsc::channel(4);
+    if let Some(addr) = rest {
+        let (cert, key) = device_files(dir);
+        let read = |p: &Path| {
+            std::fs::read(p).map_err(|e| {
+                CliError::new(
+                    Exit::Usage,
+                    format!(
+                        "{}: {e} (the REST API needs sim init --device-cert/--device-key)",
+                        p.display()
+                    ),
+                )
+            })
+        };
+        let tls = polyprov_phone::rest_tls(&read(&cert)?, &read(&key)?)
+            .map_err(|e| CliError::new(Exit::Usage, e))?;
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| cannot(&format!("REST on {addr}"), e))?;
+        lines.push(format!(
+            "listening rest/https {}",
+            l.local_addr().map_err(|e| cannot("REST socket", e))?
+        ));
+        tasks.spawn(polyprov_phone::serve_rest(
+            l,
+            tls,
+            rest_view.clone(),
+            rest_tx,
+        ));
+    } else {
+        drop(rest_tx);
+    }
     for l in &lines {
         if as_json {
             crate::client::print_json_line(&serde_json::json!({ "listening": l }))?;
@@ -277,43 +311,77 @@ pub async fn listen(
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(time_limit);
     let mut acted = 0usize;
     while count.is_none_or(|c| acted < c) {
-        let Ok(Some(notified)) = tokio::time::timeout_at(deadline, rx.recv()).await else {
+        let event = tokio::time::timeout_at(deadline, async {
+            tokio::select! {
+                Some(n) = rx.recv() => Some(Ok(n)),
+                Some(a) = rest_rx.recv() => Some(Err(a)),
+                else => None,
+            }
+        })
+        .await;
+        let Ok(Some(event)) = event else {
             break;
         };
-        let reboot = phone.reboots_on(&notified);
-        let report = if reboot {
-            phone.boot(&transport).await
-        } else {
-            phone.check_sync(&transport).await
+        let (what, line) = match event {
+            Ok(notified) => {
+                let reboot = phone.reboots_on(&notified);
+                let report = if reboot {
+                    phone.boot(&transport).await
+                } else {
+                    phone.check_sync(&transport).await
+                };
+                (
+                    serde_json::json!({
+                        "notify": notified.event,
+                        "from": notified.from.to_string(),
+                        "authenticated": notified.authenticated,
+                        "rebooted": reboot,
+                        "boot": report,
+                    }),
+                    format!(
+                        "NOTIFY {:?} from {}{}: {} ({} requests)",
+                        notified.event,
+                        notified.from,
+                        if notified.authenticated {
+                            " (Digest checked)"
+                        } else {
+                            ""
+                        },
+                        if reboot {
+                            "rebooted"
+                        } else {
+                            "read the configuration again"
+                        },
+                        report.requests.len()
+                    ),
+                )
+            }
+            Err(action) => {
+                if action == polyprov_phone::RestAction::FactoryReset {
+                    let pw = phone.admin_password();
+                    phone
+                        .menu_reset(polyprov_phone::MenuReset::Factory, Some(&pw))
+                        .map_err(|e| CliError::new(Exit::Failed, e.to_string()))?;
+                }
+                let report = phone.boot(&transport).await;
+                let name = match action {
+                    polyprov_phone::RestAction::FactoryReset => "factoryReset",
+                    polyprov_phone::RestAction::Reboot => "safeReboot",
+                };
+                (
+                    serde_json::json!({ "rest": name, "rebooted": true, "boot": report }),
+                    format!("REST {name}: rebooted ({} requests)", report.requests.len()),
+                )
+            }
         };
         save(dir, &phone)?;
         *validation.lock().unwrap_or_else(|p| p.into_inner()) = phone.notify_validation();
+        *rest_view.lock().unwrap_or_else(|p| p.into_inner()) = phone.rest_view();
         acted += 1;
         if as_json {
-            crate::client::print_json_line(&serde_json::json!({
-                "notify": notified.event,
-                "from": notified.from.to_string(),
-                "authenticated": notified.authenticated,
-                "rebooted": reboot,
-                "boot": report,
-            }))?;
+            crate::client::print_json_line(&what)?;
         } else {
-            outln!(
-                "NOTIFY {:?} from {}{}: {} ({} requests)",
-                notified.event,
-                notified.from,
-                if notified.authenticated {
-                    " (Digest checked)"
-                } else {
-                    ""
-                },
-                if reboot {
-                    "rebooted"
-                } else {
-                    "read the configuration again"
-                },
-                report.requests.len()
-            );
+            outln!("{line}");
         }
     }
     tasks.abort_all();
@@ -574,10 +642,11 @@ pub(crate) async fn run(cmd: SimCommand) -> Result<(), CliError> {
             state,
             sip,
             sip_tcp,
+            rest,
             count,
             time_limit,
             json,
-        } => listen(&state, sip, sip_tcp, count, time_limit, json).await,
+        } => listen(&state, sip, sip_tcp, rest, count, time_limit, json).await,
         SimCommand::Storm {
             server,
             phones,

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{BIN, serve_with};
+use common::{BIN, device_pki, serve_with};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
@@ -186,4 +186,166 @@ fn a_resync_is_challenged_answered_and_the_phone_comes_back() {
     let (code, out) = run(&["device", "resync", "0004f2ffffff", "--wait", "0"], &env);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("--target"), "{out}");
+}
+
+/// The seed's story from one command: `device release --factory-reset` quarantines and
+/// withdraws, resets the phone over its REST API (HTTPS, its certificate checked against
+/// `rest_ca` and its MAC), and sees it come back clean: rebooted, admin password back to the
+/// factory default. The admin password goes to no phone whose certificate names another MAC.
+#[test]
+fn release_with_a_factory_reset_brings_the_phone_back_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (ca, cert, key) = device_pki(dir.path(), MAC);
+    let config = dir.path().join("polyprov.toml");
+    std::fs::write(
+        &config,
+        format!("[actions]\nrest_ca = {:?}\n", ca.to_str().unwrap()),
+    )
+    .unwrap();
+    let served = serve_with(&data, None, &["--config", config.to_str().unwrap()]);
+    let env = [
+        ("POLYPROV_SERVER", served.admin.clone()),
+        (
+            "POLYPROV_TOKEN",
+            std::fs::read_to_string(data.join("admin.token"))
+                .unwrap()
+                .trim()
+                .to_string(),
+        ),
+    ];
+    let (code, out) = run(
+        &[
+            "device",
+            "assign",
+            MAC,
+            "--admin-password",
+            "Adm1n-Pw",
+            "--param",
+            "apps.restapi.enabled=1",
+        ],
+        &env,
+    );
+    assert_eq!(code, 0, "{out}");
+    let pw = std::fs::read_to_string(data.join("provisioning.password")).unwrap();
+    let url = format!("160=http://PlcmSpIp:{}@{}/", pw.trim(), served.phones);
+    let state = dir.path().join("phone");
+    let st = state.to_str().unwrap();
+    let (code, out) = run(
+        &[
+            "sim",
+            "init",
+            "--state",
+            st,
+            "--mac",
+            MAC,
+            "--model",
+            "VVX 410",
+            "--dhcp-option",
+            &url,
+            "--ca-file",
+            ca.to_str().unwrap(),
+            "--device-cert",
+            cert.to_str().unwrap(),
+            "--device-key",
+            key.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = run(&["sim", "boot", "--state", st], &[]);
+    assert_eq!(code, 0, "{out}");
+
+    let mut listen = Command::new(BIN)
+        .args([
+            "sim",
+            "listen",
+            "--state",
+            st,
+            "--sip",
+            "127.0.0.1:0",
+            "--rest",
+            "127.0.0.1:0",
+        ])
+        .args(["--count", "1", "--time-limit", "60", "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(listen.stdout.take().unwrap()).lines();
+    let mut rest = String::new();
+    for _ in 0..2 {
+        let l: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        let text = l["listening"].as_str().unwrap();
+        if let Some(addr) = text.strip_prefix("listening rest/https ") {
+            rest = addr.to_string();
+        }
+    }
+    assert!(!rest.is_empty());
+
+    // Another device's admin password is not sent to this phone: its certificate is MAC's.
+    let other = "0004f2aa9002";
+    run(
+        &["device", "assign", other, "--admin-password", "Other-Pw"],
+        &env,
+    );
+    let (code, out) = run(
+        &[
+            "device",
+            "factory-reset",
+            other,
+            "--target",
+            &rest,
+            "--wait",
+            "0",
+            "--json",
+        ],
+        &env,
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&format!("not {other}")), "{out}");
+
+    let (code, out) = run(
+        &[
+            "device",
+            "release",
+            MAC,
+            "--factory-reset",
+            "--target",
+            &rest,
+            "--wait",
+            "30",
+            "--json",
+        ],
+        &env,
+    );
+    assert_eq!(code, 0, "{out}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let r = &r["results"][0];
+    assert_eq!(
+        r["answer"]["detail"], "2000 API executed successfully",
+        "{r}"
+    );
+    assert_eq!(r["came_back"]["rebooted"], true, "{r}");
+    assert_eq!(r["came_back"]["clean"], true, "{r}");
+    assert!(
+        !out.contains("Adm1n-Pw"),
+        "the admin password never appears"
+    );
+
+    let acted: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(acted["rest"], "factoryReset");
+    assert!(listen.wait().unwrap().success());
+    let (_, out) = run(&["sim", "show", "--state", st, "--json"], &[]);
+    let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        shown["admin_password"]["value"], "456",
+        "factory default again: {shown}"
+    );
+
+    let (_, history) = run(&["device", "history", MAC, "--json"], &env);
+    for action in ["\"release\"", "\"factory-reset\"", "\"reset-checked\""] {
+        assert!(history.contains(action), "{action} in {history}");
+    }
+    let (_, device) = run(&["device", "show", MAC, "--json"], &env);
+    assert!(device.contains("\"released\""), "{device}");
 }

@@ -10,6 +10,7 @@ pub mod storm;
 pub mod transport;
 pub mod url;
 
+pub use phone::rest::{RestAction, RestView, rest_tls, serve_rest};
 pub use phone::{Assumptions, BootReport, MenuReset, Network, PhoneState, RequestRecord, Summary};
 pub use transport::{
     AnyTransport, FtpTransport, HttpTransport, LeanHttp, TftpTransport, Transport,

@@ -48,6 +48,17 @@ pub struct ActionSettings {
     pub wait_secs: u64,
     /// Finished jobs kept for `GET /api/v1/actions/{id}` (oldest dropped first).
     pub keep_jobs: usize,
+    /// CA certificates (PEM) the phones' REST API certificates must chain to (Poly's device
+    /// CA, or your own): the admin password is sent only to a phone whose certificate does,
+    /// and names its MAC.
+    pub rest_ca: Option<PathBuf>,
+    /// Without `rest_ca`, send the admin password to an unverified phone (its certificate's
+    /// SHA-256 is recorded). Off: REST actions are refused until `rest_ca` is set.
+    pub rest_insecure: bool,
+    /// The phones' HTTPS port, when `--target` gives none.
+    pub rest_port: u16,
+    /// A REST call's whole time.
+    pub rest_timeout_secs: u64,
 }
 
 impl Default for ActionSettings {
@@ -61,6 +72,10 @@ impl Default for ActionSettings {
             max_in_flight: 256,
             wait_secs: 120,
             keep_jobs: 100,
+            rest_ca: None,
+            rest_insecure: false,
+            rest_port: 443,
+            rest_timeout_secs: 15,
         }
     }
 }

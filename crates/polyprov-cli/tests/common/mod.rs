@@ -95,3 +95,30 @@ impl Drop for Served {
         let _ = self.child.wait();
     }
 }
+
+/// A test CA, and one device certificate it issues (subject CN = the MAC), as PEM files in
+/// `dir`: (CA, device certificate, device key).
+pub fn device_pki(
+    dir: &Path,
+    mac: &str,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name
+        .push(DnType::CommonName, "test device CA");
+    let ca = CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut d = CertificateParams::new(Vec::<String>::new()).unwrap();
+    d.distinguished_name.push(DnType::CommonName, mac);
+    let cert = d.signed_by(&key, &ca).unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("device.pem"),
+        dir.join("device-key.pem"),
+    );
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}

@@ -6,6 +6,7 @@ mod actions;
 mod boot;
 mod discovery;
 mod listen;
+pub mod rest;
 
 use polyprov_model::Mac;
 use polyprov_model::catalog::Model;

@@ -11,6 +11,7 @@
 //! Jobs live in memory (the audit log keeps one entry per phone acted on); the newest
 //! `keep_jobs` can be read back.
 
+mod rest;
 mod sip;
 
 use crate::core::{Core, Seen, now_ms};
@@ -91,6 +92,10 @@ pub struct JobRequest {
     pub wait_secs: Option<u64>,
     #[serde(default)]
     pub reason: String,
+    /// Release the device (quarantine, withdraw) before a factory reset, with the admin
+    /// password read first: the seed's story in one request.
+    #[serde(default)]
+    pub release: bool,
 }
 
 /// Why a job could not start.
@@ -127,6 +132,8 @@ pub struct CameBack {
     /// Whether the Updater (the boot-time program) made any request since the action: a reboot;
     /// `false` when only the application did (a resync); `None` when User-Agents did not say.
     pub rebooted: Option<bool>,
+    /// After a release and factory reset: rebooted and uploaded no override back.
+    pub clean: Option<bool>,
     /// What it fetched and uploaded, in order (at most a few dozen).
     pub files: Vec<String>,
 }
@@ -235,23 +242,32 @@ impl Actions {
     /// Checks a job request, picks its phones and starts it; returns its id at once.
     pub async fn start(self: &Arc<Self>, req: JobRequest, actor: &str) -> Result<Job, ActionError> {
         let invalid = |m: String| ActionError::Invalid(m);
+        let rest_ready = self.settings.rest_ca.is_some() || self.settings.rest_insecure;
         let via = match (req.via, req.action) {
-            (Via::Rest, _) | (Via::Auto, ActionKind::FactoryReset) => {
-                return Err(invalid(format!(
-                    "{} over the phone's REST API is not available in this version of polyprov; \
-                     resync and reboot work over SIP (--via sip)",
-                    req.action.as_str()
-                )));
-            }
-            (_, ActionKind::FactoryReset) => {
+            (Via::Sip, ActionKind::FactoryReset) => {
                 return Err(invalid(
                     "a factory reset cannot be sent over SIP: Poly phones take only check-sync \
-                     (resync, reboot) in a NOTIFY"
+                     (resync, reboot) in a NOTIFY; it needs the phone's REST API (--via rest)"
                         .into(),
                 ));
             }
+            (Via::Rest, ActionKind::Resync) => {
+                if let Err(e) = rest::endpoint(ActionKind::Resync) {
+                    return Err(invalid(e));
+                }
+                Via::Rest
+            }
+            (Via::Rest, _) | (Via::Auto, ActionKind::FactoryReset) => Via::Rest,
+            (Via::Auto, ActionKind::Reboot) if rest_ready => Via::Rest,
             (Via::Sip | Via::Auto, _) => Via::Sip,
         };
+        let roots = match via {
+            Via::Rest => Some(rest::trust(&self.settings).map_err(invalid)?),
+            _ => None,
+        };
+        if req.release && req.action != ActionKind::FactoryReset {
+            return Err(invalid("release goes with a factory reset only".into()));
+        }
         let transport: polyprov_sip::Transport = req
             .transport
             .as_deref()
@@ -332,10 +348,14 @@ impl Actions {
         tracing::info!(job = %snapshot.id, action = req.action.as_str(), phones = macs.len(), actor, "remote action started");
         let plan = Plan {
             action: req.action,
+            via,
             transport,
             target,
             wait,
             actor: actor.to_string(),
+            reason: req.reason.clone(),
+            release: req.release,
+            roots: roots.flatten(),
         };
         let this = self.clone();
         tokio::spawn(async move { this.run(shared, macs, rate, plan).await });
@@ -425,47 +445,81 @@ impl Actions {
     /// One phone: send, record the answer, audit, then watch for it coming back.
     async fn act_on(&self, job: &Mutex<Job>, i: usize, mac: Mac, plan: &Plan) {
         let action = plan.action.as_str();
-        Self::update(job, i, |r| r.state = "sending");
-        let prepared = match sip::prepare(&self.core, &self.settings, mac, plan).await {
-            Ok(p) => p,
-            Err(e) => {
-                self.core.metrics().action(action, "sip", "failed");
-                Self::update(job, i, |r| {
-                    r.state = "done";
-                    r.error = Some(e);
-                });
-                return;
-            }
+        let via_label = match plan.via {
+            Via::Rest => "rest",
+            _ => "sip",
         };
+        Self::update(job, i, |r| r.state = "sending");
+        let fail = |e: String| {
+            self.core.metrics().action(action, via_label, "failed");
+            Self::update(job, i, |r| {
+                r.state = "done";
+                r.error = Some(e);
+            });
+        };
+        let sending = match plan.via {
+            Via::Rest => rest_prepare(&self.core, &self.settings, mac, plan)
+                .await
+                .map(Sending::Rest),
+            _ => sip::prepare(&self.core, &self.settings, mac, plan)
+                .await
+                .map(Sending::Sip),
+        };
+        let sending = match sending {
+            Ok(s) => s,
+            Err(e) => return fail(e),
+        };
+        if plan.release {
+            match self.core.release(mac, &plan.actor, &plan.reason).await {
+                Ok(r) => {
+                    tracing::info!(%mac, quarantine = ?r.quarantine, "released before a factory reset")
+                }
+                Err(e) => return fail(format!("release: {e}")),
+            }
+        }
         let watch = self.core.watch(mac);
         let sent_at = now_ms();
+        let (target, via_text) = match &sending {
+            Sending::Sip(p) => (p.request.target, format!("sip/{}", plan.transport)),
+            Sending::Rest(p) => (p.target, "rest/https".to_string()),
+        };
         Self::update(job, i, |r| {
-            r.via = Some(format!("sip/{}", plan.transport));
-            r.target = Some(prepared.request.target.to_string());
+            r.via = Some(via_text.clone());
+            r.target = Some(target.to_string());
             r.sent_at_ms = Some(sent_at);
         });
-        let report = polyprov_sip::notify::send(&prepared.request).await;
-        let answer = sip::answer_of(&report);
-        let acknowledged = report.outcome.accepted();
+        let (answer, what) = match &sending {
+            Sending::Sip(p) => {
+                let report = polyprov_sip::notify::send(&p.request).await;
+                let mut answer = sip::answer_of(&report);
+                if report.challenged {
+                    answer.detail.push_str(", after a Digest challenge");
+                }
+                (answer, format!("event {:?}", p.request.event))
+            }
+            Sending::Rest(p) => {
+                let timeout = Duration::from_secs(self.settings.rest_timeout_secs.max(1));
+                let (mut answer, fingerprint) =
+                    rest::call(p, mac, plan.roots.clone(), timeout).await;
+                if plan.roots.is_none()
+                    && let Some(f) = fingerprint
+                {
+                    answer
+                        .detail
+                        .push_str(&format!(" (unverified certificate, SHA-256 {f})"));
+                }
+                (answer, format!("POST {}", p.path))
+            }
+        };
+        let acknowledged = answer.outcome == "accepted";
         self.core
             .metrics()
-            .action(action, "sip", sip::result_label(&report.outcome));
-        let detail = format!(
-            "via sip/{} to {} (event {:?}): {}{}",
-            plan.transport,
-            prepared.request.target,
-            prepared.request.event,
-            answer.detail,
-            if report.challenged {
-                ", after a Digest challenge"
-            } else {
-                ""
-            }
-        );
+            .action(action, via_label, result_label(answer.outcome));
+        let detail = format!("via {via_text} to {target} ({what}): {}", answer.detail);
         if let Err(e) = self.core.record(&plan.actor, mac, action, &detail).await {
             tracing::warn!(%mac, error = %e, "could not write the audit entry of a remote action");
         }
-        tracing::info!(%mac, action, target = %prepared.request.target, outcome = answer.outcome, code = answer.code, "remote action sent");
+        tracing::info!(%mac, action, %target, outcome = answer.outcome, code = answer.code, "remote action sent");
         Self::update(job, i, |r| {
             r.answer = Some(answer);
             r.acknowledged = acknowledged;
@@ -478,9 +532,27 @@ impl Actions {
         if !acknowledged || plan.wait.is_zero() {
             return;
         }
-        let came_back = watch_for_return(&watch, mac, sent_at, plan.wait).await;
+        let mut came_back = watch_for_return(&watch, mac, sent_at, plan.wait).await;
+        if let Some(c) = came_back.as_mut()
+            && plan.release
+        {
+            c.clean = Some(is_clean(c, mac));
+        }
         if came_back.is_some() {
-            self.core.metrics().action(action, "sip", "came_back");
+            self.core.metrics().action(action, via_label, "came_back");
+        }
+        if plan.release {
+            let verdict = match came_back.as_ref().and_then(|c| c.clean) {
+                Some(true) => {
+                    "came back clean: rebooted, served as an unassigned phone, no override uploaded back"
+                }
+                Some(false) => "came back, but not clean (see the job's files)",
+                None => "not seen coming back",
+            };
+            let _ = self
+                .core
+                .record(&plan.actor, mac, "reset-checked", verdict)
+                .await;
         }
         Self::update(job, i, |r| {
             r.came_back = came_back;
@@ -489,13 +561,85 @@ impl Actions {
     }
 }
 
+/// What a phone is sent.
+enum Sending {
+    Sip(sip::Prepared),
+    Rest(rest::Prepared),
+}
+
+/// The metric label of an answer's outcome.
+fn result_label(outcome: &str) -> &'static str {
+    match outcome {
+        "accepted" => "acknowledged",
+        "rejected" | "unauthorized" => "refused",
+        "timed_out" => "no_answer",
+        _ => "unreachable",
+    }
+}
+
+/// After a release and a factory reset: the phone rebooted (or its stage is unknown) and
+/// uploaded no override back (a reset phone has none; one that uploads them was not reset).
+fn is_clean(c: &CameBack, mac: Mac) -> bool {
+    let uploaded_override = |f: &String| {
+        f.strip_prefix("PUT ").is_some_and(|p| {
+            p.ends_with(&format!("{mac}-phone.cfg")) || p.ends_with(&format!("{mac}-web.cfg"))
+        })
+    };
+    c.rebooted != Some(false) && !c.files.iter().any(uploaded_override)
+}
+
+/// The REST call for `mac`: its admin password (read now, before any release), to `--target`
+/// or the address it was last seen from, on `rest_port`.
+async fn rest_prepare(
+    core: &Core,
+    settings: &ActionSettings,
+    mac: Mac,
+    plan: &Plan,
+) -> Result<rest::Prepared, String> {
+    let path = rest::endpoint(plan.action)?;
+    let (device, params) = core
+        .effective_params(mac)
+        .await
+        .map_err(|e| format!("reading the inventory: {e}"))?
+        .ok_or_else(|| {
+            format!("{mac} is not in the inventory: polyprov holds no admin password for it")
+        })?;
+    let password = params
+        .get(crate::render::ADMIN_PASSWORD_PARAM)
+        .filter(|p| !p.is_empty())
+        .cloned()
+        .ok_or_else(|| {
+            format!(
+                "polyprov holds no admin password for {mac} (the REST API needs it): assign one"
+            )
+        })?;
+    let target = match plan.target {
+        Some(t) => t,
+        None => {
+            let ip = sip::last_ip(core, mac, &device)?;
+            std::net::SocketAddr::new(ip, settings.rest_port)
+        }
+    };
+    Ok(rest::Prepared {
+        target,
+        path,
+        password,
+    })
+}
+
 /// A job's settings, fixed when it starts.
 pub(crate) struct Plan {
     pub action: ActionKind,
+    pub via: Via,
     pub transport: polyprov_sip::Transport,
     pub target: Option<std::net::SocketAddr>,
     pub wait: Duration,
     pub actor: String,
+    pub reason: String,
+    /// Release the device first (see [`JobRequest::release`]).
+    pub release: bool,
+    /// For REST: the CA the phone's certificate must chain to (`None`: insecure, allowed).
+    pub roots: Option<Vec<rustls::pki_types::TrustAnchor<'static>>>,
 }
 
 /// Waits (at most `wait`) for the phone to fetch its master file, then collects what it does
@@ -536,6 +680,7 @@ async fn watch_for_return(
         firmware: ua_of.and_then(|s| s.firmware.clone()),
         stage: ua_of.and_then(|s| s.stage.clone()),
         rebooted: (!stages.is_empty()).then(|| stages.contains(&"Updater")),
+        clean: None,
         files: seen[first..]
             .iter()
             .map(|s| {

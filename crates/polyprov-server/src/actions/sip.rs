@@ -60,19 +60,7 @@ pub(super) async fn prepare(
     let target = match plan.target {
         Some(t) => t,
         None => {
-            let last = core
-                .unflushed_address(mac)
-                .or_else(|| device.as_ref().and_then(|d| d.last_addr.clone()))
-                .ok_or_else(|| {
-                    format!(
-                        "{mac} has not been seen, so its address is unknown; give it with --target"
-                    )
-                })?;
-            let ip = last
-                .parse::<SocketAddr>()
-                .map(|a| a.ip())
-                .or_else(|_| last.parse::<IpAddr>())
-                .map_err(|_| format!("{mac}'s last address {last:?} is not an IP address"))?;
+            let ip = last_ip(core, mac, device.as_ref().ok_or("no device")?)?;
             // The phone's own SIP port when its configuration sets one.
             let port = params
                 .get("voIpProt.SIP.local.port")
@@ -113,6 +101,24 @@ pub(super) async fn prepare(
     })
 }
 
+/// The IP address a device's requests last came from (unflushed sightings first).
+pub(super) fn last_ip(
+    core: &Core,
+    mac: Mac,
+    device: &polyprov_store::inventory::Device,
+) -> Result<IpAddr, String> {
+    let last = core
+        .unflushed_address(mac)
+        .or_else(|| device.last_addr.clone())
+        .ok_or_else(|| {
+            format!("{mac} has not been seen, so its address is unknown; give it with --target")
+        })?;
+    last.parse::<SocketAddr>()
+        .map(|a| a.ip())
+        .or_else(|_| last.parse::<IpAddr>())
+        .map_err(|_| format!("{mac}'s last address {last:?} is not an IP address"))
+}
+
 /// A report as a job shows it (never with the credentials).
 pub(super) fn answer_of(report: &Report) -> Answer {
     let (outcome, code, detail) = match &report.outcome {
@@ -147,15 +153,5 @@ pub(super) fn answer_of(report: &Report) -> Answer {
         challenged: report.challenged,
         elapsed_ms: report.elapsed.as_millis() as u64,
         ignored: report.ignored.clone(),
-    }
-}
-
-/// The metric label of an outcome.
-pub(super) fn result_label(o: &Outcome) -> &'static str {
-    match o {
-        Outcome::Accepted { .. } => "acknowledged",
-        Outcome::Rejected { .. } | Outcome::Unauthorized { .. } => "refused",
-        Outcome::TimedOut => "no_answer",
-        Outcome::Unreachable { .. } => "unreachable",
     }
 }
