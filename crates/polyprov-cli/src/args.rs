@@ -266,6 +266,14 @@ pub(crate) enum SimCommand {
         /// CA certificates (PEM) the phones trust, for an https:// or ftps:// server.
         #[arg(long, value_name = "FILE")]
         ca_file: Option<PathBuf>,
+        /// Leave the phones on after booting, phone i (from 0) listening for SIP NOTIFY on
+        /// udp 127.0.0.1:<PORT + i> — give each device voIpProt.SIP.local.port to match — so
+        /// fleet actions can be tried at scale.
+        #[arg(long, value_name = "PORT")]
+        listen_sip_base: Option<u16>,
+        /// How long phones stay on after the last boot (with --listen-sip-base).
+        #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+        listen_secs: u64,
         #[arg(long)]
         json: bool,
     },

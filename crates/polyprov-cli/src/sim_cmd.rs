@@ -520,9 +520,24 @@ pub async fn storm(config: StormConfig, model: &str, as_json: bool) -> Result<()
         }
         b
     };
-    let r: StormReport = polyprov_phone::storm::run(&config, m, |n| bar.set_position(n as u64))
-        .await
-        .map_err(|e| CliError::new(Exit::Failed, e))?;
+    let listen = config.listen;
+    let r: StormReport = polyprov_phone::storm::run(
+        &config,
+        m,
+        |n| bar.set_position(n as u64),
+        |n| {
+            if let Some(l) = listen {
+                eprintln!(
+                    "{n} phones listening for SIP NOTIFY on udp 127.0.0.1:{}-{} for {} s",
+                    l.base_port,
+                    l.base_port as usize + n.max(1) - 1,
+                    l.secs
+                );
+            }
+        },
+    )
+    .await
+    .map_err(|e| CliError::new(Exit::Failed, e))?;
     bar.finish_and_clear();
     if as_json {
         print_json(
@@ -570,6 +585,17 @@ pub async fn storm(config: StormConfig, model: &str, as_json: bool) -> Result<()
         outln!("{} errors", r.error_count);
         for e in &r.errors {
             outln!("  {e}");
+        }
+        if listen.is_some() {
+            outln!(
+                "{} phones listened, acted on {} NOTIFYs; {} could not listen",
+                r.listening,
+                r.notifies_acted,
+                r.listen_errors.len()
+            );
+            for e in r.listen_errors.iter().take(10) {
+                outln!("  {e}");
+            }
         }
     }
     if r.error_count > 0 {
@@ -656,6 +682,8 @@ pub(crate) async fn run(cmd: SimCommand) -> Result<(), CliError> {
             firmware,
             time_limit,
             ca_file,
+            listen_sip_base,
+            listen_secs,
             json,
         } => {
             let bytes = (mac_prefix.len() == 6)
@@ -676,6 +704,10 @@ pub(crate) async fn run(cmd: SimCommand) -> Result<(), CliError> {
                 time_limit: std::time::Duration::from_secs(time_limit),
                 ftp: ftp_trusting(ca_file.as_deref())?,
                 https: https_trusting(ca_file.as_deref(), None)?.tls(),
+                listen: listen_sip_base.map(|base_port| polyprov_phone::storm::Listen {
+                    base_port,
+                    secs: listen_secs,
+                }),
             };
             storm(config, &model, json).await
         }

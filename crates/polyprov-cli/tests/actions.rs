@@ -349,3 +349,102 @@ fn release_with_a_factory_reset_brings_the_phone_back_clean() {
     let (_, device) = run(&["device", "show", MAC, "--json"], &env);
     assert!(device.contains("\"released\""), "{device}");
 }
+
+/// A fleet action at scale: 300 emulated phones boot, stay on listening (each on its own SIP
+/// port, which its assignment names), and one `device resync --all` reaches every one in waves
+/// and sees every one come back.
+#[test]
+fn a_fleet_resync_reaches_every_phone_and_sees_each_come_back() {
+    const N: usize = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("polyprov.toml");
+    std::fs::write(
+        &config,
+        "[provisioning]\nnew_devices_per_minute = 1000000\n[actions]\nsip_t1_ms = 100\n",
+    )
+    .unwrap();
+    let served = serve_with(&data, None, &["--config", config.to_str().unwrap()]);
+    let env = [
+        ("POLYPROV_SERVER", served.admin.clone()),
+        (
+            "POLYPROV_TOKEN",
+            std::fs::read_to_string(data.join("admin.token"))
+                .unwrap()
+                .trim()
+                .to_string(),
+        ),
+    ];
+    // N consecutive UDP ports free now, below the ephemeral range.
+    let base = (0..200u16)
+        .map(|k| 20_000 + k * 50 + (std::process::id() % 50) as u16)
+        .find(|b| {
+            let held: Vec<_> = (0..N as u16)
+                .map_while(|i| std::net::UdpSocket::bind(("127.0.0.1", b + i)).ok())
+                .collect();
+            held.len() == N
+        })
+        .unwrap();
+    let pw = std::fs::read_to_string(data.join("provisioning.password")).unwrap();
+    let mut storm = Command::new(BIN)
+        .args([
+            "sim",
+            "storm",
+            "--phones",
+            &N.to_string(),
+            "--concurrency",
+            "50",
+        ])
+        .args([
+            "--mac-prefix",
+            "0004f3",
+            "--listen-sip-base",
+            &base.to_string(),
+        ])
+        .args(["--listen-secs", "120", "--json", "--server"])
+        .arg(format!("http://PlcmSpIp:{}@{}/", pw.trim(), served.phones))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(storm.stderr.take().unwrap()).lines();
+    let line = err
+        .find(|l| l.as_ref().is_ok_and(|l| l.contains("listening")))
+        .unwrap()
+        .unwrap();
+    assert!(line.starts_with(&format!("{N} phones listening")), "{line}");
+
+    let devices: Vec<serde_json::Value> = (0..N)
+        .map(|i| {
+            let n = i + 1;
+            serde_json::json!({
+                "mac": format!("0004f3{n:06x}"),
+                "admin_password": format!("pw{n}"),
+                "params": {"voIpProt.SIP.local.port": (base as usize + i).to_string()},
+            })
+        })
+        .collect();
+    let file = dir.path().join("devices.json");
+    std::fs::write(&file, serde_json::json!({ "devices": devices }).to_string()).unwrap();
+    let (code, out) = run(&["device", "import", file.to_str().unwrap()], &env);
+    assert_eq!(code, 0, "{out}");
+
+    let (code, out) = run(
+        &[
+            "device", "resync", "--all", "--rate", "150", "--wait", "30", "--json",
+        ],
+        &env,
+    );
+    let _ = storm.kill();
+    let _ = storm.wait();
+    let job: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+    assert_eq!(code, 0, "{}", job["counts"]);
+    assert_eq!(
+        (
+            job["counts"]["phones"].as_u64(),
+            job["counts"]["acknowledged"].as_u64(),
+            job["counts"]["came_back"].as_u64()
+        ),
+        (Some(N as u64), Some(N as u64), Some(N as u64))
+    );
+}

@@ -30,6 +30,17 @@ pub struct StormConfig {
     pub ftp: FtpTransport,
     /// What the phones trust for `https://` (see [`crate::transport::tls::client_config`]).
     pub https: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// Leave the phones on after their boot, each listening for SIP NOTIFY on its own port.
+    pub listen: Option<Listen>,
+}
+
+/// Phones left listening after a storm: phone `i` (from 0) on UDP `127.0.0.1:<base + i>`,
+/// until `secs` after the last boot. A NOTIFY it accepts makes it read its configuration again
+/// (or reboot, as its settings say), as `sim listen` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen {
+    pub base_port: u16,
+    pub secs: u64,
 }
 
 /// Latency of one kind of request, in microseconds.
@@ -60,6 +71,48 @@ pub struct StormReport {
     pub error_count: usize,
     /// True when the time limit stopped the storm before every phone booted.
     pub stopped_by_time_limit: bool,
+    /// With `listen`: phones that listened, NOTIFYs they acted on, ports they could not bind.
+    pub listening: usize,
+    pub notifies_acted: usize,
+    pub listen_errors: Vec<String>,
+}
+
+/// One phone left on: answers NOTIFYs on `port` until `stop`, acting on each it accepts.
+/// Returns how many it acted on.
+async fn keep_listening(
+    mut phone: PhoneState,
+    transport: AnyTransport,
+    port: Option<u16>,
+    stop: tokio_util::sync::CancellationToken,
+) -> Result<usize, String> {
+    let port = port.ok_or("listening port past 65535")?;
+    let socket = tokio::net::UdpSocket::bind(("127.0.0.1", port))
+        .await
+        .map_err(|e| format!("{}: udp 127.0.0.1:{port}: {e}", phone.mac))?;
+    let validation = Arc::new(std::sync::Mutex::new(phone.notify_validation()));
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    let current = validation.clone();
+    let listener = polyprov_sip::phone::Listener::new(
+        move || current.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        tx,
+    );
+    let serving = tokio::spawn(listener.serve_udp(socket));
+    let mut acted = 0;
+    loop {
+        let notified = tokio::select! {
+            _ = stop.cancelled() => break,
+            n = rx.recv() => match n { Some(n) => n, None => break },
+        };
+        if phone.reboots_on(&notified) {
+            phone.boot(&transport).await;
+        } else {
+            phone.check_sync(&transport).await;
+        }
+        *validation.lock().unwrap_or_else(|p| p.into_inner()) = phone.notify_validation();
+        acted += 1;
+    }
+    serving.abort();
+    Ok(acted)
 }
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {
@@ -70,13 +123,18 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-/// Boots `config.phones` phones of `model`; `progress` is called with the count done so far.
+/// Boots `config.phones` phones of `model`; `progress` is called with the count done so far,
+/// and `listening` with how many phones were left on (with `config.listen`) once all booted.
 pub async fn run(
     config: &StormConfig,
     model: &Model,
     progress: impl Fn(usize) + Send + Sync,
+    listening: impl Fn(usize),
 ) -> Result<StormReport, String> {
     let parses = Arc::new(ParseCache::default());
+    let stop_listening = tokio_util::sync::CancellationToken::new();
+    let listeners: std::sync::Mutex<Vec<tokio::task::JoinHandle<Result<usize, String>>>> =
+        Default::default();
     let started = Instant::now();
     let done = AtomicUsize::new(0);
     let limit_hit = std::sync::atomic::AtomicBool::new(false);
@@ -102,6 +160,7 @@ pub async fn run(
                 let mut phone = PhoneState::new(mac, model, &config.firmware);
                 phone.network.dhcp.insert(160, config.server.clone());
                 let (done, limit_hit, progress) = (&done, &limit_hit, &progress);
+                let (listen, stop, listeners) = (config.listen, stop_listening.clone(), &listeners);
                 async move {
                     if started.elapsed() > config.time_limit {
                         limit_hit.store(true, Ordering::Relaxed);
@@ -109,9 +168,23 @@ pub async fn run(
                     }
                     let handle = tokio::spawn(async move {
                         let r = phone.boot_with(&transport, Some(&parses)).await;
-                        (r.requests, r.problems)
+                        (r.requests, r.problems, phone, transport)
                     });
-                    let out = handle.await.ok();
+                    let out = handle
+                        .await
+                        .ok()
+                        .map(|(requests, problems, phone, transport)| {
+                            if let Some(l) = listen {
+                                let port = l.base_port.checked_add(i as u16);
+                                let task =
+                                    tokio::spawn(keep_listening(phone, transport, port, stop));
+                                listeners
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .push(task);
+                            }
+                            (requests, problems)
+                        });
                     progress(done.fetch_add(1, Ordering::Relaxed) + 1);
                     out
                 }
@@ -127,6 +200,22 @@ pub async fn run(
         stopped_by_time_limit: limit_hit.load(Ordering::Relaxed),
         ..Default::default()
     };
+    let handles = std::mem::take(&mut *listeners.lock().unwrap_or_else(|p| p.into_inner()));
+    if let Some(l) = config.listen {
+        listening(handles.len());
+        tokio::time::sleep(Duration::from_secs(l.secs)).await;
+        stop_listening.cancel();
+        for h in handles {
+            match h.await {
+                Ok(Ok(n)) => {
+                    report.listening += 1;
+                    report.notifies_acted += n;
+                }
+                Ok(Err(e)) => report.listen_errors.push(e),
+                Err(e) => report.listen_errors.push(e.to_string()),
+            }
+        }
+    }
     let mut by_kind: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for (requests, problems) in results {
         report.phones_booted += 1;

@@ -280,11 +280,17 @@ async fn a_small_storm_boots_every_phone_without_errors() {
         time_limit: std::time::Duration::from_secs(60),
         ftp: polyprov_phone::FtpTransport::default(),
         https: None,
+        listen: None,
     };
     let seen = std::sync::atomic::AtomicUsize::new(0);
-    let r = polyprov_phone::storm::run(&config, c.find("VVX 500").unwrap(), |n| {
-        seen.fetch_max(n, std::sync::atomic::Ordering::Relaxed);
-    })
+    let r = polyprov_phone::storm::run(
+        &config,
+        c.find("VVX 500").unwrap(),
+        |n| {
+            seen.fetch_max(n, std::sync::atomic::Ordering::Relaxed);
+        },
+        |_| {},
+    )
     .await
     .unwrap();
     assert_eq!(
@@ -436,9 +442,10 @@ async fn boots_over_ftp_and_ftps_from_polyprov() {
         time_limit: std::time::Duration::from_secs(60),
         ftp: t.ftp.clone(),
         https: None,
+        listen: None,
     };
     let c = Catalog::embedded().unwrap();
-    let storm = polyprov_phone::storm::run(&config, c.find("VVX 500").unwrap(), |_| {})
+    let storm = polyprov_phone::storm::run(&config, c.find("VVX 500").unwrap(), |_| {}, |_| {})
         .await
         .unwrap();
     assert_eq!(storm.phones_booted, 20);
@@ -537,9 +544,10 @@ async fn boots_over_https_with_a_device_certificate() {
         time_limit: std::time::Duration::from_secs(60),
         ftp: polyprov_phone::FtpTransport::default(),
         https: Some(polyprov_phone::transport::tls::client_config(&server_ca, None).unwrap()),
+        listen: None,
     };
     let c = Catalog::embedded().unwrap();
-    let storm = polyprov_phone::storm::run(&config, c.find("VVX 500").unwrap(), |_| {})
+    let storm = polyprov_phone::storm::run(&config, c.find("VVX 500").unwrap(), |_| {}, |_| {})
         .await
         .unwrap();
     assert_eq!(storm.phones_booted, 20);
