@@ -44,6 +44,7 @@ pub(crate) async fn run(action: &str, args: ActionArgs) -> Result<(), CliError> 
         body["transport"] = json!(match t {
             SipTransport::Udp => "udp",
             SipTransport::Tcp => "tcp",
+            SipTransport::Tls => "tls",
         });
     }
     if let Some(r) = args.rate {

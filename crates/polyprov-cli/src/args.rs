@@ -229,8 +229,12 @@ pub(crate) enum SimCommand {
         /// Also a TCP address for SIP.
         #[arg(long, value_name = "ADDR")]
         sip_tcp: Option<std::net::SocketAddr>,
-        /// Also serve the phone's REST API (HTTPS with its device certificate, from `sim init
-        /// --device-cert`) here; it answers only when its settings set apps.restapi.enabled="1".
+        /// Also a TLS address for SIP (with its device certificate, from `sim init
+        /// --device-cert`).
+        #[arg(long, value_name = "ADDR")]
+        sip_tls: Option<std::net::SocketAddr>,
+        /// Also serve the phone's REST API (HTTPS with its device certificate) here; it
+        /// answers only when its settings set apps.restapi.enabled="1".
         #[arg(long, value_name = "ADDR")]
         rest: Option<std::net::SocketAddr>,
         /// Stop after acting on this many NOTIFYs.
@@ -645,6 +649,9 @@ pub(crate) enum ActionVia {
 pub(crate) enum SipTransport {
     Udp,
     Tcp,
+    /// TCP with TLS: the phone's certificate is checked against `[actions] rest_ca` and must
+    /// name its MAC.
+    Tls,
 }
 
 #[derive(Subcommand)]

@@ -225,17 +225,29 @@ pub async fn boot(dir: &Path, as_json: bool) -> Result<(), CliError> {
 }
 
 /// `sim listen`.
+/// Where `sim listen` listens.
+pub struct ListenAddrs {
+    pub sip: std::net::SocketAddr,
+    pub sip_tcp: Option<std::net::SocketAddr>,
+    pub sip_tls: Option<std::net::SocketAddr>,
+    pub rest: Option<std::net::SocketAddr>,
+}
+
 pub async fn listen(
     dir: &Path,
-    sip: std::net::SocketAddr,
-    sip_tcp: Option<std::net::SocketAddr>,
-    rest: Option<std::net::SocketAddr>,
+    addrs: ListenAddrs,
     count: Option<usize>,
     time_limit: u64,
     as_json: bool,
 ) -> Result<(), CliError> {
     use polyprov_sip::phone::Listener;
     use std::sync::{Arc, Mutex};
+    let ListenAddrs {
+        sip,
+        sip_tcp,
+        sip_tls,
+        rest,
+    } = addrs;
     let mut phone = load(dir)?;
     let transport = transport(dir)?;
     let validation = Arc::new(Mutex::new(phone.notify_validation()));
@@ -262,25 +274,39 @@ pub async fn listen(
             "listening sip/tcp {}",
             tcp.local_addr().map_err(|e| cannot("SIP socket", e))?
         ));
-        tasks.spawn(listener.serve_tcp(tcp));
+        tasks.spawn(listener.clone().serve_tcp(tcp));
     }
     let rest_view = Arc::new(Mutex::new(phone.rest_view()));
     let (rest_tx, mut rest_rx) = tokio::sync::mpsc::channel(4);
-    if let Some(addr) = rest {
+    // The phone's TLS server identity (its device certificate), for SIP over TLS and REST.
+    let device_tls = || {
         let (cert, key) = device_files(dir);
         let read = |p: &Path| {
             std::fs::read(p).map_err(|e| {
                 CliError::new(
                     Exit::Usage,
                     format!(
-                        "{}: {e} (the REST API needs sim init --device-cert/--device-key)",
+                        "{}: {e} (TLS needs sim init --device-cert/--device-key)",
                         p.display()
                     ),
                 )
             })
         };
-        let tls = polyprov_phone::rest_tls(&read(&cert)?, &read(&key)?)
-            .map_err(|e| CliError::new(Exit::Usage, e))?;
+        polyprov_phone::rest_tls(&read(&cert)?, &read(&key)?)
+            .map_err(|e| CliError::new(Exit::Usage, e))
+    };
+    if let Some(addr) = sip_tls {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| cannot(&format!("SIP on tls {addr}"), e))?;
+        lines.push(format!(
+            "listening sip/tls {}",
+            l.local_addr().map_err(|e| cannot("SIP socket", e))?
+        ));
+        tasks.spawn(listener.clone().serve_tls(l, device_tls()?));
+    }
+    if let Some(addr) = rest {
+        let tls = device_tls()?;
         let l = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| cannot(&format!("REST on {addr}"), e))?;
@@ -668,11 +694,20 @@ pub(crate) async fn run(cmd: SimCommand) -> Result<(), CliError> {
             state,
             sip,
             sip_tcp,
+            sip_tls,
             rest,
             count,
             time_limit,
             json,
-        } => listen(&state, sip, sip_tcp, rest, count, time_limit, json).await,
+        } => {
+            let addrs = ListenAddrs {
+                sip,
+                sip_tcp,
+                sip_tls,
+                rest,
+            };
+            listen(&state, addrs, count, time_limit, json).await
+        }
         SimCommand::Storm {
             server,
             phones,

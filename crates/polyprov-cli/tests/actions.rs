@@ -257,30 +257,46 @@ fn release_with_a_factory_reset_brings_the_phone_back_clean() {
     assert_eq!(code, 0, "{out}");
 
     let mut listen = Command::new(BIN)
-        .args([
-            "sim",
-            "listen",
-            "--state",
-            st,
-            "--sip",
-            "127.0.0.1:0",
-            "--rest",
-            "127.0.0.1:0",
-        ])
-        .args(["--count", "1", "--time-limit", "60", "--json"])
+        .args(["sim", "listen", "--state", st, "--sip", "127.0.0.1:0"])
+        .args(["--sip-tls", "127.0.0.1:0", "--rest", "127.0.0.1:0"])
+        .args(["--count", "2", "--time-limit", "60", "--json"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(listen.stdout.take().unwrap()).lines();
-    let mut rest = String::new();
-    for _ in 0..2 {
+    let (mut rest, mut sip_tls) = (String::new(), String::new());
+    for _ in 0..3 {
         let l: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
         let text = l["listening"].as_str().unwrap();
         if let Some(addr) = text.strip_prefix("listening rest/https ") {
             rest = addr.to_string();
         }
+        if let Some(addr) = text.strip_prefix("listening sip/tls ") {
+            sip_tls = addr.to_string();
+        }
     }
-    assert!(!rest.is_empty());
+    assert!(!rest.is_empty() && !sip_tls.is_empty());
+
+    // A resync over SIP/TLS: the phone's certificate is checked as for REST.
+    let (code, out) = run(
+        &[
+            "device",
+            "resync",
+            MAC,
+            "--transport",
+            "tls",
+            "--target",
+            &sip_tls,
+            "--wait",
+            "20",
+            "--json",
+        ],
+        &env,
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("\"sip/tls\""), "{out}");
+    let acted: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(acted["notify"], "check-sync");
 
     // Another device's admin password is not sent to this phone: its certificate is MAC's.
     let other = "0004f2aa9002";

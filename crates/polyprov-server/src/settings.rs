@@ -30,7 +30,10 @@ pub struct Settings {
 pub struct ActionSettings {
     /// The phones' SIP port, when `--target` gives none.
     pub sip_port: u16,
-    /// `udp` or `tcp` (the phones' `voIpProt.server.1.transport`).
+    /// The phones' SIP-over-TLS port, when `--target` and the phone's settings give none.
+    pub sip_tls_port: u16,
+    /// `udp`, `tcp` or `tls` (the phones' `voIpProt.server.1.transport`). Over TLS the
+    /// phone's certificate is checked as for REST actions (`rest_ca`, its MAC).
     pub sip_transport: String,
     /// RFC 3261 T1 in milliseconds: retransmissions start at T1 and a NOTIFY gives up after
     /// 64·T1 (32 s at the default 500).
@@ -65,6 +68,7 @@ impl Default for ActionSettings {
     fn default() -> Self {
         ActionSettings {
             sip_port: 5060,
+            sip_tls_port: 5061,
             sip_transport: "udp".into(),
             sip_t1_ms: 500,
             sip_reboot_event: "check-sync;reboot=true".into(),

@@ -22,6 +22,8 @@ use tokio::net::{TcpStream, UdpSocket};
 pub enum Transport {
     Udp,
     Tcp,
+    /// TCP with TLS (`NotifyRequest::tls` says what the phone's certificate must prove).
+    Tls,
 }
 
 impl std::fmt::Display for Transport {
@@ -29,6 +31,7 @@ impl std::fmt::Display for Transport {
         f.write_str(match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
         })
     }
 }
@@ -39,7 +42,8 @@ impl std::str::FromStr for Transport {
         match s.to_ascii_lowercase().as_str() {
             "udp" => Ok(Transport::Udp),
             "tcp" => Ok(Transport::Tcp),
-            other => Err(format!("unknown SIP transport {other:?} (udp or tcp)")),
+            "tls" => Ok(Transport::Tls),
+            other => Err(format!("unknown SIP transport {other:?} (udp, tcp or tls)")),
         }
     }
 }
@@ -96,6 +100,9 @@ pub struct NotifyRequest {
     pub event: String,
     pub credentials: Option<Credentials>,
     pub timers: Timers,
+    /// For [`Transport::Tls`]: the client configuration, whose verifier decides which phone
+    /// certificates are taken (the server checks the phone's CA and MAC).
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// How the phone answered.
@@ -169,6 +176,7 @@ impl Transaction {
         let transport = match req.transport {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
         };
         let local = self.local;
         let mut m = Message::request("NOTIFY", &self.uri)
@@ -286,7 +294,7 @@ pub async fn send(req: &NotifyRequest) -> Report {
     };
     report.outcome = match req.transport {
         Transport::Udp => over_udp(req, &mut report).await,
-        Transport::Tcp => over_tcp(req, &mut report).await,
+        Transport::Tcp | Transport::Tls => over_tcp(req, &mut report).await,
     };
     report.elapsed = started.elapsed();
     report
@@ -380,7 +388,38 @@ async fn over_tcp(req: &NotifyRequest, report: &mut Report) -> Outcome {
         Ok(a) => a,
         Err(e) => return unreachable(e),
     };
-    let (mut rd, mut wr) = stream.into_split();
+    if req.transport != Transport::Tls {
+        return over_stream(stream, local, req, report).await;
+    }
+    let Some(config) = req.tls.clone() else {
+        return Outcome::Unreachable {
+            detail: "SIP over TLS without a TLS configuration".into(),
+        };
+    };
+    let name = rustls::pki_types::ServerName::IpAddress(req.target.ip().into());
+    let handshake = tokio_rustls::TlsConnector::from(config).connect(name, stream);
+    match tokio::time::timeout(timeout, handshake).await {
+        Ok(Ok(tls)) => over_stream(tls, local, req, report).await,
+        Ok(Err(e)) => Outcome::Unreachable {
+            detail: format!("TLS with {}: {e}", req.target),
+        },
+        Err(_) => Outcome::TimedOut,
+    }
+}
+
+/// The transaction over a connected stream (TCP, or TLS over TCP): sent once, answers framed
+/// by their Content-Length, timer F over each request.
+async fn over_stream<S>(
+    stream: S,
+    local: SocketAddr,
+    req: &NotifyRequest,
+    report: &mut Report,
+) -> Outcome
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let timeout = req.timers.timeout();
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let mut tx = Transaction::new(req, local);
     let mut buf: Vec<u8> = Vec::new();
     'request: loop {

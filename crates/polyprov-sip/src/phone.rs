@@ -231,35 +231,60 @@ impl Listener {
             let Ok((stream, from)) = listener.accept().await else {
                 continue;
             };
-            let this = self.clone();
+            tokio::spawn(self.clone().serve_stream(stream, from));
+        }
+    }
+
+    /// [`Listener::serve_tcp`] with TLS (the phone's certificate in `tls`).
+    pub async fn serve_tls(
+        self,
+        listener: tokio::net::TcpListener,
+        tls: std::sync::Arc<rustls::ServerConfig>,
+    ) {
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        loop {
+            let Ok((stream, from)) = listener.accept().await else {
+                continue;
+            };
+            let (this, acceptor) = (self.clone(), acceptor.clone());
             tokio::spawn(async move {
-                use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                let mut stream = stream;
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    while let Ok(Some(n)) = crate::message::frame_len(&buf) {
-                        let frame: Vec<u8> = buf.drain(..n).collect();
-                        if let Some(reply) = this.answer(&frame, from)
-                            && stream.write_all(&reply).await.is_err()
-                        {
-                            return;
-                        }
-                    }
-                    if crate::message::frame_len(&buf).is_err() {
-                        return;
-                    }
-                    match tokio::time::timeout(
-                        std::time::Duration::from_secs(60),
-                        stream.read(&mut chunk),
-                    )
-                    .await
-                    {
-                        Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-                        _ => return,
-                    }
+                let handshake = acceptor.accept(stream);
+                if let Ok(Ok(tls)) =
+                    tokio::time::timeout(std::time::Duration::from_secs(10), handshake).await
+                {
+                    this.serve_stream(tls, from).await;
                 }
             });
+        }
+    }
+
+    /// One connection: every whole request answered in turn, until it closes, idles for a
+    /// minute, or sends what cannot be SIP.
+    async fn serve_stream<S>(self, mut stream: S, from: SocketAddr)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            while let Ok(Some(n)) = crate::message::frame_len(&buf) {
+                let frame: Vec<u8> = buf.drain(..n).collect();
+                if let Some(reply) = self.answer(&frame, from)
+                    && stream.write_all(&reply).await.is_err()
+                {
+                    return;
+                }
+            }
+            if crate::message::frame_len(&buf).is_err() {
+                return;
+            }
+            match tokio::time::timeout(std::time::Duration::from_secs(60), stream.read(&mut chunk))
+                .await
+            {
+                Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                _ => return,
+            }
         }
     }
 }

@@ -25,6 +25,7 @@ fn request(target: SocketAddr, transport: Transport) -> NotifyRequest {
             t1: Duration::from_millis(40),
             t2: Duration::from_millis(320),
         },
+        tls: None,
     }
 }
 
@@ -72,7 +73,7 @@ async fn a_challenge_is_answered_with_the_line_credentials() {
                 tokio::spawn(Listener::new(digest, tx).serve_udp(s));
                 a
             }
-            Transport::Tcp => {
+            Transport::Tcp | Transport::Tls => {
                 let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
                 let a = l.local_addr().unwrap();
                 tokio::spawn(Listener::new(digest, tx).serve_tcp(l));
@@ -179,5 +180,57 @@ async fn a_closed_port_over_tcp_is_unreachable() {
     assert!(
         matches!(report.outcome, Outcome::Unreachable { .. }),
         "{report:?}"
+    );
+}
+
+#[tokio::test]
+async fn over_tls_the_phone_is_taken_only_with_a_certificate_the_client_trusts() {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let der = cert.der().clone();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![der.clone()],
+            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+        )
+        .unwrap();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, mut acted) = mpsc::channel(8);
+    tokio::spawn(Listener::new(digest, tx).serve_tls(l, std::sync::Arc::new(server)));
+    let client = |roots: rustls::RootCertStore| {
+        std::sync::Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
+    };
+    let mut trusted = rustls::RootCertStore::empty();
+    trusted.add(der).unwrap();
+    let mut req = request(addr, Transport::Tls);
+    req.tls = Some(client(trusted));
+    let report = polyprov_sip::notify::send(&req).await;
+    assert!(report.outcome.accepted(), "{report:?}");
+    assert!(report.challenged);
+    assert!(acted.recv().await.unwrap().authenticated);
+
+    req.tls = Some(client(rustls::RootCertStore::empty()));
+    let report = polyprov_sip::notify::send(&req).await;
+    assert!(
+        matches!(report.outcome, Outcome::Unreachable { .. }),
+        "{report:?}"
+    );
+    assert!(
+        acted.try_recv().is_err(),
+        "nothing sent to a phone that is not trusted"
     );
 }

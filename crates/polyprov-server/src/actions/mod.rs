@@ -261,19 +261,22 @@ impl Actions {
             (Via::Auto, ActionKind::Reboot) if rest_ready => Via::Rest,
             (Via::Sip | Via::Auto, _) => Via::Sip,
         };
-        let roots = match via {
-            Via::Rest => Some(rest::trust(&self.settings).map_err(invalid)?),
-            _ => None,
-        };
-        if req.release && req.action != ActionKind::FactoryReset {
-            return Err(invalid("release goes with a factory reset only".into()));
-        }
         let transport: polyprov_sip::Transport = req
             .transport
             .as_deref()
             .unwrap_or(&self.settings.sip_transport)
             .parse()
             .map_err(invalid)?;
+        // The phone's certificate is checked against rest_ca for HTTPS and for SIP over TLS.
+        let roots = match (via, transport) {
+            (Via::Rest, _) | (_, polyprov_sip::Transport::Tls) => {
+                Some(rest::trust(&self.settings).map_err(invalid)?)
+            }
+            _ => None,
+        };
+        if req.release && req.action != ActionKind::FactoryReset {
+            return Err(invalid("release goes with a factory reset only".into()));
+        }
         let rate = req.rate.unwrap_or(f64::from(self.settings.rate));
         if !(rate.is_finite() && rate > 0.0) {
             return Err(invalid(format!(

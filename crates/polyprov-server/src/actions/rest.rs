@@ -43,7 +43,7 @@ pub(super) fn endpoint(action: ActionKind) -> Result<&'static str, String> {
 }
 
 /// What the phone's certificate must prove, per call.
-struct Verifier {
+pub(super) struct Verifier {
     roots: Option<Vec<rustls::pki_types::TrustAnchor<'static>>>,
     mac: Mac,
     provider: Arc<rustls::crypto::CryptoProvider>,
@@ -183,6 +183,29 @@ fn rustls_pemfile_certs(pem: &[u8]) -> Vec<CertificateDer<'static>> {
         .collect()
 }
 
+/// A TLS client configuration that takes only `mac`'s certificate (chained to `roots`; any,
+/// when `roots` is `None` and the settings allow it), and the verifier, which remembers the
+/// certificate's fingerprint.
+pub(super) fn client_config(
+    mac: Mac,
+    roots: Option<Vec<rustls::pki_types::TrustAnchor<'static>>>,
+) -> Result<(Arc<rustls::ClientConfig>, Arc<Verifier>), String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(Verifier {
+        roots,
+        mac,
+        provider: provider.clone(),
+        seen: Mutex::new(None),
+    });
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier.clone())
+        .with_no_client_auth();
+    Ok((Arc::new(config), verifier))
+}
+
 /// Makes the call: HTTPS (the phone's certificate checked as above), Basic `Polycom:<admin
 /// password>`, an empty JSON body, at most `timeout` in all.
 pub(super) async fn call(
@@ -192,15 +215,24 @@ pub(super) async fn call(
     timeout: Duration,
 ) -> (Answer, Option<String>) {
     let started = Instant::now();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = Arc::new(Verifier {
-        roots,
-        mac,
-        provider: provider.clone(),
-        seen: Mutex::new(None),
-    });
-    let result =
-        tokio::time::timeout(timeout, exchange(prepared, provider, verifier.clone())).await;
+    let (config, verifier) = match client_config(mac, roots) {
+        Ok(c) => c,
+        Err(e) => {
+            return (
+                Answer {
+                    outcome: "unreachable",
+                    code: None,
+                    detail: e,
+                    transmissions: 0,
+                    challenged: false,
+                    elapsed_ms: 0,
+                    ignored: Vec::new(),
+                },
+                None,
+            );
+        }
+    };
+    let result = tokio::time::timeout(timeout, exchange(prepared, config)).await;
     let fingerprint = verifier
         .seen
         .lock()
@@ -272,22 +304,15 @@ fn meaning(code: &str) -> &'static str {
 
 async fn exchange(
     prepared: &Prepared,
-    provider: Arc<rustls::crypto::CryptoProvider>,
-    verifier: Arc<Verifier>,
+    config: Arc<rustls::ClientConfig>,
 ) -> Result<(u16, Vec<u8>), String> {
     use base64::Engine as _;
     use http_body_util::BodyExt as _;
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
     let tcp = tokio::net::TcpStream::connect(prepared.target)
         .await
         .map_err(|e| format!("connecting to {}: {e}", prepared.target))?;
     let name = ServerName::IpAddress(prepared.target.ip().into());
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+    let tls = tokio_rustls::TlsConnector::from(config)
         .connect(name, tcp)
         .await
         .map_err(|e| format!("TLS with {}: {e}", prepared.target))?;

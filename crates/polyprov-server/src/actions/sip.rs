@@ -66,7 +66,11 @@ pub(super) async fn prepare(
                 .get("voIpProt.SIP.local.port")
                 .and_then(|p| p.trim().parse::<u16>().ok())
                 .filter(|p| *p > 0)
-                .unwrap_or(settings.sip_port);
+                .unwrap_or(if plan.transport == polyprov_sip::Transport::Tls {
+                    settings.sip_tls_port
+                } else {
+                    settings.sip_port
+                });
             SocketAddr::new(ip, port)
         }
     };
@@ -89,6 +93,12 @@ pub(super) async fn prepare(
         ActionKind::FactoryReset => return Err("a factory reset cannot be sent over SIP".into()),
     };
     let t1 = Duration::from_millis(settings.sip_t1_ms.max(1));
+    let tls = match plan.transport {
+        polyprov_sip::Transport::Tls => {
+            Some(super::rest::client_config(mac, plan.roots.clone())?.0)
+        }
+        _ => None,
+    };
     Ok(Prepared {
         request: NotifyRequest {
             target,
@@ -97,6 +107,7 @@ pub(super) async fn prepare(
             event,
             credentials,
             timers: Timers { t1, t2: t1 * 8 },
+            tls,
         },
     })
 }
