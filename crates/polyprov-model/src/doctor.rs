@@ -34,6 +34,8 @@ pub enum FindingKind {
     Dhcp,
     /// Poly ZTP / Lens can redirect the phone.
     Ztp,
+    /// What stops polyprov from acting on the phone remotely (resync, reboot, factory reset).
+    Remote,
     Info,
 }
 
@@ -44,6 +46,7 @@ impl std::fmt::Display for FindingKind {
             FindingKind::SharedSecret => "shared-secret",
             FindingKind::Dhcp => "dhcp",
             FindingKind::Ztp => "ztp",
+            FindingKind::Remote => "remote",
             FindingKind::Info => "info",
         })
     }
@@ -98,6 +101,8 @@ pub struct DoctorInput<'a> {
     pub state: &'a str,
     /// Its model token (`VVX500`), when known.
     pub model: Option<String>,
+    /// The software it last reported, when known.
+    pub firmware: Option<String>,
     /// The master it gets (`None`: the phone finds none) and its `CONFIG_FILES`, or why it
     /// cannot be read.
     pub master: Option<(String, Result<Vec<String>, String>)>,
@@ -138,6 +143,7 @@ pub fn analyse(input: DoctorInput<'_>) -> Report {
         mac,
         state,
         model,
+        firmware,
         master,
         files: served,
         master_is_staging,
@@ -321,6 +327,14 @@ pub fn analyse(input: DoctorInput<'_>) -> Report {
             fix: "remove the phone from the Poly ZTP / Poly Lens account (the account owner's task), or set device.prov.ztpEnabled=\"0\" with its .set gate".into(),
         });
     }
+    if assigned {
+        findings.extend(remote_findings(
+            &e,
+            mac,
+            model.as_deref(),
+            firmware.as_deref(),
+        ));
+    }
     if master.is_some() && !assigned && !master_is_staging {
         findings.push(Finding {
             kind: FindingKind::Info,
@@ -342,5 +356,108 @@ pub fn analyse(input: DoctorInput<'_>) -> Report {
         held,
         quarantine,
         findings,
+    }
+}
+
+/// The oldest UC Software with the phones' REST API, by model family, as third-party bulk tools
+/// list it (not a vendor table: `[3P]` in the domain notes): VVX 5.9; Trio 8500/8800 7.2; Trio
+/// C60/8300, CCX and Edge E 8.0.
+fn rest_minimum(model: &str) -> Option<&'static str> {
+    let m = model.to_ascii_uppercase().replace(['_', ' ', '-'], "");
+    if m.starts_with("VVX") {
+        Some("5.9")
+    } else if m.contains("TRIO8500") || m.contains("TRIO8800") {
+        Some("7.2")
+    } else if m.starts_with("TRIO") || m.starts_with("CCX") || m.starts_with("EDGEE") {
+        Some("8.0")
+    } else {
+        None
+    }
+}
+
+/// What a remote resync, reboot or factory reset of this assigned phone needs that its
+/// configuration does not give.
+fn remote_findings(
+    e: &BTreeMap<String, Resolved>,
+    mac: Mac,
+    model: Option<&str>,
+    firmware: Option<&str>,
+) -> Vec<Finding> {
+    let value = |k: &str| e.get(k).and_then(|r| r.value.clone()).unwrap_or_default();
+    let mut out = Vec::new();
+    if value("apps.restapi.enabled").trim() != "1" {
+        out.push(Finding {
+            kind: FindingKind::Remote,
+            what: "the phone's REST API is off (apps.restapi.enabled is not 1): polyprov cannot reboot or factory-reset it remotely (`device release --factory-reset`)".into(),
+            fix: format!("polyprov device assign {mac} … --param apps.restapi.enabled=1   (or in its profile)"),
+        });
+    }
+    let admin = value(ADMIN_PASSWORD);
+    if admin.is_empty() || admin == "456" {
+        out.push(Finding {
+            kind: FindingKind::Remote,
+            what: "its admin password is the factory default: the REST API refuses it (status 4010, \"Default Password Not Allowed\")".into(),
+            fix: format!("polyprov device assign {mac} --admin-password-file FILE …"),
+        });
+    }
+    if let (Some(model), Some(fw)) = (model, firmware)
+        && let Some(min) = rest_minimum(model)
+        && crate::guide::compare_versions(fw, min) == std::cmp::Ordering::Less
+    {
+        out.push(Finding {
+            kind: FindingKind::Remote,
+            what: format!("it runs UC Software {fw}; the REST API needs {min} or later on a {model} (as third-party tools report)"),
+            fix: "update its software (APP_FILE_PATH in the master), or act over SIP: `polyprov device resync|reboot --via sip`".into(),
+        });
+    }
+    if value("voIpProt.SIP.specialEvent.checkSync.alwaysReboot").trim() != "1" {
+        out.push(Finding {
+            kind: FindingKind::Remote,
+            what: "a reboot over SIP (check-sync) may only make it re-read its configuration: voIpProt.SIP.specialEvent.checkSync.alwaysReboot is not 1, and whether Poly honours check-sync;reboot=true is not confirmed".into(),
+            fix: "set voIpProt.SIP.specialEvent.checkSync.alwaysReboot=1 in its profile, or reboot over the REST API".into(),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn effective_of(xml: &str) -> BTreeMap<String, Resolved> {
+        let f = ConfigFile::parse("site.cfg", xml).unwrap();
+        let defaults = known_defaults();
+        effective(&PhoneSources {
+            local_override: None,
+            web_override: None,
+            config_files: std::slice::from_ref(&f),
+            flash: None,
+            defaults: Some(&defaults),
+        })
+    }
+
+    #[test]
+    fn remote_actions_say_what_the_phone_lacks() {
+        let mac: Mac = "0004f2aa814c".parse().unwrap();
+        let bare = effective_of("<polycomConfig/>");
+        let found = remote_findings(&bare, mac, Some("VVX_410"), Some("5.8.0.1"));
+        let said: Vec<&str> = found.iter().map(|f| f.what.as_str()).collect();
+        for what in [
+            "REST API is off",
+            "factory default",
+            "needs 5.9",
+            "alwaysReboot",
+        ] {
+            assert!(said.iter().any(|w| w.contains(what)), "{what} in {said:?}");
+        }
+        let ready = effective_of(
+            r#"<polycomConfig apps.restapi.enabled="1" device.set="1"
+                 device.auth.localAdminPassword="S3cret" device.auth.localAdminPassword.set="1"
+                 voIpProt.SIP.specialEvent.checkSync.alwaysReboot="1"/>"#,
+        );
+        let left = remote_findings(&ready, mac, Some("VVX_410"), Some("6.4.3.5018"));
+        assert!(left.is_empty(), "{left:?}");
+        assert_eq!(rest_minimum("Trio_8800"), Some("7.2"));
+        assert_eq!(rest_minimum("SPIP_650"), None);
     }
 }

@@ -64,6 +64,7 @@ pub async fn diagnose(
     let mut report = analyse(DoctorInput {
         mac,
         state: state.as_str(),
+        firmware: device.as_ref().and_then(|d| d.firmware.clone()),
         model,
         master_is_staging: master_text
             .as_deref()
