@@ -8,23 +8,11 @@
 
 mod common;
 
-use common::{BIN, device_pki, serve_with};
+use common::{BIN, admin_env, device_pki, run, serve_with};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 const MAC: &str = "0004f2aa9001";
-
-fn run(args: &[&str], envs: &[(&str, String)]) -> (i32, String) {
-    let o = Command::new(BIN)
-        .args(args)
-        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
-    )
-}
 
 fn assign(env: &[(&str, String)], sip_port: Option<u16>) {
     let mut args = vec![
@@ -56,16 +44,7 @@ fn a_resync_is_challenged_answered_and_the_phone_comes_back() {
     // A short T1, so that the silent-phone case below gives up in about a second.
     std::fs::write(&config, "[actions]\nsip_t1_ms = 20\n").unwrap();
     let served = serve_with(&data, None, &["--config", config.to_str().unwrap()]);
-    let env = [
-        ("POLYPROV_SERVER", served.admin.clone()),
-        (
-            "POLYPROV_TOKEN",
-            std::fs::read_to_string(data.join("admin.token"))
-                .unwrap()
-                .trim()
-                .to_string(),
-        ),
-    ];
+    let env = admin_env(&served, &data);
     assign(&env, None);
     let pw = std::fs::read_to_string(data.join("provisioning.password")).unwrap();
     let url = format!("160=http://PlcmSpIp:{}@{}/", pw.trim(), served.phones);
@@ -204,16 +183,7 @@ fn release_with_a_factory_reset_brings_the_phone_back_clean() {
     )
     .unwrap();
     let served = serve_with(&data, None, &["--config", config.to_str().unwrap()]);
-    let env = [
-        ("POLYPROV_SERVER", served.admin.clone()),
-        (
-            "POLYPROV_TOKEN",
-            std::fs::read_to_string(data.join("admin.token"))
-                .unwrap()
-                .trim()
-                .to_string(),
-        ),
-    ];
+    let env = admin_env(&served, &data);
     let (code, out) = run(
         &[
             "device",
@@ -381,16 +351,7 @@ fn a_fleet_resync_reaches_every_phone_and_sees_each_come_back() {
     )
     .unwrap();
     let served = serve_with(&data, None, &["--config", config.to_str().unwrap()]);
-    let env = [
-        ("POLYPROV_SERVER", served.admin.clone()),
-        (
-            "POLYPROV_TOKEN",
-            std::fs::read_to_string(data.join("admin.token"))
-                .unwrap()
-                .trim()
-                .to_string(),
-        ),
-    ];
+    let env = admin_env(&served, &data);
     // N consecutive UDP ports free now, below the ephemeral range.
     let base = (0..200u16)
         .map(|k| 20_000 + k * 50 + (std::process::id() % 50) as u16)

@@ -5,21 +5,8 @@
 
 mod common;
 
-use common::{BIN, serve, serve_with};
+use common::{admin_env, run, serve, serve_with};
 use std::path::Path;
-use std::process::Command;
-
-fn run(args: &[&str], envs: &[(&str, String)]) -> (i32, String) {
-    let o = Command::new(BIN)
-        .args(args)
-        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
-    )
-}
 
 fn admin_password(state: &Path) -> (String, String) {
     let (code, out) = run(
@@ -39,16 +26,7 @@ fn the_seed_story_with_the_sim_commands() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let served = serve(&data);
-    let env = [
-        ("POLYPROV_SERVER", served.admin.clone()),
-        (
-            "POLYPROV_TOKEN",
-            std::fs::read_to_string(data.join("admin.token"))
-                .unwrap()
-                .trim()
-                .to_string(),
-        ),
-    ];
+    let env = admin_env(&served, &data);
     let pw = std::fs::read_to_string(data.join("provisioning.password")).unwrap();
     let url = format!("160=http://PlcmSpIp:{}@{}/", pw.trim(), served.phones);
     let state = dir.path().join("phone");

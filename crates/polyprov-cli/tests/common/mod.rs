@@ -122,3 +122,30 @@ pub fn device_pki(
     std::fs::write(&paths.2, key.serialize_pem()).unwrap();
     paths
 }
+
+/// Runs `polyprov ARGS` with `envs`: (exit code, standard output then standard error).
+pub fn run(args: &[&str], envs: &[(&str, String)]) -> (i32, String) {
+    let o = Command::new(BIN)
+        .args(args)
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+    )
+}
+
+/// The environment that points the CLI at `served`'s admin API, with its token.
+pub fn admin_env(served: &Served, data: &Path) -> [(&'static str, String); 2] {
+    [
+        ("POLYPROV_SERVER", served.admin.clone()),
+        (
+            "POLYPROV_TOKEN",
+            std::fs::read_to_string(data.join("admin.token"))
+                .unwrap()
+                .trim()
+                .to_string(),
+        ),
+    ]
+}
