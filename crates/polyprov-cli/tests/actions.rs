@@ -8,11 +8,25 @@
 
 mod common;
 
-use common::{BIN, admin_env, device_pki, run, serve_with};
+use common::{BIN, admin_env, device_pki, phone_url, run, serve_with};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 const MAC: &str = "0004f2aa9001";
+
+/// `sim init` (a VVX 410 with MAC, given the server by DHCP option 160, and `extra`) and a
+/// first `sim boot`.
+fn init_and_boot(st: &str, url: &str, extra: &[&str]) {
+    let mut args = vec![
+        "sim", "init", "--state", st, "--mac", MAC, "--model", "VVX 410",
+    ];
+    args.extend(["--dhcp-option", url]);
+    args.extend(extra);
+    let (code, out) = run(&args, &[]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = run(&["sim", "boot", "--state", st], &[]);
+    assert_eq!(code, 0, "{out}");
+}
 
 fn assign(env: &[(&str, String)], sip_port: Option<u16>) {
     let mut args = vec![
@@ -46,28 +60,10 @@ fn a_resync_is_challenged_answered_and_the_phone_comes_back() {
     let served = serve_with(&data, None, &["--config", config.to_str().unwrap()]);
     let env = admin_env(&served, &data);
     assign(&env, None);
-    let pw = std::fs::read_to_string(data.join("provisioning.password")).unwrap();
-    let url = format!("160=http://PlcmSpIp:{}@{}/", pw.trim(), served.phones);
+    let url = format!("160={}", phone_url(&served, &data));
     let state = dir.path().join("phone");
     let st = state.to_str().unwrap();
-    let (code, out) = run(
-        &[
-            "sim",
-            "init",
-            "--state",
-            st,
-            "--mac",
-            MAC,
-            "--model",
-            "VVX 410",
-            "--dhcp-option",
-            &url,
-        ],
-        &[],
-    );
-    assert_eq!(code, 0, "{out}");
-    let (code, out) = run(&["sim", "boot", "--state", st], &[]);
-    assert_eq!(code, 0, "{out}");
+    init_and_boot(st, &url, &[]);
 
     // The phone stays on, listening for NOTIFY on a port of its own.
     let mut listen = Command::new(BIN)
@@ -197,22 +193,13 @@ fn release_with_a_factory_reset_brings_the_phone_back_clean() {
         &env,
     );
     assert_eq!(code, 0, "{out}");
-    let pw = std::fs::read_to_string(data.join("provisioning.password")).unwrap();
-    let url = format!("160=http://PlcmSpIp:{}@{}/", pw.trim(), served.phones);
+    let url = format!("160={}", phone_url(&served, &data));
     let state = dir.path().join("phone");
     let st = state.to_str().unwrap();
-    let (code, out) = run(
+    init_and_boot(
+        st,
+        &url,
         &[
-            "sim",
-            "init",
-            "--state",
-            st,
-            "--mac",
-            MAC,
-            "--model",
-            "VVX 410",
-            "--dhcp-option",
-            &url,
             "--ca-file",
             ca.to_str().unwrap(),
             "--device-cert",
@@ -220,11 +207,7 @@ fn release_with_a_factory_reset_brings_the_phone_back_clean() {
             "--device-key",
             key.to_str().unwrap(),
         ],
-        &[],
     );
-    assert_eq!(code, 0, "{out}");
-    let (code, out) = run(&["sim", "boot", "--state", st], &[]);
-    assert_eq!(code, 0, "{out}");
 
     let mut listen = Command::new(BIN)
         .args(["sim", "listen", "--state", st, "--sip", "127.0.0.1:0"])
@@ -362,7 +345,6 @@ fn a_fleet_resync_reaches_every_phone_and_sees_each_come_back() {
             held.len() == N
         })
         .unwrap();
-    let pw = std::fs::read_to_string(data.join("provisioning.password")).unwrap();
     let mut storm = Command::new(BIN)
         .args([
             "sim",
@@ -379,7 +361,7 @@ fn a_fleet_resync_reaches_every_phone_and_sees_each_come_back() {
             &base.to_string(),
         ])
         .args(["--listen-secs", "120", "--json", "--server"])
-        .arg(format!("http://PlcmSpIp:{}@{}/", pw.trim(), served.phones))
+        .arg(phone_url(&served, &data))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -149,3 +149,10 @@ pub fn admin_env(served: &Served, data: &Path) -> [(&'static str, String); 2] {
         ),
     ]
 }
+
+/// The provisioning URL an emulated phone is given (DHCP option 160): `served`'s phone door
+/// with the shared login.
+pub fn phone_url(served: &Served, data: &Path) -> String {
+    let pw = std::fs::read_to_string(data.join("provisioning.password")).unwrap();
+    format!("http://PlcmSpIp:{}@{}/", pw.trim(), served.phones)
+}
