@@ -113,7 +113,11 @@ fn a_resync_is_challenged_answered_and_the_phone_comes_back() {
         .iter()
         .map(|f| f.as_str().unwrap())
         .collect();
-    assert_eq!(files.first(), Some(&format!("{MAC}.cfg").as_str()), "{r}");
+    assert_eq!(
+        files.first(),
+        Some(&format!("GET {MAC}.cfg 200").as_str()),
+        "{r}"
+    );
     assert_eq!(
         r["came_back"]["stage"], "Application",
         "a check-sync without a reboot"

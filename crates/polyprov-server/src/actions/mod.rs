@@ -132,9 +132,15 @@ pub struct CameBack {
     /// Whether the Updater (the boot-time program) made any request since the action: a reboot;
     /// `false` when only the application did (a resync); `None` when User-Agents did not say.
     pub rebooted: Option<bool>,
-    /// After a release and factory reset: rebooted and uploaded no override back.
+    /// After a release and factory reset: rebooted, was served no per-device file, and
+    /// uploaded no override back.
     pub clean: Option<bool>,
-    /// What it fetched and uploaded, in order (at most a few dozen).
+    /// After a release and factory reset: whether the server's reset heuristic (a boot log
+    /// that shrank) also saw the reset. It needs a previous boot log of some size, so `false`
+    /// is not a failure.
+    pub reset_seen: Option<bool>,
+    /// What it fetched and uploaded from its master fetch on, in order, with the status
+    /// answered (`GET 0004f2aa814c.cfg 200`, `PUT 0004f2aa814c-app.log 204`).
     pub files: Vec<String>,
 }
 
@@ -540,6 +546,15 @@ impl Actions {
             && plan.release
         {
             c.clean = Some(is_clean(c, mac));
+            // Sightings (and so the heuristic's verdict) reach the inventory in batches.
+            self.core.flush().await;
+            c.reset_seen = match self.core.device(mac).await {
+                Ok(Some(d)) => Some(
+                    d.reset_suspected_at
+                        .is_some_and(|t| t * 1000 >= sent_at - 1000),
+                ),
+                _ => None,
+            };
         }
         if came_back.is_some() {
             self.core.metrics().action(action, via_label, "came_back");
@@ -583,12 +598,19 @@ fn result_label(outcome: &str) -> &'static str {
 /// After a release and a factory reset: the phone rebooted (or its stage is unknown) and
 /// uploaded no override back (a reset phone has none; one that uploads them was not reset).
 fn is_clean(c: &CameBack, mac: Mac) -> bool {
+    let device_file = format!(
+        "GET {mac}-{} 200",
+        polyprov_model::path::DEVICE_CONFIG_SUFFIX
+    );
     let uploaded_override = |f: &String| {
-        f.strip_prefix("PUT ").is_some_and(|p| {
-            p.ends_with(&format!("{mac}-phone.cfg")) || p.ends_with(&format!("{mac}-web.cfg"))
-        })
+        f.starts_with("PUT ")
+            && (f.contains(&format!("{mac}-phone.cfg")) || f.contains(&format!("{mac}-web.cfg")))
     };
-    c.rebooted != Some(false) && !c.files.iter().any(uploaded_override)
+    c.rebooted != Some(false)
+        && !c
+            .files
+            .iter()
+            .any(|f| *f == device_file || uploaded_override(f))
 }
 
 /// The REST call for `mac`: its admin password (read now, before any release), to `--target`
@@ -684,14 +706,12 @@ async fn watch_for_return(
         stage: ua_of.and_then(|s| s.stage.clone()),
         rebooted: (!stages.is_empty()).then(|| stages.contains(&"Updater")),
         clean: None,
+        reset_seen: None,
         files: seen[first..]
             .iter()
             .map(|s| {
-                if s.upload {
-                    format!("PUT {}", s.file)
-                } else {
-                    s.file.clone()
-                }
+                let method = if s.upload { "PUT" } else { "GET" };
+                format!("{method} {} {}", s.file, s.status)
             })
             .collect(),
     })

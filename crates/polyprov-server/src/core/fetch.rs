@@ -40,6 +40,7 @@ impl Core {
         if let Err(r) = &result {
             self.log_refusal(req, "fetch", r);
         }
+        self.fetch_for_watches(req, &result);
         result.map(|a| a.labelled(label))
     }
 

@@ -61,8 +61,10 @@ impl Core {
             set_if_changed(&mut s.last_upload, Some(u));
         }
         drop(map);
-        if let Some(file) = fetch.or(upload) {
-            self.seen_by_watches(mac, req, ua, file, upload.is_some());
+        // Fetches are seen by watches with their answer (`Core::fetch`); an upload is noted
+        // once stored.
+        if let Some(file) = upload {
+            self.seen_by_watches(mac, req, ua, file, true, 204);
         }
     }
 

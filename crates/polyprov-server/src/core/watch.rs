@@ -14,6 +14,8 @@ pub struct Seen {
     /// The file fetched or uploaded.
     pub file: String,
     pub upload: bool,
+    /// The status answered (HTTP terms; 204 for a stored upload).
+    pub status: u16,
     pub stage: Option<String>,
     pub firmware: Option<String>,
     pub addr: String,
@@ -88,6 +90,7 @@ impl Core {
         ua: Option<&UserAgent>,
         file: &str,
         upload: bool,
+        status: u16,
     ) {
         if self.watches.count.load(Ordering::Acquire) == 0 {
             return;
@@ -100,6 +103,7 @@ impl Core {
             at_ms: now_ms(),
             file: file.to_string(),
             upload,
+            status,
             stage: ua.and_then(|u| u.stage).map(|s| s.as_str().to_string()),
             firmware: ua.and_then(|u| u.version.clone()),
             addr: req.peer.to_string(),
@@ -109,6 +113,28 @@ impl Core {
                 s.push(seen.clone());
             }
         }
+    }
+}
+
+impl Core {
+    /// A fetch's answer, for the watches of the device its path names (parsed again, only
+    /// while something is watched).
+    pub(super) fn fetch_for_watches(&self, req: &Request<'_>, result: &Result<Answer, Refusal>) {
+        if self.watches.count.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let Ok(path) = RequestPath::parse(req.path) else {
+            return;
+        };
+        let mac = match path.kind() {
+            FileKind::Master(m) | FileKind::DeviceConfig(m) | FileKind::DeviceFile(m, _) => m,
+            FileKind::Shared => return,
+        };
+        let ua = req
+            .user_agent
+            .and_then(|u| UserAgent::parse(u).ok().flatten());
+        let status = result.as_ref().err().map_or(200, Refusal::status);
+        self.seen_by_watches(mac, req, ua.as_ref(), path.file_name(), false, status);
     }
 }
 
