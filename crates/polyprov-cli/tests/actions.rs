@@ -55,8 +55,8 @@ fn a_resync_is_challenged_answered_and_the_phone_comes_back() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let config = dir.path().join("polyprov.toml");
-    // A short T1, so that the silent-phone case below gives up in about a second.
-    std::fs::write(&config, "[actions]\nsip_t1_ms = 20\n").unwrap();
+    // A short T1, so that the silent-phone case below gives up in 6.4 s, not 32.
+    std::fs::write(&config, "[actions]\nsip_t1_ms = 100\n").unwrap();
     let served = serve_with(&data, None, &["--config", config.to_str().unwrap()]);
     let env = admin_env(&served, &data);
     assign(&env, None);
