@@ -12,6 +12,7 @@
 
 // The API: the core (for embedders and tests), doctor's report, the settings, `start`.
 pub mod actions;
+mod console;
 pub mod core;
 pub mod doctor;
 pub mod settings;
@@ -172,6 +173,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
     });
     let admin_state = Arc::new(admin::AdminState {
         actions: actions::Actions::new(core.clone(), settings.actions.clone()),
+        sessions: Default::default(),
         core: core.clone(),
         metrics,
         token_hash: Sha256::digest(admin_token.as_bytes()).into(),

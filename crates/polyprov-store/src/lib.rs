@@ -5,7 +5,7 @@ pub mod inventory;
 pub mod uploads;
 
 pub use inventory::{
-    Assignment, Change, Device, DeviceLogin, DeviceState, Inventory, InventoryError, LoginCheck,
-    Profile, Sighting,
+    Assignment, Change, Device, DeviceFilter, DeviceLogin, DeviceState, Inventory, InventoryError,
+    LoginCheck, Profile, Sighting,
 };
 pub use uploads::{QuarantineSet, UploadError, UploadInfo, UploadLimits, Uploads};

@@ -78,6 +78,8 @@ pub struct AdminState {
     pub dhcp: std::collections::BTreeMap<u8, String>,
     /// Remote actions on phones (resync, reboot).
     pub actions: Arc<crate::actions::Actions>,
+    /// Signed-in console browsers.
+    pub sessions: crate::console::Sessions,
 }
 
 /// The admin router: `/api/v1/...` behind the bearer token, `/metrics` and the OpenAPI document open.
@@ -114,6 +116,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
         )
         .route("/metrics", get(metrics))
+        .merge(crate::console::router())
         .merge(api)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API path") })
         .with_state(state)

@@ -22,6 +22,19 @@ impl Core {
         Ok(self.inventory.devices_page(after, limit).await?)
     }
 
+    /// At most `limit` devices after `after` that match `filter`, by MAC.
+    pub async fn devices_matching(
+        &self,
+        filter: &polyprov_store::DeviceFilter,
+        after: Option<Mac>,
+        limit: u32,
+    ) -> Result<Vec<Device>, LifecycleError> {
+        Ok(self
+            .inventory
+            .devices_matching(filter, after, limit)
+            .await?)
+    }
+
     /// One device, if known.
     pub async fn device(&self, mac: Mac) -> Result<Option<Device>, LifecycleError> {
         Ok(self.inventory.device(mac).await?)

@@ -82,6 +82,28 @@ impl Inventory {
         rows.iter().map(device_from_row).collect()
     }
 
+    /// [`Inventory::devices_page`] of the devices that match `filter` (every condition given).
+    pub async fn devices_matching(
+        &self,
+        filter: &DeviceFilter,
+        after: Option<Mac>,
+        limit: u32,
+    ) -> Result<Vec<Device>, InventoryError> {
+        let rows = sqlx::query(select_devices!(
+            "WHERE mac > ?1 AND (?3 IS NULL OR state = ?3) AND (?4 IS NULL OR instr(mac, ?4) > 0) \
+             AND (?5 IS NULL OR model = ?5) AND (?6 IS NULL OR profile = ?6) ORDER BY mac LIMIT ?2"
+        ))
+        .bind(after.map(|m| m.to_string()).unwrap_or_default())
+        .bind(i64::from(limit))
+        .bind(filter.state.map(|s| s.as_str()))
+        .bind(filter.mac_digits.as_deref())
+        .bind(filter.model.as_deref())
+        .bind(filter.profile.as_deref())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(device_from_row).collect()
+    }
+
     /// Number of devices in each state.
     pub async fn count_by_state(&self) -> Result<Vec<(DeviceState, i64)>, InventoryError> {
         let rows = sqlx::query("SELECT state, COUNT(*) FROM devices GROUP BY state ORDER BY state")

@@ -97,6 +97,17 @@ impl DeviceState {
         }
     }
 
+    /// The state a name says (`assigned`, …), `None` for any other text.
+    pub fn from_name(s: &str) -> Option<DeviceState> {
+        match s {
+            "unassigned" => Some(DeviceState::Unassigned),
+            "assigned" => Some(DeviceState::Assigned),
+            "released" => Some(DeviceState::Released),
+            "retired" => Some(DeviceState::Retired),
+            _ => None,
+        }
+    }
+
     fn parse(s: &str) -> DeviceState {
         match s {
             "assigned" => DeviceState::Assigned,
@@ -185,6 +196,17 @@ pub struct Device {
     /// The User-Agent of its last request, as sent (cut at 256 characters): what the phone said,
     /// including shapes polyprov could not read.
     pub user_agent: Option<String>,
+}
+
+/// Which devices a listing shows: every condition given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceFilter {
+    pub state: Option<DeviceState>,
+    /// Lower-case hex digits the MAC must contain (any spelling of a MAC or part of one,
+    /// reduced to its digits).
+    pub mac_digits: Option<String>,
+    pub model: Option<String>,
+    pub profile: Option<String>,
 }
 
 /// A named set of parameters shared by many devices.

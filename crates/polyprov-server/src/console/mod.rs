@@ -1,0 +1,303 @@
+//! The web console, served by the admin listener at `/` (nothing on the phones' port): HTML made
+//! on the server, one embedded style sheet, no script, no CDN, no build step.
+//!
+//! Sign-in takes the admin token once and gives a session cookie (`HttpOnly`,
+//! `SameSite=Strict`; `Secure` when the request came over HTTPS); every change is a form POST
+//! that must carry the session's CSRF token. Everything shown is HTML-escaped (a phone's
+//! User-Agent is the phone's to choose). Pages: the fleet (search by any MAC spelling, filter by
+//! state, paging by MAC) and a device (its state, what it was last seen doing, its uploads, its
+//! audit timeline, and Release with a reason and a confirmation).
+
+mod pages;
+mod sessions;
+
+pub use sessions::Sessions;
+
+use crate::admin::AdminState;
+use axum::Router;
+use axum::extract::{ConnectInfo, Form, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use polyprov_model::Mac;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The console's routes, merged into the admin router.
+pub fn router() -> Router<Arc<AdminState>> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/console/devices") }))
+        .route("/console/signin", get(signin_page).post(signin))
+        .route("/console/signout", post(signout))
+        .route("/console/devices", get(fleet))
+        .route("/console/devices/{mac}", get(device))
+        .route("/console/devices/{mac}/release", post(release))
+        .route("/console/style.css", get(style))
+}
+
+const STYLE: &str = include_str!("style.css");
+
+async fn style() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        STYLE,
+    )
+        .into_response()
+}
+
+/// An HTML page with the console's security headers.
+fn html(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "same-origin"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn to_signin() -> Response {
+    Redirect::to("/console/signin").into_response()
+}
+
+async fn signin_page() -> Response {
+    html(StatusCode::OK, pages::signin(None))
+}
+
+#[derive(Deserialize)]
+struct SigninForm {
+    token: String,
+}
+
+async fn signin(
+    State(s): State<Arc<AdminState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(f): Form<SigninForm>,
+) -> Response {
+    let given: [u8; 32] = Sha256::digest(f.token.trim().as_bytes()).into();
+    if !crate::auth::constant_time_eq(&given, &s.token_hash) {
+        s.metrics.security_event("admin_bad_token");
+        tracing::warn!(target: "polyprov::security", event = "admin_bad_token", addr = %peer.ip(), path = "/console/signin", "security event");
+        return html(
+            StatusCode::UNAUTHORIZED,
+            pages::signin(Some("That is not the admin token.")),
+        );
+    }
+    let id = s.sessions.create();
+    let secure = if headers
+        .get("x-forwarded-proto")
+        .is_some_and(|v| v.as_bytes() == b"https")
+    {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!(
+        "{}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        sessions::COOKIE,
+        sessions::IDLE.as_secs()
+    );
+    (
+        [(header::SET_COOKIE, cookie)],
+        Redirect::to("/console/devices"),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn signout(
+    State(s): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    if let Some(session) = s.sessions.get(&headers)
+        && session.csrf_ok(&f.csrf)
+    {
+        s.sessions.remove(&session.id);
+    }
+    (
+        [(
+            header::SET_COOKIE,
+            format!(
+                "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
+                sessions::COOKIE
+            ),
+        )],
+        Redirect::to("/console/signin"),
+    )
+        .into_response()
+}
+
+/// The fleet page's query.
+#[derive(Debug, Default, Deserialize)]
+pub struct FleetQuery {
+    /// A MAC in any spelling, or part of one.
+    #[serde(default)]
+    pub q: String,
+    #[serde(default)]
+    pub state: String,
+    #[serde(default)]
+    pub after: String,
+}
+
+/// Devices a page.
+const PAGE: u32 = 50;
+
+async fn fleet(
+    State(s): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    Query(q): Query<FleetQuery>,
+) -> Response {
+    let Some(session) = s.sessions.get(&headers) else {
+        return to_signin();
+    };
+    // A whole MAC goes straight to its device.
+    if let Ok(mac) = q.q.trim().parse::<Mac>() {
+        return Redirect::to(&format!("/console/devices/{mac}")).into_response();
+    }
+    let digits: String =
+        q.q.chars()
+            .filter(char::is_ascii_hexdigit)
+            .map(|c| c.to_ascii_lowercase())
+            .collect();
+    let filter = polyprov_store::DeviceFilter {
+        state: polyprov_store::DeviceState::from_name(&q.state),
+        mac_digits: (!digits.is_empty()).then_some(digits),
+        ..Default::default()
+    };
+    let after = q.after.parse::<Mac>().ok();
+    let devices = match s.core.devices_matching(&filter, after, PAGE).await {
+        Ok(d) => d,
+        Err(e) => return error_page(&e.to_string()),
+    };
+    let counts = s.core.device_counts().await.unwrap_or_default();
+    html(
+        StatusCode::OK,
+        pages::fleet(
+            &session,
+            &q,
+            &devices,
+            &counts,
+            devices.len() == PAGE as usize,
+        ),
+    )
+}
+
+fn error_page(e: &str) -> Response {
+    tracing::error!(error = %e, "console page failed");
+    html(
+        StatusCode::SERVICE_UNAVAILABLE,
+        pages::message("Try again", "The inventory could not be read just now."),
+    )
+}
+
+async fn device(
+    State(s): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    Path(mac): Path<String>,
+) -> Response {
+    let Some(session) = s.sessions.get(&headers) else {
+        return to_signin();
+    };
+    let Ok(mac) = mac.parse::<Mac>() else {
+        return html(
+            StatusCode::NOT_FOUND,
+            pages::message("Not a MAC", "That is not a MAC address."),
+        );
+    };
+    let device = match s.core.device(mac).await {
+        Ok(Some(d)) => d,
+        Ok(None) => {
+            return html(
+                StatusCode::NOT_FOUND,
+                pages::message("Unknown device", &format!("polyprov has not seen {mac}.")),
+            );
+        }
+        Err(e) => return error_page(&e.to_string()),
+    };
+    let history = s.core.history(mac).await.unwrap_or_default();
+    let uploads = s.core.uploads_of(mac).await.unwrap_or_default();
+    html(
+        StatusCode::OK,
+        pages::device(&session, &device, &history, &uploads),
+    )
+}
+
+/// A missing CSRF token is an empty one: refused as a wrong one is (403, a security event).
+#[derive(Deserialize)]
+struct ReleaseForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+async fn release(
+    State(s): State<Arc<AdminState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(mac): Path<String>,
+    Form(f): Form<ReleaseForm>,
+) -> Response {
+    let Some(session) = s.sessions.get(&headers) else {
+        return html(
+            StatusCode::FORBIDDEN,
+            pages::message("Signed out", "Sign in again to change anything."),
+        );
+    };
+    if !session.csrf_ok(&f.csrf) {
+        s.metrics.security_event("console_bad_csrf");
+        tracing::warn!(target: "polyprov::security", event = "console_bad_csrf", addr = %peer.ip(), "security event");
+        return html(
+            StatusCode::FORBIDDEN,
+            pages::message(
+                "Refused",
+                "This form is stale or did not come from the console.",
+            ),
+        );
+    }
+    let Ok(mac) = mac.parse::<Mac>() else {
+        return html(
+            StatusCode::NOT_FOUND,
+            pages::message("Not a MAC", "That is not a MAC address."),
+        );
+    };
+    if f.confirm != "yes" || f.reason.trim().is_empty() {
+        return html(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            pages::message(
+                "Not released",
+                "A release needs a reason and the confirmation box ticked.",
+            ),
+        );
+    }
+    let reason: String = f.reason.chars().take(500).collect();
+    match s.core.release(mac, "console", reason.trim()).await {
+        Ok(_) => Redirect::to(&format!("/console/devices/{mac}")).into_response(),
+        Err(e) => html(
+            StatusCode::CONFLICT,
+            pages::message("Not released", &e.to_string()),
+        ),
+    }
+}

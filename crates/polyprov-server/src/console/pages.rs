@@ -1,0 +1,264 @@
+//! The console's pages as HTML strings. Every value from the inventory or a phone goes through
+//! [`esc`]; there is no script on any page.
+
+use super::FleetQuery;
+use super::sessions::Session;
+use polyprov_store::inventory::{AuditEntry, Device, DeviceState};
+use polyprov_store::uploads::UploadInfo;
+use std::fmt::Write as _;
+
+/// HTML-escapes text for element content and quoted attribute values.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Percent-encodes a query value.
+fn url(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn layout(title: &str, session: Option<&Session>, main: &str) -> String {
+    let nav = match session {
+        Some(s) => format!(
+            r#"<nav aria-label="Console"><a href="/console/devices">Fleet</a>
+<form method="post" action="/console/signout" class="inline"><input type="hidden" name="csrf" value="{}"><button type="submit">Sign out</button></form></nav>"#,
+            esc(&s.csrf)
+        ),
+        None => String::new(),
+    };
+    format!(
+        r##"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{} — polyprov</title><link rel="stylesheet" href="/console/style.css"></head>
+<body><a class="skip" href="#main">Skip to content</a>
+<header><span class="brand">polyprov</span>{nav}</header>
+<main id="main">{main}</main></body></html>"##,
+        esc(title)
+    )
+}
+
+/// The sign-in form, with an error line after a wrong token.
+pub fn signin(error: Option<&str>) -> String {
+    let error = error
+        .map(|e| format!(r#"<p class="error" role="alert">{}</p>"#, esc(e)))
+        .unwrap_or_default();
+    layout(
+        "Sign in",
+        None,
+        &format!(
+            r#"<h1>Sign in</h1>{error}
+<form method="post" action="/console/signin" class="card">
+<label for="token">Admin token <small>(in DATA/admin.token)</small></label>
+<input id="token" name="token" type="password" autocomplete="current-password" required autofocus>
+<button type="submit">Sign in</button></form>"#
+        ),
+    )
+}
+
+/// A page with one message.
+pub fn message(title: &str, text: &str) -> String {
+    layout(
+        title,
+        None,
+        &format!(
+            r#"<h1>{}</h1><p>{}</p><p><a href="/console/devices">Back to the fleet</a></p>"#,
+            esc(title),
+            esc(text)
+        ),
+    )
+}
+
+fn opt(v: &Option<String>) -> String {
+    v.as_deref().map(esc).unwrap_or_else(|| "—".into())
+}
+
+fn when(t: Option<i64>) -> String {
+    match t {
+        Some(t) => {
+            let now = polyprov_store::inventory::now();
+            let ago = (now - t).max(0);
+            let text = match ago {
+                0..=59 => format!("{ago} s ago"),
+                60..=3599 => format!("{} min ago", ago / 60),
+                3600..=86_399 => format!("{} h ago", ago / 3600),
+                _ => format!("{} d ago", ago / 86_400),
+            };
+            format!(r#"<time datetime="{t}">{text}</time>"#)
+        }
+        None => "never".into(),
+    }
+}
+
+/// The fleet: search, state filter, one page of devices.
+pub fn fleet(
+    session: &Session,
+    q: &FleetQuery,
+    devices: &[Device],
+    counts: &[(DeviceState, i64)],
+    more: bool,
+) -> String {
+    let mut m = String::from("<h1>Fleet</h1>");
+    let total: i64 = counts.iter().map(|(_, n)| n).sum();
+    let _ = write!(m, "<p class=\"counts\">{total} devices");
+    for (state, n) in counts {
+        let _ = write!(m, " · {n} {}", state.as_str());
+    }
+    m.push_str("</p>");
+    let _ = write!(
+        m,
+        r#"<form method="get" action="/console/devices" class="search" role="search">
+<label for="q">MAC (any spelling, or part)</label><input id="q" name="q" value="{}">
+<label for="state">State</label><select id="state" name="state"><option value="">any</option>"#,
+        esc(&q.q)
+    );
+    for s in ["unassigned", "assigned", "released", "retired"] {
+        let sel = if q.state == s { " selected" } else { "" };
+        let _ = write!(m, r#"<option value="{s}"{sel}>{s}</option>"#);
+    }
+    m.push_str(r#"</select><button type="submit">Search</button></form>"#);
+    m.push_str(
+        r#"<table><caption>Devices, by MAC</caption><thead><tr><th scope="col">MAC</th><th scope="col">State</th><th scope="col">Model</th><th scope="col">Firmware</th><th scope="col">Last seen</th><th scope="col">Address</th><th scope="col">Last file</th><th scope="col">Reset suspected</th></tr></thead><tbody>"#,
+    );
+    if devices.is_empty() {
+        m.push_str(r#"<tr><td colspan="8">No device matches.</td></tr>"#);
+    }
+    for d in devices {
+        let _ = write!(
+            m,
+            r#"<tr><th scope="row"><a href="/console/devices/{mac}">{mac}</a></th><td><span class="state {state}">{state}</span></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+            opt(&d.model),
+            opt(&d.firmware),
+            when(d.last_seen),
+            opt(&d.last_addr),
+            opt(&d.last_fetch),
+            d.reset_suspected_at.map_or("—".into(), |t| when(Some(t))),
+            mac = esc(&d.mac),
+            state = d.state.as_str(),
+        );
+    }
+    m.push_str("</tbody></table>");
+    if more && let Some(last) = devices.last() {
+        let _ = write!(
+            m,
+            r#"<p><a rel="next" href="/console/devices?q={}&amp;state={}&amp;after={}">Next page</a></p>"#,
+            url(&q.q),
+            url(&q.state),
+            url(&last.mac)
+        );
+    }
+    layout("Fleet", Some(session), &m)
+}
+
+/// One device: what it is, what it did, what it uploaded, its audit timeline, Release.
+pub fn device(
+    session: &Session,
+    d: &Device,
+    history: &[AuditEntry],
+    uploads: &[UploadInfo],
+) -> String {
+    let mut m = format!(
+        r#"<h1>{mac} <span class="state {state}">{state}</span></h1><dl class="facts">"#,
+        mac = esc(&d.mac),
+        state = d.state.as_str()
+    );
+    let rows: [(&str, String); 9] = [
+        ("Profile", opt(&d.assignment.profile)),
+        ("Model", opt(&d.model)),
+        ("Firmware", opt(&d.firmware)),
+        ("Last seen", when(d.last_seen)),
+        ("Address", opt(&d.last_addr)),
+        ("Last file", opt(&d.last_fetch)),
+        ("Last upload", opt(&d.last_upload)),
+        ("User-Agent", opt(&d.user_agent)),
+        (
+            "Admin password",
+            if d.assignment.admin_password.is_some() {
+                "set (not shown)".into()
+            } else {
+                "—".into()
+            },
+        ),
+    ];
+    for (k, v) in rows {
+        let _ = write!(m, "<dt>{k}</dt><dd>{v}</dd>");
+    }
+    m.push_str("</dl><h2>Uploads</h2>");
+    if uploads.is_empty() {
+        m.push_str("<p>None.</p>");
+    } else {
+        m.push_str("<ul>");
+        for u in uploads {
+            let _ = write!(
+                m,
+                "<li>{} v{} — {} bytes, {}</li>",
+                esc(&u.kind),
+                u.version,
+                u.size,
+                when(Some(u.modified))
+            );
+        }
+        m.push_str("</ul>");
+    }
+    m.push_str(r#"<h2>Audit timeline</h2><ol class="timeline">"#);
+    for e in history.iter().rev() {
+        let _ = write!(
+            m,
+            r#"<li><strong class="action">{}</strong> by {} {}{}</li>"#,
+            esc(&e.action),
+            esc(&e.actor),
+            when(Some(e.at)),
+            e.detail
+                .as_deref()
+                .filter(|t| !t.is_empty())
+                .map(|t| format!(": {}", esc(t)))
+                .unwrap_or_default()
+        );
+    }
+    m.push_str("</ol>");
+    if d.state == DeviceState::Assigned {
+        let _ = write!(
+            m,
+            r#"<h2>Release</h2><form method="post" action="/console/devices/{mac}/release" class="card danger">
+<p>Withdraws the assignment and moves its overrides, directory, call lists and licence to quarantine; the phone is then served what a new phone is. Do this before a factory reset.</p>
+<input type="hidden" name="csrf" value="{csrf}">
+<label for="reason">Reason (kept in the audit log)</label><input id="reason" name="reason" required maxlength="500">
+<label class="check"><input type="checkbox" name="confirm" value="yes" required> Release {mac}</label>
+<button type="submit">Release</button></form>"#,
+            mac = esc(&d.mac),
+            csrf = esc(&session.csrf)
+        );
+    }
+    layout(&d.mac, Some(session), &m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markup_is_escaped() {
+        assert_eq!(
+            esc(r#"<script>alert("x")</script> & 'y'"#),
+            "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;y&#39;"
+        );
+        assert_eq!(url("a b&c"), "a%20b%26c");
+    }
+}

@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# The web console in a real browser: Chromium (headless) driven over WebDriver (chromedriver;
+# the W3C protocol spoken by a few lines of Python's standard library) against a release build.
+# Sign in, find a device by a MAC spelled another way, release it from its page and see the
+# audit entry; a phone's User-Agent carrying markup and script shown as text; a change without
+# the CSRF token refused; a signed-out session refused. Screenshots of each page go to
+# $SCREENSHOTS (default: a temporary folder, removed).
+# Usage: tests/interop/console.sh [path/to/polyprov]   (default: target/release/polyprov)
+set -uo pipefail
+
+BIN=${1:-target/release/polyprov}
+[ -x "$BIN" ] || { echo "no polyprov binary at $BIN (cargo build --release)"; exit 2; }
+for t in chromium chromedriver curl python3; do
+  command -v $t >/dev/null || { echo "$t is not installed (Debian: chromium chromium-driver)"; exit 2; }
+done
+
+WORK=$(mktemp -d)
+SHOTS=${SCREENSHOTS:-$WORK/shots}
+mkdir -p "$SHOTS"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+"$BIN" serve --data "$WORK/data" --http 127.0.0.1:0 --admin 127.0.0.1:0 >"$WORK/summary" 2>"$WORK/log" &
+PIDS+=($!)
+for _ in $(seq 1 100); do grep -q '^  metrics' "$WORK/summary" 2>/dev/null && break; sleep 0.1; done
+PHONES=$(awk '/phones \(HTTP\)/ {print $3}' "$WORK/summary")
+ADMIN=$(awk '/admin API/ {print $3}' "$WORK/summary" | sed 's#/api/v1##')
+[ -n "$PHONES" ] && [ -n "$ADMIN" ] || { echo "server did not start:"; cat "$WORK/summary" "$WORK/log"; exit 1; }
+TOKEN=$(cat "$WORK/data/admin.token")
+export POLYPROV_SERVER=$ADMIN POLYPROV_TOKEN=$TOKEN
+"$BIN" device assign 0004f2aa814c --admin-password 'S3cret!' --line '1001@pbx.example.com,1001,x' >/dev/null
+# A phone whose User-Agent carries markup and script: recorded as it came, shown as text.
+curl -s -o /dev/null -A '<script>alert(1)</script><img src=x onerror=alert(2)> PolycomVVX-VVX_500-UA/5.9.7.4477' \
+  "http://$PHONES/0004f2aa0bad.cfg"
+sleep 1.5   # sightings are written in batches (flush_interval_ms)
+
+DRIVER_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+chromedriver --port="$DRIVER_PORT" --allowed-ips=127.0.0.1 >"$WORK/chromedriver.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$DRIVER_PORT/status" >/dev/null && break; sleep 0.1; done
+
+python3 - "$DRIVER_PORT" "$ADMIN" "$TOKEN" "$SHOTS" <<'PY'
+import base64, json, subprocess, sys, urllib.request
+
+port, admin, token, shots = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+base = f"http://127.0.0.1:{port}"
+passed = failed = 0
+
+def call(method, path, body=None):
+    req = urllib.request.Request(base + path, method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return json.loads(r.read() or b"null")["value"]
+
+def eventually(cond, secs=15):
+    """A click that submits a form returns before the next page is there: poll for it."""
+    import time
+    end = time.time() + secs
+    while True:
+        try:
+            if cond():
+                return True
+        except Exception:
+            pass
+        if time.time() > end:
+            return False
+        time.sleep(0.1)
+
+def check(name, ok):
+    global passed, failed
+    if ok:
+        passed += 1; print(f"ok - {name}")
+    else:
+        failed += 1; print(f"not ok - {name}")
+
+caps = {"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
+    "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,900"]}}}}
+sid = call("POST", "/session", caps)["sessionId"]
+S = f"/session/{sid}"
+go = lambda url: call("POST", S + "/url", {"url": url})
+here = lambda: call("GET", S + "/url")
+find = lambda css: call("POST", S + "/element", {"using": "css selector", "value": css})["element-6066-11e4-a52e-4f735466cecf"]
+# An element found on the page before a navigation goes stale: each action is retried until
+# it lands (a send-keys or click either happens whole or fails).
+click = lambda css: eventually(lambda: call("POST", f"{S}/element/{find(css)}/click", {}) or True)
+type_ = lambda css, t: eventually(lambda: call("POST", f"{S}/element/{find(css)}/value", {"text": t}) or True)
+text = lambda: call("POST", S + "/execute/sync", {"script": "return document.body.innerText", "args": []})
+js = lambda script: call("POST", S + "/execute/sync", {"script": script, "args": []})
+def shot(name):
+    with open(f"{shots}/{name}.png", "wb") as f:
+        f.write(base64.b64decode(call("GET", S + "/screenshot")))
+
+try:
+    go(admin + "/")
+    check("a signed-out browser is sent to the sign-in page", here().endswith("/console/signin"))
+    shot("signin")
+    type_("#token", "not-the-token"); click("button[type=submit]")
+    check("a wrong token is refused with a message", eventually(lambda: "not the admin token" in text()))
+    type_("#token", token); click("button[type=submit]")
+    check("the admin token signs in and shows the fleet",
+          eventually(lambda: here().endswith("/console/devices") and "0004f2aa814c" in text()))
+    shot("fleet")
+    cookies = {c["name"]: c for c in call("GET", S + "/cookie")}
+    c = cookies.get("polyprov_session", {})
+    check("the session cookie is HttpOnly and SameSite=Strict", c.get("httpOnly") is True and c.get("sameSite") == "Strict")
+    type_("#q", "00-04-F2-AA-81-4C"); click("form.search button")
+    check("a MAC in another spelling finds its device",
+          eventually(lambda: here().endswith("/console/devices/0004f2aa814c") and "Audit timeline" in text()))
+    shot("device")
+    type_("#reason", "desk 12 to desk 40"); click("input[name=confirm]"); click("form.danger button")
+    check("Release from the device page: released, and the audit entry is on the timeline",
+          eventually(lambda: all(w in text() for w in ["released", "release by console", "desk 12 to desk 40"])))
+    shot("device-released")
+    go(admin + "/console/devices/0004f2aa0bad")
+    check("a User-Agent with markup and script is shown as text",
+          eventually(lambda: "<script>alert(1)</script>" in text() and "onerror" in text()))
+    check("and no script or img element made it into the page",
+          js("return document.querySelectorAll('script, img').length") == 0)
+    shot("device-xss")
+    session = call("GET", S + "/cookie/polyprov_session")["value"]
+    no_csrf = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-b", f"polyprov_session={session}",
+        "-d", "reason=x&confirm=yes", admin + "/console/devices/0004f2aa0bad/release"], capture_output=True, text=True).stdout
+    check("a change without the CSRF token is refused (403)", no_csrf == "403")
+    csrf = js("return document.querySelector('input[name=csrf]').value")
+    click("header button[type=submit]")
+    check("sign-out goes back to the sign-in page", eventually(lambda: here().endswith("/console/signin")))
+    after = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-b", f"polyprov_session={session}",
+        "-d", f"csrf={csrf}&reason=x&confirm=yes", admin + "/console/devices/0004f2aa0bad/release"], capture_output=True, text=True).stdout
+    check("the signed-out session is refused, even with its CSRF token (403)", after == "403")
+    go(admin + "/console/devices")
+    check("and the fleet page asks to sign in again", eventually(lambda: here().endswith("/console/signin")))
+finally:
+    call("DELETE", S)
+print(f"{passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
+PY
