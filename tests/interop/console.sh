@@ -113,7 +113,17 @@ try:
     check("a MAC in another spelling finds its device",
           eventually(lambda: here().endswith("/console/devices/0004f2aa814c") and "Audit timeline" in text()))
     shot("device")
-    type_("#reason", "desk 12 to desk 40"); click("input[name=confirm]"); click("form.danger button")
+    check("the device page says what a factory reset would bring back and what blocks remote actions",
+          eventually(lambda: "After a factory reset" in text() and "REST API is off" in text()))
+    type_("#act-reason", "test resync")
+    click("form[action$=action] input[name=confirm]")
+    click("form[action$=action] button")
+    check("Resync from the device page starts a job whose page says why nothing was sent",
+          eventually(lambda: "/console/actions/" in here() and "has not been seen" in text()))
+    shot("job")
+    go(admin + "/console/devices/0004f2aa814c")
+    eventually(lambda: "Release" in text())
+    type_("#reason", "desk 12 to desk 40"); click("form.danger input[name=confirm]"); click("form.danger button")
     check("Release from the device page: released, and the audit entry is on the timeline",
           eventually(lambda: all(w in text() for w in ["released", "release by console", "desk 12 to desk 40"])))
     shot("device-released")

@@ -34,6 +34,8 @@ pub fn router() -> Router<Arc<AdminState>> {
         .route("/console/devices", get(fleet))
         .route("/console/devices/{mac}", get(device))
         .route("/console/devices/{mac}/release", post(release))
+        .route("/console/devices/{mac}/action", post(action))
+        .route("/console/actions/{id}", get(job))
         .route("/console/style.css", get(style))
 }
 
@@ -236,9 +238,10 @@ async fn device(
     };
     let history = s.core.history(mac).await.unwrap_or_default();
     let uploads = s.core.uploads_of(mac).await.unwrap_or_default();
+    let doctor = crate::doctor::diagnose(&s.core, &s.dhcp, mac).await.ok();
     html(
         StatusCode::OK,
-        pages::device(&session, &device, &history, &uploads),
+        pages::device(&session, &device, &history, &uploads, doctor.as_ref()),
     )
 }
 
@@ -298,6 +301,98 @@ async fn release(
         Err(e) => html(
             StatusCode::CONFLICT,
             pages::message("Not released", &e.to_string()),
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+struct ActionForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+/// Resync or reboot from the device page: a remote action job, then its page.
+async fn action(
+    State(s): State<Arc<AdminState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(mac): Path<String>,
+    Form(f): Form<ActionForm>,
+) -> Response {
+    let Some(session) = s.sessions.get(&headers) else {
+        return html(
+            StatusCode::FORBIDDEN,
+            pages::message("Signed out", "Sign in again to change anything."),
+        );
+    };
+    if !session.csrf_ok(&f.csrf) {
+        s.metrics.security_event("console_bad_csrf");
+        tracing::warn!(target: "polyprov::security", event = "console_bad_csrf", addr = %peer.ip(), "security event");
+        return html(
+            StatusCode::FORBIDDEN,
+            pages::message(
+                "Refused",
+                "This form is stale or did not come from the console.",
+            ),
+        );
+    }
+    let kind = match f.action.as_str() {
+        "resync" => crate::actions::ActionKind::Resync,
+        "reboot" => crate::actions::ActionKind::Reboot,
+        _ => {
+            return html(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                pages::message("Unknown action", "Resync or reboot."),
+            );
+        }
+    };
+    if f.confirm != "yes" {
+        return html(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            pages::message("Not sent", "Tick the confirmation box to act on the phone."),
+        );
+    }
+    let req = crate::actions::JobRequest {
+        action: kind,
+        macs: vec![mac],
+        select: Default::default(),
+        via: Default::default(),
+        target: None,
+        transport: None,
+        rate: None,
+        wait_secs: Some(60),
+        reason: f.reason.chars().take(500).collect(),
+        release: false,
+    };
+    match s.actions.start(req, "console").await {
+        Ok(job) => Redirect::to(&format!("/console/actions/{}", job.id)).into_response(),
+        Err(e) => html(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            pages::message("Not sent", &e.to_string()),
+        ),
+    }
+}
+
+/// A remote action job's page (it refreshes itself while the job runs).
+async fn job(
+    State(s): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let Some(session) = s.sessions.get(&headers) else {
+        return to_signin();
+    };
+    match s.actions.job(&id) {
+        Some(j) => html(StatusCode::OK, pages::job(&session, &j)),
+        None => html(
+            StatusCode::NOT_FOUND,
+            pages::message("No such job", "Jobs are kept in memory; this one is gone."),
         ),
     }
 }

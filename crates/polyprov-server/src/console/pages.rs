@@ -173,6 +173,7 @@ pub fn device(
     d: &Device,
     history: &[AuditEntry],
     uploads: &[UploadInfo],
+    doctor: Option<&crate::doctor::Report>,
 ) -> String {
     let mut m = format!(
         r#"<h1>{mac} <span class="state {state}">{state}</span></h1><dl class="facts">"#,
@@ -217,6 +218,40 @@ pub fn device(
         }
         m.push_str("</ul>");
     }
+    if let Some(r) = doctor {
+        let _ = write!(
+            m,
+            "<h2>After a factory reset</h2><p>Admin password from <strong>{}</strong>; master {}.</p>",
+            esc(&r.admin_password.source),
+            esc(&r.master)
+        );
+        if r.findings.is_empty() {
+            m.push_str("<p>Nothing would bring its old settings back.</p>");
+        } else {
+            m.push_str(r#"<ul class="findings">"#);
+            for f in &r.findings {
+                let _ = write!(
+                    m,
+                    r#"<li><span class="kind">{}</span> {}<br><code>{}</code></li>"#,
+                    esc(&f.kind.to_string()),
+                    esc(&f.what),
+                    esc(&f.fix)
+                );
+            }
+            m.push_str("</ul>");
+        }
+    }
+    let _ = write!(
+        m,
+        r#"<h2>Act on the phone</h2><form method="post" action="/console/devices/{mac}/action" class="card">
+<input type="hidden" name="csrf" value="{csrf}">
+<label for="act">Action</label><select id="act" name="action"><option value="resync">Resync (re-read the configuration)</option><option value="reboot">Reboot</option></select>
+<label for="act-reason">Reason (kept in the audit log)</label><input id="act-reason" name="reason" maxlength="500">
+<label class="check"><input type="checkbox" name="confirm" value="yes" required> Send it to {mac}</label>
+<button type="submit">Send</button></form>"#,
+        mac = esc(&d.mac),
+        csrf = esc(&session.csrf)
+    );
     m.push_str(r#"<h2>Audit timeline</h2><ol class="timeline">"#);
     for e in history.iter().rev() {
         let _ = write!(
@@ -247,6 +282,58 @@ pub fn device(
         );
     }
     layout(&d.mac, Some(session), &m)
+}
+
+/// A remote action job: each phone's result; refreshes itself every 2 s while running.
+pub fn job(session: &Session, j: &crate::actions::Job) -> String {
+    let mut m = format!(
+        "<h1>{} — {}</h1><p>{} phones: {} sent, {} acknowledged, {} came back, {} failed.</p>",
+        esc(j.action.as_str()),
+        esc(j.state),
+        j.counts.phones,
+        j.counts.sent,
+        j.counts.acknowledged,
+        j.counts.came_back,
+        j.counts.failed
+    );
+    m.push_str(r#"<table><caption>Phones</caption><thead><tr><th scope="col">MAC</th><th scope="col">State</th><th scope="col">Sent to</th><th scope="col">Answer</th><th scope="col">Came back</th></tr></thead><tbody>"#);
+    for r in &j.results {
+        let answer = match (&r.error, &r.answer) {
+            (Some(e), _) => format!("not sent: {}", esc(e)),
+            (None, Some(a)) => esc(&a.detail),
+            (None, None) => "—".into(),
+        };
+        let back = match &r.came_back {
+            Some(c) => format!(
+                "after {:.1} s{}",
+                c.after_ms as f64 / 1000.0,
+                match c.rebooted {
+                    Some(true) => ", rebooted",
+                    Some(false) => ", without rebooting",
+                    None => "",
+                }
+            ),
+            None => "—".into(),
+        };
+        let _ = write!(
+            m,
+            r#"<tr><th scope="row"><a href="/console/devices/{mac}">{mac}</a></th><td>{}</td><td>{}</td><td>{answer}</td><td>{back}</td></tr>"#,
+            esc(r.state),
+            r.target.as_deref().map(esc).unwrap_or_else(|| "—".into()),
+            mac = esc(&r.mac),
+        );
+    }
+    m.push_str("</tbody></table>");
+    let page = layout(&format!("{} job", j.action.as_str()), Some(session), &m);
+    if j.state == "running" {
+        page.replacen(
+            "<head>",
+            r#"<head><meta http-equiv="refresh" content="2">"#,
+            1,
+        )
+    } else {
+        page
+    }
 }
 
 #[cfg(test)]
