@@ -133,6 +133,25 @@ try:
     check("and no script or img element made it into the page",
           js("return document.querySelectorAll('script, img').length") == 0)
     shot("device-xss")
+    click("nav a[href='/console/profiles']")
+    eventually(lambda: here().endswith("/console/profiles"))
+    type_("#pname", "sales"); click("#new-profile button")
+    check("a new profile gets its page", eventually(lambda: here().endswith("/console/profiles/sales")))
+    type_("#params", "voIpProt.SIP.specialEvent.checkSync.alwaysRebot=1\nnot a parameter line")
+    click("button[value=check]")
+    check("Check runs the linter: a misspelt name gets its suggestion, a bad line an error",
+          eventually(lambda: "did you mean voIpProt.SIP.specialEvent.checkSync.alwaysReboot" in text()
+                     and "expected NAME=VALUE" in text()))
+    shot("profile-findings")
+    click("button[value=save]")
+    check("Save refuses while a finding is an error", eventually(lambda: "Not saved: fix the errors first" in text()))
+    eventually(lambda: call("POST", f"{S}/element/{find('#params')}/clear", {}) or True)
+    type_("#params", "voIpProt.SIP.specialEvent.checkSync.alwaysReboot=1")
+    click("button[value=save]")
+    check("a clean profile is saved", eventually(lambda: "Saved; it applies to 0 device(s)" in text()))
+    saved = subprocess.run(["curl", "-s", "-H", f"Authorization: Bearer {token}", admin + "/api/v1/profiles/sales"],
+        capture_output=True, text=True).stdout
+    check("and the API sees it", '"voIpProt.SIP.specialEvent.checkSync.alwaysReboot":"1"' in saved.replace(" ", ""))
     session = call("GET", S + "/cookie/polyprov_session")["value"]
     no_csrf = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-b", f"polyprov_session={session}",
         "-d", "reason=x&confirm=yes", admin + "/console/devices/0004f2aa0bad/release"], capture_output=True, text=True).stdout

@@ -36,6 +36,9 @@ pub fn router() -> Router<Arc<AdminState>> {
         .route("/console/devices/{mac}/release", post(release))
         .route("/console/devices/{mac}/action", post(action))
         .route("/console/actions/{id}", get(job))
+        .route("/console/profiles", get(profiles))
+        .route("/console/profiles/new", get(new_profile))
+        .route("/console/profiles/{name}", get(profile).post(save_profile))
         .route("/console/style.css", get(style))
 }
 
@@ -395,4 +398,213 @@ async fn job(
             pages::message("No such job", "Jobs are kept in memory; this one is gone."),
         ),
     }
+}
+
+#[derive(Deserialize)]
+struct NewProfile {
+    #[serde(default)]
+    name: String,
+}
+
+/// The "new profile" form names it; its page is where it is made (saved on the first Save).
+async fn new_profile(Query(q): Query<NewProfile>) -> Response {
+    Redirect::to(&format!("/console/profiles/{}", pages::url(q.name.trim()))).into_response()
+}
+
+async fn profiles(State(s): State<Arc<AdminState>>, headers: HeaderMap) -> Response {
+    let Some(session) = s.sessions.get(&headers) else {
+        return to_signin();
+    };
+    match s.core.profiles().await {
+        Ok(list) => html(StatusCode::OK, pages::profiles(&session, &list)),
+        Err(e) => error_page(&e.to_string()),
+    }
+}
+
+/// Most devices counted for "a change affects N devices" (past it: "N or more").
+const AFFECTED_COUNT: u32 = 10_000;
+
+async fn affected(s: &AdminState, name: &str) -> (usize, bool) {
+    let filter = polyprov_store::DeviceFilter {
+        profile: Some(name.to_string()),
+        ..Default::default()
+    };
+    let n = s
+        .core
+        .devices_matching(&filter, None, AFFECTED_COUNT)
+        .await
+        .map_or(0, |d| d.len());
+    (n, n as u32 == AFFECTED_COUNT)
+}
+
+async fn profile(
+    State(s): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    let Some(session) = s.sessions.get(&headers) else {
+        return to_signin();
+    };
+    let params = match s.core.profile(&name).await {
+        Ok(Some(p)) => p.params,
+        Ok(None) => Default::default(),
+        Err(e) => return error_page(&e.to_string()),
+    };
+    let text = params_text(&params);
+    let findings = lint_params(&name, &params);
+    let affects = affected(&s, &name).await;
+    html(
+        StatusCode::OK,
+        pages::profile(&session, &name, &text, &findings, affects, None),
+    )
+}
+
+#[derive(Deserialize)]
+struct ProfileForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    params: String,
+    /// `check` (lint only) or `save`.
+    #[serde(default)]
+    intent: String,
+}
+
+/// Checks a profile's parameters (one `NAME=VALUE` a line) with the linter, and saves them
+/// unless a finding is an error.
+async fn save_profile(
+    State(s): State<Arc<AdminState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Form(f): Form<ProfileForm>,
+) -> Response {
+    let Some(session) = s.sessions.get(&headers) else {
+        return html(
+            StatusCode::FORBIDDEN,
+            pages::message("Signed out", "Sign in again to change anything."),
+        );
+    };
+    if !session.csrf_ok(&f.csrf) {
+        s.metrics.security_event("console_bad_csrf");
+        tracing::warn!(target: "polyprov::security", event = "console_bad_csrf", addr = %peer.ip(), "security event");
+        return html(
+            StatusCode::FORBIDDEN,
+            pages::message(
+                "Refused",
+                "This form is stale or did not come from the console.",
+            ),
+        );
+    }
+    let ok_name = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !ok_name {
+        return html(
+            StatusCode::BAD_REQUEST,
+            pages::message(
+                "Not a profile name",
+                "Use 1-64 letters, digits, '.', '_', '-'.",
+            ),
+        );
+    }
+    let affects = affected(&s, &name).await;
+    let (params, mut problems) = parse_params_text(&f.params);
+    let mut findings = lint_params(&name, &params);
+    findings.splice(0..0, problems.drain(..));
+    let blocking = findings.iter().any(|f| f.0 == "error");
+    let status = if f.intent == "save" && !blocking {
+        match s.core.put_profile(&name, &params).await {
+            Ok(_) => Some(format!("Saved; it applies to {} device(s).", affects.0)),
+            Err(e) => Some(format!("Not saved: {e}")),
+        }
+    } else if f.intent == "save" {
+        Some("Not saved: fix the errors first.".to_string())
+    } else {
+        None
+    };
+    html(
+        if blocking {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::OK
+        },
+        pages::profile(
+            &session,
+            &name,
+            &f.params,
+            &findings,
+            affects,
+            status.as_deref(),
+        ),
+    )
+}
+
+/// `NAME=VALUE` lines, sorted by name.
+fn params_text(params: &polyprov_model::Params) -> String {
+    params.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
+}
+
+/// A finding as the profile page shows it: (severity, the parameter or line, message).
+pub type ProfileFinding = (String, String, String);
+
+/// Parses `NAME=VALUE` lines (blank lines and `#` comments skipped); a line that is not one, or
+/// a name or value Poly phones cannot take, is an error finding.
+fn parse_params_text(text: &str) -> (polyprov_model::Params, Vec<ProfileFinding>) {
+    use polyprov_model::config::{check_param_name, check_param_value};
+    let mut params = polyprov_model::Params::new();
+    let mut problems = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((k, v)) = line.split_once('=') else {
+            problems.push((
+                "error".into(),
+                format!("line {}", i + 1),
+                "expected NAME=VALUE".into(),
+            ));
+            continue;
+        };
+        let (k, v) = (k.trim(), v.trim());
+        if let Err(e) = check_param_name(k) {
+            problems.push(("error".into(), k.to_string(), e.to_string()));
+        } else if let Err(e) = check_param_value(k, v) {
+            problems.push(("error".into(), k.to_string(), e.to_string()));
+        } else {
+            params.insert(k.to_string(), v.to_string());
+        }
+    }
+    (params, problems)
+}
+
+/// The linter on a profile, as the shared file it becomes for every device that has it.
+fn lint_params(name: &str, params: &polyprov_model::Params) -> Vec<ProfileFinding> {
+    if params.is_empty() {
+        return Vec::new();
+    }
+    let file = format!("profile-{name}.cfg");
+    let text = polyprov_model::config::render_polycom_config(params, "profile");
+    let input = polyprov_model::lint::LintInput {
+        files: vec![(file, text.clone())],
+        ..Default::default()
+    };
+    polyprov_model::lint::lint(&input)
+        .into_iter()
+        .map(|f| {
+            // Findings point at a line of the rendered file, one parameter a line: name it.
+            let at = f
+                .position
+                .and_then(|p| text.lines().nth(p.line.saturating_sub(1) as usize))
+                .map(|l| {
+                    let l = l.trim().trim_start_matches('<');
+                    l.split('=').next().unwrap_or(l).to_string()
+                })
+                .unwrap_or_default();
+            (f.severity.to_string(), at, f.message)
+        })
+        .collect()
 }

@@ -23,8 +23,8 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-/// Percent-encodes a query value.
-fn url(s: &str) -> String {
+/// Percent-encodes a query value or path segment.
+pub fn url(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -38,7 +38,7 @@ fn url(s: &str) -> String {
 fn layout(title: &str, session: Option<&Session>, main: &str) -> String {
     let nav = match session {
         Some(s) => format!(
-            r#"<nav aria-label="Console"><a href="/console/devices">Fleet</a>
+            r#"<nav aria-label="Console"><span><a href="/console/devices">Fleet</a> · <a href="/console/profiles">Profiles</a></span>
 <form method="post" action="/console/signout" class="inline"><input type="hidden" name="csrf" value="{}"><button type="submit">Sign out</button></form></nav>"#,
             esc(&s.csrf)
         ),
@@ -334,6 +334,71 @@ pub fn job(session: &Session, j: &crate::actions::Job) -> String {
     } else {
         page
     }
+}
+
+/// Every profile, with a link to edit it and a form to make a new one.
+pub fn profiles(session: &Session, list: &[polyprov_store::inventory::Profile]) -> String {
+    let mut m = String::from("<h1>Profiles</h1><ul>");
+    if list.is_empty() {
+        m.push_str("<li>None yet.</li>");
+    }
+    for p in list {
+        let _ = write!(
+            m,
+            r#"<li><a href="/console/profiles/{n}">{n}</a> — {} parameters</li>"#,
+            p.params.len(),
+            n = esc(&p.name)
+        );
+    }
+    m.push_str(r#"</ul><form method="get" action="/console/profiles/new" class="search" id="new-profile"><label for="pname">New profile</label><input id="pname" name="name" pattern="[A-Za-z0-9._-]{1,64}" required><button type="submit">Create</button></form>"#);
+    layout("Profiles", Some(session), &m)
+}
+
+/// One profile: its parameters as `NAME=VALUE` lines, the linter's findings, how many devices
+/// it applies to, Check and Save.
+pub fn profile(
+    session: &Session,
+    name: &str,
+    text: &str,
+    findings: &[super::ProfileFinding],
+    affects: (usize, bool),
+    status: Option<&str>,
+) -> String {
+    let mut m = format!("<h1>Profile {}</h1>", esc(name));
+    let _ = write!(
+        m,
+        "<p>Applies to {}{} device(s): a change reaches each at its next request.</p>",
+        affects.0,
+        if affects.1 { " or more" } else { "" }
+    );
+    if let Some(st) = status {
+        let _ = write!(m, r#"<p class="status" role="status">{}</p>"#, esc(st));
+    }
+    if !findings.is_empty() {
+        m.push_str(r#"<h2>Findings</h2><ul class="findings" id="findings">"#);
+        for (sev, at, msg) in findings {
+            let _ = write!(
+                m,
+                r#"<li class="{sev}"><span class="kind">{sev}</span> <code>{}</code> {}</li>"#,
+                esc(at),
+                esc(msg),
+                sev = esc(sev)
+            );
+        }
+        m.push_str("</ul>");
+    }
+    let _ = write!(
+        m,
+        r#"<form method="post" action="/console/profiles/{n}" class="card wide">
+<input type="hidden" name="csrf" value="{csrf}">
+<label for="params">Parameters, one NAME=VALUE a line (site defaults &lt; profile &lt; device)</label>
+<textarea id="params" name="params" rows="16" cols="80" spellcheck="false">{text}</textarea>
+<div><button type="submit" name="intent" value="check">Check</button> <button type="submit" name="intent" value="save">Save</button></div></form>"#,
+        n = esc(name),
+        csrf = esc(&session.csrf),
+        text = esc(text)
+    );
+    layout(&format!("Profile {name}"), Some(session), &m)
 }
 
 #[cfg(test)]
