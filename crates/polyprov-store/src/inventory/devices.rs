@@ -89,18 +89,35 @@ impl Inventory {
         after: Option<Mac>,
         limit: u32,
     ) -> Result<Vec<Device>, InventoryError> {
-        let rows = sqlx::query(select_devices!(
-            "WHERE mac > ?1 AND (?3 IS NULL OR state = ?3) AND (?4 IS NULL OR instr(mac, ?4) > 0) \
-             AND (?5 IS NULL OR model = ?5) AND (?6 IS NULL OR profile = ?6) ORDER BY mac LIMIT ?2"
-        ))
-        .bind(after.map(|m| m.to_string()).unwrap_or_default())
-        .bind(i64::from(limit))
-        .bind(filter.state.map(|s| s.as_str()))
-        .bind(filter.mac_digits.as_deref())
-        .bind(filter.model.as_deref())
-        .bind(filter.profile.as_deref())
-        .fetch_all(&self.pool)
-        .await?;
+        // Only the conditions given, so that SQLite can use the (state, mac) and (model, mac)
+        // indexes: an `(? IS NULL OR state = ?)` form would make it scan.
+        let mut sql = String::from(select_devices!("WHERE mac > ?"));
+        for (given, clause) in [
+            (filter.state.is_some(), " AND state = ?"),
+            (filter.mac_digits.is_some(), " AND instr(mac, ?) > 0"),
+            (filter.model.is_some(), " AND model = ?"),
+            (filter.profile.is_some(), " AND profile = ?"),
+        ] {
+            if given {
+                sql.push_str(clause);
+            }
+        }
+        sql.push_str(" ORDER BY mac LIMIT ?");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(after.map(|m| m.to_string()).unwrap_or_default());
+        if let Some(s) = filter.state {
+            q = q.bind(s.as_str());
+        }
+        if let Some(d) = &filter.mac_digits {
+            q = q.bind(d.clone());
+        }
+        if let Some(m) = &filter.model {
+            q = q.bind(m.clone());
+        }
+        if let Some(p) = &filter.profile {
+            q = q.bind(p.clone());
+        }
+        let rows = q.bind(i64::from(limit)).fetch_all(&self.pool).await?;
         rows.iter().map(device_from_row).collect()
     }
 

@@ -430,6 +430,70 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_filtered_page_holds_only_matching_devices_in_mac_order() {
+        let inv = open().await;
+        let seen = |m: &str, model: &str| Sighting {
+            mac: m.to_string(),
+            at: 10,
+            model: Some(model.into()),
+            ..Default::default()
+        };
+        inv.record_sightings(&[
+            seen("0004f2aa0001", "VVX_500"),
+            seen("0004f2bb0002", "VVX_410"),
+            seen("0004f2aa0003", "VVX_500"),
+        ])
+        .await
+        .unwrap();
+        inv.assign(mac("0004f2aa0003"), &Assignment::default(), "t")
+            .await
+            .unwrap();
+        let macs = |f: DeviceFilter| {
+            let inv = &inv;
+            async move {
+                inv.devices_matching(&f, None, 10)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|d| d.mac)
+                    .collect::<Vec<_>>()
+            }
+        };
+        let only = |m: &[&str]| m.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            macs(DeviceFilter {
+                mac_digits: Some("f2aa".into()),
+                ..Default::default()
+            })
+            .await,
+            only(&["0004f2aa0001", "0004f2aa0003"])
+        );
+        assert_eq!(
+            macs(DeviceFilter {
+                state: Some(DeviceState::Assigned),
+                ..Default::default()
+            })
+            .await,
+            only(&["0004f2aa0003"])
+        );
+        assert_eq!(
+            macs(DeviceFilter {
+                model: Some("VVX_500".into()),
+                state: Some(DeviceState::Unassigned),
+                ..Default::default()
+            })
+            .await,
+            only(&["0004f2aa0001"])
+        );
+        let after = inv
+            .devices_matching(&DeviceFilter::default(), Some(mac("0004f2aa0001")), 1)
+            .await
+            .unwrap();
+        assert_eq!(after.len(), 1);
+        assert_eq!(after[0].mac, "0004f2aa0003");
+    }
+
+    #[tokio::test]
     async fn sightings_create_unassigned_devices_and_keep_known_fields() {
         let inv = open().await;
         let m = mac("0004f2aa814c");
