@@ -152,6 +152,21 @@ try:
     saved = subprocess.run(["curl", "-s", "-H", f"Authorization: Bearer {token}", admin + "/api/v1/profiles/sales"],
         capture_output=True, text=True).stdout
     check("and the API sees it", '"voIpProt.SIP.specialEvent.checkSync.alwaysReboot":"1"' in saved.replace(" ", ""))
+    go(admin + "/console/devices/0004f2aa0bad")
+    eventually(lambda: "Save the assignment" in text())
+    js("document.querySelector('#profile').value = 'sales'")
+    type_("#dparams", "reg.1.address=2002@pbx.example.com")
+    type_("#admin-password", "N3w-Pw!")
+    click("#assignment button")
+    check("the assignment form assigns the device: profile, its own line, audited",
+          eventually(lambda: "assigned" in text() and "assign by console" in text()
+                     and "2002@pbx.example.com" in text()))
+    shot("device-assigned")
+    type_("#dparams", "\nnot a parameter")
+    click("#assignment button")
+    check("an assignment with a line that is not NAME=VALUE is refused", eventually(lambda: "Not saved" in text()))
+    go(admin + "/console/devices/0004f2aa0bad")
+    eventually(lambda: "Save the assignment" in text())
     session = call("GET", S + "/cookie/polyprov_session")["value"]
     no_csrf = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-b", f"polyprov_session={session}",
         "-d", "reason=x&confirm=yes", admin + "/console/devices/0004f2aa0bad/release"], capture_output=True, text=True).stdout

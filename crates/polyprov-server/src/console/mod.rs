@@ -35,6 +35,7 @@ pub fn router() -> Router<Arc<AdminState>> {
         .route("/console/devices/{mac}", get(device))
         .route("/console/devices/{mac}/release", post(release))
         .route("/console/devices/{mac}/action", post(action))
+        .route("/console/devices/{mac}/assignment", post(assign))
         .route("/console/actions/{id}", get(job))
         .route("/console/profiles", get(profiles))
         .route("/console/profiles/new", get(new_profile))
@@ -242,9 +243,24 @@ async fn device(
     let history = s.core.history(mac).await.unwrap_or_default();
     let uploads = s.core.uploads_of(mac).await.unwrap_or_default();
     let doctor = crate::doctor::diagnose(&s.core, &s.dhcp, mac).await.ok();
+    let profiles: Vec<String> = s
+        .core
+        .profiles()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
     html(
         StatusCode::OK,
-        pages::device(&session, &device, &history, &uploads, doctor.as_ref()),
+        pages::device(
+            &session,
+            &device,
+            &history,
+            &uploads,
+            doctor.as_ref(),
+            &profiles,
+        ),
     )
 }
 
@@ -607,4 +623,80 @@ fn lint_params(name: &str, params: &polyprov_model::Params) -> Vec<ProfileFindin
             (f.severity.to_string(), at, f.message)
         })
         .collect()
+}
+
+#[derive(Deserialize)]
+struct AssignForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    profile: String,
+    /// Empty: keep the admin password the device has.
+    #[serde(default)]
+    admin_password: String,
+    #[serde(default)]
+    params: String,
+}
+
+/// The device's assignment from its page: profile, admin password (kept when left empty), its
+/// own parameters as `NAME=VALUE` lines — checked as the API checks them, then the linter's
+/// errors refuse it.
+async fn assign(
+    State(s): State<Arc<AdminState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(mac): Path<String>,
+    Form(f): Form<AssignForm>,
+) -> Response {
+    let Some(session) = s.sessions.get(&headers) else {
+        return html(
+            StatusCode::FORBIDDEN,
+            pages::message("Signed out", "Sign in again to change anything."),
+        );
+    };
+    if !session.csrf_ok(&f.csrf) {
+        s.metrics.security_event("console_bad_csrf");
+        tracing::warn!(target: "polyprov::security", event = "console_bad_csrf", addr = %peer.ip(), "security event");
+        return html(
+            StatusCode::FORBIDDEN,
+            pages::message(
+                "Refused",
+                "This form is stale or did not come from the console.",
+            ),
+        );
+    }
+    let Ok(mac) = mac.parse::<Mac>() else {
+        return html(
+            StatusCode::NOT_FOUND,
+            pages::message("Not a MAC", "That is not a MAC address."),
+        );
+    };
+    let (params, problems) = parse_params_text(&f.params);
+    if let Some((_, at, why)) = problems.first() {
+        return html(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            pages::message("Not saved", &format!("{at}: {why}")),
+        );
+    }
+    let current = match s.core.device(mac).await {
+        Ok(d) => d,
+        Err(e) => return error_page(&e.to_string()),
+    };
+    let admin_password = match f.admin_password.trim() {
+        "" => current.and_then(|d| d.assignment.admin_password),
+        pw => Some(pw.to_string()),
+    };
+    let profile = f.profile.trim();
+    let assignment = polyprov_store::Assignment {
+        profile: (!profile.is_empty()).then(|| profile.to_string()),
+        admin_password,
+        params,
+    };
+    match s.core.assign(mac, &assignment, "console").await {
+        Ok(_) => Redirect::to(&format!("/console/devices/{mac}")).into_response(),
+        Err(e) => html(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            pages::message("Not saved", &e.to_string()),
+        ),
+    }
 }

@@ -174,6 +174,7 @@ pub fn device(
     history: &[AuditEntry],
     uploads: &[UploadInfo],
     doctor: Option<&crate::doctor::Report>,
+    profiles: &[String],
 ) -> String {
     let mut m = format!(
         r#"<h1>{mac} <span class="state {state}">{state}</span></h1><dl class="facts">"#,
@@ -201,7 +202,42 @@ pub fn device(
     for (k, v) in rows {
         let _ = write!(m, "<dt>{k}</dt><dd>{v}</dd>");
     }
-    m.push_str("</dl><h2>Uploads</h2>");
+    m.push_str("</dl>");
+    if d.state != DeviceState::Retired {
+        let mut options = String::from(r#"<option value="">none</option>"#);
+        for p in profiles {
+            let sel = if d.assignment.profile.as_deref() == Some(p.as_str()) {
+                " selected"
+            } else {
+                ""
+            };
+            let _ = write!(
+                options,
+                r#"<option value="{p}"{sel}>{p}</option>"#,
+                p = esc(p)
+            );
+        }
+        let params: String = d
+            .assignment
+            .params
+            .iter()
+            .map(|(k, v)| format!("{k}={v}\n"))
+            .collect();
+        let _ = write!(
+            m,
+            r#"<h2>Assignment</h2><form method="post" action="/console/devices/{mac}/assignment" class="card wide" id="assignment">
+<input type="hidden" name="csrf" value="{csrf}">
+<label for="profile">Profile</label><select id="profile" name="profile">{options}</select>
+<label for="admin-password">Admin password <small>(empty: keep the one it has)</small></label><input id="admin-password" name="admin_password" type="password" autocomplete="new-password">
+<label for="dparams">Its own parameters, one NAME=VALUE a line (they win over the profile)</label>
+<textarea id="dparams" name="params" rows="8" spellcheck="false">{params}</textarea>
+<button type="submit">Save the assignment</button></form>"#,
+            mac = esc(&d.mac),
+            csrf = esc(&session.csrf),
+            params = esc(&params)
+        );
+    }
+    m.push_str("<h2>Uploads</h2>");
     if uploads.is_empty() {
         m.push_str("<p>None.</p>");
     } else {
