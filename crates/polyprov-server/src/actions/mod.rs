@@ -641,7 +641,7 @@ async fn rest_prepare(
     let target = match plan.target {
         Some(t) => t,
         None => {
-            let ip = sip::last_ip(core, mac, &device)?;
+            let ip = sip::last_ip(core, mac, &device).await?;
             std::net::SocketAddr::new(ip, settings.rest_port)
         }
     };

@@ -60,7 +60,7 @@ pub(super) async fn prepare(
     let target = match plan.target {
         Some(t) => t,
         None => {
-            let ip = last_ip(core, mac, device.as_ref().ok_or("no device")?)?;
+            let ip = last_ip(core, mac, device.as_ref().ok_or("no device")?).await?;
             // The phone's own SIP port when its configuration sets one.
             let port = params
                 .get("voIpProt.SIP.local.port")
@@ -112,18 +112,32 @@ pub(super) async fn prepare(
     })
 }
 
-/// The IP address a device's requests last came from (unflushed sightings first).
-pub(super) fn last_ip(
+/// The IP address a device's requests last came from: what is not written yet first, then the
+/// inventory — after waiting for a write in progress, which holds sightings that are in
+/// neither place while it runs.
+pub(super) async fn last_ip(
     core: &Core,
     mac: Mac,
     device: &polyprov_store::inventory::Device,
 ) -> Result<IpAddr, String> {
-    let last = core
+    let mut last = core
         .unflushed_address(mac)
-        .or_else(|| device.last_addr.clone())
-        .ok_or_else(|| {
-            format!("{mac} has not been seen, so its address is unknown; give it with --target")
-        })?;
+        .or_else(|| device.last_addr.clone());
+    if last.is_none() {
+        core.flush().await;
+        last = match core.unflushed_address(mac) {
+            // The write failed and kept them for the next one.
+            Some(a) => Some(a),
+            None => core
+                .device(mac)
+                .await
+                .map_err(|e| format!("reading the inventory: {e}"))?
+                .and_then(|d| d.last_addr),
+        };
+    }
+    let last = last.ok_or_else(|| {
+        format!("{mac} has not been seen, so its address is unknown; give it with --target")
+    })?;
     last.parse::<SocketAddr>()
         .map(|a| a.ip())
         .or_else(|_| last.parse::<IpAddr>())
