@@ -152,6 +152,12 @@ try:
     saved = subprocess.run(["curl", "-s", "-H", f"Authorization: Bearer {token}", admin + "/api/v1/profiles/sales"],
         capture_output=True, text=True).stdout
     check("and the API sees it", '"voIpProt.SIP.specialEvent.checkSync.alwaysReboot":"1"' in saved.replace(" ", ""))
+    click("nav a[href='/console/site']")
+    eventually(lambda: here().endswith("/console/site"))
+    type_("#params", "device.auth.localAdminPassword=Same4All")
+    click("button[value=check]")
+    check("site defaults: the linter says a shared admin password reaches every phone",
+          eventually(lambda: "every phone can download" in text()))
     go(admin + "/console/devices/0004f2aa0bad")
     eventually(lambda: "Save the assignment" in text())
     js("document.querySelector('#profile').value = 'sales'")

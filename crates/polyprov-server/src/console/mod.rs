@@ -38,6 +38,7 @@ pub fn router() -> Router<Arc<AdminState>> {
         .route("/console/devices/{mac}/assignment", post(assign))
         .route("/console/actions/{id}", get(job))
         .route("/console/profiles", get(profiles))
+        .route("/console/site", get(site).post(save_site))
         .route("/console/profiles/new", get(new_profile))
         .route("/console/profiles/{name}", get(profile).post(save_profile))
         .route("/console/style.css", get(style))
@@ -73,6 +74,34 @@ fn html(status: StatusCode, body: String) -> Response {
         body,
     )
         .into_response()
+}
+
+/// The session of a form POST that carries its own CSRF token; else the refusal to send (403:
+/// signed out, or a token that is missing or not this session's — a security event).
+fn form_session(
+    s: &AdminState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    csrf: &str,
+) -> Result<sessions::Session, Box<Response>> {
+    let Some(session) = s.sessions.get(headers) else {
+        return Err(Box::new(html(
+            StatusCode::FORBIDDEN,
+            pages::message("Signed out", "Sign in again to change anything."),
+        )));
+    };
+    if !session.csrf_ok(csrf) {
+        s.metrics.security_event("console_bad_csrf");
+        tracing::warn!(target: "polyprov::security", event = "console_bad_csrf", addr = %peer.ip(), "security event");
+        return Err(Box::new(html(
+            StatusCode::FORBIDDEN,
+            pages::message(
+                "Refused",
+                "This form is stale or did not come from the console.",
+            ),
+        )));
+    }
+    Ok(session)
 }
 
 fn to_signin() -> Response {
@@ -282,22 +311,8 @@ async fn release(
     Path(mac): Path<String>,
     Form(f): Form<ReleaseForm>,
 ) -> Response {
-    let Some(session) = s.sessions.get(&headers) else {
-        return html(
-            StatusCode::FORBIDDEN,
-            pages::message("Signed out", "Sign in again to change anything."),
-        );
-    };
-    if !session.csrf_ok(&f.csrf) {
-        s.metrics.security_event("console_bad_csrf");
-        tracing::warn!(target: "polyprov::security", event = "console_bad_csrf", addr = %peer.ip(), "security event");
-        return html(
-            StatusCode::FORBIDDEN,
-            pages::message(
-                "Refused",
-                "This form is stale or did not come from the console.",
-            ),
-        );
+    if let Err(refused) = form_session(&s, &headers, peer, &f.csrf) {
+        return *refused;
     }
     let Ok(mac) = mac.parse::<Mac>() else {
         return html(
@@ -344,22 +359,8 @@ async fn action(
     Path(mac): Path<String>,
     Form(f): Form<ActionForm>,
 ) -> Response {
-    let Some(session) = s.sessions.get(&headers) else {
-        return html(
-            StatusCode::FORBIDDEN,
-            pages::message("Signed out", "Sign in again to change anything."),
-        );
-    };
-    if !session.csrf_ok(&f.csrf) {
-        s.metrics.security_event("console_bad_csrf");
-        tracing::warn!(target: "polyprov::security", event = "console_bad_csrf", addr = %peer.ip(), "security event");
-        return html(
-            StatusCode::FORBIDDEN,
-            pages::message(
-                "Refused",
-                "This form is stale or did not come from the console.",
-            ),
-        );
+    if let Err(refused) = form_session(&s, &headers, peer, &f.csrf) {
+        return *refused;
     }
     let kind = match f.action.as_str() {
         "resync" => crate::actions::ActionKind::Resync,
@@ -471,7 +472,33 @@ async fn profile(
     let affects = affected(&s, &name).await;
     html(
         StatusCode::OK,
-        pages::profile(&session, &name, &text, &findings, affects, None),
+        profile_page(&session, &name, &text, &findings, affects, None),
+    )
+}
+
+fn profile_page(
+    session: &sessions::Session,
+    name: &str,
+    text: &str,
+    findings: &[ProfileFinding],
+    affects: (usize, bool),
+    status: Option<&str>,
+) -> String {
+    let applies = format!(
+        "Applies to {}{} device(s): a change reaches each at its next request.",
+        affects.0,
+        if affects.1 { " or more" } else { "" }
+    );
+    pages::params_editor(
+        session,
+        &pages::Editor {
+            title: &format!("Profile {name}"),
+            action: &format!("/console/profiles/{}", pages::url(name)),
+            applies: &applies,
+            text,
+            findings,
+            status,
+        },
     )
 }
 
@@ -495,23 +522,10 @@ async fn save_profile(
     Path(name): Path<String>,
     Form(f): Form<ProfileForm>,
 ) -> Response {
-    let Some(session) = s.sessions.get(&headers) else {
-        return html(
-            StatusCode::FORBIDDEN,
-            pages::message("Signed out", "Sign in again to change anything."),
-        );
+    let session = match form_session(&s, &headers, peer, &f.csrf) {
+        Ok(session) => session,
+        Err(refused) => return *refused,
     };
-    if !session.csrf_ok(&f.csrf) {
-        s.metrics.security_event("console_bad_csrf");
-        tracing::warn!(target: "polyprov::security", event = "console_bad_csrf", addr = %peer.ip(), "security event");
-        return html(
-            StatusCode::FORBIDDEN,
-            pages::message(
-                "Refused",
-                "This form is stale or did not come from the console.",
-            ),
-        );
-    }
     let ok_name = !name.is_empty()
         && name.len() <= 64
         && name
@@ -547,7 +561,7 @@ async fn save_profile(
         } else {
             StatusCode::OK
         },
-        pages::profile(
+        profile_page(
             &session,
             &name,
             &f.params,
@@ -648,22 +662,8 @@ async fn assign(
     Path(mac): Path<String>,
     Form(f): Form<AssignForm>,
 ) -> Response {
-    let Some(session) = s.sessions.get(&headers) else {
-        return html(
-            StatusCode::FORBIDDEN,
-            pages::message("Signed out", "Sign in again to change anything."),
-        );
-    };
-    if !session.csrf_ok(&f.csrf) {
-        s.metrics.security_event("console_bad_csrf");
-        tracing::warn!(target: "polyprov::security", event = "console_bad_csrf", addr = %peer.ip(), "security event");
-        return html(
-            StatusCode::FORBIDDEN,
-            pages::message(
-                "Refused",
-                "This form is stale or did not come from the console.",
-            ),
-        );
+    if let Err(refused) = form_session(&s, &headers, peer, &f.csrf) {
+        return *refused;
     }
     let Ok(mac) = mac.parse::<Mac>() else {
         return html(
@@ -699,4 +699,76 @@ async fn assign(
             pages::message("Not saved", &e.to_string()),
         ),
     }
+}
+
+const SITE_APPLIES: &str =
+    "Applies to every assigned device, under its profile and its own parameters.";
+
+async fn site(State(s): State<Arc<AdminState>>, headers: HeaderMap) -> Response {
+    let Some(session) = s.sessions.get(&headers) else {
+        return to_signin();
+    };
+    let params = match s.core.site_defaults().await {
+        Ok(p) => p,
+        Err(e) => return error_page(&e.to_string()),
+    };
+    let text = params_text(&params);
+    let findings = lint_params("site", &params);
+    html(
+        StatusCode::OK,
+        pages::params_editor(
+            &session,
+            &pages::Editor {
+                title: "Site defaults",
+                action: "/console/site",
+                applies: SITE_APPLIES,
+                text: &text,
+                findings: &findings,
+                status: None,
+            },
+        ),
+    )
+}
+
+/// The site defaults checked with the linter and saved unless a finding is an error.
+async fn save_site(
+    State(s): State<Arc<AdminState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(f): Form<ProfileForm>,
+) -> Response {
+    let session = match form_session(&s, &headers, peer, &f.csrf) {
+        Ok(session) => session,
+        Err(refused) => return *refused,
+    };
+    let (params, mut problems) = parse_params_text(&f.params);
+    let mut findings = lint_params("site", &params);
+    findings.splice(0..0, problems.drain(..));
+    let blocking = findings.iter().any(|f| f.0 == "error");
+    let status = match (f.intent.as_str(), blocking) {
+        ("save", false) => Some(match s.core.put_site_defaults(&params).await {
+            Ok(()) => "Saved.".to_string(),
+            Err(e) => format!("Not saved: {e}"),
+        }),
+        ("save", true) => Some("Not saved: fix the errors first.".to_string()),
+        _ => None,
+    };
+    html(
+        if blocking {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::OK
+        },
+        pages::params_editor(
+            &session,
+            &pages::Editor {
+                title: "Site defaults",
+                action: "/console/site",
+                applies: SITE_APPLIES,
+                text: &f.params,
+                findings: &findings,
+                status: status.as_deref(),
+            },
+        ),
+    )
 }

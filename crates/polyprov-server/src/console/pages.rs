@@ -38,7 +38,7 @@ pub fn url(s: &str) -> String {
 fn layout(title: &str, session: Option<&Session>, main: &str) -> String {
     let nav = match session {
         Some(s) => format!(
-            r#"<nav aria-label="Console"><span><a href="/console/devices">Fleet</a> · <a href="/console/profiles">Profiles</a></span>
+            r#"<nav aria-label="Console"><span><a href="/console/devices">Fleet</a> · <a href="/console/profiles">Profiles</a> · <a href="/console/site">Site defaults</a></span>
 <form method="post" action="/console/signout" class="inline"><input type="hidden" name="csrf" value="{}"><button type="submit">Sign out</button></form></nav>"#,
             esc(&s.csrf)
         ),
@@ -390,29 +390,25 @@ pub fn profiles(session: &Session, list: &[polyprov_store::inventory::Profile]) 
     layout("Profiles", Some(session), &m)
 }
 
-/// One profile: its parameters as `NAME=VALUE` lines, the linter's findings, how many devices
-/// it applies to, Check and Save.
-pub fn profile(
-    session: &Session,
-    name: &str,
-    text: &str,
-    findings: &[super::ProfileFinding],
-    affects: (usize, bool),
-    status: Option<&str>,
-) -> String {
-    let mut m = format!("<h1>Profile {}</h1>", esc(name));
-    let _ = write!(
-        m,
-        "<p>Applies to {}{} device(s): a change reaches each at its next request.</p>",
-        affects.0,
-        if affects.1 { " or more" } else { "" }
-    );
-    if let Some(st) = status {
+/// A set of parameters (a profile, the site defaults) as `NAME=VALUE` lines with the linter's
+/// findings, who it applies to, Check and Save (posted to `action`).
+pub struct Editor<'a> {
+    pub title: &'a str,
+    pub action: &'a str,
+    pub applies: &'a str,
+    pub text: &'a str,
+    pub findings: &'a [super::ProfileFinding],
+    pub status: Option<&'a str>,
+}
+
+pub fn params_editor(session: &Session, e: &Editor<'_>) -> String {
+    let mut m = format!("<h1>{}</h1><p>{}</p>", esc(e.title), esc(e.applies));
+    if let Some(st) = e.status {
         let _ = write!(m, r#"<p class="status" role="status">{}</p>"#, esc(st));
     }
-    if !findings.is_empty() {
+    if !e.findings.is_empty() {
         m.push_str(r#"<h2>Findings</h2><ul class="findings" id="findings">"#);
-        for (sev, at, msg) in findings {
+        for (sev, at, msg) in e.findings {
             let _ = write!(
                 m,
                 r#"<li class="{sev}"><span class="kind">{sev}</span> <code>{}</code> {}</li>"#,
@@ -425,16 +421,16 @@ pub fn profile(
     }
     let _ = write!(
         m,
-        r#"<form method="post" action="/console/profiles/{n}" class="card wide">
+        r#"<form method="post" action="{action}" class="card wide">
 <input type="hidden" name="csrf" value="{csrf}">
 <label for="params">Parameters, one NAME=VALUE a line (site defaults &lt; profile &lt; device)</label>
 <textarea id="params" name="params" rows="16" cols="80" spellcheck="false">{text}</textarea>
 <div><button type="submit" name="intent" value="check">Check</button> <button type="submit" name="intent" value="save">Save</button></div></form>"#,
-        n = esc(name),
+        action = esc(e.action),
         csrf = esc(&session.csrf),
-        text = esc(text)
+        text = esc(e.text)
     );
-    layout(&format!("Profile {name}"), Some(session), &m)
+    layout(e.title, Some(session), &m)
 }
 
 #[cfg(test)]
