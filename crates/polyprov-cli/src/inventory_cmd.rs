@@ -286,29 +286,22 @@ async fn import(file: &std::path::Path, api: &ApiArgs) -> Result<(), CliError> {
     let doc: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| CliError::new(Exit::Usage, format!("{}: {e}", file.display())))?;
     let devices = match doc {
-        serde_json::Value::Array(a) => a,
+        serde_json::Value::Array(a) => Some(a),
         serde_json::Value::Object(mut o) => match o.remove("devices") {
-            Some(serde_json::Value::Array(a)) => a,
-            _ => {
-                return Err(CliError::new(
-                    Exit::Usage,
-                    format!(
-                        "{}: expected {{\"devices\": [...]}} or an array",
-                        file.display()
-                    ),
-                ));
-            }
+            Some(serde_json::Value::Array(a)) => Some(a),
+            _ => None,
         },
-        _ => {
-            return Err(CliError::new(
-                Exit::Usage,
-                format!(
-                    "{}: expected {{\"devices\": [...]}} or an array",
-                    file.display()
-                ),
-            ));
-        }
-    };
+        _ => None,
+    }
+    .ok_or_else(|| {
+        CliError::new(
+            Exit::Usage,
+            format!(
+                "{}: expected {{\"devices\": [...]}} or an array",
+                file.display()
+            ),
+        )
+    })?;
     let c = Client::new(api)?;
     let mut assigned = 0u64;
     for (i, batch) in devices.chunks(IMPORT_BATCH).enumerate() {

@@ -104,6 +104,16 @@ fn form_session(
     Ok(session)
 }
 
+/// A path's MAC, or the "not a MAC" page.
+fn mac_or_404(text: &str) -> Result<Mac, Box<Response>> {
+    text.parse::<Mac>().map_err(|_| {
+        Box::new(html(
+            StatusCode::NOT_FOUND,
+            pages::message("Not a MAC", "That is not a MAC address."),
+        ))
+    })
+}
+
 fn to_signin() -> Response {
     Redirect::to("/console/signin").into_response()
 }
@@ -253,11 +263,9 @@ async fn device(
     let Some(session) = s.sessions.get(&headers) else {
         return to_signin();
     };
-    let Ok(mac) = mac.parse::<Mac>() else {
-        return html(
-            StatusCode::NOT_FOUND,
-            pages::message("Not a MAC", "That is not a MAC address."),
-        );
+    let mac = match mac_or_404(&mac) {
+        Ok(m) => m,
+        Err(page) => return *page,
     };
     let device = match s.core.device(mac).await {
         Ok(Some(d)) => d,
@@ -314,11 +322,9 @@ async fn release(
     if let Err(refused) = form_session(&s, &headers, peer, &f.csrf) {
         return *refused;
     }
-    let Ok(mac) = mac.parse::<Mac>() else {
-        return html(
-            StatusCode::NOT_FOUND,
-            pages::message("Not a MAC", "That is not a MAC address."),
-        );
+    let mac = match mac_or_404(&mac) {
+        Ok(m) => m,
+        Err(page) => return *page,
     };
     if f.confirm != "yes" || f.reason.trim().is_empty() {
         return html(
@@ -665,11 +671,9 @@ async fn assign(
     if let Err(refused) = form_session(&s, &headers, peer, &f.csrf) {
         return *refused;
     }
-    let Ok(mac) = mac.parse::<Mac>() else {
-        return html(
-            StatusCode::NOT_FOUND,
-            pages::message("Not a MAC", "That is not a MAC address."),
-        );
+    let mac = match mac_or_404(&mac) {
+        Ok(m) => m,
+        Err(page) => return *page,
     };
     let (params, problems) = parse_params_text(&f.params);
     if let Some((_, at, why)) = problems.first() {
