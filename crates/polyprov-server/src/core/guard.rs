@@ -3,7 +3,7 @@
 //! address that keeps failing to log in (beside the fail2ban log lines, which ban it).
 
 use polyprov_model::Mac;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -22,7 +22,9 @@ const MAX_DELAY: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 struct Entry {
     since: Instant,
-    new_devices: Vec<Mac>,
+    /// A set, not a list: with a generous limit one address may bring thousands in a minute,
+    /// and every request of a device not yet in the inventory asks.
+    new_devices: HashSet<Mac>,
     failures: u32,
     last_failure: Option<Instant>,
 }
@@ -56,7 +58,7 @@ impl AddressGuard {
         }
         let e = entries.entry(addr).or_insert_with(|| Entry {
             since: now,
-            new_devices: Vec::new(),
+            new_devices: HashSet::new(),
             failures: 0,
             last_failure: None,
         });
@@ -75,7 +77,7 @@ impl AddressGuard {
             if e.new_devices.contains(&mac) {
                 true
             } else if e.new_devices.len() < limit {
-                e.new_devices.push(mac);
+                e.new_devices.insert(mac);
                 true
             } else {
                 false

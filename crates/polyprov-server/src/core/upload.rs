@@ -148,7 +148,12 @@ impl Core {
                 other => Refusal::Internal(other.to_string()),
             })?;
         self.note(mac, req, ua.as_ref(), None, Some(&file_name));
-        tracing::info!(%mac, kind = %kind, version = info.version, size = info.size, addr = %req.peer, "upload stored");
+        if kind.is_log() {
+            // Phones send logs at every boot and on a timer: routine, not an event.
+            tracing::debug!(%mac, kind = %kind, size = info.size, addr = %req.peer, "log appended");
+        } else {
+            tracing::info!(%mac, kind = %kind, version = info.version, size = info.size, addr = %req.peer, "upload stored");
+        }
         Ok(info)
     }
 }
