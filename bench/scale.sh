@@ -52,10 +52,12 @@ PY
 sleep 1
 echo "RSS idle with $DEVICES devices: $(rss VmRSS) MB"
 # The console's fleet page at this size: first page, a page deep in the MAC order, a search by
-# part of a MAC, a state filter (each the median of 11 requests, server time seen by curl).
+# part of a MAC, a state filter, last seen first (first page and deep), a model filter; and a
+# device's page (each the median of 11 requests, server time seen by curl).
 COOKIE=$(curl -s -i -X POST -d "token=$TOKEN" "$ADMIN/console/signin" | sed -n 's/^set-cookie: \(polyprov_session=[^;]*\).*/\1/ip')
-for q in "" "after=0004f2010000" "q=f2a8" "state=released"; do
-  python3 - "$ADMIN/console/devices?$q" "$COOKIE" <<'PY'
+for q in "?" "?after=0004f2010000" "?q=f2a8" "?state=released" "?sort=seen" \
+  "?sort=seen&after=0-0004f2010000" "?model=VVX_500" "/0004f2000001"; do
+  python3 - "$ADMIN/console/devices$q" "$COOKIE" <<'PY'
 import statistics, subprocess, sys
 url, cookie = sys.argv[1], sys.argv[2]
 t = [float(subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{time_total}", "-b", cookie, url],

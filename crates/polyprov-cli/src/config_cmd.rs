@@ -4,7 +4,7 @@ use crate::client::{CliError, Exit, print_json};
 use crate::out::outln;
 use polyprov_model::Mac;
 use polyprov_model::UploadKind;
-use polyprov_model::config_file::{ConfigFile, ParseError, Position};
+use polyprov_model::config_file::ConfigFile;
 use polyprov_model::effective::{PhoneSources, Verdict, effective, known_defaults};
 use polyprov_model::lint::{Finding, LintInput, Severity, lint};
 use polyprov_model::master::Master;
@@ -12,114 +12,12 @@ use polyprov_model::role::Role;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
-/// Reads a file or a whole boot root into a lint input; names are relative to the root
-/// (a single file's root is its directory, whose other files count as existing).
-///
-/// Each directory is visited once, however symbolic links loop back to it; only regular files
-/// are read (a FIFO named `.cfg` would block forever); a file that cannot be read — a broken
-/// link, no permission, not UTF-8 — is reported and the walk goes on.
-fn load(path: &Path) -> Result<LintInput, CliError> {
-    let unreadable =
-        |p: &Path, e: std::io::Error| CliError::new(Exit::Usage, format!("{}: {e}", p.display()));
-    let mut input = LintInput::default();
-    let (root, only) = if path.is_dir() {
-        (path.to_path_buf(), None)
-    } else {
-        let parent = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        (parent.to_path_buf(), Some(path.to_path_buf()))
-    };
-    let problem = |name: &str, message: String| ParseError {
-        file: name.to_string(),
-        at: Position { line: 1, column: 1 },
-        message,
-    };
-    let mut seen_dirs = std::collections::HashSet::new();
-    let mut stack = vec![root.clone()];
-    while let Some(dir) = stack.pop() {
-        if let Ok(real) = dir.canonicalize()
-            && !seen_dirs.insert(real)
-        {
-            continue; // reached again through a link
-        }
-        let entries = std::fs::read_dir(&dir).map_err(|e| unreadable(&dir, e))?;
-        for e in entries {
-            let p = e.map_err(|e| unreadable(&dir, e))?.path();
-            let name = p
-                .strip_prefix(&root)
-                .unwrap_or(&p)
-                .to_string_lossy()
-                .replace('\\', "/");
-            let wanted = match &only {
-                Some(f) => same_file(f, &p) || f == &p,
-                None => name.ends_with(".cfg"),
-            };
-            // `metadata` follows links: a broken one is an error here.
-            let meta = match std::fs::metadata(&p) {
-                Ok(m) => m,
-                Err(e) => {
-                    if wanted {
-                        input
-                            .unreadable
-                            .push(problem(&name, format!("cannot be read: {e}")));
-                    }
-                    continue;
-                }
-            };
-            if meta.is_dir() {
-                if only.is_none() {
-                    stack.push(p);
-                }
-                continue;
-            }
-            input.existing.insert(name.clone());
-            if !wanted {
-                continue;
-            }
-            if !meta.is_file() {
-                input.unreadable.push(problem(
-                    &name,
-                    "not a regular file (a FIFO, socket or device): not read".into(),
-                ));
-                continue;
-            }
-            match std::fs::read(&p) {
-                Ok(bytes) => input.add_bytes(name, &bytes),
-                Err(e) => input
-                    .unreadable
-                    .push(problem(&name, format!("cannot be read: {e}"))),
-            }
-        }
-    }
-    if let Some(f) = only
-        && input.files.is_empty()
-        && input.unreadable.is_empty()
-    {
-        return Err(CliError::new(
-            Exit::Usage,
-            format!("{}: no such file", f.display()),
-        ));
-    }
-    input.files.sort();
-    input.unreadable.sort_by(|a, b| a.file.cmp(&b.file));
-    Ok(input)
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => false,
-    }
-}
-
 /// `config check PATH...`: exit 1 when any error or security finding.
 pub fn check(paths: &[PathBuf], as_json: bool) -> Result<(), CliError> {
     let mut all: Vec<(String, Finding)> = Vec::new();
     let mut files = 0;
     for path in paths {
-        let input = load(path)?;
+        let input = LintInput::load(path).map_err(|e| CliError::new(Exit::Usage, e))?;
         files += input.files.len() + input.unreadable.len();
         let prefix = if path.is_dir() {
             path.display().to_string()

@@ -137,8 +137,59 @@ fn source(e: &BTreeMap<String, Resolved>, name: &str) -> Source {
     }
 }
 
+/// The diagnosis with what it was computed from, for a caller that shows more than the report
+/// (the console's effective configuration and override drift).
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    pub report: Report,
+    /// What the reset phone ends up with: overrides, served files, known defaults.
+    pub effective: BTreeMap<String, Resolved>,
+    /// What the server alone gives it (served files and known defaults, no override).
+    pub served: BTreeMap<String, Resolved>,
+    /// The overrides as served, parsed: the phone menu's and the web UI's.
+    pub local_override: Option<ConfigFile>,
+    pub web_override: Option<ConfigFile>,
+}
+
+/// What a console or a script can do about a finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Remedy {
+    /// Release the device (quarantines its overrides, withdraws its assignment).
+    Release,
+    /// Edit a file of the boot root.
+    BootRoot,
+    /// Edit the device's assignment (its own parameters).
+    Assignment,
+    /// Nothing polyprov can do (the network, Poly's cloud, the phone itself).
+    Elsewhere,
+}
+
+impl Finding {
+    /// The remedy its fix names (the fix texts are made in this module, so they are matched
+    /// here, beside them).
+    pub fn remedy(&self) -> Remedy {
+        if self.fix.starts_with("polyprov device release") {
+            Remedy::Release
+        } else if self.fix.starts_with("remove it from")
+            || self.fix.starts_with("polyprov config check")
+            || self.fix.starts_with("add the file to the boot root")
+        {
+            Remedy::BootRoot
+        } else if self.kind == FindingKind::SharedSecret {
+            Remedy::Assignment
+        } else {
+            Remedy::Elsewhere
+        }
+    }
+}
+
 /// Diagnoses one device from what it would be served.
 pub fn analyse(input: DoctorInput<'_>) -> Report {
+    analyse_all(input).report
+}
+
+/// [`analyse`], keeping the effective configuration and the parsed overrides.
+pub fn analyse_all(input: DoctorInput<'_>) -> Analysis {
     let DoctorInput {
         mac,
         state,
@@ -342,7 +393,12 @@ pub fn analyse(input: DoctorInput<'_>) -> Report {
             fix: format!("polyprov config check <boot root>/{mac}.cfg"),
         });
     }
-    Report {
+    let served = effective(&PhoneSources {
+        config_files: &files,
+        defaults: Some(&defaults),
+        ..PhoneSources::default()
+    });
+    let report = Report {
         mac: mac.to_string(),
         state: state.to_string(),
         model,
@@ -356,6 +412,13 @@ pub fn analyse(input: DoctorInput<'_>) -> Report {
         held,
         quarantine,
         findings,
+    };
+    Analysis {
+        report,
+        effective: e,
+        served,
+        local_override: local,
+        web_override: web,
     }
 }
 
@@ -459,5 +522,66 @@ mod tests {
         assert!(left.is_empty(), "{left:?}");
         assert_eq!(rest_minimum("Trio_8800"), Some("7.2"));
         assert_eq!(rest_minimum("SPIP_650"), None);
+    }
+
+    #[test]
+    fn the_analysis_keeps_what_the_server_alone_serves_and_names_each_remedy() {
+        let mac: Mac = "0004f2aa814c".parse().unwrap();
+        let dhcp = BTreeMap::from([(66u8, "http://prov.example.com/".to_string())]);
+        let a = analyse_all(DoctorInput {
+            mac,
+            state: "assigned",
+            model: Some("VVX500".into()),
+            firmware: None,
+            master: Some((format!("{mac}.cfg"), Ok(vec!["site.cfg".into()]))),
+            files: vec![(
+                "site.cfg".into(),
+                Some(r#"<p reg.1.auth.password="shared" tcpIpApp.sntp.address="ntp.example.com"/>"#.into()),
+            )],
+            master_is_staging: false,
+            local_override: Some(r#"<PHONE_CONFIG><OVERRIDES device.auth.localAdminPassword="9999" tcpIpApp.sntp.address="ntp.local"/></PHONE_CONFIG>"#.into()),
+            web_override: None,
+            dhcp: &dhcp,
+            held: vec![],
+            quarantine: vec![],
+        });
+        // The phone gets the override's values; the server alone gives the file's.
+        assert_eq!(
+            a.effective["tcpIpApp.sntp.address"].value.as_deref(),
+            Some("ntp.local")
+        );
+        assert_eq!(
+            a.served["tcpIpApp.sntp.address"].value.as_deref(),
+            Some("ntp.example.com")
+        );
+        assert!(
+            !a.served.contains_key(ADMIN_PASSWORD)
+                || a.served[ADMIN_PASSWORD].value.as_deref() == Some("456")
+        );
+        assert!(a.local_override.is_some() && a.web_override.is_none());
+        let remedy = |k: FindingKind| {
+            a.report
+                .findings
+                .iter()
+                .filter(|f| f.kind == k)
+                .map(Finding::remedy)
+                .collect::<Vec<_>>()
+        };
+        assert!(
+            remedy(FindingKind::Returns).contains(&Remedy::Release),
+            "{:?}",
+            a.report.findings
+        );
+        assert_eq!(remedy(FindingKind::SharedSecret), vec![Remedy::Assignment]);
+        assert!(
+            remedy(FindingKind::Dhcp)
+                .iter()
+                .all(|r| *r == Remedy::Release)
+        );
+        assert!(
+            remedy(FindingKind::Ztp)
+                .iter()
+                .all(|r| *r == Remedy::Elsewhere)
+        );
     }
 }

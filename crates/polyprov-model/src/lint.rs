@@ -10,6 +10,7 @@ use crate::master::{MAX_CONFIG_FILE_ENTRY, MAX_CONFIG_FILES_LIST, Master};
 use crate::role::{Role, is_master_name};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::path::Path;
 
 /// How bad a finding is. `Error` and `Security` make `config check` fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -565,6 +566,106 @@ fn ungated(files: &[ConfigFile], out: &mut Vec<Finding>) {
                 });
             }
         }
+    }
+}
+
+impl LintInput {
+    /// Reads a file or a whole boot root into a lint input; names are relative to the root
+    /// (a single file's root is its directory, whose other files count as existing).
+    ///
+    /// Each directory is visited once, however symbolic links loop back to it; only regular files
+    /// are read (a FIFO named `.cfg` would block forever); a file that cannot be read — a broken
+    /// link, no permission, not UTF-8 — is reported and the walk goes on.
+    pub fn load(path: &Path) -> Result<LintInput, String> {
+        let unreadable = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
+        let mut input = LintInput::default();
+        let (root, only) = if path.is_dir() {
+            (path.to_path_buf(), None)
+        } else {
+            let parent = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            (parent.to_path_buf(), Some(path.to_path_buf()))
+        };
+        let problem = |name: &str, message: String| crate::config_file::ParseError {
+            file: name.to_string(),
+            at: Position { line: 1, column: 1 },
+            message,
+        };
+        let mut seen_dirs = std::collections::HashSet::new();
+        let mut stack = vec![root.clone()];
+        while let Some(dir) = stack.pop() {
+            if let Ok(real) = dir.canonicalize()
+                && !seen_dirs.insert(real)
+            {
+                continue; // reached again through a link
+            }
+            let entries = std::fs::read_dir(&dir).map_err(|e| unreadable(&dir, e))?;
+            for e in entries {
+                let p = e.map_err(|e| unreadable(&dir, e))?.path();
+                let name = p
+                    .strip_prefix(&root)
+                    .unwrap_or(&p)
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                let wanted = match &only {
+                    Some(f) => same_file(f, &p) || f == &p,
+                    None => name.ends_with(".cfg"),
+                };
+                // `metadata` follows links: a broken one is an error here.
+                let meta = match std::fs::metadata(&p) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        if wanted {
+                            input
+                                .unreadable
+                                .push(problem(&name, format!("cannot be read: {e}")));
+                        }
+                        continue;
+                    }
+                };
+                if meta.is_dir() {
+                    if only.is_none() {
+                        stack.push(p);
+                    }
+                    continue;
+                }
+                input.existing.insert(name.clone());
+                if !wanted {
+                    continue;
+                }
+                if !meta.is_file() {
+                    input.unreadable.push(problem(
+                        &name,
+                        "not a regular file (a FIFO, socket or device): not read".into(),
+                    ));
+                    continue;
+                }
+                match std::fs::read(&p) {
+                    Ok(bytes) => input.add_bytes(name, &bytes),
+                    Err(e) => input
+                        .unreadable
+                        .push(problem(&name, format!("cannot be read: {e}"))),
+                }
+            }
+        }
+        if let Some(f) = only
+            && input.files.is_empty()
+            && input.unreadable.is_empty()
+        {
+            return Err(format!("{}: no such file", f.display()));
+        }
+        input.files.sort();
+        input.unreadable.sort_by(|a, b| a.file.cmp(&b.file));
+        Ok(input)
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
     }
 }
 

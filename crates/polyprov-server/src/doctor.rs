@@ -4,8 +4,8 @@
 
 use crate::core::{Answer, Core};
 use polyprov_model::Mac;
-use polyprov_model::doctor::{DoctorInput, analyse, config_files_of};
-pub use polyprov_model::doctor::{Finding, FindingKind, Report, Source};
+pub use polyprov_model::doctor::{Analysis, Finding, FindingKind, Remedy, Report, Source};
+use polyprov_model::doctor::{DoctorInput, analyse_all, config_files_of};
 use polyprov_model::master::model_token;
 use polyprov_store::DeviceState;
 use std::collections::BTreeMap;
@@ -26,6 +26,16 @@ pub async fn diagnose(
     dhcp: &BTreeMap<u8, String>,
     mac: Mac,
 ) -> Result<Report, String> {
+    Ok(diagnose_all(core, dhcp, mac).await?.report)
+}
+
+/// [`diagnose`], keeping the effective configuration and the parsed overrides (the console
+/// shows them).
+pub async fn diagnose_all(
+    core: &Core,
+    dhcp: &BTreeMap<u8, String>,
+    mac: Mac,
+) -> Result<Analysis, String> {
     let device = core.device(mac).await.map_err(|e| e.to_string())?;
     let state = device.as_ref().map_or(DeviceState::Unassigned, |d| d.state);
     let model = device
@@ -61,7 +71,7 @@ pub async fn diagnose(
         .map(|q| format!("{} ({} files)", q.id, q.files.len()))
         .collect();
     let login = core.login_state(mac);
-    let mut report = analyse(DoctorInput {
+    let mut analysis = analyse_all(DoctorInput {
         mac,
         state: state.as_str(),
         firmware: device.as_ref().and_then(|d| d.firmware.clone()),
@@ -80,7 +90,7 @@ pub async fn diagnose(
     if let Some(l) = login
         && l["shared_used_after_served"] == true
     {
-        report.findings.push(Finding {
+        analysis.report.findings.push(Finding {
             kind: FindingKind::Dhcp,
             what: format!(
                 "{mac} was given its own provisioning login but keeps presenting the shared one: credentials in its provisioning URL (DHCP option 160/66, or the URL typed into the phone) win over device.prov.user/password"
@@ -88,5 +98,5 @@ pub async fn diagnose(
             fix: "serve the provisioning URL without user:password@ (the phone then uses the login in flash), or set the server statically on the phone".into(),
         });
     }
-    Ok(report)
+    Ok(analysis)
 }

@@ -174,6 +174,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
     let admin_state = Arc::new(admin::AdminState {
         actions: actions::Actions::new(core.clone(), settings.actions.clone()),
         sessions: Default::default(),
+        activity: Arc::new(console::Activity::new()),
         core: core.clone(),
         metrics,
         token_hash: Sha256::digest(admin_token.as_bytes()).into(),
@@ -206,6 +207,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         max_connections: 256,
         ..phone_limits
     };
+    tasks.spawn(console::sample_activity(admin_state.clone(), stop.clone()));
     let admin_addr = serve(
         &mut tasks,
         settings.admin.listen,

@@ -6,6 +6,6 @@ pub mod uploads;
 
 pub use inventory::{
     Assignment, Change, Device, DeviceFilter, DeviceLogin, DeviceState, Inventory, InventoryError,
-    LoginCheck, Profile, Sighting,
+    LoginCheck, PageAfter, Profile, Sighting,
 };
 pub use uploads::{QuarantineSet, UploadError, UploadInfo, UploadLimits, Uploads};

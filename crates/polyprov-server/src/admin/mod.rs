@@ -80,6 +80,8 @@ pub struct AdminState {
     pub actions: Arc<crate::actions::Actions>,
     /// Signed-in console browsers.
     pub sessions: crate::console::Sessions,
+    /// The console's live activity samples.
+    pub activity: Arc<crate::console::Activity>,
 }
 
 /// The admin router: `/api/v1/...` behind the bearer token, `/metrics` and the OpenAPI document open.
@@ -214,8 +216,13 @@ async fn require_token(
         Some(h) if constant_time_eq(&h, &state.token_hash) => next.run(req).await,
         other => {
             if other.is_some() {
-                state.metrics.security_event("admin_bad_token");
-                tracing::warn!(target: "polyprov::security", event = "admin_bad_token", addr = %peer.ip(), path = %req.uri().path(), "security event");
+                state.core.security_event(
+                    "admin_bad_token",
+                    peer.ip(),
+                    "admin",
+                    req.uri().path(),
+                    &"not the admin token",
+                );
             }
             let mut r = ApiError::new(
                 StatusCode::UNAUTHORIZED,

@@ -1,16 +1,21 @@
 //! The web console, served by the admin listener at `/` (nothing on the phones' port): HTML made
-//! on the server, one embedded style sheet, no script, no CDN, no build step.
+//! on the server, one embedded style sheet, no CDN, no build step; no script but the activity
+//! page's own, which follows its server-sent event stream.
 //!
 //! Sign-in takes the admin token once and gives a session cookie (`HttpOnly`,
 //! `SameSite=Strict`; `Secure` when the request came over HTTPS); every change is a form POST
-//! that must carry the session's CSRF token. Everything shown is HTML-escaped (a phone's
-//! User-Agent is the phone's to choose). Pages: the fleet (search by any MAC spelling, filter by
-//! state, paging by MAC) and a device (its state, what it was last seen doing, its uploads, its
-//! audit timeline, and Release with a reason and a confirmation).
+//! that must carry the session's CSRF token and a ticked confirmation. Everything shown is
+//! HTML-escaped (a phone's User-Agent and uploads are the phone's to choose). Pages: the fleet,
+//! a device (see `device_views`), remote action jobs, profiles and site defaults with the
+//! linter, live activity (`activity`), the boot root (`boot_root`).
 
+mod activity;
+mod boot_root;
+mod device_views;
 mod pages;
 mod sessions;
 
+pub use activity::{Activity, sample as sample_activity};
 pub use sessions::Sessions;
 
 use crate::admin::AdminState;
@@ -34,6 +39,10 @@ pub fn router() -> Router<Arc<AdminState>> {
         .route("/console/devices", get(fleet))
         .route("/console/devices/{mac}", get(device))
         .route("/console/devices/{mac}/release", post(release))
+        .route("/console/devices/{mac}/reassign", post(reassign))
+        .route("/console/devices/{mac}/restore", post(restore))
+        .route("/console/devices/{mac}/retire", post(retire))
+        .route("/console/devices/{mac}/drift", post(drift))
         .route("/console/devices/{mac}/action", post(action))
         .route("/console/devices/{mac}/assignment", post(assign))
         .route("/console/actions/{id}", get(job))
@@ -42,9 +51,76 @@ pub fn router() -> Router<Arc<AdminState>> {
         .route("/console/profiles/new", get(new_profile))
         .route("/console/profiles/{name}", get(profile).post(save_profile))
         .route("/console/style.css", get(style))
+        .route("/console/activity", get(activity_page))
+        .route("/console/activity/stream", get(activity_stream))
+        .route("/console/activity.js", get(activity_script))
+        .route("/console/root", get(boot_root::page))
 }
 
 const STYLE: &str = include_str!("style.css");
+
+/// Live activity: charts, phones seen last, security events (refreshed by its stream).
+async fn activity_page(State(s): State<Arc<AdminState>>, headers: HeaderMap) -> Response {
+    let Some(session) = s.sessions.get(&headers) else {
+        return to_signin();
+    };
+    html_with(
+        StatusCode::OK,
+        pages::activity(&session, &activity::live_now(&s)),
+        CSP_LIVE,
+    )
+}
+
+/// The live part of the activity page as server-sent events, every few seconds, for a signed-in
+/// browser; at most [`activity::MAX_STREAMS`] at once, each for [`activity::STREAM_LIFETIME`].
+async fn activity_stream(State(s): State<Arc<AdminState>>, headers: HeaderMap) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    if s.sessions.get(&headers).is_none() {
+        return StatusCode::FORBIDDEN.into_response();
+    }
+    let Some(permit) = s.activity.stream_permit() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "30")],
+            "too many live views open",
+        )
+            .into_response();
+    };
+    let until = tokio::time::Instant::now() + activity::STREAM_LIFETIME;
+    let state = s.clone();
+    let events = futures_util::stream::unfold(
+        (state, permit, headers, true),
+        move |(state, permit, headers, first)| async move {
+            if !first {
+                tokio::time::sleep(activity::INTERVAL).await;
+            }
+            if tokio::time::Instant::now() >= until || state.sessions.get(&headers).is_none() {
+                return None;
+            }
+            // One line: a fragment's own line breaks would split the event's data.
+            let fragment = activity::live_now(&state).replace(['\r', '\n'], " ");
+            let event = Event::default().event("live").data(fragment);
+            Some((
+                Ok::<_, std::convert::Infallible>(event),
+                (state, permit, headers, false),
+            ))
+        },
+    );
+    Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+async fn activity_script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        activity::SCRIPT,
+    )
+        .into_response()
+}
 
 async fn style() -> Response {
     (
@@ -57,16 +133,22 @@ async fn style() -> Response {
         .into_response()
 }
 
+/// The console's content security policy: its own style sheet, nothing else.
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// The activity page's: also its own script and the stream it follows.
+const CSP_LIVE: &str = "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
 /// An HTML page with the console's security headers.
 fn html(status: StatusCode, body: String) -> Response {
+    html_with(status, body, CSP)
+}
+
+fn html_with(status: StatusCode, body: String, csp: &'static str) -> Response {
     (
         status,
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-            ),
+            (header::CONTENT_SECURITY_POLICY, csp),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
             (header::REFERRER_POLICY, "same-origin"),
             (header::CACHE_CONTROL, "no-store"),
@@ -91,8 +173,13 @@ fn form_session(
         )));
     };
     if !session.csrf_ok(csrf) {
-        s.metrics.security_event("console_bad_csrf");
-        tracing::warn!(target: "polyprov::security", event = "console_bad_csrf", addr = %peer.ip(), "security event");
+        s.core.security_event(
+            "console_bad_csrf",
+            peer.ip(),
+            "console",
+            "-",
+            &"a form without this session's CSRF token",
+        );
         return Err(Box::new(html(
             StatusCode::FORBIDDEN,
             pages::message(
@@ -102,6 +189,18 @@ fn form_session(
         )));
     }
     Ok(session)
+}
+
+/// A device form's session check (see [`form_session`]) and the MAC of its path.
+fn form_mac(
+    s: &AdminState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    csrf: &str,
+    mac: &str,
+) -> Result<Mac, Box<Response>> {
+    form_session(s, headers, peer, csrf)?;
+    mac_or_404(mac)
 }
 
 /// A path's MAC, or the "not a MAC" page.
@@ -135,8 +234,13 @@ async fn signin(
 ) -> Response {
     let given: [u8; 32] = Sha256::digest(f.token.trim().as_bytes()).into();
     if !crate::auth::constant_time_eq(&given, &s.token_hash) {
-        s.metrics.security_event("admin_bad_token");
-        tracing::warn!(target: "polyprov::security", event = "admin_bad_token", addr = %peer.ip(), path = "/console/signin", "security event");
+        s.core.security_event(
+            "admin_bad_token",
+            peer.ip(),
+            "console",
+            "/console/signin",
+            &"not the admin token",
+        );
         return html(
             StatusCode::UNAUTHORIZED,
             pages::signin(Some("That is not the admin token.")),
@@ -201,7 +305,31 @@ pub struct FleetQuery {
     #[serde(default)]
     pub state: String,
     #[serde(default)]
+    pub model: String,
+    #[serde(default)]
+    pub profile: String,
+    /// `mac` (the default) or `seen` (last seen first).
+    #[serde(default)]
+    pub sort: String,
+    /// Where the page starts: a MAC, or `<last seen>-<MAC>` when sorted by last seen.
+    #[serde(default)]
     pub after: String,
+}
+
+impl FleetQuery {
+    /// The page's place in its order.
+    fn page_after(&self) -> polyprov_store::PageAfter {
+        use polyprov_store::PageAfter;
+        if self.sort == "seen" {
+            PageAfter::Seen(
+                self.after
+                    .split_once('-')
+                    .and_then(|(at, mac)| Some((at.parse().ok()?, mac.parse().ok()?))),
+            )
+        } else {
+            PageAfter::Mac(self.after.parse().ok())
+        }
+    }
 }
 
 /// Devices a page.
@@ -224,17 +352,31 @@ async fn fleet(
             .filter(char::is_ascii_hexdigit)
             .map(|c| c.to_ascii_lowercase())
             .collect();
+    let given = |v: &str| Some(v.trim().to_string()).filter(|v| !v.is_empty());
     let filter = polyprov_store::DeviceFilter {
         state: polyprov_store::DeviceState::from_name(&q.state),
         mac_digits: (!digits.is_empty()).then_some(digits),
-        ..Default::default()
+        model: given(&q.model),
+        profile: given(&q.profile),
     };
-    let after = q.after.parse::<Mac>().ok();
-    let devices = match s.core.devices_matching(&filter, after, PAGE).await {
+    let devices = match s
+        .core
+        .devices_in_order(&filter, &q.page_after(), PAGE)
+        .await
+    {
         Ok(d) => d,
         Err(e) => return error_page(&e.to_string()),
     };
     let counts = s.core.device_counts().await.unwrap_or_default();
+    let models = s.core.models().await.unwrap_or_default();
+    let profiles: Vec<String> = s
+        .core
+        .profiles()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
     html(
         StatusCode::OK,
         pages::fleet(
@@ -242,6 +384,7 @@ async fn fleet(
             &q,
             &devices,
             &counts,
+            (&models, &profiles),
             devices.len() == PAGE as usize,
         ),
     )
@@ -255,10 +398,20 @@ fn error_page(e: &str) -> Response {
     )
 }
 
+/// The device page's query: the effective configuration's filter, the keystrokes' mode order.
+#[derive(Deserialize, Default)]
+struct DeviceQuery {
+    #[serde(default)]
+    param: String,
+    #[serde(default)]
+    keys: String,
+}
+
 async fn device(
     State(s): State<Arc<AdminState>>,
     headers: HeaderMap,
     Path(mac): Path<String>,
+    Query(q): Query<DeviceQuery>,
 ) -> Response {
     let Some(session) = s.sessions.get(&headers) else {
         return to_signin();
@@ -279,7 +432,10 @@ async fn device(
     };
     let history = s.core.history(mac).await.unwrap_or_default();
     let uploads = s.core.uploads_of(mac).await.unwrap_or_default();
-    let doctor = crate::doctor::diagnose(&s.core, &s.dhcp, mac).await.ok();
+    let quarantine = s.core.quarantine_sets(mac).await.unwrap_or_default();
+    let analysis = crate::doctor::diagnose_all(&s.core, &s.dhcp, mac)
+        .await
+        .ok();
     let profiles: Vec<String> = s
         .core
         .profiles()
@@ -288,28 +444,247 @@ async fn device(
         .into_iter()
         .map(|p| p.name)
         .collect();
+    let view = pages::DeviceView {
+        history: &history,
+        uploads: &uploads,
+        analysis: analysis.as_ref(),
+        quarantine: &quarantine,
+        filter: &q.param,
+        key_labels: q.keys == "labels",
+    };
     html(
         StatusCode::OK,
-        pages::device(
-            &session,
-            &device,
-            &history,
-            &uploads,
-            doctor.as_ref(),
-            &profiles,
-        ),
+        pages::device(&session, &device, &view, &profiles),
     )
 }
 
-/// A missing CSRF token is an empty one: refused as a wrong one is (403, a security event).
+/// A lifecycle form: the CSRF token, a reason, the confirmation box, and what the action needs.
 #[derive(Deserialize)]
-struct ReleaseForm {
+struct LifecycleForm {
     #[serde(default)]
     csrf: String,
     #[serde(default)]
     reason: String,
     #[serde(default)]
     confirm: String,
+    /// Reassign: the new profile and admin password.
+    #[serde(default)]
+    profile: String,
+    #[serde(default)]
+    admin_password: String,
+    /// Restore: the quarantine set.
+    #[serde(default)]
+    set: String,
+}
+
+/// The session check, the MAC, and the reason and confirmation every lifecycle form asks for;
+/// else the page to answer with.
+fn lifecycle_form(
+    s: &AdminState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    mac: &str,
+    f: &LifecycleForm,
+    what: &str,
+) -> Result<(Mac, String), Box<Response>> {
+    let mac = form_mac(s, headers, peer, &f.csrf, mac)?;
+    if f.confirm != "yes" || f.reason.trim().is_empty() {
+        return Err(Box::new(html(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            pages::message(
+                &format!("Not {what}"),
+                "This needs a reason and the confirmation box ticked.",
+            ),
+        )));
+    }
+    Ok((mac, f.reason.trim().chars().take(500).collect()))
+}
+
+/// Back to the device page after a change, or the failure.
+fn after_change(mac: Mac, what: &str, r: Result<(), String>) -> Response {
+    match r {
+        Ok(()) => Redirect::to(&format!("/console/devices/{mac}")).into_response(),
+        Err(e) => html(
+            StatusCode::CONFLICT,
+            pages::message(&format!("Not {what}"), &e),
+        ),
+    }
+}
+
+async fn reassign(
+    State(s): State<Arc<AdminState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(mac): Path<String>,
+    Form(f): Form<LifecycleForm>,
+) -> Response {
+    let (mac, reason) = match lifecycle_form(&s, &headers, peer, &mac, &f, "reassigned") {
+        Ok(v) => v,
+        Err(page) => return *page,
+    };
+    let profile = f.profile.trim();
+    let password = f.admin_password.trim();
+    let assignment = polyprov_store::Assignment {
+        profile: (!profile.is_empty()).then(|| profile.to_string()),
+        admin_password: (!password.is_empty()).then(|| password.to_string()),
+        params: Default::default(),
+    };
+    let r = s.core.reassign(mac, &assignment, "console", &reason).await;
+    after_change(mac, "reassigned", r.map(|_| ()).map_err(|e| e.to_string()))
+}
+
+async fn restore(
+    State(s): State<Arc<AdminState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(mac): Path<String>,
+    Form(f): Form<LifecycleForm>,
+) -> Response {
+    let (mac, reason) = match lifecycle_form(&s, &headers, peer, &mac, &f, "restored") {
+        Ok(v) => v,
+        Err(page) => return *page,
+    };
+    let set = Some(f.set.trim().to_string()).filter(|v| !v.is_empty());
+    let r = match s.core.restore(mac, set, "console").await {
+        Ok(Some((id, _))) => s
+            .core
+            .record("console", mac, "note", &format!("restored {id}: {reason}"))
+            .await
+            .map_err(|e| e.to_string()),
+        Ok(None) => Err("no such quarantine set for this device".into()),
+        Err(e) => Err(e.to_string()),
+    };
+    after_change(mac, "restored", r)
+}
+
+async fn retire(
+    State(s): State<Arc<AdminState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(mac): Path<String>,
+    Form(f): Form<LifecycleForm>,
+) -> Response {
+    let (mac, reason) = match lifecycle_form(&s, &headers, peer, &mac, &f, "retired") {
+        Ok(v) => v,
+        Err(page) => return *page,
+    };
+    let r = s.core.retire(mac, "console", &reason).await;
+    after_change(mac, "retired", r.map(|_| ()).map_err(|e| e.to_string()))
+}
+
+#[derive(Deserialize)]
+struct DriftForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default, rename = "override")]
+    which: String,
+    #[serde(default)]
+    param: String,
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+/// One row of the override drift: keep the value for the device, move it into its profile, or
+/// discard it — each then takes it out of the override (a new version; the old one stays).
+async fn drift(
+    State(s): State<Arc<AdminState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(mac): Path<String>,
+    Form(f): Form<DriftForm>,
+) -> Response {
+    let mac = match form_mac(&s, &headers, peer, &f.csrf, &mac) {
+        Ok(m) => m,
+        Err(page) => return *page,
+    };
+    let kind = match f.which.as_str() {
+        "phone" => polyprov_model::UploadKind::PhoneOverride,
+        "web" => polyprov_model::UploadKind::WebOverride,
+        _ => {
+            return html(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                pages::message("Unknown override", "The phone menu's or the web UI's."),
+            );
+        }
+    };
+    if f.confirm != "yes" {
+        return html(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            pages::message("Not changed", "Tick the confirmation box."),
+        );
+    }
+    let param = f.param.trim();
+    // The value the override holds now: what "keep" and "move" copy.
+    let value = match crate::doctor::diagnose_all(&s.core, &s.dhcp, mac).await {
+        Ok(a) => device_views::drift_rows(&a)
+            .into_iter()
+            .find(|r| r.name == param && r.kind == f.which)
+            .map(|r| r.value.to_string()),
+        Err(e) => return error_page(&e),
+    };
+    let Some(value) = value else {
+        return html(
+            StatusCode::CONFLICT,
+            pages::message(
+                "Not changed",
+                &format!("The override does not set {param} any more."),
+            ),
+        );
+    };
+    let device = match s.core.device(mac).await {
+        Ok(Some(d)) => d,
+        Ok(None) => return html(StatusCode::NOT_FOUND, pages::message("Unknown device", "")),
+        Err(e) => return error_page(&e.to_string()),
+    };
+    let mut params = polyprov_model::Params::new();
+    params.insert(param.to_string(), value.clone());
+    if let Some((_, at, why)) = lint_params(&device.mac, &params).first() {
+        return html(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            pages::message("Not changed", &format!("{at}: {why}")),
+        );
+    }
+    let why = match f.action.as_str() {
+        "keep" => {
+            let mut a = device.assignment.clone();
+            a.params.insert(param.to_string(), value);
+            if let Err(e) = s.core.assign(mac, &a, "console").await {
+                return after_change(mac, "changed", Err(e.to_string()));
+            }
+            "kept for the device"
+        }
+        "profile" => {
+            let Some(name) = device.assignment.profile.clone() else {
+                return after_change(mac, "changed", Err("the device has no profile".into()));
+            };
+            let mut p = match s.core.profile(&name).await {
+                Ok(Some(p)) => p.params,
+                Ok(None) => Default::default(),
+                Err(e) => return error_page(&e.to_string()),
+            };
+            p.insert(param.to_string(), value);
+            if let Err(e) = s.core.put_profile(&name, &p).await {
+                return after_change(mac, "changed", Err(e.to_string()));
+            }
+            "moved into its profile"
+        }
+        "discard" => "discarded",
+        _ => {
+            return html(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                pages::message("Unknown action", "Keep, move or discard."),
+            );
+        }
+    };
+    let r = s
+        .core
+        .drop_override_param(mac, kind, param, "console", why)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    after_change(mac, "changed", r)
 }
 
 async fn release(
@@ -317,32 +692,14 @@ async fn release(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(mac): Path<String>,
-    Form(f): Form<ReleaseForm>,
+    Form(f): Form<LifecycleForm>,
 ) -> Response {
-    if let Err(refused) = form_session(&s, &headers, peer, &f.csrf) {
-        return *refused;
-    }
-    let mac = match mac_or_404(&mac) {
-        Ok(m) => m,
+    let (mac, reason) = match lifecycle_form(&s, &headers, peer, &mac, &f, "released") {
+        Ok(v) => v,
         Err(page) => return *page,
     };
-    if f.confirm != "yes" || f.reason.trim().is_empty() {
-        return html(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            pages::message(
-                "Not released",
-                "A release needs a reason and the confirmation box ticked.",
-            ),
-        );
-    }
-    let reason: String = f.reason.chars().take(500).collect();
-    match s.core.release(mac, "console", reason.trim()).await {
-        Ok(_) => Redirect::to(&format!("/console/devices/{mac}")).into_response(),
-        Err(e) => html(
-            StatusCode::CONFLICT,
-            pages::message("Not released", &e.to_string()),
-        ),
-    }
+    let r = s.core.release(mac, "console", &reason).await;
+    after_change(mac, "released", r.map(|_| ()).map_err(|e| e.to_string()))
 }
 
 #[derive(Deserialize)]
@@ -357,7 +714,7 @@ struct ActionForm {
     confirm: String,
 }
 
-/// Resync or reboot from the device page: a remote action job, then its page.
+/// Resync, reboot or factory reset from the device page: a remote action job, then its page.
 async fn action(
     State(s): State<Arc<AdminState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -371,13 +728,26 @@ async fn action(
     let kind = match f.action.as_str() {
         "resync" => crate::actions::ActionKind::Resync,
         "reboot" => crate::actions::ActionKind::Reboot,
+        "factory-reset" => crate::actions::ActionKind::FactoryReset,
         _ => {
             return html(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                pages::message("Unknown action", "Resync or reboot."),
+                pages::message("Unknown action", "Resync, reboot or factory reset."),
             );
         }
     };
+    // A factory reset without a release would bring the old configuration straight back:
+    // the console releases first (its uploads to quarantine), as `release --factory-reset` does.
+    let release = kind == crate::actions::ActionKind::FactoryReset;
+    if release && f.reason.trim().is_empty() {
+        return html(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            pages::message(
+                "Not sent",
+                "A factory reset needs a reason (it releases the device).",
+            ),
+        );
+    }
     if f.confirm != "yes" {
         return html(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -394,7 +764,7 @@ async fn action(
         rate: None,
         wait_secs: Some(60),
         reason: f.reason.chars().take(500).collect(),
-        release: false,
+        release,
     };
     match s.actions.start(req, "console").await {
         Ok(job) => Redirect::to(&format!("/console/actions/{}", job.id)).into_response(),
@@ -478,8 +848,31 @@ async fn profile(
     let affects = affected(&s, &name).await;
     html(
         StatusCode::OK,
-        profile_page(&session, &name, &text, &findings, affects, None),
+        profile_page(&session, &name, &text, &findings, affects, (None, &[])),
     )
+}
+
+/// What `new` changes against `old`, one line a parameter (secret values masked).
+fn changes(old: &polyprov_model::Params, new: &polyprov_model::Params) -> Vec<String> {
+    let shown = |k: &str, v: &str| {
+        if polyprov_model::lint::is_secret(k) {
+            "••••".to_string()
+        } else {
+            format!("{v:?}")
+        }
+    };
+    let mut out = Vec::new();
+    for (k, v) in new {
+        match old.get(k) {
+            None => out.push(format!("+ {k} = {}", shown(k, v))),
+            Some(o) if o != v => out.push(format!("~ {k}: {} → {}", shown(k, o), shown(k, v))),
+            Some(_) => {}
+        }
+    }
+    for k in old.keys().filter(|k| !new.contains_key(*k)) {
+        out.push(format!("- {k}"));
+    }
+    out
 }
 
 fn profile_page(
@@ -488,7 +881,7 @@ fn profile_page(
     text: &str,
     findings: &[ProfileFinding],
     affects: (usize, bool),
-    status: Option<&str>,
+    (status, changes): (Option<&str>, &[String]),
 ) -> String {
     let applies = format!(
         "Applies to {}{} device(s): a change reaches each at its next request.",
@@ -501,6 +894,8 @@ fn profile_page(
             title: &format!("Profile {name}"),
             action: &format!("/console/profiles/{}", pages::url(name)),
             applies: &applies,
+            devices: &format!("/console/devices?profile={}", pages::url(name)),
+            changes,
             text,
             findings,
             status,
@@ -547,7 +942,16 @@ async fn save_profile(
         );
     }
     let affects = affected(&s, &name).await;
+    let saved = match s.core.profile(&name).await {
+        Ok(p) => p.map(|p| p.params).unwrap_or_default(),
+        Err(e) => return error_page(&e.to_string()),
+    };
     let (params, mut problems) = parse_params_text(&f.params);
+    let changed = if f.intent == "save" {
+        Vec::new()
+    } else {
+        changes(&saved, &params)
+    };
     let mut findings = lint_params(&name, &params);
     findings.splice(0..0, problems.drain(..));
     let blocking = findings.iter().any(|f| f.0 == "error");
@@ -573,7 +977,7 @@ async fn save_profile(
             &f.params,
             &findings,
             affects,
-            status.as_deref(),
+            (status.as_deref(), &changed),
         ),
     )
 }
@@ -668,10 +1072,7 @@ async fn assign(
     Path(mac): Path<String>,
     Form(f): Form<AssignForm>,
 ) -> Response {
-    if let Err(refused) = form_session(&s, &headers, peer, &f.csrf) {
-        return *refused;
-    }
-    let mac = match mac_or_404(&mac) {
+    let mac = match form_mac(&s, &headers, peer, &f.csrf, &mac) {
         Ok(m) => m,
         Err(page) => return *page,
     };
@@ -707,6 +1108,7 @@ async fn assign(
 
 const SITE_APPLIES: &str =
     "Applies to every assigned device, under its profile and its own parameters.";
+const SITE_DEVICES: &str = "/console/devices?state=assigned";
 
 async fn site(State(s): State<Arc<AdminState>>, headers: HeaderMap) -> Response {
     let Some(session) = s.sessions.get(&headers) else {
@@ -726,6 +1128,8 @@ async fn site(State(s): State<Arc<AdminState>>, headers: HeaderMap) -> Response 
                 title: "Site defaults",
                 action: "/console/site",
                 applies: SITE_APPLIES,
+                devices: SITE_DEVICES,
+                changes: &[],
                 text: &text,
                 findings: &findings,
                 status: None,
@@ -746,6 +1150,14 @@ async fn save_site(
         Err(refused) => return *refused,
     };
     let (params, mut problems) = parse_params_text(&f.params);
+    let changed = if f.intent == "save" {
+        Vec::new()
+    } else {
+        match s.core.site_defaults().await {
+            Ok(saved) => changes(&saved, &params),
+            Err(e) => return error_page(&e.to_string()),
+        }
+    };
     let mut findings = lint_params("site", &params);
     findings.splice(0..0, problems.drain(..));
     let blocking = findings.iter().any(|f| f.0 == "error");
@@ -769,6 +1181,8 @@ async fn save_site(
                 title: "Site defaults",
                 action: "/console/site",
                 applies: SITE_APPLIES,
+                devices: SITE_DEVICES,
+                changes: &changed,
                 text: &f.params,
                 findings: &findings,
                 status: status.as_deref(),

@@ -38,7 +38,7 @@ pub fn url(s: &str) -> String {
 fn layout(title: &str, session: Option<&Session>, main: &str) -> String {
     let nav = match session {
         Some(s) => format!(
-            r#"<nav aria-label="Console"><span><a href="/console/devices">Fleet</a> · <a href="/console/profiles">Profiles</a> · <a href="/console/site">Site defaults</a></span>
+            r#"<nav aria-label="Console"><span><a href="/console/devices">Fleet</a> · <a href="/console/activity">Activity</a> · <a href="/console/profiles">Profiles</a> · <a href="/console/site">Site defaults</a> · <a href="/console/root">Boot root</a></span>
 <form method="post" action="/console/signout" class="inline"><input type="hidden" name="csrf" value="{}"><button type="submit">Sign out</button></form></nav>"#,
             esc(&s.csrf)
         ),
@@ -53,6 +53,11 @@ fn layout(title: &str, session: Option<&Session>, main: &str) -> String {
 <main id="main">{main}</main></body></html>"##,
         esc(title)
     )
+}
+
+/// A signed-in page of the console.
+pub fn layout_page(title: &str, session: &Session, main: &str) -> String {
+    layout(title, Some(session), main)
 }
 
 /// The sign-in form, with an error line after a wrong token.
@@ -73,6 +78,24 @@ pub fn signin(error: Option<&str>) -> String {
     )
 }
 
+/// The activity page around its live part; the script follows the stream, and without script
+/// the page reloads itself.
+pub fn activity(session: &Session, live: &str) -> String {
+    let page = layout(
+        "Activity",
+        Some(session),
+        &format!(
+            r#"<h1>Activity</h1><p id="live-status" role="status">Updated when the page loads; with script, every few seconds.</p>
+<section id="live" aria-live="off">{live}</section><script src="/console/activity.js" defer></script>"#
+        ),
+    );
+    page.replacen(
+        "</head>",
+        r#"<noscript><meta http-equiv="refresh" content="10"></noscript></head>"#,
+        1,
+    )
+}
+
 /// A page with one message.
 pub fn message(title: &str, text: &str) -> String {
     layout(
@@ -90,7 +113,7 @@ fn opt(v: &Option<String>) -> String {
     v.as_deref().map(esc).unwrap_or_else(|| "—".into())
 }
 
-fn when(t: Option<i64>) -> String {
+pub fn when(t: Option<i64>) -> String {
     match t {
         Some(t) => {
             let now = polyprov_store::inventory::now();
@@ -113,6 +136,7 @@ pub fn fleet(
     q: &FleetQuery,
     devices: &[Device],
     counts: &[(DeviceState, i64)],
+    (models, profiles): (&[String], &[String]),
     more: bool,
 ) -> String {
     let mut m = String::from("<h1>Fleet</h1>");
@@ -122,20 +146,50 @@ pub fn fleet(
         let _ = write!(m, " · {n} {}", state.as_str());
     }
     m.push_str("</p>");
+    let select = |id: &str, label: &str, current: &str, values: &[&str]| {
+        let mut out = format!(
+            r#"<label for="{id}">{label}</label><select id="{id}" name="{id}"><option value="">any</option>"#
+        );
+        for v in values {
+            let sel = if current == *v { " selected" } else { "" };
+            let _ = write!(out, r#"<option value="{v}"{sel}>{v}</option>"#, v = esc(v));
+        }
+        out.push_str("</select>");
+        out
+    };
+    let by_seen = q.sort == "seen";
     let _ = write!(
         m,
         r#"<form method="get" action="/console/devices" class="search" role="search">
 <label for="q">MAC (any spelling, or part)</label><input id="q" name="q" value="{}">
-<label for="state">State</label><select id="state" name="state"><option value="">any</option>"#,
-        esc(&q.q)
+{}{}{}
+<label for="sort">Order</label><select id="sort" name="sort"><option value="mac">by MAC</option><option value="seen"{}>last seen first</option></select>
+<button type="submit">Search</button></form>"#,
+        esc(&q.q),
+        select(
+            "state",
+            "State",
+            &q.state,
+            &["unassigned", "assigned", "released", "retired"]
+        ),
+        select(
+            "model",
+            "Model",
+            &q.model,
+            &models.iter().map(String::as_str).collect::<Vec<_>>()
+        ),
+        select(
+            "profile",
+            "Profile",
+            &q.profile,
+            &profiles.iter().map(String::as_str).collect::<Vec<_>>()
+        ),
+        if by_seen { " selected" } else { "" },
     );
-    for s in ["unassigned", "assigned", "released", "retired"] {
-        let sel = if q.state == s { " selected" } else { "" };
-        let _ = write!(m, r#"<option value="{s}"{sel}>{s}</option>"#);
-    }
-    m.push_str(r#"</select><button type="submit">Search</button></form>"#);
-    m.push_str(
-        r#"<table><caption>Devices, by MAC</caption><thead><tr><th scope="col">MAC</th><th scope="col">State</th><th scope="col">Model</th><th scope="col">Firmware</th><th scope="col">Last seen</th><th scope="col">Address</th><th scope="col">Last file</th><th scope="col">Reset suspected</th></tr></thead><tbody>"#,
+    let _ = write!(
+        m,
+        r#"<table><caption>Devices, {}</caption><thead><tr><th scope="col">MAC</th><th scope="col">State</th><th scope="col">Model</th><th scope="col">Firmware</th><th scope="col">Last seen</th><th scope="col">Address</th><th scope="col">Last file</th><th scope="col">Reset suspected</th></tr></thead><tbody>"#,
+        if by_seen { "last seen first" } else { "by MAC" }
     );
     if devices.is_empty() {
         m.push_str(r#"<tr><td colspan="8">No device matches.</td></tr>"#);
@@ -156,26 +210,43 @@ pub fn fleet(
     }
     m.push_str("</tbody></table>");
     if more && let Some(last) = devices.last() {
+        let after = if by_seen {
+            format!("{}-{}", last.last_seen.unwrap_or(0), last.mac)
+        } else {
+            last.mac.clone()
+        };
         let _ = write!(
             m,
-            r#"<p><a rel="next" href="/console/devices?q={}&amp;state={}&amp;after={}">Next page</a></p>"#,
+            r#"<p><a rel="next" href="/console/devices?q={}&amp;state={}&amp;model={}&amp;profile={}&amp;sort={}&amp;after={}">Next page</a></p>"#,
             url(&q.q),
             url(&q.state),
-            url(&last.mac)
+            url(&q.model),
+            url(&q.profile),
+            url(&q.sort),
+            url(&after)
         );
     }
     layout("Fleet", Some(session), &m)
 }
 
-/// One device: what it is, what it did, what it uploaded, its audit timeline, Release.
-pub fn device(
-    session: &Session,
-    d: &Device,
-    history: &[AuditEntry],
-    uploads: &[UploadInfo],
-    doctor: Option<&crate::doctor::Report>,
-    profiles: &[String],
-) -> String {
+/// What the device page shows beyond the device itself.
+pub struct DeviceView<'a> {
+    pub history: &'a [AuditEntry],
+    pub uploads: &'a [UploadInfo],
+    /// The doctor's analysis (`None` when it could not be made).
+    pub analysis: Option<&'a crate::doctor::Analysis>,
+    pub quarantine: &'a [polyprov_store::uploads::QuarantineSet],
+    /// The effective configuration's filter.
+    pub filter: &'a str,
+    /// Keystrokes in the key labels' mode order rather than the vendor FAQ's.
+    pub key_labels: bool,
+}
+
+/// A device: facts, assignment, uploads, what a reset would bring back, drift, actions,
+/// audit timeline, lifecycle, reset guide.
+pub fn device(session: &Session, d: &Device, view: &DeviceView<'_>, profiles: &[String]) -> String {
+    let history = view.history;
+    let uploads = view.uploads;
     let mut m = format!(
         r#"<h1>{mac} <span class="state {state}">{state}</span></h1><dl class="facts">"#,
         mac = esc(&d.mac),
@@ -254,35 +325,17 @@ pub fn device(
         }
         m.push_str("</ul>");
     }
-    if let Some(r) = doctor {
-        let _ = write!(
-            m,
-            "<h2>After a factory reset</h2><p>Admin password from <strong>{}</strong>; master {}.</p>",
-            esc(&r.admin_password.source),
-            esc(&r.master)
-        );
-        if r.findings.is_empty() {
-            m.push_str("<p>Nothing would bring its old settings back.</p>");
-        } else {
-            m.push_str(r#"<ul class="findings">"#);
-            for f in &r.findings {
-                let _ = write!(
-                    m,
-                    r#"<li><span class="kind">{}</span> {}<br><code>{}</code></li>"#,
-                    esc(&f.kind.to_string()),
-                    esc(&f.what),
-                    esc(&f.fix)
-                );
-            }
-            m.push_str("</ul>");
-        }
+    if let Some(a) = view.analysis {
+        m.push_str(&super::device_views::findings(&d.mac, &a.report));
+        m.push_str(&super::device_views::drift(session, d, a));
+        m.push_str(&super::device_views::effective(&d.mac, a, view.filter));
     }
     let _ = write!(
         m,
         r#"<h2>Act on the phone</h2><form method="post" action="/console/devices/{mac}/action" class="card">
 <input type="hidden" name="csrf" value="{csrf}">
-<label for="act">Action</label><select id="act" name="action"><option value="resync">Resync (re-read the configuration)</option><option value="reboot">Reboot</option></select>
-<label for="act-reason">Reason (kept in the audit log)</label><input id="act-reason" name="reason" maxlength="500">
+<label for="act">Action</label><select id="act" name="action"><option value="resync">Resync (re-read the configuration)</option><option value="reboot">Reboot</option><option value="factory-reset">Factory reset (releases it first; needs the phone's REST API)</option></select>
+<label for="act-reason">Reason (kept in the audit log; needed for a factory reset)</label><input id="act-reason" name="reason" maxlength="500">
 <label class="check"><input type="checkbox" name="confirm" value="yes" required> Send it to {mac}</label>
 <button type="submit">Send</button></form>"#,
         mac = esc(&d.mac),
@@ -304,18 +357,14 @@ pub fn device(
         );
     }
     m.push_str("</ol>");
-    if d.state == DeviceState::Assigned {
-        let _ = write!(
-            m,
-            r#"<h2>Release</h2><form method="post" action="/console/devices/{mac}/release" class="card danger">
-<p>Withdraws the assignment and moves its overrides, directory, call lists and licence to quarantine; the phone is then served what a new phone is. Do this before a factory reset.</p>
-<input type="hidden" name="csrf" value="{csrf}">
-<label for="reason">Reason (kept in the audit log)</label><input id="reason" name="reason" required maxlength="500">
-<label class="check"><input type="checkbox" name="confirm" value="yes" required> Release {mac}</label>
-<button type="submit">Release</button></form>"#,
-            mac = esc(&d.mac),
-            csrf = esc(&session.csrf)
-        );
+    m.push_str(&super::device_views::lifecycle(
+        session,
+        d,
+        view.quarantine,
+        profiles,
+    ));
+    if let Ok(mac) = d.mac.parse() {
+        m.push_str(&super::device_views::guide(d, mac, view.key_labels));
     }
     layout(&d.mac, Some(session), &m)
 }
@@ -396,15 +445,31 @@ pub struct Editor<'a> {
     pub title: &'a str,
     pub action: &'a str,
     pub applies: &'a str,
+    /// The fleet page listing the devices it applies to.
+    pub devices: &'a str,
+    /// What the text checked changes against what is saved, one line a parameter.
+    pub changes: &'a [String],
     pub text: &'a str,
     pub findings: &'a [super::ProfileFinding],
     pub status: Option<&'a str>,
 }
 
 pub fn params_editor(session: &Session, e: &Editor<'_>) -> String {
-    let mut m = format!("<h1>{}</h1><p>{}</p>", esc(e.title), esc(e.applies));
+    let mut m = format!(
+        r#"<h1>{}</h1><p>{} <a href="{}">See them</a>.</p>"#,
+        esc(e.title),
+        esc(e.applies),
+        esc(e.devices)
+    );
     if let Some(st) = e.status {
         let _ = write!(m, r#"<p class="status" role="status">{}</p>"#, esc(st));
+    }
+    if !e.changes.is_empty() {
+        m.push_str(r#"<h2>What this changes for them</h2><ul class="changes" id="changes">"#);
+        for c in e.changes {
+            let _ = write!(m, "<li><code>{}</code></li>", esc(c));
+        }
+        m.push_str("</ul>");
     }
     if !e.findings.is_empty() {
         m.push_str(r#"<h2>Findings</h2><ul class="findings" id="findings">"#);

@@ -35,6 +35,25 @@ impl Core {
             .await?)
     }
 
+    /// At most `limit` devices that match `filter`, in the order and after the place `after`
+    /// names.
+    pub async fn devices_in_order(
+        &self,
+        filter: &polyprov_store::DeviceFilter,
+        after: &polyprov_store::PageAfter,
+        limit: u32,
+    ) -> Result<Vec<Device>, LifecycleError> {
+        Ok(self
+            .inventory
+            .devices_in_order(filter, after, limit)
+            .await?)
+    }
+
+    /// The models the inventory has seen.
+    pub async fn models(&self) -> Result<Vec<String>, LifecycleError> {
+        Ok(self.inventory.models().await?)
+    }
+
     /// One device, if known.
     pub async fn device(&self, mac: Mac) -> Result<Option<Device>, LifecycleError> {
         Ok(self.inventory.device(mac).await?)
@@ -68,6 +87,11 @@ impl Core {
         detail: &str,
     ) -> Result<(), LifecycleError> {
         Ok(self.inventory.record(actor, mac, action, detail).await?)
+    }
+
+    /// The boot root it serves.
+    pub fn root_dir(&self) -> &std::path::Path {
+        &self.root
     }
 
     /// The server's metrics.
@@ -156,6 +180,61 @@ impl Core {
                 .and_then(|i| i.map(|i| std::fs::read(i.path)).transpose())
         })
         .await
+    }
+
+    /// Takes one parameter out of a device's stored override (`<mac>-phone.cfg` or
+    /// `<mac>-web.cfg`) as a new version; the version before stays, so nothing is lost. The
+    /// phone gets the new version at its next boot. False when the override does not set it.
+    pub async fn drop_override_param(
+        &self,
+        mac: Mac,
+        kind: UploadKind,
+        param: &str,
+        actor: &str,
+        why: &str,
+    ) -> Result<bool, LifecycleError> {
+        let _guard = self.device_lock(mac).write().await;
+        let name = param.to_string();
+        let edited = self
+            .blocking(move |u| {
+                let Some(latest) = u.latest(mac, kind)? else {
+                    return Ok(None);
+                };
+                let bytes = std::fs::read(&latest.path)?;
+                let file_name = format!("{mac}{}", kind.suffix());
+                let mut f = polyprov_model::config_file::decode(&file_name, &bytes)
+                    .and_then(|text| {
+                        polyprov_model::config_file::ConfigFile::parse(&file_name, &text)
+                    })
+                    .map_err(|e| {
+                        std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
+                    })?;
+                if !f.remove(&name).map_err(|e| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
+                })? {
+                    return Ok(None);
+                }
+                let new = u
+                    .put(mac, kind, f.text().as_bytes())
+                    .map_err(std::io::Error::other)?;
+                Ok(Some((latest.version, new.version)))
+            })
+            .await?;
+        let Some((old, new)) = edited else {
+            return Ok(false);
+        };
+        self.inventory
+            .record(
+                actor,
+                mac,
+                "override-edited",
+                &format!(
+                    "{param} taken out of {mac}{} (v{old} kept, v{new} served): {why}",
+                    kind.suffix()
+                ),
+            )
+            .await?;
+        Ok(true)
     }
 
     /// A device's quarantine sets, oldest first.

@@ -58,6 +58,12 @@ impl Core {
             tracing::warn!(%mac, error = %e, "could not record a suspected reset");
         }
         self.metrics.security_event("reset_suspected");
+        self.remember_security(activity::SecurityNote {
+            at,
+            event: "reset_suspected",
+            addr: None,
+            detail: format!("{mac}: {detail}"),
+        });
         if self.lifecycle.reset_policy == ResetPolicy::Alert {
             tracing::warn!(target: "polyprov::lifecycle", %mac, evidence = %detail, "phone probably factory-reset: check `polyprov doctor {mac}`");
         } else {

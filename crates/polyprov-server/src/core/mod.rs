@@ -4,6 +4,7 @@
 //! calls [`Core::fetch`] or [`Core::upload`], and turns the [`Answer`] or [`Refusal`] back into
 //! its protocol. Every rule about phones lives here, once, for every door.
 
+mod activity;
 mod fetch;
 mod fleet;
 mod guard;
@@ -22,6 +23,7 @@ mod watch;
 #[cfg(test)]
 mod tests;
 
+pub use activity::SecurityNote;
 use fetch::*;
 pub use lifecycle::{LifecycleError, Released};
 pub use listing::SharedEntry;
@@ -82,6 +84,8 @@ pub struct Core {
     previous_login_hours: u64,
     /// Devices an action is watching (see `watch.rs`).
     watches: watch::Watches,
+    /// The console's live activity (see `activity.rs`).
+    recent: activity::Recent,
 }
 
 const DEVICE_LOCK_STRIPES: usize = 256;
@@ -119,6 +123,7 @@ impl Core {
             previous_login_hours: crate::settings::ProvisioningSettings::default()
                 .previous_login_hours,
             watches: Default::default(),
+            recent: Default::default(),
         }
     }
 

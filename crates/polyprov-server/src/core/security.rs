@@ -41,5 +41,11 @@ impl Core {
     ) {
         self.metrics.security_event(event);
         tracing::warn!(target: "polyprov::security", event, addr = %peer, op, path, reason = %reason, "security event");
+        self.remember_security(activity::SecurityNote {
+            at: polyprov_store::inventory::now(),
+            event,
+            addr: Some(peer.to_string()),
+            detail: format!("{op} {path}: {reason}"),
+        });
     }
 }

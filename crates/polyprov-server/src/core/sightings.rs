@@ -86,7 +86,10 @@ impl Core {
             return 0;
         }
         match self.inventory.record_sightings(&batch).await {
-            Ok(()) => batch.len(),
+            Ok(()) => {
+                self.remember_sightings(&batch);
+                batch.len()
+            }
             Err(e) => {
                 tracing::warn!(error = %e, devices = batch.len(), "could not record device sightings; will retry");
                 let mut map = lock(&self.sightings);

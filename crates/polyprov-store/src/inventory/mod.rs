@@ -209,6 +209,15 @@ pub struct DeviceFilter {
     pub profile: Option<String>,
 }
 
+/// Where a page of devices starts, and in which order it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PageAfter {
+    /// By MAC, after this one (`None`: from the first).
+    Mac(Option<Mac>),
+    /// Last seen first (never seen last), after this (last seen, MAC) place.
+    Seen(Option<(i64, Mac)>),
+}
+
 /// A named set of parameters shared by many devices.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Profile {
@@ -427,6 +436,65 @@ mod tests {
                 .await
                 .unwrap_or_else(|e| panic!("write {i} after space came back: {e}"));
         }
+    }
+
+    #[tokio::test]
+    async fn pages_by_last_seen_run_newest_first_never_seen_last_and_resume_exactly() {
+        let inv = open().await;
+        let seen = |m: &str, at: i64| Sighting {
+            mac: m.to_string(),
+            at,
+            ..Default::default()
+        };
+        inv.record_sightings(&[
+            seen("0004f2aa0001", 30),
+            seen("0004f2aa0002", 10),
+            seen("0004f2aa0003", 30),
+        ])
+        .await
+        .unwrap();
+        // Assigned, never seen.
+        inv.assign(mac("0004f2aa0004"), &Assignment::default(), "t")
+            .await
+            .unwrap();
+        let mut order = Vec::new();
+        let mut after = PageAfter::Seen(None);
+        loop {
+            let page = inv
+                .devices_in_order(&DeviceFilter::default(), &after, 2)
+                .await
+                .unwrap();
+            let Some(last) = page.last() else { break };
+            after = PageAfter::Seen(Some((
+                last.last_seen.unwrap_or(0),
+                last.mac.parse().unwrap(),
+            )));
+            order.extend(page.into_iter().map(|d| d.mac));
+        }
+        assert_eq!(
+            order,
+            [
+                "0004f2aa0003",
+                "0004f2aa0001",
+                "0004f2aa0002",
+                "0004f2aa0004"
+            ]
+        );
+        let plan: Vec<String> = sqlx::query(
+            "EXPLAIN QUERY PLAN SELECT mac FROM devices WHERE (COALESCE(last_seen, 0), mac) < (5, 'x') ORDER BY COALESCE(last_seen, 0) DESC, mac DESC LIMIT 2",
+        )
+        .fetch_all(&inv.pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<String, _>("detail"))
+        .collect();
+        let plan = format!("{plan:?}");
+        assert!(
+            plan.contains("devices_seen") && !plan.contains("TEMP B-TREE"),
+            "{plan}"
+        );
+        assert_eq!(inv.models().await.unwrap(), Vec::<String>::new());
     }
 
     #[tokio::test]

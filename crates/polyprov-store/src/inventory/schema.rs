@@ -11,7 +11,14 @@ pub(super) const MIGRATIONS: &[&str] = &[
     MIGRATION_4,
     MIGRATION_5,
     MIGRATION_6,
+    MIGRATION_7,
 ];
+
+/// The console's fleet sorted by last seen, newest first, never-seen last: an index on the
+/// same expression the query orders by.
+pub(super) const MIGRATION_7: &str = r#"
+CREATE INDEX devices_seen ON devices(COALESCE(last_seen, 0), mac);
+"#;
 
 /// The console's fleet filters by state and model, in MAC order: an index each, so a filtered
 /// page is a range scan, not a scan of every device.
