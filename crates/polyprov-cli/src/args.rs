@@ -54,17 +54,75 @@ pub(crate) enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// DHCP for phones: the server configuration that hands them this server (snippet), and
+    /// what a network hands a booting phone (probe).
+    #[command(subcommand)]
+    Dhcp(DhcpCommand),
+    /// Same as `dhcp probe`.
+    #[command(hide = true)]
+    DhcpProbe(DhcpProbeArgs),
+}
+
+#[derive(Subcommand)]
+pub(crate) enum DhcpCommand {
     /// Ask the DHCP servers on an interface what they hand a booting phone (66, 67, 150, 160,
-    /// 43, …). Sends one DHCPDISCOVER; takes no lease. Needs root.
-    DhcpProbe {
-        /// The network interface.
-        iface: String,
-        /// Seconds to collect offers.
-        #[arg(long, default_value_t = 3)]
-        timeout: u64,
-        #[arg(long)]
-        json: bool,
-    },
+    /// 43, …). Sends one DHCPDISCOVER with a Poly phone's vendor class; takes no lease. Needs
+    /// root.
+    Probe(DhcpProbeArgs),
+    /// Print the DHCP server configuration that gives Poly phones this server's provisioning
+    /// URL (options 160 and 66, only to clients whose vendor class is Poly's).
+    #[command(group(clap::ArgGroup::new("server").required(true).args(["dnsmasq", "kea", "isc", "windows"])))]
+    Snippet(DhcpSnippetArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct DhcpProbeArgs {
+    /// The network interface.
+    pub(crate) iface: String,
+    /// Seconds to collect offers.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) timeout: u64,
+    /// Send no vendor class (option 60), as a PC would: what the network gives non-phones.
+    #[arg(long)]
+    pub(crate) no_vendor_class: bool,
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct DhcpSnippetArgs {
+    /// For dnsmasq (a conf-dir file).
+    #[arg(long)]
+    pub(crate) dnsmasq: bool,
+    /// For Kea (a kea-dhcp4 configuration whose option-def and client-classes go into yours).
+    #[arg(long)]
+    pub(crate) kea: bool,
+    /// For ISC dhcpd (dhcpd.conf).
+    #[arg(long)]
+    pub(crate) isc: bool,
+    /// For Windows Server (PowerShell DhcpServer commands).
+    #[arg(long)]
+    pub(crate) windows: bool,
+    /// The provisioning URL [default: http://PlcmSpIp:<DATA/provisioning.password>@<--host>/].
+    #[arg(long, value_name = "URL")]
+    pub(crate) url: Option<String>,
+    /// The name (and :port) phones reach this server by [default: this machine's host name].
+    #[arg(long, value_name = "NAME[:PORT]", conflicts_with = "url")]
+    pub(crate) host: Option<String>,
+    /// Data directory (for the provisioning password).
+    #[arg(long, value_name = "DIR", default_value = "polyprov-data")]
+    pub(crate) data: PathBuf,
+    /// The options to hand out: 160, 66, or a custom 128-254 (`device.dhcp.bootSrvOpt`).
+    #[arg(long = "option", value_name = "N", default_values_t = [160u8, 66])]
+    pub(crate) options: Vec<u8>,
+    /// Hand the options to every client, not only to Poly phones.
+    #[arg(long)]
+    pub(crate) all_clients: bool,
+    /// Windows: the scope (e.g. 10.0.0.0) [default: server-wide].
+    #[arg(long, value_name = "SCOPE")]
+    pub(crate) scope: Option<String>,
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Subcommand)]

@@ -82,7 +82,36 @@ fn options_of(m: &Message) -> BTreeMap<u8, String> {
 
 /// Broadcasts a DHCPDISCOVER on `iface` and collects offers for `wait`. Needs root (port 68,
 /// binding to a device).
-pub fn probe(iface: &str, wait: Duration) -> Result<ProbeResult, String> {
+/// The vendor class a Poly phone sends (option 60): Polycom's enterprise number, the length of
+/// the sub-options, then sub-options (1 company, 2 part, 3 part number, 4 application, 5
+/// BootROM) ended by 0xff — the layout and the values of the vendor guide's sample decode (a
+/// SoundPoint IP 601), so a DHCP server that matches phones by their first bytes answers the
+/// probe as it answers a phone. (The guide's sample gives lengths one short of the sub-options
+/// it lists; the lengths here count what is sent, the end code included.)
+pub fn poly_vendor_class() -> Vec<u8> {
+    let subs: [(u8, &str); 5] = [
+        (1, "Polycom"),
+        (2, "SoundPointIP-SPIP_601"),
+        (3, "2345-11605-001,2"),
+        (4, "SIP/Tip.XXXX/08-Jun-07 10:44"),
+        (5, "BR/3.1.0.XXXX/28-Apr-05 13:30"),
+    ];
+    let mut data = Vec::new();
+    for (code, text) in subs {
+        data.push(code);
+        data.push(text.len() as u8);
+        data.extend_from_slice(text.as_bytes());
+    }
+    data.push(0xff);
+    let mut out = crate::dhcp_snippet::POLY_VENDOR_PREFIX.to_vec();
+    out.push(data.len() as u8);
+    out.extend(data);
+    out
+}
+
+/// Sends one DHCPDISCOVER on `iface` (with a Poly phone's vendor class when `as_phone`) and
+/// collects the offers for `wait`.
+pub fn probe(iface: &str, wait: Duration, as_phone: bool) -> Result<ProbeResult, String> {
     let mac = interface_mac(iface)?;
     let socket = socket2::Socket::new(
         socket2::Domain::IPV4,
@@ -113,6 +142,10 @@ pub fn probe(iface: &str, wait: Duration) -> Result<ProbeResult, String> {
         .set_flags(Flags::default().set_broadcast());
     msg.opts_mut()
         .insert(DhcpOption::MessageType(MessageType::Discover));
+    if as_phone {
+        msg.opts_mut()
+            .insert(DhcpOption::ClassIdentifier(poly_vendor_class()));
+    }
     msg.opts_mut().insert(DhcpOption::ParameterRequestList(
         [1u8, 3, 6, 15, 43, 60, 66, 67, 150, 160]
             .into_iter()
@@ -177,6 +210,26 @@ fn rand_xid() -> u32 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_vendor_class_has_the_vendor_guides_layout() {
+        // "00 00 36 3d", the length of what follows, sub-options "01 07 Polycom" …, "ff".
+        let v = super::poly_vendor_class();
+        assert_eq!(&v[..4], &[0x00, 0x00, 0x36, 0x3d]);
+        assert_eq!(v[4] as usize, v.len() - 5);
+        let mut at = 5;
+        let mut codes = Vec::new();
+        while v[at] != 0xff {
+            codes.push(v[at]);
+            at += 2 + v[at + 1] as usize;
+        }
+        assert_eq!((codes, at + 1), (vec![1, 2, 3, 4, 5], v.len()));
+        assert_eq!(
+            &v[5..14],
+            &[0x01, 0x07, b'P', b'o', b'l', b'y', b'c', b'o', b'm']
+        );
+        assert_eq!(v.last(), Some(&0xff));
+    }
+
     use super::*;
 
     #[test]

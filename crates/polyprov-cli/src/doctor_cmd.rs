@@ -51,7 +51,8 @@ pub(crate) async fn doctor(
         .map_err(|e| bad(format!("the server's doctor report is not understood: {e}")))?;
     let mut probe = None;
     if let Some(iface) = probe_iface {
-        let p = crate::dhcp_probe::probe(iface, std::time::Duration::from_secs(3)).map_err(bad)?;
+        let p = crate::dhcp_probe::probe(iface, std::time::Duration::from_secs(3), true)
+            .map_err(bad)?;
         report.findings.extend(probe_findings(&p, mac));
         probe = Some(p);
     }

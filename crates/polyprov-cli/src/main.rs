@@ -8,6 +8,7 @@ mod args;
 mod client;
 mod config_cmd;
 mod dhcp_probe;
+mod dhcp_snippet;
 mod doctor_cmd;
 mod guide_cmd;
 mod inventory_cmd;
@@ -91,14 +92,14 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             dhcp_probe,
             api,
         } => doctor_cmd::doctor(&mac, dhcp_probe.as_deref(), &api).await,
-        Command::DhcpProbe {
-            iface,
-            timeout,
-            json,
-        } => {
-            let r = dhcp_probe::probe(&iface, std::time::Duration::from_secs(timeout))
-                .map_err(|e| CliError::new(Exit::Failed, e))?;
-            if json {
+        Command::Dhcp(args::DhcpCommand::Probe(a)) | Command::DhcpProbe(a) => {
+            let r = dhcp_probe::probe(
+                &a.iface,
+                std::time::Duration::from_secs(a.timeout),
+                !a.no_vendor_class,
+            )
+            .map_err(|e| CliError::new(Exit::Failed, e))?;
+            if a.json {
                 return client::print_json(
                     &serde_json::to_value(&r)
                         .map_err(|e| CliError::new(Exit::Failed, e.to_string()))?,
@@ -107,5 +108,6 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             doctor_cmd::print_probe(&r);
             Ok(())
         }
+        Command::Dhcp(args::DhcpCommand::Snippet(a)) => dhcp_snippet::run(&a),
     }
 }
