@@ -61,6 +61,13 @@ pub(crate) enum Command {
     /// Same as `dhcp probe`.
     #[command(hide = true)]
     DhcpProbe(DhcpProbeArgs),
+    /// Write the man pages (man/*.1) and shell completions (completions/) into DIR, for
+    /// packaging.
+    #[command(hide = true)]
+    Assets {
+        /// Where to write them.
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -500,11 +507,12 @@ pub(crate) struct ApiArgs {
         global = true
     )]
     pub(crate) server: String,
-    /// File holding the admin token (ignored when POLYPROV_TOKEN is set).
+    /// File holding the admin token (ignored when POLYPROV_TOKEN is set; when the default is
+    /// absent, /var/lib/polyprov/admin.token, the package's, is read).
     #[arg(
         long,
         value_name = "FILE",
-        default_value = "./polyprov-data/admin.token",
+        default_value = crate::client::DEFAULT_TOKEN_FILE,
         global = true
     )]
     pub(crate) token_file: PathBuf,

@@ -37,6 +37,11 @@ impl CliError {
     }
 }
 
+/// `--token-file`'s default, relative to where the command runs.
+pub const DEFAULT_TOKEN_FILE: &str = "./polyprov-data/admin.token";
+/// Where the Debian package's server keeps its token.
+pub const PACKAGE_TOKEN_FILE: &str = "/var/lib/polyprov/admin.token";
+
 /// A client of one server's admin API.
 pub struct Client {
     http: reqwest::Client,
@@ -50,6 +55,17 @@ impl Client {
         let token = match std::env::var("POLYPROV_TOKEN") {
             Ok(t) if !t.trim().is_empty() => t.trim().to_string(),
             _ => std::fs::read_to_string(&api.token_file)
+                .or_else(|e| {
+                    // The package's server keeps its data in /var/lib/polyprov: with the
+                    // default (relative) token file absent, an admin on that machine needs no
+                    // flag.
+                    let default = std::path::Path::new(DEFAULT_TOKEN_FILE);
+                    if api.token_file == default && e.kind() == std::io::ErrorKind::NotFound {
+                        std::fs::read_to_string(PACKAGE_TOKEN_FILE)
+                    } else {
+                        Err(e)
+                    }
+                })
                 .map_err(|e| {
                     CliError::new(
                         Exit::Unreachable,

@@ -5,6 +5,7 @@
 
 mod action_cmd;
 mod args;
+mod assets;
 mod client;
 mod config_cmd;
 mod dhcp_probe;
@@ -109,5 +110,6 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Dhcp(args::DhcpCommand::Snippet(a)) => dhcp_snippet::run(&a),
+        Command::Assets { dir } => assets::write(&dir),
     }
 }

@@ -35,6 +35,8 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), CliError> {
         .await
         .map_err(|e| CliError::new(Exit::CannotStart, format!("{e:#}")))?;
     print_summary(&settings, &server);
+    // Every listener is bound: a `Type=notify` unit is started now.
+    polyprov_server::systemd::notify("READY=1\nSTATUS=serving phones");
     server.run_until_signal().await;
     Ok(())
 }

@@ -16,6 +16,7 @@ mod console;
 pub mod core;
 pub mod doctor;
 pub mod settings;
+pub mod systemd;
 pub mod tls;
 
 pub(crate) mod admin;
@@ -73,6 +74,7 @@ impl RunningServer {
     pub async fn run_until_signal(self) {
         wait_for_signal().await;
         tracing::info!("shutting down");
+        systemd::notify("STOPPING=1");
         self.shutdown().await;
     }
 }

@@ -408,6 +408,18 @@ impl Uploads {
         result
     }
 
+    /// Whether a file can be created in the store now (a health check: a full or read-only
+    /// disk answers here before a phone's upload fails).
+    pub fn check_writable(&self) -> io::Result<()> {
+        let probe = self
+            .dir
+            .join(".tmp")
+            .join(format!("health-{:016x}", rand::random::<u64>()));
+        let written = fs::File::create(&probe).and_then(|mut f| f.write_all(b"ok"));
+        let _ = fs::remove_file(&probe);
+        written
+    }
+
     /// The newest stored upload of a kind (for logs, the current log).
     pub fn latest(&self, mac: Mac, kind: UploadKind) -> io::Result<Option<UploadInfo>> {
         if kind.is_log() {

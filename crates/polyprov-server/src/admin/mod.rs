@@ -21,6 +21,7 @@ use std::sync::Arc;
 /// The API's paths, by name; each one is described in `openapi.json` (a test checks it).
 pub mod paths {
     pub const OPENAPI_JSON: &str = "/api/v1/openapi.json";
+    pub const HEALTH: &str = "/api/v1/health";
     pub const DEVICES: &str = "/api/v1/devices";
     pub const DEVICE: &str = "/api/v1/devices/{mac}";
     pub const DEVICE_CONFIG: &str = "/api/v1/devices/{mac}/config";
@@ -45,6 +46,7 @@ pub mod paths {
 #[cfg(test)]
 const ROUTES: &[&str] = &[
     paths::OPENAPI_JSON,
+    paths::HEALTH,
     paths::DEVICES,
     paths::DEVICE,
     paths::DEVICE_CONFIG,
@@ -117,6 +119,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
             paths::OPENAPI_JSON,
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
         )
+        .route(paths::HEALTH, get(health))
         .route("/metrics", get(metrics))
         .merge(crate::console::router())
         .merge(api)
@@ -236,6 +239,26 @@ async fn require_token(
             r
         }
     }
+}
+
+/// Open (no token): what a load balancer or a monitor asks every few seconds.
+async fn health(State(state): State<Arc<AdminState>>) -> Response {
+    let h = state.core.health().await;
+    let status = if h.ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(serde_json::json!({
+            "status": if h.ok() { "ok" } else { "failing" },
+            "inventory": h.inventory,
+            "uploads": h.uploads,
+        })),
+    )
+        .into_response()
 }
 
 async fn metrics(State(state): State<Arc<AdminState>>) -> Response {

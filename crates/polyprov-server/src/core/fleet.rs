@@ -243,7 +243,34 @@ impl Core {
     }
 
     /// Closes the inventory (at shutdown, after the last flush).
+    /// Whether the inventory answers and the upload store takes a write, each part in words
+    /// (`ok`, or why not).
+    pub async fn health(&self) -> Health {
+        let inventory = match self.inventory.ping().await {
+            Ok(()) => "ok".to_string(),
+            Err(e) => e.to_string(),
+        };
+        let uploads = match self.blocking(|u| u.check_writable()).await {
+            Ok(()) => "ok".to_string(),
+            Err(e) => e.to_string(),
+        };
+        Health { inventory, uploads }
+    }
+
     pub async fn close(&self) {
         self.inventory.close().await;
+    }
+}
+
+/// What [`Core::health`] found.
+#[derive(Debug, Clone)]
+pub struct Health {
+    pub inventory: String,
+    pub uploads: String,
+}
+
+impl Health {
+    pub fn ok(&self) -> bool {
+        self.inventory == "ok" && self.uploads == "ok"
     }
 }

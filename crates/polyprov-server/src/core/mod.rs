@@ -25,6 +25,7 @@ mod tests;
 
 pub use activity::SecurityNote;
 use fetch::*;
+pub use fleet::Health;
 pub use lifecycle::{LifecycleError, Released};
 pub use listing::SharedEntry;
 pub use refusal::{Refusal, is_resource_error, kind_label};

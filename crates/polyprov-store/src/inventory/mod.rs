@@ -365,6 +365,12 @@ impl Inventory {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+
+    /// One round trip to the database (a health check).
+    pub async fn ping(&self) -> Result<(), InventoryError> {
+        let _: i64 = sqlx::query_scalar("SELECT 1").fetch_one(&self.pool).await?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
