@@ -61,6 +61,35 @@ pub(crate) enum Command {
     /// Same as `dhcp probe`.
     #[command(hide = true)]
     DhcpProbe(DhcpProbeArgs),
+    /// Back up a data directory while its server keeps serving: the inventory (one consistent
+    /// snapshot), audit log, uploads, quarantine, secrets, certificates, boot root and, with
+    /// --config, the settings — one file, 0600, with a manifest of every file's SHA-256.
+    Backup {
+        /// The backup file to write (replaced only once complete).
+        file: PathBuf,
+        /// Data directory.
+        #[arg(long, value_name = "DIR", default_value = "polyprov-data")]
+        data: PathBuf,
+        /// The settings file to include.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a backup into a new data directory (absent or empty); every file is checked
+    /// against the backup's manifest before the directory appears.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// The data directory to create.
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+        /// Write the settings the backup holds here (a new file).
+        #[arg(long, value_name = "FILE")]
+        config_to: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Write the man pages (man/*.1) and shell completions (completions/) into DIR, for
     /// packaging.
     #[command(hide = true)]

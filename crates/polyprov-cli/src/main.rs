@@ -6,6 +6,7 @@
 mod action_cmd;
 mod args;
 mod assets;
+mod backup_cmd;
 mod client;
 mod config_cmd;
 mod dhcp_probe;
@@ -111,5 +112,17 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Dhcp(args::DhcpCommand::Snippet(a)) => dhcp_snippet::run(&a),
         Command::Assets { dir } => assets::write(&dir),
+        Command::Backup {
+            file,
+            data,
+            config,
+            json,
+        } => backup_cmd::backup(&file, &data, config.as_deref(), json).await,
+        Command::Restore {
+            file,
+            data,
+            config_to,
+            json,
+        } => backup_cmd::restore(&file, &data, config_to.as_deref(), json).await,
     }
 }

@@ -1,6 +1,7 @@
 //! What polyprov keeps: the inventory (devices, profiles, site defaults) and the files phones
 //! upload, each device in its own namespace outside the served boot root.
 
+pub mod backup;
 pub mod inventory;
 pub mod uploads;
 
