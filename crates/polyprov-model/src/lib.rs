@@ -16,6 +16,7 @@ pub mod dictionary;
 pub mod doctor;
 pub mod effective;
 pub mod guide;
+pub mod import;
 pub mod keypad;
 pub mod lint;
 pub mod mac;
