@@ -90,6 +90,10 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Move an existing phone server onto polyprov: read its folder (TFTP/FTP/HTTP root) or a
+    /// spreadsheet (--csv), and print what each phone gets now and will get from polyprov, with
+    /// every difference; --apply does it (boot root, profiles, devices, uploads).
+    Import(ImportArgs),
     /// Write the man pages (man/*.1) and shell completions (completions/) into DIR, for
     /// packaging.
     #[command(hide = true)]
@@ -791,4 +795,28 @@ pub(crate) enum SiteCommand {
         #[command(flatten)]
         api: ApiArgs,
     },
+}
+
+#[derive(Args)]
+pub(crate) struct ImportArgs {
+    /// The old server's folder: masters, <mac>.cfg, the files they list, overrides, directories,
+    /// call lists, logs.
+    #[arg(required_unless_present = "csv", conflicts_with = "csv")]
+    pub(crate) dir: Option<PathBuf>,
+    /// A spreadsheet (CSV with a header row): mac, profile, admin_password,
+    /// line1_address, line1_user, line1_password (line2_… and so on), and param:NAME columns.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) csv: Option<PathBuf>,
+    /// Do it. Without it nothing changes: the plan and every difference are printed.
+    #[arg(long)]
+    pub(crate) apply: bool,
+    /// With --apply: go ahead although some phones would get a different configuration, and
+    /// replace boot-root files that differ.
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// This server's data directory (its boot root receives the shared files).
+    #[arg(long, value_name = "DIR", default_value = "polyprov-data")]
+    pub(crate) data: PathBuf,
+    #[command(flatten)]
+    pub(crate) api: ApiArgs,
 }

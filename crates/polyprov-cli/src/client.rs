@@ -96,6 +96,17 @@ impl Client {
         self.send(self.http.put(self.url(path)).json(body)).await
     }
 
+    /// PUTs raw bytes (a file).
+    pub async fn put_bytes(&self, path: &str, body: Vec<u8>) -> Result<Value, CliError> {
+        self.send(
+            self.http
+                .put(self.url(path))
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .body(body),
+        )
+        .await
+    }
+
     pub async fn post(&self, path: &str, body: &Value) -> Result<Value, CliError> {
         self.send(self.http.post(self.url(path)).json(body)).await
     }

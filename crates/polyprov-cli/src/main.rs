@@ -13,6 +13,7 @@ mod dhcp_probe;
 mod dhcp_snippet;
 mod doctor_cmd;
 mod guide_cmd;
+mod import_cmd;
 mod inventory_cmd;
 mod out;
 mod serve_cmd;
@@ -112,6 +113,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Dhcp(args::DhcpCommand::Snippet(a)) => dhcp_snippet::run(&a),
         Command::Assets { dir } => assets::write(&dir),
+        Command::Import(a) => import_cmd::run(&a).await,
         Command::Backup {
             file,
             data,

@@ -272,7 +272,9 @@ pub fn plan(folder: &Folder) -> ImportPlan {
         let mut params = Params::new();
         for (k, r) in &files_only {
             let Some(w) = r.winner() else { continue };
-            if !matches!(w.layer, Layer::ConfigFile(_)) || r.value.is_none() {
+            // The `device.*` gates are not settings: polyprov writes them for what it sets.
+            let gate = k == "device.set" || (k.starts_with("device.") && k.ends_with(".set"));
+            if gate || !matches!(w.layer, Layer::ConfigFile(_)) || r.value.is_none() {
                 continue;
             }
             if shared_only.get(k).and_then(|s| s.value.as_ref()) != r.value.as_ref() {

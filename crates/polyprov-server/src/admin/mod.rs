@@ -8,7 +8,7 @@ use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use polyprov_model::config::{check_param_name, check_param_value};
 use polyprov_model::{Mac, Params, UploadKind};
@@ -27,6 +27,7 @@ pub mod paths {
     pub const DEVICE_CONFIG: &str = "/api/v1/devices/{mac}/config";
     pub const DEVICE_UPLOADS: &str = "/api/v1/devices/{mac}/uploads";
     pub const DEVICE_UPLOAD: &str = "/api/v1/devices/{mac}/uploads/{kind}/{version}";
+    pub const DEVICE_UPLOAD_KIND: &str = "/api/v1/devices/{mac}/uploads/{kind}";
     pub const PROFILES: &str = "/api/v1/profiles";
     pub const PROFILE: &str = "/api/v1/profiles/{name}";
     pub const SITE: &str = "/api/v1/site";
@@ -52,6 +53,7 @@ const ROUTES: &[&str] = &[
     paths::DEVICE_CONFIG,
     paths::DEVICE_UPLOADS,
     paths::DEVICE_UPLOAD,
+    paths::DEVICE_UPLOAD_KIND,
     paths::PROFILES,
     paths::PROFILE,
     paths::SITE,
@@ -97,6 +99,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route(paths::DEVICE_CONFIG, get(device_config))
         .route(paths::DEVICE_UPLOADS, get(list_uploads))
         .route(paths::DEVICE_UPLOAD, get(get_upload))
+        .route(paths::DEVICE_UPLOAD_KIND, put(put_upload))
         .route(paths::PROFILES, get(list_profiles))
         .route(
             paths::PROFILE,
@@ -531,6 +534,39 @@ async fn list_uploads(
     let mac = parse_mac(&mac)?;
     let list = s.core.uploads_of(mac).await?;
     Ok(Json(list).into_response())
+}
+
+/// Stores a file as the device's upload (an import from another server).
+async fn put_upload(
+    State(s): State<Arc<AdminState>>,
+    Path((mac, kind)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let mac = parse_mac(&mac)?;
+    let kind = UploadKind::from_suffix(&kind).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{kind:?} is not an upload kind"),
+        )
+    })?;
+    let info = s
+        .core
+        .store_upload(
+            mac,
+            kind,
+            body.to_vec(),
+            &actor(&headers),
+            "stored through the admin API",
+        )
+        .await
+        .map_err(|r| {
+            ApiError::new(
+                StatusCode::from_u16(r.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                r.to_string(),
+            )
+        })?;
+    Ok((StatusCode::CREATED, Json(info)).into_response())
 }
 
 async fn get_upload(

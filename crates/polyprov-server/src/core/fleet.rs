@@ -2,7 +2,7 @@
 //! and write of the inventory and the upload store goes through here, and every change to one
 //! device takes that device's lock, so a phone request sees a change whole or not at all.
 
-use super::{Core, LifecycleError};
+use super::{Core, LifecycleError, Refusal};
 use polyprov_model::{Mac, Params, UploadKind};
 use polyprov_store::inventory::{AuditEntry, Device, DeviceState, Profile};
 use polyprov_store::uploads::{QuarantineSet, UploadInfo};
@@ -180,6 +180,48 @@ impl Core {
                 .and_then(|i| i.map(|i| std::fs::read(i.path)).transpose())
         })
         .await
+    }
+
+    /// Stores `body` as the device's upload of `kind`, as the admin (an import from another
+    /// server): checked as a phone's upload is (size, well-formed XML), a new version or, for a
+    /// log, appended; audited.
+    pub async fn store_upload(
+        &self,
+        mac: Mac,
+        kind: UploadKind,
+        body: Vec<u8>,
+        actor: &str,
+        why: &str,
+    ) -> Result<UploadInfo, Refusal> {
+        let _guard = self.device_lock(mac).write().await;
+        if !kind.is_log() {
+            super::upload::check_xml_body(&body)?;
+        }
+        let size = body.len();
+        let uploads = self.uploads.clone();
+        let info = tokio::task::spawn_blocking(move || uploads.put(mac, kind, &body))
+            .await
+            .map_err(|e| Refusal::Internal(e.to_string()))?
+            .map_err(|e| match e {
+                polyprov_store::UploadError::TooLarge { size, limit, .. } => {
+                    Refusal::TooLarge { size, limit }
+                }
+                polyprov_store::UploadError::Io(e) => Refusal::from_io(&e, "storing an upload"),
+            })?;
+        self.inventory
+            .record(
+                actor,
+                mac,
+                "upload-stored",
+                &format!(
+                    "{} ({size} bytes, v{}): {why}",
+                    kind.file_name(mac),
+                    info.version
+                ),
+            )
+            .await
+            .map_err(Refusal::from_inventory)?;
+        Ok(info)
     }
 
     /// Takes one parameter out of a device's stored override (`<mac>-phone.cfg` or
