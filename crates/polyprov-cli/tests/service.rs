@@ -32,6 +32,12 @@ fn a_service_manager_is_told_ready_and_stopping_and_health_follows_the_store() {
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
 
+    let config = dir.path().join("polyprov.toml");
+    std::fs::write(
+        &config,
+        "[dhcp.options]\n160 = \"http://before.example.com/\"\n",
+    )
+    .unwrap();
     let mut child = Command::new(common::BIN)
         .args([
             "serve",
@@ -39,8 +45,10 @@ fn a_service_manager_is_told_ready_and_stopping_and_health_follows_the_store() {
             "127.0.0.1:0",
             "--admin",
             "127.0.0.1:0",
-            "--data",
+            "--config",
         ])
+        .arg(&config)
+        .arg("--data")
         .arg(&data)
         .env("NOTIFY_SOCKET", &socket_path)
         .env("RUST_LOG", "warn")
@@ -97,8 +105,58 @@ fn a_service_manager_is_told_ready_and_stopping_and_health_follows_the_store() {
     std::fs::create_dir(&tmp).unwrap();
     assert_eq!(get(&format!("{admin}/api/v1/health")).0, 200);
 
-    // SIGTERM: the manager hears STOPPING=1, the server exits 0.
+    // SIGHUP reloads the settings file: what can change live does (the DHCP options doctor
+    // reports), and the manager hears RELOADING=1, then READY=1.
+    let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let doctor = |admin: &str| {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-H",
+                &format!("Authorization: Bearer {}", token.trim()),
+            ])
+            .arg(format!("{admin}/api/v1/devices/0004f2aa814c/doctor"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(doctor(&admin).contains("before.example.com"));
+    std::fs::write(
+        &config,
+        "[dhcp.options]\n160 = \"http://after.example.com/\"\n",
+    )
+    .unwrap();
     let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let n = manager.recv(&mut buf).unwrap();
+    assert_eq!(String::from_utf8_lossy(&buf[..n]), "RELOADING=1");
+    let n = manager.recv(&mut buf).unwrap();
+    assert_eq!(String::from_utf8_lossy(&buf[..n]), "READY=1");
+    let report = doctor(&admin);
+    assert!(
+        report.contains("after.example.com") && !report.contains("before.example.com"),
+        "{report}"
+    );
+    // A file that does not load keeps the running settings, and the server serves on.
+    std::fs::write(&config, "[dhcp.options\n").unwrap();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    manager.recv(&mut buf).unwrap();
+    manager.recv(&mut buf).unwrap();
+    assert!(doctor(&admin).contains("after.example.com"));
+
+    // SIGTERM: the manager hears STOPPING=1, the server exits 0.
     assert!(
         Command::new("kill")
             .args(["-TERM", &pid])

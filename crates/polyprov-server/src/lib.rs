@@ -102,6 +102,113 @@ async fn wait_for_signal() {
     }
 }
 
+fn dhcp_options(d: &settings::DhcpSettings) -> std::collections::BTreeMap<u8, String> {
+    d.options
+        .iter()
+        .filter_map(|(k, v)| Some((k.trim().parse().ok()?, v.clone())))
+        .collect()
+}
+
+/// On SIGHUP, reads the settings file again and applies what can change while serving —
+/// `[provisioning] new_devices_per_minute`, `[lifecycle]`, `[actions]`, `[dhcp]` — and says
+/// which other changed sections wait for a restart. A file that does not load keeps the running
+/// settings. (The HTTPS certificate reloads on SIGHUP too; see `tls.rs`.)
+#[cfg(unix)]
+type Hangup = tokio::signal::unix::Signal;
+#[cfg(not(unix))]
+type Hangup = ();
+
+async fn reload_on_hangup(
+    #[allow(unused_mut)] mut hangup: Hangup,
+    path: Option<std::path::PathBuf>,
+    started: Settings,
+    admin: Arc<admin::AdminState>,
+    stop: CancellationToken,
+) {
+    #[cfg(unix)]
+    {
+        let mut running = started;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                Some(()) = hangup.recv() => {
+                    systemd::notify("RELOADING=1");
+                    match &path {
+                        Some(p) => running = reload(p, running, &admin),
+                        None => tracing::info!("SIGHUP: no settings file to reload (started without --config)"),
+                    }
+                    systemd::notify("READY=1");
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (hangup, path, started, admin);
+        stop.cancelled().await;
+    }
+}
+
+fn reload(path: &Path, running: Settings, admin: &admin::AdminState) -> Settings {
+    let new = match Settings::from_file(path) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "settings not reloaded; the running ones stay");
+            return running;
+        }
+    };
+    let mut applied = Vec::new();
+    if new.provisioning.new_devices_per_minute != running.provisioning.new_devices_per_minute {
+        admin
+            .core
+            .set_new_devices_per_minute(new.provisioning.new_devices_per_minute);
+        applied.push("provisioning.new_devices_per_minute");
+    }
+    if new.lifecycle != running.lifecycle {
+        admin.core.set_lifecycle(new.lifecycle.clone());
+        applied.push("lifecycle");
+    }
+    if new.actions != running.actions {
+        admin.actions.set_settings(new.actions.clone());
+        applied.push("actions");
+    }
+    if new.dhcp != running.dhcp {
+        *admin.dhcp.write().unwrap_or_else(|p| p.into_inner()) = dhcp_options(&new.dhcp);
+        applied.push("dhcp");
+    }
+    let mut at_restart = Vec::new();
+    let mut provisioning = new.provisioning.clone();
+    provisioning.new_devices_per_minute = running.provisioning.new_devices_per_minute;
+    for (name, changed) in [
+        ("data", new.data != running.data),
+        ("http", new.http != running.http),
+        ("admin", new.admin != running.admin),
+        (
+            "provisioning (other than new_devices_per_minute)",
+            provisioning != running.provisioning,
+        ),
+        ("uploads", new.uploads != running.uploads),
+        ("inventory", new.inventory != running.inventory),
+        ("tftp", new.tftp != running.tftp),
+        ("ftp", new.ftp != running.ftp),
+        ("https", new.https != running.https),
+    ] {
+        if changed {
+            at_restart.push(name);
+        }
+    }
+    tracing::info!(
+        file = %path.display(),
+        applied = ?applied,
+        at_restart = ?at_restart,
+        "settings reloaded (SIGHUP)"
+    );
+    if !at_restart.is_empty() {
+        tracing::warn!(sections = ?at_restart, "these settings changed and take effect at the next restart");
+    }
+    new
+}
+
 /// Prepares the data directory (first start creates everything) and starts serving.
 pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
     let data = settings.data.clone();
@@ -180,16 +287,31 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         core: core.clone(),
         metrics,
         token_hash: Sha256::digest(admin_token.as_bytes()).into(),
-        dhcp: settings
-            .dhcp
-            .options
-            .iter()
-            .filter_map(|(k, v)| Some((k.trim().parse().ok()?, v.clone())))
-            .collect(),
+        dhcp: std::sync::RwLock::new(dhcp_options(&settings.dhcp)),
     });
 
     let stop = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
+    // A SIGHUP must never stop the server: with no settings file there is nothing to re-read,
+    // and it is still answered.
+    let baseline = settings
+        .source
+        .as_deref()
+        .and_then(|p| Settings::from_file(p).ok())
+        .unwrap_or_else(|| settings.clone());
+    // Registered here, before READY: a SIGHUP right after start is handled, not fatal.
+    #[cfg(unix)]
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("listening for SIGHUP")?;
+    #[cfg(not(unix))]
+    let hangup = ();
+    tasks.spawn(reload_on_hangup(
+        hangup,
+        settings.source.clone(),
+        baseline,
+        admin_state.clone(),
+        stop.clone(),
+    ));
     let phone_limits = connections::ConnectionLimits {
         header_timeout: Duration::from_secs(settings.http.header_timeout_secs.max(1)),
         send_timeout: Duration::from_secs(settings.http.send_timeout_secs.max(1)),

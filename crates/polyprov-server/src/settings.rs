@@ -22,6 +22,9 @@ pub struct Settings {
     pub ftp: FtpSettings,
     pub https: HttpsSettings,
     pub actions: ActionSettings,
+    /// The file these were read from (reloaded from it on SIGHUP); not a setting.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 /// Remote actions on phones (`device resync|reboot`): how they are sent and how long to watch.
@@ -352,6 +355,7 @@ impl Default for Settings {
             ftp: FtpSettings::default(),
             https: HttpsSettings::default(),
             actions: ActionSettings::default(),
+            source: None,
         }
     }
 }
@@ -431,10 +435,13 @@ impl Settings {
             path: path.to_path_buf(),
             source,
         })?;
-        toml::from_str(&text).map_err(|source| SettingsError::Parse {
-            path: path.to_path_buf(),
-            source: Box::new(source),
-        })
+        let mut settings: Settings =
+            toml::from_str(&text).map_err(|source| SettingsError::Parse {
+                path: path.to_path_buf(),
+                source: Box::new(source),
+            })?;
+        settings.source = Some(path.to_path_buf());
+        Ok(settings)
     }
 
     /// The boot root: files served to phones as they are.

@@ -205,7 +205,8 @@ impl Job {
 /// The jobs of one server.
 pub struct Actions {
     core: Arc<Core>,
-    settings: ActionSettings,
+    /// Changed by a settings reload (SIGHUP); a job reads them as it goes.
+    settings: std::sync::RwLock<ActionSettings>,
     jobs: Mutex<BTreeMap<String, Arc<Mutex<Job>>>>,
 }
 
@@ -222,9 +223,22 @@ impl Actions {
     pub fn new(core: Arc<Core>, settings: ActionSettings) -> Arc<Actions> {
         Arc::new(Actions {
             core,
-            settings,
+            settings: std::sync::RwLock::new(settings),
             jobs: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> ActionSettings {
+        self.settings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the settings (a reload); jobs already running read the new ones as they go.
+    pub fn set_settings(&self, settings: ActionSettings) {
+        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = settings;
     }
 
     /// A job's state, if it is still kept.
@@ -248,7 +262,7 @@ impl Actions {
     /// Checks a job request, picks its phones and starts it; returns its id at once.
     pub async fn start(self: &Arc<Self>, req: JobRequest, actor: &str) -> Result<Job, ActionError> {
         let invalid = |m: String| ActionError::Invalid(m);
-        let rest_ready = self.settings.rest_ca.is_some() || self.settings.rest_insecure;
+        let rest_ready = self.settings().rest_ca.is_some() || self.settings().rest_insecure;
         let via = match (req.via, req.action) {
             (Via::Sip, ActionKind::FactoryReset) => {
                 return Err(invalid(
@@ -270,29 +284,29 @@ impl Actions {
         let transport: polyprov_sip::Transport = req
             .transport
             .as_deref()
-            .unwrap_or(&self.settings.sip_transport)
+            .unwrap_or(&self.settings().sip_transport)
             .parse()
             .map_err(invalid)?;
         // The phone's certificate is checked against rest_ca for HTTPS and for SIP over TLS.
         let roots = match (via, transport) {
             (Via::Rest, _) | (_, polyprov_sip::Transport::Tls) => {
-                Some(rest::trust(&self.settings).map_err(invalid)?)
+                Some(rest::trust(&self.settings()).map_err(invalid)?)
             }
             _ => None,
         };
         if req.release && req.action != ActionKind::FactoryReset {
             return Err(invalid("release goes with a factory reset only".into()));
         }
-        let rate = req.rate.unwrap_or(f64::from(self.settings.rate));
+        let rate = req.rate.unwrap_or(f64::from(self.settings().rate));
         if !(rate.is_finite() && rate > 0.0) {
             return Err(invalid(format!(
                 "rate {rate} is not a positive number of phones a second"
             )));
         }
-        let wait = Duration::from_secs(req.wait_secs.unwrap_or(self.settings.wait_secs));
+        let wait = Duration::from_secs(req.wait_secs.unwrap_or(self.settings().wait_secs));
         let target = match &req.target {
             Some(t) => Some(
-                sip::parse_target(t, self.settings.sip_port)
+                sip::parse_target(t, self.settings().sip_port)
                     .await
                     .map_err(invalid)?,
             ),
@@ -341,7 +355,7 @@ impl Actions {
         {
             let mut jobs = lock(&self.jobs);
             jobs.insert(snapshot.id.clone(), shared.clone());
-            while jobs.len() > self.settings.keep_jobs.max(1) {
+            while jobs.len() > self.settings().keep_jobs.max(1) {
                 let oldest_done = jobs
                     .iter()
                     .find(|(_, j)| lock(j).state == "done")
@@ -420,7 +434,7 @@ impl Actions {
     async fn run(self: Arc<Self>, job: Arc<Mutex<Job>>, macs: Vec<Mac>, rate: f64, plan: Plan) {
         let plan = Arc::new(plan);
         let slots = Arc::new(tokio::sync::Semaphore::new(
-            self.settings.max_in_flight.max(1),
+            self.settings().max_in_flight.max(1),
         ));
         let start = tokio::time::Instant::now();
         let mut tasks = tokio::task::JoinSet::new();
@@ -467,10 +481,10 @@ impl Actions {
             });
         };
         let sending = match plan.via {
-            Via::Rest => rest_prepare(&self.core, &self.settings, mac, plan)
+            Via::Rest => rest_prepare(&self.core, &self.settings(), mac, plan)
                 .await
                 .map(Sending::Rest),
-            _ => sip::prepare(&self.core, &self.settings, mac, plan)
+            _ => sip::prepare(&self.core, &self.settings(), mac, plan)
                 .await
                 .map(Sending::Sip),
         };
@@ -507,7 +521,7 @@ impl Actions {
                 (answer, format!("event {:?}", p.request.event))
             }
             Sending::Rest(p) => {
-                let timeout = Duration::from_secs(self.settings.rest_timeout_secs.max(1));
+                let timeout = Duration::from_secs(self.settings().rest_timeout_secs.max(1));
                 let (mut answer, fingerprint) =
                     rest::call(p, mac, plan.roots.clone(), timeout).await;
                 if plan.roots.is_none()

@@ -78,14 +78,21 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     /// SHA-256 of the admin token.
     pub token_hash: [u8; 32],
-    /// DHCP options the admin declares (settings), for `doctor`.
-    pub dhcp: std::collections::BTreeMap<u8, String>,
+    /// DHCP options the admin declares (settings), for `doctor`; changed by a reload.
+    pub dhcp: std::sync::RwLock<std::collections::BTreeMap<u8, String>>,
     /// Remote actions on phones (resync, reboot).
     pub actions: Arc<crate::actions::Actions>,
     /// Signed-in console browsers.
     pub sessions: crate::console::Sessions,
     /// The console's live activity samples.
     pub activity: Arc<crate::console::Activity>,
+}
+
+impl AdminState {
+    /// The DHCP options declared now.
+    pub fn dhcp(&self) -> std::collections::BTreeMap<u8, String> {
+        self.dhcp.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 /// The admin router: `/api/v1/...` behind the bearer token, `/metrics` and the OpenAPI document open.
@@ -810,7 +817,7 @@ async fn device_doctor(
     Path(mac): Path<String>,
 ) -> ApiResult<Response> {
     let mac = parse_mac(&mac)?;
-    let report = crate::doctor::diagnose(&s.core, &s.dhcp, mac)
+    let report = crate::doctor::diagnose(&s.core, &s.dhcp(), mac)
         .await
         .map_err(|e| ApiError::failure(StatusCode::INTERNAL_SERVER_ERROR, "doctor failed", e))?;
     Ok(Json(report).into_response())

@@ -433,7 +433,7 @@ async fn device(
     let history = s.core.history(mac).await.unwrap_or_default();
     let uploads = s.core.uploads_of(mac).await.unwrap_or_default();
     let quarantine = s.core.quarantine_sets(mac).await.unwrap_or_default();
-    let analysis = crate::doctor::diagnose_all(&s.core, &s.dhcp, mac)
+    let analysis = crate::doctor::diagnose_all(&s.core, &s.dhcp(), mac)
         .await
         .ok();
     let profiles: Vec<String> = s
@@ -617,7 +617,7 @@ async fn drift(
     }
     let param = f.param.trim();
     // The value the override holds now: what "keep" and "move" copy.
-    let value = match crate::doctor::diagnose_all(&s.core, &s.dhcp, mac).await {
+    let value = match crate::doctor::diagnose_all(&s.core, &s.dhcp(), mac).await {
         Ok(a) => device_views::drift_rows(&a)
             .into_iter()
             .find(|r| r.name == param && r.kind == f.which)

@@ -32,14 +32,15 @@ struct Entry {
 /// The per-address counts.
 #[derive(Debug)]
 pub(crate) struct AddressGuard {
-    new_devices_per_minute: usize,
+    /// Changed by a settings reload (SIGHUP).
+    new_devices_per_minute: std::sync::atomic::AtomicUsize,
     entries: Mutex<HashMap<IpAddr, Entry>>,
 }
 
 impl AddressGuard {
     pub(crate) fn new(new_devices_per_minute: usize) -> AddressGuard {
         AddressGuard {
-            new_devices_per_minute,
+            new_devices_per_minute: std::sync::atomic::AtomicUsize::new(new_devices_per_minute),
             entries: Mutex::new(HashMap::new()),
         }
     }
@@ -72,7 +73,9 @@ impl AddressGuard {
     /// Whether `addr` may introduce `mac` (a device the inventory does not hold yet) now: at
     /// most `new_devices_per_minute` different ones a minute.
     pub(crate) fn admit_new_device(&self, addr: IpAddr, mac: Mac) -> bool {
-        let limit = self.new_devices_per_minute;
+        let limit = self
+            .new_devices_per_minute
+            .load(std::sync::atomic::Ordering::Relaxed);
         self.with(addr, Instant::now(), |e| {
             if e.new_devices.contains(&mac) {
                 true
@@ -84,6 +87,12 @@ impl AddressGuard {
             }
         })
         .unwrap_or(false)
+    }
+
+    /// Sets the limit of new devices an address may introduce a minute.
+    pub(crate) fn set_new_devices_per_minute(&self, n: usize) {
+        self.new_devices_per_minute
+            .store(n, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Notes a failed login from `addr`; returns how long to hold its answer.

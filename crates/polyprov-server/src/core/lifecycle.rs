@@ -30,7 +30,7 @@ impl Core {
     /// the previous one (the phone's files were wiped). Returns the evidence.
     pub(super) fn reset_evidence(&self, mac: Mac, size: u64) -> Option<String> {
         let previous = lock(&self.last_boot_log).insert(mac, size)?;
-        (previous >= self.lifecycle.reset_log_min_bytes && size * 2 < previous).then(|| {
+        (previous >= self.lifecycle().reset_log_min_bytes && size * 2 < previous).then(|| {
             format!("boot log shrank from {previous} to {size} bytes: the phone's files were wiped (factory reset or Format File System)")
         })
     }
@@ -39,7 +39,7 @@ impl Core {
         use crate::settings::ResetPolicy;
         let at = polyprov_store::inventory::now();
         let mut detail = evidence;
-        if self.lifecycle.reset_policy == ResetPolicy::Quarantine {
+        if self.lifecycle().reset_policy == ResetPolicy::Quarantine {
             let uploads = self.uploads.clone();
             match tokio::task::spawn_blocking(move || uploads.quarantine(mac)).await {
                 Ok(Ok(Some(id))) => {
@@ -64,7 +64,7 @@ impl Core {
             addr: None,
             detail: format!("{mac}: {detail}"),
         });
-        if self.lifecycle.reset_policy == ResetPolicy::Alert {
+        if self.lifecycle().reset_policy == ResetPolicy::Alert {
             tracing::warn!(target: "polyprov::lifecycle", %mac, evidence = %detail, "phone probably factory-reset: check `polyprov doctor {mac}`");
         } else {
             tracing::info!(target: "polyprov::lifecycle", %mac, evidence = %detail, "phone probably factory-reset");

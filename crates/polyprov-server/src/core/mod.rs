@@ -72,7 +72,8 @@ pub struct Core {
     /// a release or reassignment for writing — so a request sees the whole before or the whole
     /// after, never a mix.
     device_locks: Vec<tokio::sync::RwLock<()>>,
-    lifecycle: crate::settings::LifecycleSettings,
+    /// Changed by a settings reload (SIGHUP).
+    lifecycle: std::sync::RwLock<crate::settings::LifecycleSettings>,
     /// Size of each device's last boot-log upload (in memory: the first upload after a restart
     /// has nothing to compare with).
     last_boot_log: Mutex<HashMap<Mac, u64>>,
@@ -113,7 +114,7 @@ impl Core {
             device_locks: (0..DEVICE_LOCK_STRIPES)
                 .map(|_| tokio::sync::RwLock::new(()))
                 .collect(),
-            lifecycle: crate::settings::LifecycleSettings::default(),
+            lifecycle: Default::default(),
             last_boot_log: Mutex::new(HashMap::new()),
             guard: guard::AddressGuard::new(
                 crate::settings::ProvisioningSettings::default().new_devices_per_minute,
@@ -148,9 +149,27 @@ impl Core {
     }
 
     /// The lifecycle settings (reset policy).
-    pub fn with_lifecycle(mut self, lifecycle: crate::settings::LifecycleSettings) -> Core {
-        self.lifecycle = lifecycle;
+    pub fn with_lifecycle(self, lifecycle: crate::settings::LifecycleSettings) -> Core {
+        self.set_lifecycle(lifecycle);
         self
+    }
+
+    /// The lifecycle settings in force.
+    pub fn lifecycle(&self) -> crate::settings::LifecycleSettings {
+        self.lifecycle
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the lifecycle settings (a settings reload).
+    pub fn set_lifecycle(&self, lifecycle: crate::settings::LifecycleSettings) {
+        *self.lifecycle.write().unwrap_or_else(|p| p.into_inner()) = lifecycle;
+    }
+
+    /// Replaces the limit of new devices one address may introduce a minute (a reload).
+    pub fn set_new_devices_per_minute(&self, n: usize) {
+        self.guard.set_new_devices_per_minute(n);
     }
 
     fn device_lock(&self, mac: Mac) -> &tokio::sync::RwLock<()> {
