@@ -168,6 +168,13 @@ try:
     check("Keep for this device moves the value into the device's own parameters",
           eventually(lambda: js("return document.querySelectorAll(\"" + row + "\").length") == 0
                      and "tcpIpApp.sntp.address=ntp.local" in js("return document.querySelector('#dparams').value")))
+    check("the assignment editor does not show the line password (<kept> stands for it)",
+          "reg.1.auth.password=<kept>" in js("return document.querySelector('#dparams').value"))
+    click("#assignment button")
+    eventually(lambda: "Save the assignment" in text())
+    kept = subprocess.run(["curl", "-s", "-H", f"Authorization: Bearer {token}", admin + "/api/v1/devices/0004f2aa814c"],
+        capture_output=True, text=True).stdout
+    check("and saving the form unchanged keeps it", '"reg.1.auth.password":"x"' in kept.replace(" ", ""))
     type_("#act-reason", "test resync")
     click("form[action$=action] input[name=confirm]")
     click("form[action$=action] button")

@@ -133,6 +133,9 @@ async fn style() -> Response {
         .into_response()
 }
 
+/// What the assignment editor shows for a secret it does not put on the page.
+pub(crate) const KEPT: &str = "<kept>";
+
 /// The console's content security policy: its own style sheet, nothing else.
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 /// The activity page's: also its own script and the stream it follows.
@@ -1076,7 +1079,7 @@ async fn assign(
         Ok(m) => m,
         Err(page) => return *page,
     };
-    let (params, problems) = parse_params_text(&f.params);
+    let (mut params, problems) = parse_params_text(&f.params);
     if let Some((_, at, why)) = problems.first() {
         return html(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -1087,6 +1090,21 @@ async fn assign(
         Ok(d) => d,
         Err(e) => return error_page(&e.to_string()),
     };
+    // `<kept>`: the secret the page did not show stays as it is.
+    for (k, v) in params.iter_mut().filter(|(_, v)| v.as_str() == KEPT) {
+        match current.as_ref().and_then(|d| d.assignment.params.get(k)) {
+            Some(held) => *v = held.clone(),
+            None => {
+                return html(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    pages::message(
+                        "Not saved",
+                        &format!("{k}: no value held to keep; type one"),
+                    ),
+                );
+            }
+        }
+    }
     let admin_password = match f.admin_password.trim() {
         "" => current.and_then(|d| d.assignment.admin_password),
         pw => Some(pw.to_string()),

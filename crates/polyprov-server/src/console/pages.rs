@@ -288,11 +288,19 @@ pub fn device(session: &Session, d: &Device, view: &DeviceView<'_>, profiles: &[
                 p = esc(p)
             );
         }
+        // Secrets (line passwords) are not put on the page: `<kept>` stands for the value
+        // held, and saving it keeps that value.
         let params: String = d
             .assignment
             .params
             .iter()
-            .map(|(k, v)| format!("{k}={v}\n"))
+            .map(|(k, v)| {
+                if polyprov_model::lint::is_secret(k) && !v.is_empty() {
+                    format!("{k}={}\n", super::KEPT)
+                } else {
+                    format!("{k}={v}\n")
+                }
+            })
             .collect();
         let _ = write!(
             m,
@@ -300,7 +308,7 @@ pub fn device(session: &Session, d: &Device, view: &DeviceView<'_>, profiles: &[
 <input type="hidden" name="csrf" value="{csrf}">
 <label for="profile">Profile</label><select id="profile" name="profile">{options}</select>
 <label for="admin-password">Admin password <small>(empty: keep the one it has)</small></label><input id="admin-password" name="admin_password" type="password" autocomplete="new-password">
-<label for="dparams">Its own parameters, one NAME=VALUE a line (they win over the profile)</label>
+<label for="dparams">Its own parameters, one NAME=VALUE a line (they win over the profile; <code>&lt;kept&gt;</code> keeps a secret as it is)</label>
 <textarea id="dparams" name="params" rows="8" spellcheck="false">{params}</textarea>
 <button type="submit">Save the assignment</button></form>"#,
             mac = esc(&d.mac),
