@@ -147,16 +147,19 @@ fn an_old_folder_is_imported_and_every_phone_boots_the_same_from_polyprov() {
     let data = dir.path().join("data");
     let served = serve(&data);
     let env = admin_env(&served, &data);
-    let (code, out) = run(
-        &[
-            "import",
-            old.to_str().unwrap(),
-            "--apply",
-            "--data",
-            data.to_str().unwrap(),
-        ],
-        &env,
-    );
+    let apply = || {
+        run(
+            &[
+                "import",
+                old.to_str().unwrap(),
+                "--apply",
+                "--data",
+                data.to_str().unwrap(),
+            ],
+            &env,
+        )
+    };
+    let (code, out) = apply();
     assert_eq!(code, 0, "{out}");
     assert!(data.join("root/ipmid.cfg").is_file());
     let (code, out) = run(&["device", "uploads", MACS[0], "--json"], &env);
@@ -169,16 +172,7 @@ fn an_old_folder_is_imported_and_every_phone_boots_the_same_from_polyprov() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("upload-stored"), "{out}");
     // Applying again: the boot root already holds the same files; devices are assigned anew.
-    let (code, out) = run(
-        &[
-            "import",
-            old.to_str().unwrap(),
-            "--apply",
-            "--data",
-            data.to_str().unwrap(),
-        ],
-        &env,
-    );
+    let (code, out) = apply();
     assert_eq!(code, 0, "a second import of the same folder: {out}");
 
     // A spreadsheet: dry run, then --apply.

@@ -22,6 +22,15 @@ fn get(url: &str) -> (u16, String) {
     (code.trim().parse().unwrap_or(0), body.to_string())
 }
 
+/// Sends `kill -SIG pid`.
+fn signal(pid: &str, sig: &str) {
+    let sent = Command::new("kill")
+        .args([format!("-{sig}").as_str(), pid])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{sig} {pid}");
+}
+
 #[test]
 fn a_service_manager_is_told_ready_and_stopping_and_health_follows_the_store() {
     let dir = tempfile::tempdir().unwrap();
@@ -127,13 +136,7 @@ fn a_service_manager_is_told_ready_and_stopping_and_health_follows_the_store() {
     )
     .unwrap();
     let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal(&pid, "HUP");
     let n = manager.recv(&mut buf).unwrap();
     assert_eq!(String::from_utf8_lossy(&buf[..n]), "RELOADING=1");
     let n = manager.recv(&mut buf).unwrap();
@@ -145,25 +148,13 @@ fn a_service_manager_is_told_ready_and_stopping_and_health_follows_the_store() {
     );
     // A file that does not load keeps the running settings, and the server serves on.
     std::fs::write(&config, "[dhcp.options\n").unwrap();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal(&pid, "HUP");
     manager.recv(&mut buf).unwrap();
     manager.recv(&mut buf).unwrap();
     assert!(doctor(&admin).contains("after.example.com"));
 
     // SIGTERM: the manager hears STOPPING=1, the server exits 0.
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal(&pid, "TERM");
     let n = manager.recv(&mut buf).unwrap();
     assert_eq!(String::from_utf8_lossy(&buf[..n]), "STOPPING=1");
     let status = child.wait().unwrap();

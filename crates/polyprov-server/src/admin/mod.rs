@@ -298,6 +298,16 @@ fn parse_mac(s: &str) -> ApiResult<Mac> {
     })
 }
 
+/// An upload kind from a path (`phone.cfg`, `app.log`, …).
+fn parse_kind(s: &str) -> ApiResult<UploadKind> {
+    UploadKind::from_suffix(s).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{s:?} is not an upload kind"),
+        )
+    })
+}
+
 /// Names that are XML attribute names, values XML 1.0 can carry: anything else would make the
 /// phone's file malformed, and the phone would drop all of it (422).
 fn check_params(params: &Params) -> ApiResult<()> {
@@ -551,12 +561,7 @@ async fn put_upload(
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
     let mac = parse_mac(&mac)?;
-    let kind = UploadKind::from_suffix(&kind).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("{kind:?} is not an upload kind"),
-        )
-    })?;
+    let kind = parse_kind(&kind)?;
     let info = s
         .core
         .store_upload(
@@ -581,12 +586,7 @@ async fn get_upload(
     Path((mac, kind, version)): Path<(String, String, u64)>,
 ) -> ApiResult<Response> {
     let mac = parse_mac(&mac)?;
-    let kind = UploadKind::from_suffix(&kind).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("{kind:?} is not an upload kind"),
-        )
-    })?;
+    let kind = parse_kind(&kind)?;
     let found = s.core.upload_bytes(mac, kind, version).await?;
     match found {
         Some(bytes) => Ok((
