@@ -446,4 +446,17 @@ mod tests {
             .is_err()
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_csv_line_is_split_and_read_without_a_panic(line in "[a-z0-9_:.,\" @-]{0,60}") {
+            let fields = csv_fields(&line);
+            proptest::prop_assert!(!fields.is_empty());
+            let header: Vec<String> = ["mac", "profile", "line1_address", "param:a.b"].map(String::from).to_vec();
+            if let Ok(d) = csv_device(&header, &fields) {
+                let mac = d["mac"].as_str().unwrap_or_default();
+                proptest::prop_assert!(mac.parse::<polyprov_model::Mac>().is_ok());
+            }
+        }
+    }
 }

@@ -560,4 +560,35 @@ mod tests {
         assert!(mac_of("0004f2aa814cx.cfg").is_none());
         assert!(mac_of("site.cfg").is_none());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_folder_is_planned_without_a_panic(
+            files in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec![
+                        "000000000000.cfg", "0004f2000001.cfg", "0004f2000001-reg.cfg",
+                        "0004F2000002.cfg", "site.cfg", "x/0004f2000001-phone.cfg",
+                        "0004f2000002-web.cfg", "0004f2000001-directory.xml",
+                    ]),
+                    proptest::prop_oneof![
+                        proptest::string::string_regex("<[A-Za-z]{1,12}( [a-z.]{1,20}=\"[^\"<&]{0,20}\")*/>").unwrap(),
+                        proptest::string::string_regex("<APPLICATION CONFIG_FILES=\"[a-z0-9\\[\\]_, .-]{0,40}\"/>").unwrap(),
+                        ".{0,60}",
+                    ],
+                ),
+                0..8,
+            )
+        ) {
+            let folder = Folder {
+                texts: files.into_iter().map(|(n, c)| (n.to_string(), c.into_bytes())).collect(),
+                others: Default::default(),
+            };
+            let p = plan(&folder);
+            for ph in &p.phones {
+                proptest::prop_assert!(ph.own_files.iter().all(|f| f.to_ascii_lowercase().contains(&ph.mac)));
+                proptest::prop_assert!(!p.boot_root.iter().any(|f| mac_of(f).is_some()));
+            }
+        }
+    }
 }

@@ -400,4 +400,25 @@ mod tests {
             assert_eq!(safe_relative(Path::new(bad)), None, "{bad}");
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn names_from_an_archive_never_leave_the_folder(name in "[a-z./\\\\]{0,30}") {
+            if let Some(p) = safe_relative(Path::new(&name)) {
+                proptest::prop_assert!(p.components().all(|c| matches!(c, Component::Normal(_))));
+            }
+        }
+
+        #[test]
+        fn any_bytes_restore_nothing_or_a_whole_folder(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            let dir = tempfile::tempdir().unwrap();
+            let archive = dir.path().join("in.tgz");
+            fs::write(&archive, &bytes).unwrap();
+            let target = dir.path().join("data");
+            let r = restore(&archive, &target, None);
+            proptest::prop_assert!(r.is_err(), "random bytes are not a backup");
+            let left: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+            proptest::prop_assert_eq!(left, vec![std::ffi::OsString::from("in.tgz")]);
+        }
+    }
 }
