@@ -90,6 +90,12 @@ fn mac_of(name: &str) -> Option<Mac> {
     }
 }
 
+/// A `device.*` gate (`device.set`, `device.….set`): not a setting of its own — polyprov writes
+/// the gates for the values it sets.
+fn is_gate(name: &str) -> bool {
+    name == "device.set" || (name.starts_with("device.") && name.ends_with(".set"))
+}
+
 fn base_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
@@ -230,6 +236,8 @@ pub fn plan(folder: &Folder) -> ImportPlan {
 
     let mut phones = Vec::new();
     let mut group_of: BTreeMap<Mac, Vec<String>> = BTreeMap::new();
+    // Each phone's overrides, parsed once: they count before and after the move alike.
+    let mut overrides_of: BTreeMap<Mac, (Option<ConfigFile>, Option<ConfigFile>)> = BTreeMap::new();
     for (&mac, (master_name, files)) in &resolved_of {
         let mut parsed = Vec::new();
         for f in files {
@@ -272,9 +280,7 @@ pub fn plan(folder: &Folder) -> ImportPlan {
         let mut params = Params::new();
         for (k, r) in &files_only {
             let Some(w) = r.winner() else { continue };
-            // The `device.*` gates are not settings: polyprov writes them for what it sets.
-            let gate = k == "device.set" || (k.starts_with("device.") && k.ends_with(".set"));
-            if gate || !matches!(w.layer, Layer::ConfigFile(_)) || r.value.is_none() {
+            if is_gate(k) || !matches!(w.layer, Layer::ConfigFile(_)) || r.value.is_none() {
                 continue;
             }
             if shared_only.get(k).and_then(|s| s.value.as_ref()) != r.value.as_ref() {
@@ -289,6 +295,7 @@ pub fn plan(folder: &Folder) -> ImportPlan {
             mac,
             files.iter().filter(|f| !is_own(f, mac)).cloned().collect(),
         );
+        overrides_of.insert(mac, (local, web));
         phones.push(PhonePlan {
             mac: mac.to_string(),
             master: master_name.clone(),
@@ -365,19 +372,12 @@ pub fn plan(folder: &Folder) -> ImportPlan {
             }
         };
         files.extend(after_files.iter().cloned());
-        let find = |kind: UploadKind| {
-            p.uploads
-                .iter()
-                .find(|(k, _)| k == kind.suffix())
-                .and_then(|(_, n)| parse(folder, n).ok())
-        };
-        let (local, web) = (
-            find(UploadKind::PhoneOverride),
-            find(UploadKind::WebOverride),
-        );
+        let (local, web) = overrides_of
+            .get(&mac)
+            .map_or((None, None), |(l, w)| (l.as_ref(), w.as_ref()));
         let after_e = effective(&PhoneSources {
-            local_override: local.as_ref(),
-            web_override: web.as_ref(),
+            local_override: local,
+            web_override: web,
             config_files: &files,
             flash: None,
             defaults: Some(&defaults),
@@ -387,7 +387,7 @@ pub fn plan(folder: &Folder) -> ImportPlan {
         p.differences = keys
             .into_iter()
             // The gates polyprov writes for the values it sets are how they apply, not changes.
-            .filter(|k| !k.ends_with(".set") && k.as_str() != "device.set")
+            .filter(|k| !is_gate(k))
             .filter_map(|k| {
                 let b = p.before.get(k).cloned().flatten();
                 let a = p.after.get(k).cloned().flatten();

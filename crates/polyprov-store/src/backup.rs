@@ -173,13 +173,12 @@ fn write_archive(
         // Read whole, then written with its exact length: a log a phone appends to meanwhile
         // is taken as it was at this moment, never torn.
         let bytes = fs::read(path)?;
-        let mode = fs::metadata(path).map(|m| permissions(&m)).unwrap_or(0o600);
+        let meta = fs::metadata(path)?;
         let mut h = tar::Header::new_gnu();
         h.set_size(bytes.len() as u64);
-        h.set_mode(mode);
+        h.set_mode(permissions(&meta));
         h.set_mtime(
-            fs::metadata(path)
-                .and_then(|m| m.modified())
+            meta.modified()
                 .ok()
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map_or(0, |d| d.as_secs()),

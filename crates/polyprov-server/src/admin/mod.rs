@@ -320,13 +320,17 @@ fn check_params(params: &Params) -> ApiResult<()> {
     Ok(())
 }
 
-fn check_profile_name(name: &str) -> ApiResult<()> {
-    let ok = !name.is_empty()
+/// 1-64 letters, digits, `.`, `_`, `-` (the API and the console accept the same names).
+pub(crate) fn is_profile_name(name: &str) -> bool {
+    !name.is_empty()
         && name.len() <= 64
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if ok {
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+fn check_profile_name(name: &str) -> ApiResult<()> {
+    if is_profile_name(name) {
         Ok(())
     } else {
         Err(ApiError::new(

@@ -620,12 +620,9 @@ async fn drift(
     }
     let param = f.param.trim();
     // The value the override holds now: what "keep" and "move" copy.
-    let value = match crate::doctor::diagnose_all(&s.core, &s.dhcp(), mac).await {
-        Ok(a) => device_views::drift_rows(&a)
-            .into_iter()
-            .find(|r| r.name == param && r.kind == f.which)
-            .map(|r| r.value.to_string()),
-        Err(e) => return error_page(&e),
+    let value = match s.core.override_param(mac, kind, param).await {
+        Ok(v) => v,
+        Err(e) => return error_page(&e.to_string()),
     };
     let Some(value) = value else {
         return html(
@@ -930,12 +927,7 @@ async fn save_profile(
         Ok(session) => session,
         Err(refused) => return *refused,
     };
-    let ok_name = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if !ok_name {
+    if !crate::admin::is_profile_name(&name) {
         return html(
             StatusCode::BAD_REQUEST,
             pages::message(

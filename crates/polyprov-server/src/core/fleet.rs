@@ -202,12 +202,7 @@ impl Core {
         let info = tokio::task::spawn_blocking(move || uploads.put(mac, kind, &body))
             .await
             .map_err(|e| Refusal::Internal(e.to_string()))?
-            .map_err(|e| match e {
-                polyprov_store::UploadError::TooLarge { size, limit, .. } => {
-                    Refusal::TooLarge { size, limit }
-                }
-                polyprov_store::UploadError::Io(e) => Refusal::from_io(&e, "storing an upload"),
-            })?;
+            .map_err(Refusal::from)?;
         self.inventory
             .record(
                 actor,
@@ -222,6 +217,22 @@ impl Core {
             .await
             .map_err(Refusal::from_inventory)?;
         Ok(info)
+    }
+
+    /// The value one parameter has in a device's newest stored override (`-phone.cfg` or
+    /// `-web.cfg`), if it sets it.
+    pub async fn override_param(
+        &self,
+        mac: Mac,
+        kind: UploadKind,
+        param: &str,
+    ) -> Result<Option<String>, LifecycleError> {
+        let name = param.to_string();
+        self.blocking(move |u| {
+            Ok(latest_override(u, mac, kind)?
+                .and_then(|(_, f)| f.get(&name).map(|p| p.value.clone())))
+        })
+        .await
     }
 
     /// Takes one parameter out of a device's stored override (`<mac>-phone.cfg` or
@@ -239,27 +250,16 @@ impl Core {
         let name = param.to_string();
         let edited = self
             .blocking(move |u| {
-                let Some(latest) = u.latest(mac, kind)? else {
+                let Some((old, mut f)) = latest_override(u, mac, kind)? else {
                     return Ok(None);
                 };
-                let bytes = std::fs::read(&latest.path)?;
-                let file_name = format!("{mac}{}", kind.suffix());
-                let mut f = polyprov_model::config_file::decode(&file_name, &bytes)
-                    .and_then(|text| {
-                        polyprov_model::config_file::ConfigFile::parse(&file_name, &text)
-                    })
-                    .map_err(|e| {
-                        std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
-                    })?;
-                if !f.remove(&name).map_err(|e| {
-                    std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
-                })? {
+                if !f.remove(&name).map_err(invalid_data)? {
                     return Ok(None);
                 }
                 let new = u
                     .put(mac, kind, f.text().as_bytes())
                     .map_err(std::io::Error::other)?;
-                Ok(Some((latest.version, new.version)))
+                Ok(Some((old, new.version)))
             })
             .await?;
         let Some((old, new)) = edited else {
@@ -315,4 +315,25 @@ impl Health {
     pub fn ok(&self) -> bool {
         self.inventory == "ok" && self.uploads == "ok"
     }
+}
+
+fn invalid_data(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
+}
+
+/// A device's newest stored override of `kind`, parsed, with its version.
+fn latest_override(
+    u: &polyprov_store::Uploads,
+    mac: Mac,
+    kind: UploadKind,
+) -> std::io::Result<Option<(u64, polyprov_model::config_file::ConfigFile)>> {
+    let Some(latest) = u.latest(mac, kind)? else {
+        return Ok(None);
+    };
+    let bytes = std::fs::read(&latest.path)?;
+    let name = kind.file_name(mac);
+    let f = polyprov_model::config_file::decode(&name, &bytes)
+        .and_then(|text| polyprov_model::config_file::ConfigFile::parse(&name, &text))
+        .map_err(invalid_data)?;
+    Ok(Some((latest.version, f)))
 }

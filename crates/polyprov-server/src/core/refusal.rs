@@ -85,6 +85,18 @@ impl Refusal {
     }
 }
 
+/// What the upload store's failure is to the one who sent the upload.
+impl From<polyprov_store::UploadError> for Refusal {
+    fn from(e: polyprov_store::UploadError) -> Refusal {
+        match e {
+            polyprov_store::UploadError::TooLarge { size, limit, .. } => {
+                Refusal::TooLarge { size, limit }
+            }
+            polyprov_store::UploadError::Io(e) => Refusal::from_io(&e, "storing an upload"),
+        }
+    }
+}
+
 /// Whether an I/O error means a resource ran out rather than a fault: no descriptors (EMFILE,
 /// ENFILE), no space or quota, no memory, a would-block or interrupted call.
 pub fn is_resource_error(e: &std::io::Error) -> bool {

@@ -143,10 +143,7 @@ impl Core {
         let info = tokio::task::spawn_blocking(move || uploads.put(mac, kind, &body))
             .await
             .map_err(|e| Refusal::Internal(e.to_string()))?
-            .map_err(|e| match e {
-                polyprov_store::UploadError::Io(e) => Refusal::from_io(&e, "storing an upload"),
-                other => Refusal::Internal(other.to_string()),
-            })?;
+            .map_err(Refusal::from)?;
         self.note(mac, req, ua.as_ref(), None, Some(&file_name));
         if kind.is_log() {
             // Phones send logs at every boot and on a timer: routine, not an event.
