@@ -27,6 +27,8 @@ pub(crate) mod render;
 
 use doors::{connections, ftp, http, tftp};
 
+/// The phones' HTTP/1 wire format (request heads, chunked bodies), public for its fuzz target.
+pub use doors::http::wire as http_wire;
 pub use settings::{ProvisioningAuth, Settings};
 
 use anyhow::Context;
@@ -320,7 +322,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
     let http_addr = serve(
         &mut tasks,
         settings.http.listen,
-        http::router(phone_door.clone()),
+        connections::Handler::Phones(phone_door.clone()),
         (phone_limits, connection_metrics.clone(), "http"),
         None,
         stop.clone(),
@@ -335,7 +337,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
     let admin_addr = serve(
         &mut tasks,
         settings.admin.listen,
-        admin::router(admin_state),
+        connections::Handler::Router(admin::router(admin_state)),
         (admin_limits, connection_metrics.clone(), "admin"),
         None,
         stop.clone(),
@@ -368,7 +370,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
                 serve(
                     &mut tasks,
                     addr,
-                    http::router(door),
+                    connections::Handler::Phones(door),
                     (phone_limits, connection_metrics, "https"),
                     Some(tls),
                     stop.clone(),
@@ -481,7 +483,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
 async fn serve(
     tasks: &mut tokio::task::JoinSet<()>,
     addr: SocketAddr,
-    router: axum::Router,
+    handler: connections::Handler,
     (limits, metrics, door): (
         connections::ConnectionLimits,
         Arc<metrics::Metrics>,
@@ -493,7 +495,7 @@ async fn serve(
     let listener = listen(addr).with_context(|| format!("binding {addr}"))?;
     let bound = listener.local_addr()?;
     tasks.spawn(connections::serve(
-        listener, router, limits, metrics, door, tls, stop,
+        listener, handler, limits, metrics, door, tls, stop,
     ));
     Ok(bound)
 }

@@ -1,5 +1,6 @@
-//! HTTP connections for the phone door and the admin API: our own accept loop around hyper, so
-//! that every connection has a deadline and the server a cap (axum's `serve` has neither).
+//! HTTP connections for the phone door and the admin API: our own accept loop, so that every
+//! connection has a deadline and the server a cap (axum's `serve` has neither). The admin API
+//! is served by hyper and axum; the phones' door by its own HTTP/1 code (`http/conn.rs`).
 //!
 //! - A request's header must arrive within `header_timeout`, and a kept-alive connection waits
 //!   no longer than that for its next request (hyper's header-read timer runs while idle too).
@@ -71,13 +72,22 @@ pub struct TlsDoor {
     pub core: Arc<crate::core::Core>,
 }
 
-/// Serves `router` on `listener` until `stop`, then lets running requests finish (at most
+/// What answers a listener's requests.
+#[derive(Clone)]
+pub enum Handler {
+    /// An axum router, served by hyper (the admin API and console).
+    Router(axum::Router),
+    /// The phones' door.
+    Phones(Arc<crate::doors::http::PhoneDoor>),
+}
+
+/// Serves `handler` on `listener` until `stop`, then lets running requests finish (at most
 /// [`SHUTDOWN_GRACE`]). `door` labels the connection metrics. With `tls`, each connection's
 /// handshake runs inside its own task (a slow one holds its slot, never the accept loop), and a
 /// verified client certificate reaches the handlers as a [`crate::tls::PeerCertificate`].
 pub async fn serve(
     listener: TcpListener,
-    router: axum::Router,
+    handler: Handler,
     limits: ConnectionLimits,
     metrics: Arc<Metrics>,
     door: &'static str,
@@ -129,10 +139,11 @@ pub async fn serve(
         let _ = tcp.set_nodelay(true);
         metrics.connection_opened(door);
         let connection = Connection {
-            router: router.clone(),
+            handler: handler.clone(),
             http: http.clone(),
             watcher: graceful.watcher(),
-            send_timeout: limits.send_timeout,
+            limits,
+            stop: stop.clone(),
             peer,
             door,
         };
@@ -151,8 +162,15 @@ pub async fn serve(
         });
     }
     drop(listener);
+    // Every connection gives its slot back when it ends: all slots free is all connections done
+    // (hyper's watcher covers only the connections hyper serves).
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    let drained = async {
+        graceful.shutdown().await;
+        let _ = slots.acquire_many(all).await;
+    };
     tokio::select! {
-        _ = graceful.shutdown() => {}
+        _ = drained => {}
         _ = tokio::time::sleep(SHUTDOWN_GRACE) => {
             tracing::warn!(door, "requests still running after the shutdown grace period");
         }
@@ -161,10 +179,11 @@ pub async fn serve(
 
 /// What one accepted connection is served with.
 struct Connection {
-    router: axum::Router,
+    handler: Handler,
     http: hyper::server::conn::http1::Builder,
     watcher: hyper_util::server::graceful::Watcher,
-    send_timeout: Duration,
+    limits: ConnectionLimits,
+    stop: CancellationToken,
     peer: std::net::SocketAddr,
     door: &'static str,
 }
@@ -175,13 +194,25 @@ impl Connection {
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let Connection {
-            router,
+            handler,
             http,
             watcher,
-            send_timeout,
+            limits,
+            stop,
             peer,
             door,
         } = self;
+        let io = StallGuard::new(io, limits.send_timeout);
+        let router = match handler {
+            Handler::Router(router) => router,
+            Handler::Phones(phones) => {
+                drop(watcher);
+                let header_timeout = limits.header_timeout;
+                crate::doors::http::conn::serve(&phones, io, peer, cert, header_timeout, &stop)
+                    .await;
+                return;
+            }
+        };
         let service =
             hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(peer));
@@ -191,7 +222,7 @@ impl Connection {
                 let mut router = router.clone();
                 tower_service::Service::call(&mut router, req)
             });
-        let io = TokioIo::new(StallGuard::new(io, send_timeout));
+        let io = TokioIo::new(io);
         if let Err(e) = watcher.watch(http.serve_connection(io, service)).await {
             tracing::debug!(door, addr = %peer, error = %e, "connection ended with an error");
         }
