@@ -99,6 +99,11 @@ for kind in ("master", "config", "firmware", "log"):
         print(f"p99 {kind:<8} median of rounds: nginx {n / 1000:.2f} ms, polyprov {p / 1000:.2f} ms, ratio {p / n:.2f} (goal <= 1.5)")
     except KeyError:
         pass
+# A phone's whole boot (first request to last): what its user waits for, whichever of its
+# requests the queue lands on.
+for q in ("p50", "p99"):
+    n, p = (med(s, lambda r: r["boot"][q]) for s in ("nginx", "polyprov"))
+    print(f"boot {q}      median of rounds: nginx {n / 1000:.2f} ms, polyprov {p / 1000:.2f} ms, ratio {p / n:.2f}")
 errors = sum(r["error_count"] for s in runs.values() for r in s)
 print(f"errors, all rounds: {errors}")
 print(f"ratio polyprov / nginx+WebDAV under the storm: "

@@ -588,7 +588,9 @@ pub async fn storm(config: StormConfig, model: &str, as_json: bool) -> Result<()
             "P99 ms",
             "MAX ms"
         );
-        for (k, l) in &r.latency {
+        let kinds = r.latency.iter().map(|(k, l)| (k.as_str(), l));
+        // The last row: each phone's whole boot, first request to last.
+        for (k, l) in kinds.chain([("(boot)", &r.boot)]) {
             let ms = |us: u64| us as f64 / 1000.0;
             outln!(
                 "{k:<10} {:>8} {:>10.2} {:>10.2} {:>10.2} {:>10.2}",

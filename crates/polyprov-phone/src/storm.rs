@@ -53,6 +53,19 @@ pub struct Latency {
     pub max: u64,
 }
 
+impl Latency {
+    fn of(mut v: Vec<u64>) -> Latency {
+        v.sort_unstable();
+        Latency {
+            count: v.len(),
+            p50: percentile(&v, 0.50),
+            p90: percentile(&v, 0.90),
+            p99: percentile(&v, 0.99),
+            max: v.last().copied().unwrap_or(0),
+        }
+    }
+}
+
 /// What the storm measured.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct StormReport {
@@ -64,6 +77,8 @@ pub struct StormReport {
     pub phones_per_second: f64,
     /// By file kind (master, firmware, config, override, licence, calls, directory, log).
     pub latency: BTreeMap<String, Latency>,
+    /// Each phone's whole boot, first request to last: how long a user waits for a phone.
+    pub boot: Latency,
     /// Answers by status (0 = no answer).
     pub statuses: BTreeMap<u16, usize>,
     /// Transport failures and 5xx answers, and problems phones reported (first 100 kept).
@@ -138,7 +153,7 @@ pub async fn run(
     let started = Instant::now();
     let done = AtomicUsize::new(0);
     let limit_hit = std::sync::atomic::AtomicBool::new(false);
-    let results: Vec<(Vec<RequestRecord>, Vec<String>)> =
+    let results: Vec<(Vec<RequestRecord>, Vec<String>, u64)> =
         futures_util::stream::iter(0..config.phones)
             .map(|i| {
                 // Each phone holds its own keep-alive connection, as a real one would; the
@@ -167,13 +182,15 @@ pub async fn run(
                         return None;
                     }
                     let handle = tokio::spawn(async move {
+                        let began = Instant::now();
                         let r = phone.boot_with(&transport, Some(&parses)).await;
-                        (r.requests, r.problems, phone, transport)
+                        let micros = began.elapsed().as_micros() as u64;
+                        (r.requests, r.problems, micros, phone, transport)
                     });
                     let out = handle
                         .await
                         .ok()
-                        .map(|(requests, problems, phone, transport)| {
+                        .map(|(requests, problems, micros, phone, transport)| {
                             if let Some(l) = listen {
                                 let port = l.base_port.checked_add(i as u16);
                                 let task =
@@ -183,7 +200,7 @@ pub async fn run(
                                     .unwrap_or_else(|p| p.into_inner())
                                     .push(task);
                             }
-                            (requests, problems)
+                            (requests, problems, micros)
                         });
                     progress(done.fetch_add(1, Ordering::Relaxed) + 1);
                     out
@@ -217,8 +234,10 @@ pub async fn run(
         }
     }
     let mut by_kind: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for (requests, problems) in results {
+    let mut boots = Vec::with_capacity(results.len());
+    for (requests, problems, micros) in results {
         report.phones_booted += 1;
+        boots.push(micros);
         for q in requests {
             report.requests += 1;
             report.bytes += q.bytes;
@@ -243,19 +262,10 @@ pub async fn run(
             }
         }
     }
-    for (kind, mut v) in by_kind {
-        v.sort_unstable();
-        report.latency.insert(
-            kind,
-            Latency {
-                count: v.len(),
-                p50: percentile(&v, 0.50),
-                p90: percentile(&v, 0.90),
-                p99: percentile(&v, 0.99),
-                max: v.last().copied().unwrap_or(0),
-            },
-        );
+    for (kind, v) in by_kind {
+        report.latency.insert(kind, Latency::of(v));
     }
+    report.boot = Latency::of(boots);
     if seconds > 0.0 {
         report.requests_per_second = report.requests as f64 / seconds;
         report.phones_per_second = report.phones_booted as f64 / seconds;

@@ -306,6 +306,11 @@ async fn a_small_storm_boots_every_phone_without_errors() {
         (r.latency["master"].count, r.latency["firmware"].count),
         (60, 60)
     );
+    // One boot time per phone, and a boot lasts at least as long as its slowest request.
+    assert_eq!(r.boot.count, 60);
+    let slowest = r.latency.values().map(|l| l.max).max().unwrap();
+    assert!(r.boot.max >= slowest, "{:?} < {slowest}", r.boot);
+    assert!(r.boot.p50 <= r.boot.p99 && r.boot.p99 <= r.boot.max);
     // master, firmware, site.cfg; the two logs stored (204); the rest not there (404).
     assert_eq!(
         (r.statuses[&200], r.statuses[&204], r.statuses[&404]),
