@@ -187,21 +187,22 @@ pub async fn run(
                         let micros = began.elapsed().as_micros() as u64;
                         (r.requests, r.problems, micros, phone, transport)
                     });
-                    let out = handle
-                        .await
-                        .ok()
-                        .map(|(requests, problems, micros, phone, transport)| {
-                            if let Some(l) = listen {
-                                let port = l.base_port.checked_add(i as u16);
-                                let task =
-                                    tokio::spawn(keep_listening(phone, transport, port, stop));
-                                listeners
-                                    .lock()
-                                    .unwrap_or_else(|p| p.into_inner())
-                                    .push(task);
-                            }
-                            (requests, problems, micros)
-                        });
+                    let out =
+                        handle
+                            .await
+                            .ok()
+                            .map(|(requests, problems, micros, phone, transport)| {
+                                if let Some(l) = listen {
+                                    let port = l.base_port.checked_add(i as u16);
+                                    let task =
+                                        tokio::spawn(keep_listening(phone, transport, port, stop));
+                                    listeners
+                                        .lock()
+                                        .unwrap_or_else(|p| p.into_inner())
+                                        .push(task);
+                                }
+                                (requests, problems, micros)
+                            });
                     progress(done.fetch_add(1, Ordering::Relaxed) + 1);
                     out
                 }

@@ -88,6 +88,9 @@ pub struct Core {
     watches: watch::Watches,
     /// The console's live activity (see `activity.rs`).
     recent: activity::Recent,
+    /// Until when (ms since the Unix epoch) log appends go to the blocking pool because one
+    /// done inline was slow (see `upload.rs`).
+    slow_appends_until: std::sync::atomic::AtomicU64,
 }
 
 const DEVICE_LOCK_STRIPES: usize = 256;
@@ -126,6 +129,7 @@ impl Core {
                 .previous_login_hours,
             watches: Default::default(),
             recent: Default::default(),
+            slow_appends_until: Default::default(),
         }
     }
 
