@@ -281,6 +281,7 @@ mod audit;
 mod devices;
 mod lifecycle;
 mod logins;
+pub mod postgres;
 mod profiles;
 mod schema;
 

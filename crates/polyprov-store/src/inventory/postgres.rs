@@ -1,0 +1,158 @@
+//! The inventory's schema on PostgreSQL: the same steps as SQLite's ([`super::schema`]), one
+//! for one and in the same order, in PostgreSQL's dialect — so an installation can move between
+//! the engines and several nodes can share one database.
+//!
+//! What differs, and why: times are `BIGINT` (PostgreSQL's `INTEGER` is 32 bits); the audit
+//! log's id is an identity column and its append-only rule is a trigger function that also
+//! refuses `TRUNCATE` (SQLite has none); `user` is a reserved word and is quoted; an expression
+//! index needs its own parentheses. The version is kept in `schema_version` (PostgreSQL has no
+//! `user_version`), and migrations hold an advisory lock, so nodes starting together migrate
+//! once, one after the other.
+//!
+//! Not yet used by the server (it runs on SQLite); the engine itself is the next step of the
+//! several-nodes work. The tests run both schemas against real servers and compare them.
+
+use super::InventoryError;
+
+/// Schema steps, one for each of SQLite's [`super::schema::MIGRATIONS`], in the same order.
+pub const MIGRATIONS: &[&str] = &[
+    MIGRATION_1,
+    MIGRATION_2,
+    MIGRATION_3,
+    MIGRATION_4,
+    MIGRATION_5,
+    MIGRATION_6,
+    MIGRATION_7,
+];
+
+/// Key of the advisory lock held while migrating (any constant; "polyprov" in ASCII).
+const MIGRATION_LOCK: i64 = 0x706f_6c79_7072_6f76;
+
+const MIGRATION_1: &str = r#"
+CREATE TABLE devices (
+    mac TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    profile TEXT,
+    admin_password TEXT,
+    params TEXT NOT NULL DEFAULT '{}',
+    model TEXT, family TEXT, firmware TEXT, stage TEXT, serial TEXT,
+    first_seen BIGINT, last_seen BIGINT, last_addr TEXT,
+    last_fetch TEXT, last_upload TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX devices_profile ON devices(profile);
+CREATE TABLE profiles (
+    name TEXT PRIMARY KEY,
+    params TEXT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE TABLE site (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    params TEXT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+"#;
+
+const MIGRATION_2: &str = r#"
+CREATE TABLE audit (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at BIGINT NOT NULL,
+    actor TEXT NOT NULL,
+    mac TEXT NOT NULL,
+    action TEXT NOT NULL,
+    before TEXT,
+    after TEXT,
+    detail TEXT
+);
+CREATE INDEX audit_mac ON audit(mac, id);
+CREATE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'the audit log is append-only';
+END
+$$;
+CREATE TRIGGER audit_append_only_update BEFORE UPDATE ON audit
+    FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+CREATE TRIGGER audit_append_only_delete BEFORE DELETE ON audit
+    FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+CREATE TRIGGER audit_append_only_truncate BEFORE TRUNCATE ON audit
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
+ALTER TABLE devices ADD COLUMN released_at BIGINT;
+ALTER TABLE devices ADD COLUMN reset_suspected_at BIGINT;
+"#;
+
+const MIGRATION_3: &str = r#"
+ALTER TABLE devices ADD COLUMN user_agent TEXT;
+"#;
+
+const MIGRATION_4: &str = r#"
+CREATE TABLE release_intents (
+    mac TEXT PRIMARY KEY,
+    quarantine TEXT NOT NULL,
+    started_at BIGINT NOT NULL
+);
+"#;
+
+const MIGRATION_5: &str = r#"
+CREATE TABLE device_logins (
+    mac TEXT PRIMARY KEY,
+    "user" TEXT NOT NULL,
+    ha1 TEXT NOT NULL,
+    password_sha256 TEXT NOT NULL,
+    password TEXT,
+    created_at BIGINT NOT NULL,
+    adopted_at BIGINT,
+    previous_user TEXT,
+    previous_ha1 TEXT,
+    previous_sha256 TEXT,
+    previous_until BIGINT
+);
+"#;
+
+const MIGRATION_6: &str = r#"
+CREATE INDEX devices_state ON devices(state, mac);
+CREATE INDEX devices_model ON devices(model, mac);
+"#;
+
+const MIGRATION_7: &str = r#"
+CREATE INDEX devices_seen ON devices((COALESCE(last_seen, 0)), mac);
+"#;
+
+/// Brings the database at `pool` to the newest schema; returns how many steps ran. Safe to
+/// call from several nodes at once: the steps run in one transaction under an advisory lock.
+pub async fn migrate(pool: &sqlx::PgPool) -> Result<usize, InventoryError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::raw_sql("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        .execute(&mut *tx)
+        .await?;
+    let version: Option<i32> = sqlx::query_scalar("SELECT MAX(version) FROM schema_version")
+        .fetch_one(&mut *tx)
+        .await?;
+    let version = usize::try_from(version.unwrap_or(0)).unwrap_or(0);
+    let mut ran = 0;
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(version) {
+        sqlx::raw_sql(*step).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO schema_version (version) VALUES ($1)")
+            .bind(i32::try_from(i + 1).unwrap_or(i32::MAX))
+            .execute(&mut *tx)
+            .await?;
+        ran += 1;
+    }
+    tx.commit().await?;
+    Ok(ran)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn one_step_for_each_of_sqlites() {
+        assert_eq!(
+            super::MIGRATIONS.len(),
+            super::super::schema::MIGRATIONS.len()
+        );
+    }
+}
