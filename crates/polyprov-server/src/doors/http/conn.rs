@@ -151,7 +151,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
             Framing::Length(n) if n > max => return Err(BodyError::TooLarge),
             Framing::Length(n) => {
                 let n = usize::try_from(n).map_err(|_| BodyError::TooLarge)?;
-                self.buf.reserve(n.saturating_sub(self.buf.len()));
+                // No room reserved for the declared length up front: memory follows the bytes
+                // that actually arrive, not what a client claims it will send.
                 while self.buf.len() < n {
                     self.fill(deadline).await?;
                 }
