@@ -41,12 +41,6 @@ async fn read_until_closed(s: &mut TcpStream) -> String {
     }
 }
 
-fn basic(t: &TestServer) -> String {
-    use base64::Engine;
-    let (user, pw) = t.server.provisioning_login.clone().unwrap();
-    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"))
-}
-
 #[tokio::test]
 async fn idle_partial_and_dripped_headers_are_cut_off() {
     let t = short_timeouts().await;
@@ -96,7 +90,7 @@ async fn an_idle_kept_alive_connection_is_closed() {
 #[tokio::test]
 async fn partial_dripped_and_endless_bodies_store_nothing() {
     let t = short_timeouts().await;
-    let auth = basic(&t);
+    let auth = t.basic_token();
     let put = |len: &str| {
         format!(
             "PUT /{MAC}-app.log HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n{len}\r\n"

@@ -14,12 +14,6 @@ use tokio::net::TcpStream;
 /// Longest any read waits (an upper bound, not a timing assertion).
 const PATIENCE: Duration = Duration::from_secs(30);
 
-fn basic(t: &TestServer) -> String {
-    use base64::Engine;
-    let (user, pw) = t.server.provisioning_login.clone().unwrap();
-    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"))
-}
-
 /// Sends `raw` on a new connection and reads until the server closes it.
 async fn exchange(t: &TestServer, raw: &[u8]) -> String {
     let mut s = TcpStream::connect(t.server.http_addr).await.unwrap();
@@ -155,7 +149,7 @@ async fn head_has_the_length_and_no_body_and_304_has_neither() {
 #[tokio::test]
 async fn expect_continue_uploads_get_100_first_and_refusals_get_no_100() {
     let t = TestServer::start().await;
-    let auth = basic(&t);
+    let auth = t.basic_token();
     let mut s = TcpStream::connect(t.server.http_addr).await.unwrap();
     s.write_all(
         format!("PUT /{MAC}-app.log HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
@@ -183,7 +177,7 @@ async fn expect_continue_uploads_get_100_first_and_refusals_get_no_100() {
 #[tokio::test]
 async fn malformed_and_ambiguous_requests_are_refused_and_the_door_keeps_serving() {
     let t = TestServer::start().await;
-    let auth = basic(&t);
+    let auth = t.basic_token();
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (b"GARBAGE\r\n\r\n".to_vec(), "400"),
         (b"GET /a\x01b HTTP/1.1\r\n\r\n".to_vec(), "400"),
@@ -225,7 +219,7 @@ async fn malformed_and_ambiguous_requests_are_refused_and_the_door_keeps_serving
 #[tokio::test]
 async fn a_chunked_upload_is_stored_whole() {
     let t = TestServer::start().await;
-    let auth = basic(&t);
+    let auth = t.basic_token();
     let mut s = TcpStream::connect(t.server.http_addr).await.unwrap();
     s.write_all(
         format!("PUT /{MAC}-app.log HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nhello \r\n5;x=y\r\nworld\r\n0\r\n\r\n").as_bytes(),

@@ -44,6 +44,13 @@ impl TestServer {
         format!("http://{}{path}", self.server.http_addr)
     }
 
+    /// The provisioning credentials as a Basic token, for requests written byte by byte.
+    pub fn basic_token(&self) -> String {
+        use base64::Engine;
+        let (user, pw) = self.server.provisioning_login.clone().unwrap();
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"))
+    }
+
     /// A request from a phone that presents the provisioning credentials.
     pub fn phone(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let (user, pw) = self.server.provisioning_login.clone().unwrap();
