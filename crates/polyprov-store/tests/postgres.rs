@@ -307,3 +307,188 @@ async fn nodes_starting_together_migrate_once() {
             .unwrap();
     assert_eq!(versions, (1..=7).collect::<Vec<i32>>());
 }
+
+/// Every statement a tracing event from `sqlx::query` reports, as sent.
+#[derive(Clone, Default)]
+struct Statements(std::sync::Arc<std::sync::Mutex<BTreeSet<String>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Statements {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().target() != "sqlx::query" {
+            return;
+        }
+        #[derive(Default)]
+        struct Fields {
+            summary: String,
+            statement: String,
+        }
+        impl tracing::field::Visit for Fields {
+            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                match field.name() {
+                    "summary" => self.summary = value.to_string(),
+                    "db.statement" => self.statement = value.to_string(),
+                    _ => {}
+                }
+            }
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.record_str(field, &format!("{value:?}"));
+            }
+        }
+        let mut f = Fields::default();
+        event.record(&mut f);
+        let sql = if f.statement.trim().is_empty() {
+            f.summary
+        } else {
+            f.statement
+        };
+        self.0.lock().unwrap().insert(sql.trim().to_string());
+    }
+}
+
+/// The inventory's own statements (not the schema's, pragmas or transaction control).
+fn inventory_statements(all: &BTreeSet<String>) -> Vec<String> {
+    all.iter()
+        .filter(|s| {
+            let first = s
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_ascii_uppercase();
+            matches!(first.as_str(), "SELECT" | "INSERT" | "UPDATE" | "DELETE")
+                && !s.to_ascii_uppercase().contains("PRAGMA")
+                && !s.contains("sqlite_master")
+        })
+        .cloned()
+        .collect()
+}
+
+/// Every statement the inventory sends SQLite in a tour of its operations, prepared by a real
+/// PostgreSQL on the PostgreSQL schema: each one parses and refers only to what exists there
+/// (the step before the inventory can run on PostgreSQL).
+#[tokio::test(flavor = "current_thread")]
+async fn every_inventory_statement_is_valid_on_postgres_too() {
+    use polyprov_store::{
+        Assignment, DeviceFilter, DeviceState, Inventory, LoginCheck, PageAfter, Sighting,
+    };
+    use tracing_subscriber::layer::SubscriberExt;
+    let seen = Statements::default();
+    let subscriber = tracing_subscriber::registry().with(seen.clone()).with(
+        tracing_subscriber::filter::Targets::new()
+            .with_target("sqlx::query", tracing::Level::TRACE),
+    );
+    // Global: SQLite's statements run on sqlx's own worker threads. (Other tests in this binary
+    // may add their statements; they are PostgreSQL's already.)
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let inv = Inventory::open_sqlite(&dir.path().join("inventory.db"))
+        .await
+        .unwrap();
+    let mac: polyprov_model::Mac = "0004f2000001".parse().unwrap();
+    let other: polyprov_model::Mac = "0004f2000002".parse().unwrap();
+    let params: polyprov_model::Params = [("reg.1.label".to_string(), "x".to_string())].into();
+    inv.put_profile("sales", &params).await.unwrap();
+    inv.put_site_defaults(&params).await.unwrap();
+    inv.profiles().await.unwrap();
+    inv.profile("sales").await.unwrap();
+    inv.site_defaults().await.unwrap();
+    let a = Assignment {
+        profile: Some("sales".into()),
+        admin_password: Some("pw".into()),
+        params,
+    };
+    inv.assign(mac, &a, "admin").await.unwrap();
+    inv.assign_many(&[(other, a.clone())], "admin")
+        .await
+        .unwrap();
+    inv.record_sightings(&[Sighting {
+        mac: mac.to_string(),
+        at: 10,
+        addr: Some("127.0.0.1".into()),
+        model: Some("VVX 411".into()),
+        user_agent: Some("FileTransport".into()),
+        ..Default::default()
+    }])
+    .await
+    .unwrap();
+    inv.device(mac).await.unwrap();
+    inv.devices().await.unwrap();
+    inv.devices_page(None, 10).await.unwrap();
+    inv.models().await.unwrap();
+    inv.count_by_state().await.unwrap();
+    let filter = DeviceFilter {
+        state: Some(DeviceState::Assigned),
+        mac_digits: Some("f2".into()),
+        model: Some("VVX 411".into()),
+        profile: Some("sales".into()),
+    };
+    for after in [
+        PageAfter::Mac(None),
+        PageAfter::Mac(Some(mac)),
+        PageAfter::Seen(None),
+        PageAfter::Seen(Some((10, mac))),
+    ] {
+        inv.devices_in_order(&filter, &after, 10).await.unwrap();
+        inv.devices_in_order(&DeviceFilter::default(), &after, 10)
+            .await
+            .unwrap();
+    }
+    let check = |u: &str| LoginCheck {
+        user: u.into(),
+        ha1: "a".into(),
+        password_sha256: "b".into(),
+    };
+    inv.issue_logins(&[(mac, check("dev1"), "p1".into())], "admin")
+        .await
+        .unwrap();
+    inv.rotate_login(mac, &check("dev2"), "p2", 100, "admin")
+        .await
+        .unwrap();
+    inv.login_adopted(mac, 20).await.unwrap();
+    inv.device_logins().await.unwrap();
+    inv.suspect_reset(mac, 30, "boot log shrank").await.unwrap();
+    inv.record("admin", mac, "note", "a note").await.unwrap();
+    inv.history(mac).await.unwrap();
+    inv.begin_release(mac, "q1").await.unwrap();
+    inv.begin_release(mac, "q2").await.unwrap();
+    inv.release_intents().await.unwrap();
+    inv.release(mac, "admin", "handed over").await.unwrap();
+    inv.end_release_intent(mac).await.unwrap();
+    inv.record_rerelease("admin", mac, "again").await.unwrap();
+    inv.retire(mac, "admin", "broken").await.unwrap();
+    inv.delete_login(mac).await.unwrap();
+    inv.remove(other, "admin").await.unwrap();
+    inv.delete_profile("sales").await.unwrap_or_default();
+    inv.close().await;
+
+    let statements = inventory_statements(&seen.0.lock().unwrap());
+    assert!(
+        statements.len() > 25,
+        "too few statements seen: {statements:#?}"
+    );
+    let pg = Postgres::start();
+    let pool = pg.pool().await;
+    polyprov_store::inventory::postgres::migrate(&pool)
+        .await
+        .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let mut refused = Vec::new();
+    for sql in &statements {
+        use sqlx::Executor;
+        if let Err(e) = (&mut *conn)
+            .prepare(sqlx::SqlSafeStr::into_sql_str(sqlx::AssertSqlSafe(
+                sql.clone(),
+            )))
+            .await
+        {
+            refused.push(format!("{sql}\n  -> {e}"));
+        }
+    }
+    assert!(
+        refused.is_empty(),
+        "{} of {} statements refused by PostgreSQL:\n{}",
+        refused.len(),
+        statements.len(),
+        refused.join("\n\n")
+    );
+}

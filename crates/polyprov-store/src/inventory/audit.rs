@@ -34,7 +34,7 @@ pub(super) async fn audit(
     after: Option<&Device>,
     detail: Option<&str>,
 ) -> Result<(), InventoryError> {
-    sqlx::query("INSERT INTO audit (at, actor, mac, action, before, after, detail) VALUES (?, ?, ?, ?, ?, ?, ?)")
+    sqlx::query("INSERT INTO audit (at, actor, mac, action, before, after, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)")
         .bind(now())
         .bind(actor)
         .bind(mac.to_string())
@@ -91,7 +91,7 @@ impl Inventory {
 
     /// A device's audit log, oldest first.
     pub async fn history(&self, mac: Mac) -> Result<Vec<AuditEntry>, InventoryError> {
-        let rows = sqlx::query("SELECT id, at, actor, mac, action, before, after, detail FROM audit WHERE mac = ? ORDER BY id")
+        let rows = sqlx::query("SELECT id, at, actor, mac, action, before, after, detail FROM audit WHERE mac = $1 ORDER BY id")
             .bind(mac.to_string())
             .fetch_all(&self.pool)
             .await?;

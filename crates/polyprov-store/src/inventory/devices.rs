@@ -6,7 +6,7 @@ pub(super) async fn fetch_device(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     mac: Mac,
 ) -> Result<Option<Device>, InventoryError> {
-    let row = sqlx::query(select_devices!("WHERE mac = ?"))
+    let row = sqlx::query(select_devices!("WHERE mac = $1"))
         .bind(mac.to_string())
         .fetch_optional(&mut **tx)
         .await?;
@@ -53,7 +53,7 @@ pub(super) fn device_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Device, Inv
 impl Inventory {
     /// One device, if known.
     pub async fn device(&self, mac: Mac) -> Result<Option<Device>, InventoryError> {
-        let row = sqlx::query(select_devices!("WHERE mac = ?"))
+        let row = sqlx::query(select_devices!("WHERE mac = $1"))
             .bind(mac.to_string())
             .fetch_optional(&self.pool)
             .await?;
@@ -74,7 +74,7 @@ impl Inventory {
         after: Option<Mac>,
         limit: u32,
     ) -> Result<Vec<Device>, InventoryError> {
-        let rows = sqlx::query(select_devices!("WHERE mac > ?1 ORDER BY mac LIMIT ?2"))
+        let rows = sqlx::query(select_devices!("WHERE mac > $1 ORDER BY mac LIMIT $2"))
             .bind(after.map(|m| m.to_string()).unwrap_or_default())
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
@@ -103,27 +103,41 @@ impl Inventory {
         limit: u32,
     ) -> Result<Vec<Device>, InventoryError> {
         // Only the conditions given, so that SQLite can use the (state, mac) and (model, mac)
-        // indexes: an `(? IS NULL OR state = ?)` form would make it scan.
-        let mut sql = String::from(match after {
-            PageAfter::Mac(_) => select_devices!("WHERE mac > ?"),
-            PageAfter::Seen(None) => select_devices!("WHERE 1"),
-            PageAfter::Seen(Some(_)) => {
-                select_devices!("WHERE (COALESCE(last_seen, 0), mac) < (?, ?)")
-            }
-        });
-        for (given, clause) in [
-            (filter.state.is_some(), " AND state = ?"),
-            (filter.mac_digits.is_some(), " AND instr(mac, ?) > 0"),
-            (filter.model.is_some(), " AND model = ?"),
-            (filter.profile.is_some(), " AND profile = ?"),
+        // indexes: an `($1 IS NULL OR state = $1)` form would make it scan. Placeholders are
+        // numbered as they are added (`$N` reads the same on SQLite and PostgreSQL).
+        let (mut sql, mut n) = match after {
+            PageAfter::Mac(_) => (String::from(select_devices!("WHERE mac > $1")), 1),
+            PageAfter::Seen(None) => (String::from(select_devices!("WHERE TRUE")), 0),
+            PageAfter::Seen(Some(_)) => (
+                String::from(select_devices!(
+                    "WHERE (COALESCE(last_seen, 0), mac) < ($1, $2)"
+                )),
+                2,
+            ),
+        };
+        for (given, column) in [
+            (filter.state.is_some(), "state = "),
+            // Digits only (see `DeviceFilter`): no LIKE wildcard can come from the filter.
+            (filter.mac_digits.is_some(), "mac LIKE '%' || "),
+            (filter.model.is_some(), "model = "),
+            (filter.profile.is_some(), "profile = "),
         ] {
             if given {
-                sql.push_str(clause);
+                n += 1;
+                let wildcard = if column.starts_with("mac") {
+                    " || '%'"
+                } else {
+                    ""
+                };
+                sql.push_str(&format!(" AND {column}${n}{wildcard}"));
             }
         }
-        sql.push_str(match after {
-            PageAfter::Mac(_) => " ORDER BY mac LIMIT ?",
-            PageAfter::Seen(_) => " ORDER BY COALESCE(last_seen, 0) DESC, mac DESC LIMIT ?",
+        n += 1;
+        sql.push_str(&match after {
+            PageAfter::Mac(_) => format!(" ORDER BY mac LIMIT ${n}"),
+            PageAfter::Seen(_) => {
+                format!(" ORDER BY COALESCE(last_seen, 0) DESC, mac DESC LIMIT ${n}")
+            }
         });
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         match after {
@@ -204,7 +218,7 @@ impl Inventory {
     pub async fn remove(&self, mac: Mac, actor: &str) -> Result<bool, InventoryError> {
         let mut tx = self.write_tx().await?;
         let before = fetch_device(&mut tx, mac).await?;
-        let n = sqlx::query("DELETE FROM devices WHERE mac = ?")
+        let n = sqlx::query("DELETE FROM devices WHERE mac = $1")
             .bind(mac.to_string())
             .execute(&mut *tx)
             .await?
@@ -230,15 +244,18 @@ impl Inventory {
                 "INSERT INTO devices (mac, state, model, family, firmware, stage, serial,
                      first_seen, last_seen, last_addr, last_fetch, last_upload, created_at, updated_at,
                      user_agent)
-                 VALUES (?1, 'unassigned', ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10, ?7, ?7, ?11)
+                 VALUES ($1, 'unassigned', $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $7, $7, $11)
                  ON CONFLICT(mac) DO UPDATE SET
-                     model = COALESCE(?2, model), family = COALESCE(?3, family),
-                     firmware = COALESCE(?4, firmware), stage = COALESCE(?5, stage),
-                     serial = COALESCE(?6, serial),
-                     first_seen = COALESCE(first_seen, ?7), last_seen = MAX(COALESCE(last_seen, 0), ?7),
-                     last_addr = COALESCE(?8, last_addr), last_fetch = COALESCE(?9, last_fetch),
-                     last_upload = COALESCE(?10, last_upload),
-                     user_agent = COALESCE(?11, user_agent)",
+                     model = COALESCE($2, devices.model), family = COALESCE($3, devices.family),
+                     firmware = COALESCE($4, devices.firmware), stage = COALESCE($5, devices.stage),
+                     serial = COALESCE($6, devices.serial),
+                     first_seen = COALESCE(devices.first_seen, $7),
+                     last_seen = CASE WHEN COALESCE(devices.last_seen, 0) > $7
+                         THEN devices.last_seen ELSE $7 END,
+                     last_addr = COALESCE($8, devices.last_addr),
+                     last_fetch = COALESCE($9, devices.last_fetch),
+                     last_upload = COALESCE($10, devices.last_upload),
+                     user_agent = COALESCE($11, devices.user_agent)",
             )
             .bind(&s.mac)
             .bind(&s.model)
@@ -266,7 +283,7 @@ impl Inventory {
         evidence: &str,
     ) -> Result<(), InventoryError> {
         let mut tx = self.write_tx().await?;
-        sqlx::query("UPDATE devices SET reset_suspected_at = ?2 WHERE mac = ?1")
+        sqlx::query("UPDATE devices SET reset_suspected_at = $2 WHERE mac = $1")
             .bind(mac.to_string())
             .bind(at)
             .execute(&mut *tx)
@@ -298,7 +315,7 @@ async fn assign_in(
         d.state.allows(mac, Change::Assign)?;
     }
     if let Some(p) = &a.profile {
-        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM profiles WHERE name = ?")
+        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM profiles WHERE name = $1")
             .bind(p)
             .fetch_optional(&mut **tx)
             .await?;
@@ -309,9 +326,9 @@ async fn assign_in(
     let t = now();
     sqlx::query(
         "INSERT INTO devices (mac, state, profile, admin_password, params, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
-             ON CONFLICT(mac) DO UPDATE SET state = ?2, profile = ?3, admin_password = ?4,
-                 params = ?5, updated_at = ?6",
+             VALUES ($1, $2, $3, $4, $5, $6, $6)
+             ON CONFLICT(mac) DO UPDATE SET state = $2, profile = $3, admin_password = $4,
+                 params = $5, updated_at = $6",
     )
     .bind(mac.to_string())
     .bind(DeviceState::Assigned.as_str())

@@ -6,7 +6,7 @@ pub(super) async fn clear_release_intent(
     tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
     mac: Mac,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM release_intents WHERE mac = ?1")
+    sqlx::query("DELETE FROM release_intents WHERE mac = $1")
         .bind(mac.to_string())
         .execute(&mut **tx)
         .await
@@ -32,7 +32,7 @@ impl Inventory {
         let t = now();
         sqlx::query(
             "UPDATE devices SET state = 'released', profile = NULL, admin_password = NULL,
-                 params = '{}', released_at = ?2, updated_at = ?2 WHERE mac = ?1",
+                 params = '{}', released_at = $2, updated_at = $2 WHERE mac = $1",
         )
         .bind(mac.to_string())
         .bind(t)
@@ -66,7 +66,7 @@ impl Inventory {
         let mut tx = self.write_tx().await?;
         let before = existing_device(&mut tx, mac).await?;
         before.state.allows(mac, Change::Retire)?;
-        sqlx::query("UPDATE devices SET state = 'retired', updated_at = ?2 WHERE mac = ?1")
+        sqlx::query("UPDATE devices SET state = 'retired', updated_at = $2 WHERE mac = $1")
             .bind(mac.to_string())
             .bind(now())
             .execute(&mut *tx)
@@ -92,7 +92,8 @@ impl Inventory {
     pub async fn begin_release(&self, mac: Mac, quarantine: &str) -> Result<(), InventoryError> {
         let mut tx = self.write_tx().await?;
         sqlx::query(
-            "INSERT OR REPLACE INTO release_intents (mac, quarantine, started_at) VALUES (?1, ?2, ?3)",
+            "INSERT INTO release_intents (mac, quarantine, started_at) VALUES ($1, $2, $3)
+             ON CONFLICT(mac) DO UPDATE SET quarantine = $2, started_at = $3",
         )
         .bind(mac.to_string())
         .bind(quarantine)

@@ -86,17 +86,18 @@ impl Inventory {
     ) -> Result<DeviceLogin, InventoryError> {
         let mut tx = self.write_tx().await?;
         let t = now();
-        let had: Option<i64> = sqlx::query_scalar("SELECT 1 FROM device_logins WHERE mac = ?")
+        let had: Option<i64> = sqlx::query_scalar("SELECT 1 FROM device_logins WHERE mac = $1")
             .bind(mac.to_string())
             .fetch_optional(&mut *tx)
             .await?;
         sqlx::query(
-            "INSERT INTO device_logins (mac, user, ha1, password_sha256, password, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+            "INSERT INTO device_logins (mac, \"user\", ha1, password_sha256, password, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT(mac) DO UPDATE SET
-                 previous_user = user, previous_ha1 = ha1, previous_sha256 = password_sha256,
-                 previous_until = ?7,
-                 user = ?2, ha1 = ?3, password_sha256 = ?4, password = ?5, created_at = ?6,
+                 previous_user = device_logins.\"user\", previous_ha1 = device_logins.ha1,
+                 previous_sha256 = device_logins.password_sha256,
+                 previous_until = $7,
+                 \"user\" = $2, ha1 = $3, password_sha256 = $4, password = $5, created_at = $6,
                  adopted_at = NULL",
         )
         .bind(mac.to_string())
@@ -108,7 +109,7 @@ impl Inventory {
         .bind(previous_until)
         .execute(&mut *tx)
         .await?;
-        let row = sqlx::query("SELECT * FROM device_logins WHERE mac = ?")
+        let row = sqlx::query("SELECT * FROM device_logins WHERE mac = $1")
             .bind(mac.to_string())
             .fetch_one(&mut *tx)
             .await?;
@@ -144,8 +145,8 @@ impl Inventory {
         let mut made = Vec::new();
         for (mac, check, password) in new {
             let n = sqlx::query(
-                "INSERT INTO device_logins (mac, user, ha1, password_sha256, password, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(mac) DO NOTHING",
+                "INSERT INTO device_logins (mac, \"user\", ha1, password_sha256, password, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT(mac) DO NOTHING",
             )
             .bind(mac.to_string())
             .bind(&check.user)
@@ -189,9 +190,9 @@ impl Inventory {
     pub async fn login_adopted(&self, mac: Mac, at: i64) -> Result<(), InventoryError> {
         let mut tx = self.write_tx().await?;
         let n = sqlx::query(
-            "UPDATE device_logins SET adopted_at = ?2, password = NULL, previous_user = NULL,
+            "UPDATE device_logins SET adopted_at = $2, password = NULL, previous_user = NULL,
                  previous_ha1 = NULL, previous_sha256 = NULL, previous_until = NULL
-             WHERE mac = ?1 AND adopted_at IS NULL",
+             WHERE mac = $1 AND adopted_at IS NULL",
         )
         .bind(mac.to_string())
         .bind(at)
@@ -208,7 +209,7 @@ impl Inventory {
 
     /// Forgets a device's login (the device was removed).
     pub async fn delete_login(&self, mac: Mac) -> Result<(), InventoryError> {
-        sqlx::query("DELETE FROM device_logins WHERE mac = ?")
+        sqlx::query("DELETE FROM device_logins WHERE mac = $1")
             .bind(mac.to_string())
             .execute(&self.pool)
             .await?;

@@ -21,7 +21,7 @@ impl Inventory {
 
     /// One profile.
     pub async fn profile(&self, name: &str) -> Result<Option<Profile>, InventoryError> {
-        let row = sqlx::query("SELECT name, params, updated_at FROM profiles WHERE name = ?")
+        let row = sqlx::query("SELECT name, params, updated_at FROM profiles WHERE name = $1")
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
@@ -36,8 +36,8 @@ impl Inventory {
     ) -> Result<Profile, InventoryError> {
         let t = now();
         sqlx::query(
-            "INSERT INTO profiles (name, params, updated_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT(name) DO UPDATE SET params = ?2, updated_at = ?3",
+            "INSERT INTO profiles (name, params, updated_at) VALUES ($1, $2, $3)
+             ON CONFLICT(name) DO UPDATE SET params = $2, updated_at = $3",
         )
         .bind(name)
         .bind(serde_json::to_string(params)?)
@@ -55,14 +55,14 @@ impl Inventory {
     /// Deletes a profile no device uses. Returns whether it existed.
     pub async fn delete_profile(&self, name: &str) -> Result<bool, InventoryError> {
         let mut tx = self.write_tx().await?;
-        let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE profile = ?")
+        let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE profile = $1")
             .bind(name)
             .fetch_one(&mut *tx)
             .await?;
         if users > 0 {
             return Err(InventoryError::ProfileInUse(name.to_string(), users));
         }
-        let n = sqlx::query("DELETE FROM profiles WHERE name = ?")
+        let n = sqlx::query("DELETE FROM profiles WHERE name = $1")
             .bind(name)
             .execute(&mut *tx)
             .await?
@@ -87,8 +87,8 @@ impl Inventory {
     /// Replaces the site defaults.
     pub async fn put_site_defaults(&self, params: &Params) -> Result<(), InventoryError> {
         sqlx::query(
-            "INSERT INTO site (id, params, updated_at) VALUES (1, ?1, ?2)
-             ON CONFLICT(id) DO UPDATE SET params = ?1, updated_at = ?2",
+            "INSERT INTO site (id, params, updated_at) VALUES (1, $1, $2)
+             ON CONFLICT(id) DO UPDATE SET params = $1, updated_at = $2",
         )
         .bind(serde_json::to_string(params)?)
         .bind(now())
