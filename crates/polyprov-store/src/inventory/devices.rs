@@ -149,7 +149,8 @@ impl Inventory {
             q = q.bind(s.as_str());
         }
         if let Some(d) = &filter.mac_digits {
-            q = q.bind(d.clone());
+            // Hex digits only, whatever a caller passes: never a LIKE wildcard.
+            q = q.bind(d.chars().filter(char::is_ascii_hexdigit).collect::<String>());
         }
         if let Some(m) = &filter.model {
             q = q.bind(m.clone());
