@@ -150,7 +150,11 @@ impl Inventory {
         }
         if let Some(d) = &filter.mac_digits {
             // Hex digits only, whatever a caller passes: never a LIKE wildcard.
-            q = q.bind(d.chars().filter(char::is_ascii_hexdigit).collect::<String>());
+            q = q.bind(
+                d.chars()
+                    .filter(char::is_ascii_hexdigit)
+                    .collect::<String>(),
+            );
         }
         if let Some(m) = &filter.model {
             q = q.bind(m.clone());
