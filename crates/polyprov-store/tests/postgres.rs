@@ -78,6 +78,11 @@ impl Postgres {
     }
 
     fn start() -> Postgres {
+        Postgres::start_with("")
+    }
+
+    /// A server with `settings` (`-c name=value …`) added to its command line.
+    fn start_with(settings: &str) -> Postgres {
         let dir = tempfile::Builder::new()
             .prefix("polyprov-pg")
             .tempdir()
@@ -121,7 +126,7 @@ impl Postgres {
             .arg(pg.dir.path().join("log"))
             .args(["-w", "-t", "60", "-o"])
             .arg(format!(
-                "-h 127.0.0.1 -p {port} -k {} -c fsync=off",
+                "-h 127.0.0.1 -p {port} -k {} -c fsync=off {settings}",
                 pg.dir.path().display()
             ))
             .arg("start");
@@ -491,4 +496,27 @@ async fn every_inventory_statement_is_valid_on_postgres_too() {
         statements.len(),
         refused.join("\n\n")
     );
+}
+
+/// PostgreSQL's resource errors are resource errors (503, worth a retry), its faults are not.
+#[tokio::test]
+async fn postgres_resource_errors_are_told_from_faults() {
+    use sqlx::Connection;
+    let pg = Postgres::start_with("-c max_connections=3 -c superuser_reserved_connections=0");
+    let mut held = Vec::new();
+    let refused = loop {
+        match sqlx::PgConnection::connect(&pg.url()).await {
+            Ok(c) => held.push(c),
+            Err(e) => break e,
+        }
+        assert!(held.len() <= 3, "more connections than max_connections");
+    };
+    let refused = polyprov_store::InventoryError::from(refused);
+    assert!(refused.is_resource(), "too many connections: {refused:?}");
+    let fault = sqlx::query("SELECT * FROM no_such_table")
+        .execute(&mut held[0])
+        .await
+        .unwrap_err();
+    let fault = polyprov_store::InventoryError::from(fault);
+    assert!(!fault.is_resource(), "an unknown table: {fault:?}");
 }

@@ -35,11 +35,25 @@ pub enum InventoryError {
 
 impl InventoryError {
     /// Whether the database failed for want of a resource (disk full, busy or locked, cannot
-    /// open a file, no connection in time) rather than a fault: worth a retry, a 503 not a 500.
+    /// open a file, no connection in time; on PostgreSQL also too many connections, a server
+    /// shutting down, a deadlock) rather than a fault: worth a retry, a 503 not a 500.
     pub fn is_resource(&self) -> bool {
         match self {
             InventoryError::Db(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed) => true,
             InventoryError::Db(sqlx::Error::Io(_)) => true,
+            InventoryError::Db(sqlx::Error::Database(d))
+                if d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .is_some() =>
+            {
+                // PostgreSQL's SQLSTATE: class 53 (disk full, out of memory, too many
+                // connections), 08 (connection), 57P01-57P03 (shutting down, cannot connect
+                // now), 40001/40P01 (serialization failure, deadlock: worth a retry).
+                d.code().is_some_and(|c| {
+                    c.starts_with("53")
+                        || c.starts_with("08")
+                        || matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "40001" | "40P01")
+                })
+            }
             InventoryError::Db(sqlx::Error::Database(d)) => {
                 // SQLite primary result codes: BUSY 5, LOCKED 6, NOMEM 7, IOERR 10, FULL 13,
                 // CANTOPEN 14 (extended codes carry the primary one in the low byte).
