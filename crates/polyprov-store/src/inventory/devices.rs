@@ -115,21 +115,16 @@ impl Inventory {
                 2,
             ),
         };
-        for (given, column) in [
-            (filter.state.is_some(), "state = "),
+        for (given, prefix, suffix) in [
+            (filter.state.is_some(), "state = ", ""),
             // Digits only (see `DeviceFilter`): no LIKE wildcard can come from the filter.
-            (filter.mac_digits.is_some(), "mac LIKE '%' || "),
-            (filter.model.is_some(), "model = "),
-            (filter.profile.is_some(), "profile = "),
+            (filter.mac_digits.is_some(), "mac LIKE '%' || ", " || '%'"),
+            (filter.model.is_some(), "model = ", ""),
+            (filter.profile.is_some(), "profile = ", ""),
         ] {
             if given {
                 n += 1;
-                let wildcard = if column.starts_with("mac") {
-                    " || '%'"
-                } else {
-                    ""
-                };
-                sql.push_str(&format!(" AND {column}${n}{wildcard}"));
+                sql.push_str(&format!(" AND {prefix}${n}{suffix}"));
             }
         }
         n += 1;

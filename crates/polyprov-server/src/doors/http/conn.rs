@@ -19,8 +19,6 @@ use tokio_util::sync::CancellationToken;
 
 /// Bytes asked of the socket per read while a head or body is incomplete.
 const READ_CHUNK: usize = 8 * 1024;
-/// Bodies up to this size go out in the same write as their head.
-const INLINE_BODY: usize = 16 * 1024;
 /// After an answer that leaves a request body unread: how long, and how much, the door keeps
 /// reading (and dropping) before it closes — closing with unread bytes sends a reset that can
 /// destroy the answer before the client reads it.
@@ -182,18 +180,14 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
         } else {
             KeepAlive::Http11
         };
-        let headers: Vec<(&str, &str)> = reply
-            .headers
-            .iter()
-            .map(|(n, v)| (*n, v.as_str()))
-            .collect();
         let length = match reply.status {
             // No length on a 204 or 304 (RFC 9110 §8.6): there is no content to measure.
             204 | 304 => None,
             _ => Some(reply.length),
         };
         let mut out = Vec::with_capacity(512);
-        date_now(|date| wire::write_head(&mut out, reply.status, date, &headers, length, keep));
+        let headers = reply.headers.iter().map(|(n, v)| (*n, v.as_str()));
+        date_now(|date| wire::write_head(&mut out, reply.status, date, headers, length, keep));
         // A HEAD answer has the length a GET would get and no body — refusals included: a body
         // there would be read as the start of the next response.
         let body = if head.method == wire::Method::Head {
@@ -203,10 +197,6 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
         };
         match body {
             ReplyBody::Empty => self.io.write_all(&out).await?,
-            ReplyBody::Bytes(b) if b.len() <= INLINE_BODY => {
-                out.extend_from_slice(&b);
-                self.io.write_all(&out).await?;
-            }
             // Head and body in one `writev`: two writes on a no-delay socket are two segments
             // and two wake-ups of the client.
             ReplyBody::Bytes(b) => write_all_vectored(&mut self.io, &out, &b).await?,

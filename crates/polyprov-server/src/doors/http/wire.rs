@@ -424,11 +424,11 @@ pub fn reason(status: u16) -> &'static str {
 /// Writes a response head: status line, `Date`, the given headers, `Content-Length` (on every
 /// response with content: the door never sends a body of unknown length) and the connection's
 /// fate when it is not HTTP/1.1's default.
-pub fn write_head(
+pub fn write_head<'a>(
     out: &mut Vec<u8>,
     status: u16,
     date: &str,
-    headers: &[(&str, &str)],
+    headers: impl IntoIterator<Item = (&'a str, &'a str)>,
     content_length: Option<u64>,
     keep_alive: KeepAlive,
 ) {
