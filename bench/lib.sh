@@ -97,3 +97,15 @@ request = function()
 end
 LUA
 }
+
+# cpu_ms PID…: CPU time (user + system, ms) used so far by each PID and its children processes
+# (nginx's workers), summed — for cost-per-request figures that a busy neighbour cannot skew.
+cpu_ms() {
+  local tck p ticks=0
+  tck=$(getconf CLK_TCK)
+  for p in "$@" $(for q in "$@"; do pgrep -P "$q"; done); do
+    [ -r "/proc/$p/stat" ] || continue
+    ticks=$((ticks + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
+  done
+  echo $((ticks * 1000 / tck))
+}

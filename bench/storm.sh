@@ -34,11 +34,13 @@ start_nginx "listen 127.0.0.1:$PORT backlog=8192; root $ROOT; \
   if (\$request_method = PUT) { rewrite ^ /uploads\$uri last; } \
   location /uploads/ { root $WORK/dav; dav_methods PUT; create_full_put_path on; \
     dav_access user:rw group:r all:r; client_max_body_size 1m; }"
+NGINX_PID=${PIDS[-1]}
 
 mkdir -p "$WORK/data"
 cp -r "$ROOT" "$WORK/data/root"
 printf '[provisioning]\nnew_devices_per_minute = 1000000\n' >"$WORK/polyprov.toml"
 start_polyprov --config "$WORK/polyprov.toml" --http 127.0.0.1:0
+POLYPROV_PID=${PIDS[-1]}
 PHONES_ADDR=$(awk '/phones \(HTTP\)/ {print $3}' "$WORK/summary")
 PW=$(cat "$WORK/data/provisioning.password")
 sleep 0.3
@@ -49,16 +51,21 @@ sleep 0.3
 ROUNDS=${ROUNDS:-3}
 PREFIXES=(0004f2 64167f 482567 00e0db 0004f3)
 storm() { # name url round
+  local pid=$NGINX_PID before
+  [ "$1" = polyprov ] && pid=$POLYPROV_PID
+  before=$(cpu_ms "$pid")
   "$BIN" sim storm --server "$2" --phones "$PHONES" --concurrency "$CONC" --time-limit 300 \
     --mac-prefix "${PREFIXES[$(( $3 % ${#PREFIXES[@]} ))]}" --json >"$WORK/$1-$3.json" || true
-  python3 - "$1" "$WORK/$1-$3.json" <<'PY'
+  echo $(($(cpu_ms "$pid") - before)) >"$WORK/$1-$3.cpu"
+  python3 - "$1" "$WORK/$1-$3.json" "$(cat "$WORK/$1-$3.cpu")" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[2]))
+cpu = int(sys.argv[3])
 lat = r["latency"]
 print(f'{sys.argv[1]:<9} {r["phones_booted"]:>6} phones in {r["seconds"]:6.2f} s: {r["requests_per_second"]:8.0f} req/s '
       f'{r["phones_per_second"]:7.0f} phones/s  errors {r["error_count"]}  '
       + "  ".join(f'{k} p50/p99 {v["p50"]/1000:.2f}/{v["p99"]/1000:.2f} ms' for k, v in lat.items() if k in ("master", "config", "firmware", "log")))
-print(f'{"":<9} answers by status: {r["statuses"]}')
+print(f'{"":<9} answers by status: {r["statuses"]}  server CPU {cpu} ms, {cpu * 1000 / max(1, r["phones_booted"]):.0f} µs a phone')
 PY
 }
 echo "phones=$PHONES concurrency=$CONC rounds=$ROUNDS"
@@ -104,6 +111,10 @@ for kind in ("master", "config", "firmware", "log"):
 for q in ("p50", "p99"):
     n, p = (med(s, lambda r: r["boot"][q]) for s in ("nginx", "polyprov"))
     print(f"boot {q}      median of rounds: nginx {n / 1000:.2f} ms, polyprov {p / 1000:.2f} ms, ratio {p / n:.2f}")
+# CPU the server spent per phone booted: what a neighbour on the shared cores cannot skew.
+cpu = {s: statistics.median(int(open(f"{work}/{s}-{r}.cpu").read()) * 1000 / max(1, runs[s][r]["phones_booted"])
+    for r in range(rounds)) for s in ("nginx", "polyprov")}
+print(f"server CPU a phone, median of rounds: nginx {cpu['nginx']:.0f} µs, polyprov {cpu['polyprov']:.0f} µs, ratio {cpu['polyprov'] / cpu['nginx']:.2f}")
 errors = sum(r["error_count"] for s in runs.values() for r in s)
 print(f"errors, all rounds: {errors}")
 print(f"ratio polyprov / nginx+WebDAV under the storm: "

@@ -88,9 +88,8 @@ pub struct Core {
     watches: watch::Watches,
     /// The console's live activity (see `activity.rs`).
     recent: activity::Recent,
-    /// Until when (ms since the Unix epoch) log appends go to the blocking pool because one
-    /// done inline was slow (see `upload.rs`).
-    slow_appends_until: std::sync::atomic::AtomicU64,
+    /// Whether log appends run inline or on the blocking pool (see `upload.rs`).
+    slow_appends: upload::SlowAppends,
 }
 
 const DEVICE_LOCK_STRIPES: usize = 256;
@@ -129,7 +128,7 @@ impl Core {
                 .previous_login_hours,
             watches: Default::default(),
             recent: Default::default(),
-            slow_appends_until: Default::default(),
+            slow_appends: Default::default(),
         }
     }
 
