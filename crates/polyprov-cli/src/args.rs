@@ -76,6 +76,19 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Copy an inventory (devices, profiles, site defaults, logins, audit log) into another,
+    /// empty one: SQLite to PostgreSQL when a site grows to several nodes, and back. Stop every
+    /// server using the source first; the copy is refused if the source changes under it.
+    Migrate {
+        /// The inventory to copy: `sqlite:PATH` (must exist) or `postgres://user@host/db`.
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// The empty inventory to fill: `postgres://user@host/db` or `sqlite:PATH` (created).
+        #[arg(long, value_name = "URL")]
+        to: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Restore a backup into a new data directory (absent or empty); every file is checked
     /// against the backup's manifest before the directory appears.
     Restore {

@@ -32,6 +32,21 @@ pub async fn backup(
     config: Option<&Path>,
     json: bool,
 ) -> Result<(), CliError> {
+    // An inventory on PostgreSQL is backed up with PostgreSQL's tools; this backup's consistent
+    // snapshot is SQLite's.
+    if let Some(c) = config
+        && let Ok(s) = polyprov_server::Settings::from_file(c)
+        && let Some(url) = s.store.url.as_deref()
+        && !url.starts_with("sqlite:")
+    {
+        return Err(CliError::new(
+            Exit::Usage,
+            format!(
+                "the inventory is on PostgreSQL ({}): back it up with pg_dump, or copy it into SQLite first (polyprov migrate --from URL --to sqlite:PATH); this backup covers a data directory with its SQLite inventory",
+                polyprov_server::settings::StoreSettings::redacted(url)
+            ),
+        ));
+    }
     if !data.join("polyprov.db").is_file() {
         return Err(CliError::new(
             Exit::Usage,

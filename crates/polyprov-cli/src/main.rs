@@ -15,6 +15,7 @@ mod doctor_cmd;
 mod guide_cmd;
 mod import_cmd;
 mod inventory_cmd;
+mod migrate_cmd;
 mod out;
 mod serve_cmd;
 mod sim_cmd;
@@ -120,6 +121,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             config,
             json,
         } => backup_cmd::backup(&file, &data, config.as_deref(), json).await,
+        Command::Migrate { from, to, json } => migrate_cmd::migrate(&from, &to, json).await,
         Command::Restore {
             file,
             data,

@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
 mod common;
+#[path = "../../polyprov-store/tests/support/postgres_server.rs"]
+mod postgres_server;
 
 use common::{admin_env, run, serve, serve_with};
 use std::path::Path;
@@ -23,9 +25,31 @@ fn admin_password(state: &Path) -> (String, String) {
 
 #[test]
 fn the_seed_story_with_the_sim_commands() {
+    seed_story(None);
+}
+
+/// The same story with the inventory on a real PostgreSQL (`[store] url`).
+#[test]
+fn the_seed_story_with_the_inventory_on_postgres() {
+    let url = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(postgres_server::fresh_database());
+    seed_story(Some(&url));
+}
+
+fn seed_story(store_url: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let served = serve(&data);
+    let config = dir.path().join("polyprov.toml");
+    let mut extra = Vec::new();
+    if let Some(url) = store_url {
+        std::fs::write(&config, format!("[store]\nurl = \"{url}\"\n")).unwrap();
+        extra = vec!["--config", config.to_str().unwrap()];
+    }
+    let served = serve_with(&data, None, &extra);
+    if store_url.is_some() {
+        assert!(!data.join("polyprov.db").exists(), "SQLite was used");
+    }
     let env = admin_env(&served, &data);
     let pw = std::fs::read_to_string(data.join("provisioning.password")).unwrap();
     let url = format!("160=http://PlcmSpIp:{}@{}/", pw.trim(), served.phones);

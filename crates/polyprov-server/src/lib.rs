@@ -191,6 +191,7 @@ fn reload(path: &Path, running: Settings, admin: &admin::AdminState) -> Settings
         ),
         ("uploads", new.uploads != running.uploads),
         ("inventory", new.inventory != running.inventory),
+        ("store", new.store != running.store),
         ("tftp", new.tftp != running.tftp),
         ("ftp", new.ftp != running.ftp),
         ("https", new.https != running.https),
@@ -236,11 +237,13 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
             None
         }
     };
-    let inventory = Arc::new(
-        Inventory::open_sqlite(&data.join("polyprov.db"))
-            .await
-            .context("opening the inventory")?,
-    );
+    let inventory_url = settings.store.inventory_url(&data);
+    let inventory = Arc::new(Inventory::open(&inventory_url).await.with_context(|| {
+        format!(
+            "opening the inventory at {}",
+            settings::StoreSettings::redacted(&inventory_url)
+        )
+    })?);
     let uploads = Arc::new(
         Uploads::open(&data.join("uploads"), settings.uploads.clone())
             .context("opening the upload store")?,

@@ -16,6 +16,7 @@ pub struct Settings {
     pub provisioning: ProvisioningSettings,
     pub uploads: UploadLimits,
     pub inventory: InventorySettings,
+    pub store: StoreSettings,
     pub dhcp: DhcpSettings,
     pub lifecycle: LifecycleSettings,
     pub tftp: TftpSettings,
@@ -340,6 +341,45 @@ pub struct InventorySettings {
     pub flush_interval_ms: u64,
 }
 
+/// Where the inventory, profiles, site defaults and audit log live.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSettings {
+    /// `postgres://user@host/db` for a PostgreSQL shared by several nodes (a password is best
+    /// given in `PGPASSWORD` or `~/.pgpass`, not here), or `sqlite:PATH`. Unset: SQLite in the
+    /// data directory (`polyprov.db`).
+    pub url: Option<String>,
+}
+
+impl StoreSettings {
+    /// The inventory's URL: the one set, else the SQLite file in `data`.
+    pub fn inventory_url(&self, data: &Path) -> String {
+        match &self.url {
+            Some(u) => u.clone(),
+            None => format!("sqlite:{}", data.join("polyprov.db").display()),
+        }
+    }
+
+    /// The URL without its password, for logs and summaries.
+    pub fn redacted(url: &str) -> String {
+        match (url.find("://"), url.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                let creds = &url[scheme + 3..at];
+                match creds.find(':') {
+                    Some(colon) => format!(
+                        "{}{}:***{}",
+                        &url[..scheme + 3],
+                        &creds[..colon],
+                        &url[at..]
+                    ),
+                    None => url.to_string(),
+                }
+            }
+            _ => url.to_string(),
+        }
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {
@@ -349,6 +389,7 @@ impl Default for Settings {
             provisioning: ProvisioningSettings::default(),
             uploads: UploadLimits::default(),
             inventory: InventorySettings::default(),
+            store: StoreSettings::default(),
             dhcp: DhcpSettings::default(),
             lifecycle: LifecycleSettings::default(),
             tftp: TftpSettings::default(),
@@ -453,6 +494,33 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_inventory_is_sqlite_in_the_data_folder_unless_a_url_says_otherwise() {
+        let data = Path::new("/var/lib/polyprov");
+        let s: Settings = toml::from_str("").unwrap();
+        assert_eq!(
+            s.store.inventory_url(data),
+            "sqlite:/var/lib/polyprov/polyprov.db"
+        );
+        let s: Settings =
+            toml::from_str("[store]\nurl = \"postgres://prov:pw@db.example.com/polyprov\"")
+                .unwrap();
+        let url = s.store.inventory_url(data);
+        assert_eq!(url, "postgres://prov:pw@db.example.com/polyprov");
+        assert_eq!(
+            StoreSettings::redacted(&url),
+            "postgres://prov:***@db.example.com/polyprov"
+        );
+        assert_eq!(
+            StoreSettings::redacted("postgres://prov@db/polyprov"),
+            "postgres://prov@db/polyprov"
+        );
+        assert_eq!(
+            StoreSettings::redacted("sqlite:/a@b/c.db"),
+            "sqlite:/a@b/c.db"
+        );
+    }
 
     #[test]
     fn an_empty_file_means_the_defaults() {

@@ -6,7 +6,7 @@ pub mod inventory;
 pub mod uploads;
 
 pub use inventory::{
-    Assignment, Change, Device, DeviceFilter, DeviceLogin, DeviceState, Inventory, InventoryError,
-    LoginCheck, PageAfter, Profile, Sighting,
+    Assignment, Change, Device, DeviceFilter, DeviceLogin, DeviceState, Engine, Inventory,
+    InventoryError, LoginCheck, PageAfter, Profile, Sighting,
 };
 pub use uploads::{QuarantineSet, UploadError, UploadInfo, UploadLimits, Uploads};

@@ -5,157 +5,12 @@
 
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
+mod support;
+
 use sqlx::Row;
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-/// A PostgreSQL server of its own, stopped (immediately) when dropped.
-struct Postgres {
-    dir: tempfile::TempDir,
-    bin: PathBuf,
-    port: u16,
-}
-
-/// Where the server binaries are: `initdb` on the PATH, else Debian's versioned folder.
-fn bin_dir() -> PathBuf {
-    if let Ok(out) = Command::new("sh")
-        .args(["-c", "command -v initdb"])
-        .output()
-        && out.status.success()
-    {
-        let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        if let Some(dir) = std::fs::canonicalize(&p)
-            .ok()
-            .and_then(|p| p.parent().map(Path::to_path_buf))
-        {
-            return dir;
-        }
-    }
-    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.path().join("bin"))
-                .filter(|b| b.join("initdb").exists())
-                .collect()
-        })
-        .unwrap_or_default();
-    found.sort();
-    found.pop().expect(
-        "PostgreSQL's server binaries (initdb, pg_ctl) were not found: install Debian's `postgresql` package (.ci/run does)",
-    )
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-impl Postgres {
-    /// A command for the server's binaries: as the `postgres` user when this runs as root
-    /// (PostgreSQL refuses to run as root).
-    fn command(&self, tool: &str) -> Command {
-        let exe = self.bin.join(tool);
-        if is_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(exe);
-            c
-        } else {
-            Command::new(exe)
-        }
-    }
-
-    fn run(&self, mut c: Command) {
-        let out = c.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{c:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn start() -> Postgres {
-        Postgres::start_with("")
-    }
-
-    /// A server with `settings` (`-c name=value …`) added to its command line.
-    fn start_with(settings: &str) -> Postgres {
-        let dir = tempfile::Builder::new()
-            .prefix("polyprov-pg")
-            .tempdir()
-            .unwrap();
-        if is_root() {
-            let status = Command::new("chown")
-                .args(["postgres:postgres"])
-                .arg(dir.path())
-                .status()
-                .unwrap();
-            assert!(status.success(), "chown postgres failed");
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let pg = Postgres {
-            bin: bin_dir(),
-            dir,
-            port,
-        };
-        let data = pg.dir.path().join("data");
-        let mut init = pg.command("initdb");
-        init.arg("-D").arg(&data).args([
-            "-A",
-            "trust",
-            "-U",
-            "polyprov",
-            "-E",
-            "UTF8",
-            "--locale=C",
-            "--no-sync",
-        ]);
-        pg.run(init);
-        let mut start = pg.command("pg_ctl");
-        start
-            .arg("-D")
-            .arg(&data)
-            .arg("-l")
-            .arg(pg.dir.path().join("log"))
-            .args(["-w", "-t", "60", "-o"])
-            .arg(format!(
-                "-h 127.0.0.1 -p {port} -k {} -c fsync=off {settings}",
-                pg.dir.path().display()
-            ))
-            .arg("start");
-        pg.run(start);
-        pg
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://polyprov@127.0.0.1:{}/postgres", self.port)
-    }
-
-    async fn pool(&self) -> sqlx::PgPool {
-        sqlx::postgres::PgPoolOptions::new()
-            .max_connections(2)
-            .connect(&self.url())
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        let mut stop = self.command("pg_ctl");
-        stop.arg("-D")
-            .arg(self.dir.path().join("data"))
-            .args(["-m", "immediate", "stop"]);
-        let _ = stop.output();
-    }
-}
+use std::path::Path;
+use support::postgres_server::Postgres;
 
 /// (table, column, not null, integer or text) of every column; index names.
 type Schema = (
@@ -245,12 +100,13 @@ async fn postgres_schema(pool: &sqlx::PgPool) -> Schema {
 async fn both_engines_end_with_the_same_schema_and_an_append_only_audit_log() {
     let pg = Postgres::start();
     let pool = pg.pool().await;
-    let steps = polyprov_store::inventory::postgres::migrate(&pool)
+    let any = pg.any_pool().await;
+    let steps = polyprov_store::inventory::postgres::migrate(&any)
         .await
         .unwrap();
     assert_eq!(steps, polyprov_store::inventory::postgres::MIGRATIONS.len());
     assert_eq!(
-        polyprov_store::inventory::postgres::migrate(&pool)
+        polyprov_store::inventory::postgres::migrate(&any)
             .await
             .unwrap(),
         0
@@ -296,7 +152,11 @@ async fn both_engines_end_with_the_same_schema_and_an_append_only_audit_log() {
 #[tokio::test]
 async fn nodes_starting_together_migrate_once() {
     let pg = Postgres::start();
-    let pools = [pg.pool().await, pg.pool().await, pg.pool().await];
+    let pools = [
+        pg.any_pool().await,
+        pg.any_pool().await,
+        pg.any_pool().await,
+    ];
     let runs = futures_util::future::join_all(
         pools
             .iter()
@@ -372,9 +232,7 @@ fn inventory_statements(all: &BTreeSet<String>) -> Vec<String> {
 /// (the step before the inventory can run on PostgreSQL).
 #[tokio::test(flavor = "current_thread")]
 async fn every_inventory_statement_is_valid_on_postgres_too() {
-    use polyprov_store::{
-        Assignment, DeviceFilter, DeviceState, Inventory, LoginCheck, PageAfter, Sighting,
-    };
+    use polyprov_store::Inventory;
     use tracing_subscriber::layer::SubscriberExt;
     let seen = Statements::default();
     let subscriber = tracing_subscriber::registry().with(seen.clone()).with(
@@ -389,6 +247,68 @@ async fn every_inventory_statement_is_valid_on_postgres_too() {
     let inv = Inventory::open_sqlite(&dir.path().join("inventory.db"))
         .await
         .unwrap();
+    tour(&inv).await;
+    inv.close().await;
+
+    let statements = inventory_statements(&seen.0.lock().unwrap());
+    assert!(
+        statements.len() > 25,
+        "too few statements seen: {statements:#?}"
+    );
+    let pg = Postgres::start();
+    let pool = pg.pool().await;
+    polyprov_store::inventory::postgres::migrate(&pg.any_pool().await)
+        .await
+        .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let mut refused = Vec::new();
+    for sql in &statements {
+        use sqlx::Executor;
+        if let Err(e) = (&mut *conn)
+            .prepare(sqlx::SqlSafeStr::into_sql_str(sqlx::AssertSqlSafe(
+                sql.clone(),
+            )))
+            .await
+        {
+            refused.push(format!("{sql}\n  -> {e}"));
+        }
+    }
+    assert!(
+        refused.is_empty(),
+        "{} of {} statements refused by PostgreSQL:\n{}",
+        refused.len(),
+        statements.len(),
+        refused.join("\n\n")
+    );
+}
+
+/// PostgreSQL's resource errors are resource errors (503, worth a retry), its faults are not.
+#[tokio::test]
+async fn postgres_resource_errors_are_told_from_faults() {
+    use sqlx::Connection;
+    let pg = Postgres::start_with("-c max_connections=3 -c superuser_reserved_connections=0");
+    let mut held = Vec::new();
+    let refused = loop {
+        match sqlx::PgConnection::connect(&pg.url()).await {
+            Ok(c) => held.push(c),
+            Err(e) => break e,
+        }
+        assert!(held.len() <= 3, "more connections than max_connections");
+    };
+    let refused = polyprov_store::InventoryError::from(refused);
+    assert!(refused.is_resource(), "too many connections: {refused:?}");
+    let fault = sqlx::query("SELECT * FROM no_such_table")
+        .execute(&mut held[0])
+        .await
+        .unwrap_err();
+    let fault = polyprov_store::InventoryError::from(fault);
+    assert!(!fault.is_resource(), "an unknown table: {fault:?}");
+}
+
+/// Every operation of the inventory once, in an order that is valid for the lifecycle; each
+/// must succeed.
+async fn tour(inv: &polyprov_store::Inventory) {
+    use polyprov_store::{Assignment, DeviceFilter, DeviceState, LoginCheck, PageAfter, Sighting};
     let mac: polyprov_model::Mac = "0004f2000001".parse().unwrap();
     let other: polyprov_model::Mac = "0004f2000002".parse().unwrap();
     let params: polyprov_model::Params = [("reg.1.label".to_string(), "x".to_string())].into();
@@ -464,59 +384,86 @@ async fn every_inventory_statement_is_valid_on_postgres_too() {
     inv.delete_login(mac).await.unwrap();
     inv.remove(other, "admin").await.unwrap();
     inv.delete_profile("sales").await.unwrap_or_default();
-    inv.close().await;
+}
 
-    let statements = inventory_statements(&seen.0.lock().unwrap());
+/// The same tour, run on PostgreSQL through the inventory itself: every statement executes and
+/// every row decodes there.
+#[tokio::test]
+async fn the_inventory_runs_every_operation_on_postgres() {
+    let url = support::postgres_server::fresh_database().await;
+    let inv = polyprov_store::Inventory::open(&url).await.unwrap();
+    assert_eq!(inv.engine(), polyprov_store::Engine::Postgres);
+    tour(&inv).await;
+    inv.close().await;
+    // Reopening finds the schema in place and runs no step again.
+    let inv = polyprov_store::Inventory::open(&url).await.unwrap();
     assert!(
-        statements.len() > 25,
-        "too few statements seen: {statements:#?}"
-    );
-    let pg = Postgres::start();
-    let pool = pg.pool().await;
-    polyprov_store::inventory::postgres::migrate(&pool)
-        .await
-        .unwrap();
-    let mut conn = pool.acquire().await.unwrap();
-    let mut refused = Vec::new();
-    for sql in &statements {
-        use sqlx::Executor;
-        if let Err(e) = (&mut *conn)
-            .prepare(sqlx::SqlSafeStr::into_sql_str(sqlx::AssertSqlSafe(
-                sql.clone(),
-            )))
+        inv.history("0004f2000001".parse().unwrap())
             .await
-        {
-            refused.push(format!("{sql}\n  -> {e}"));
-        }
-    }
-    assert!(
-        refused.is_empty(),
-        "{} of {} statements refused by PostgreSQL:\n{}",
-        refused.len(),
-        statements.len(),
-        refused.join("\n\n")
+            .unwrap()
+            .len()
+            >= 5
     );
 }
 
-/// PostgreSQL's resource errors are resource errors (503, worth a retry), its faults are not.
+/// Everything an inventory says, for comparing two.
+async fn contents(inv: &polyprov_store::Inventory) -> String {
+    let mut out = format!("{:?}\n", inv.row_counts().await.unwrap());
+    out += &format!("{:?}\n", inv.profiles().await.unwrap());
+    out += &format!("{:?}\n", inv.site_defaults().await.unwrap());
+    out += &format!("{:?}\n", inv.device_logins().await.unwrap());
+    out += &format!("{:?}\n", inv.release_intents().await.unwrap());
+    for d in inv.devices().await.unwrap() {
+        out += &format!("{d:?}\n");
+        out += &format!("{:?}\n", inv.history(d.mac.parse().unwrap()).await.unwrap());
+    }
+    out
+}
+
+/// `polyprov migrate`'s work: a used SQLite inventory copied to PostgreSQL and back says
+/// exactly what it said, and a copy into an inventory that is not empty is refused.
 #[tokio::test]
-async fn postgres_resource_errors_are_told_from_faults() {
-    use sqlx::Connection;
-    let pg = Postgres::start_with("-c max_connections=3 -c superuser_reserved_connections=0");
-    let mut held = Vec::new();
-    let refused = loop {
-        match sqlx::PgConnection::connect(&pg.url()).await {
-            Ok(c) => held.push(c),
-            Err(e) => break e,
-        }
-        assert!(held.len() <= 3, "more connections than max_connections");
-    };
-    let refused = polyprov_store::InventoryError::from(refused);
-    assert!(refused.is_resource(), "too many connections: {refused:?}");
-    let fault = sqlx::query("SELECT * FROM no_such_table")
-        .execute(&mut held[0])
+async fn an_inventory_copies_to_postgres_and_back_unchanged() {
+    use polyprov_store::{Inventory, InventoryError};
+    let dir = tempfile::tempdir().unwrap();
+    let lite = Inventory::open_sqlite(&dir.path().join("a.db"))
         .await
-        .unwrap_err();
-    let fault = polyprov_store::InventoryError::from(fault);
-    assert!(!fault.is_resource(), "an unknown table: {fault:?}");
+        .unwrap();
+    tour(&lite).await;
+    let m: polyprov_model::Mac = "0004f2000003".parse().unwrap();
+    lite.assign(m, &Default::default(), "admin").await.unwrap();
+    let before = contents(&lite).await;
+    assert!(before.contains("0004f2000003"), "{before}");
+
+    let pg = Inventory::open(&support::postgres_server::fresh_database().await)
+        .await
+        .unwrap();
+    let mut heard = Vec::new();
+    let copied = lite
+        .copy_into(&pg, |t, n| heard.push((t, n)))
+        .await
+        .unwrap();
+    assert_eq!(copied, lite.row_counts().await.unwrap());
+    assert!(copied.iter().find(|(t, _)| *t == "audit").unwrap().1 >= 10);
+    assert!(heard.contains(&("devices", 2)), "{heard:?}");
+    assert_eq!(contents(&pg).await, before);
+    assert!(pg.is_assigned(m));
+    // New audit rows continue after the copied ones.
+    pg.record("admin", m, "note", "after the move")
+        .await
+        .unwrap();
+    let h = pg.history(m).await.unwrap();
+    assert_eq!(h.last().unwrap().detail.as_deref(), Some("after the move"));
+
+    assert!(matches!(
+        lite.copy_into(&pg, |_, _| {}).await,
+        Err(InventoryError::NotEmpty(_, n)) if n > 0
+    ));
+
+    let back = Inventory::open_sqlite(&dir.path().join("b.db"))
+        .await
+        .unwrap();
+    pg.copy_into(&back, |_, _| {}).await.unwrap();
+    let after_move = contents(&pg).await;
+    assert_eq!(contents(&back).await, after_move);
 }

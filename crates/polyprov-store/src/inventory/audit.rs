@@ -26,7 +26,7 @@ pub(super) fn audit_view(d: &Device) -> serde_json::Value {
 }
 
 pub(super) async fn audit(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     actor: &str,
     mac: Mac,
     action: &str,

@@ -3,7 +3,7 @@
 use super::*;
 
 pub(super) async fn fetch_device(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     mac: Mac,
 ) -> Result<Option<Device>, InventoryError> {
     let row = sqlx::query(select_devices!("WHERE mac = $1"))
@@ -15,7 +15,7 @@ pub(super) async fn fetch_device(
 
 /// A device that must exist: `NoSuchDevice` otherwise.
 pub(super) async fn existing_device(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     mac: Mac,
 ) -> Result<Device, InventoryError> {
     fetch_device(tx, mac)
@@ -23,7 +23,7 @@ pub(super) async fn existing_device(
         .ok_or_else(|| InventoryError::NoSuchDevice(mac.to_string()))
 }
 
-pub(super) fn device_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Device, InventoryError> {
+pub(super) fn device_from_row(r: &sqlx::any::AnyRow) -> Result<Device, InventoryError> {
     Ok(Device {
         mac: r.try_get("mac")?,
         state: DeviceState::parse(r.try_get("state")?),
@@ -305,7 +305,7 @@ impl Inventory {
 
 /// One assignment inside a write transaction (checked, written, audited).
 async fn assign_in(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     mac: Mac,
     a: &Assignment,
     actor: &str,

@@ -3,7 +3,7 @@
 use super::*;
 
 pub(super) async fn clear_release_intent(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     mac: Mac,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM release_intents WHERE mac = $1")

@@ -31,7 +31,7 @@ pub struct DeviceLogin {
     pub previous_until: Option<i64>,
 }
 
-fn login_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<(Mac, DeviceLogin), InventoryError> {
+fn login_from_row(r: &sqlx::any::AnyRow) -> Result<(Mac, DeviceLogin), InventoryError> {
     let mac: String = r.try_get("mac")?;
     let mac = mac
         .parse()

@@ -1,13 +1,16 @@
-//! The inventory: devices, profiles and site defaults, in SQLite.
+//! The inventory: devices, profiles and site defaults, in SQLite (one machine, the default) or
+//! PostgreSQL (several nodes).
 //!
-//! Times are stored as integer Unix seconds and parameter maps as JSON text, so the schema moves
-//! to PostgreSQL unchanged. Every write that can change what a phone is served bumps
-//! [`Inventory::generation`], which the server uses to invalidate rendered files.
+//! Times are stored as integer Unix seconds and parameter maps as JSON text, and every statement
+//! is written once for both engines (`$N` placeholders, `ON CONFLICT`, no engine's own
+//! functions), run through sqlx's `Any` driver. Every write that can change what a phone is
+//! served bumps [`Inventory::generation`], which the server uses to invalidate rendered files.
 
 use polyprov_model::{Mac, Params};
 use serde::{Deserialize, Serialize};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{AnyPool, ConnectOptions, Row};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -31,6 +34,12 @@ pub enum InventoryError {
     },
     #[error("no device {0}")]
     NoSuchDevice(String),
+    #[error("the destination inventory is not empty: {0} holds {1} row(s)")]
+    NotEmpty(&'static str, i64),
+    #[error(
+        "the source changed while it was copied ({0}: {1} rows copied, {2} there now): stop every server using it and copy again"
+    )]
+    SourceChanged(&'static str, i64, i64),
 }
 
 impl InventoryError {
@@ -240,24 +249,56 @@ pub struct Profile {
     pub updated_at: i64,
 }
 
+/// Which database engine holds the inventory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Engine {
+    /// One file on this machine (the default).
+    Sqlite,
+    /// A server shared by several nodes.
+    Postgres,
+}
+
 /// The inventory database.
 pub struct Inventory {
-    pool: SqlitePool,
+    pool: AnyPool,
+    engine: Engine,
     generation: AtomicU64,
     /// MACs with an assignment, kept in memory so that a storm of unknown phones never queries
     /// the database (one process owns the database; several nodes will need a shared signal).
     assigned: std::sync::RwLock<std::collections::HashSet<Mac>>,
 }
 
+/// Serializes writers on PostgreSQL (`pg_advisory_xact_lock`), as SQLite's one writer does:
+/// a write transaction reads, checks the lifecycle rule, then writes, and two nodes doing that
+/// for one device at once must not both pass the check.
+const WRITER_LOCK: i64 = 0x706f_6c79_7772_6974; // "polywrit"
+
 /// The connection pool. A connection whose transaction could not be ended (a COMMIT or
 /// ROLLBACK that failed, as on a full disk: SQLite may already have rolled back by itself,
 /// and then the driver's ROLLBACK fails too) is closed instead of going back to the pool —
 /// otherwise every later write on it fails with "begin_with at non-zero transaction depth"
 /// until the process restarts.
-fn pool_options() -> SqlitePoolOptions {
+fn pool_options(engine: Engine) -> AnyPoolOptions {
     use sqlx::Connection;
-    SqlitePoolOptions::new()
-        .max_connections(4)
+    AnyPoolOptions::new()
+        .max_connections(match engine {
+            Engine::Sqlite => 4,
+            Engine::Postgres => 8,
+        })
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                if engine == Engine::Sqlite {
+                    // Settings the `Any` driver's URL cannot carry.
+                    sqlx::raw_sql(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                    )
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Ok(())
+            })
+        })
         .after_release(|conn, _meta| {
             Box::pin(async move {
                 // A dropped transaction's ROLLBACK is queued on the connection's worker: the
@@ -292,71 +333,133 @@ macro_rules! select_devices {
 }
 
 mod audit;
+mod copy;
 mod devices;
 mod lifecycle;
 mod logins;
 pub mod postgres;
+#[cfg(test)]
+#[path = "../../tests/support/postgres_server.rs"]
+mod postgres_server;
 mod profiles;
 mod schema;
 
 use audit::*;
+pub use copy::TABLES;
 use devices::*;
 use lifecycle::*;
 pub use logins::{DeviceLogin, LoginCheck};
 
 impl Inventory {
+    /// Opens the inventory a URL names — `sqlite:PATH` (created if needed) or
+    /// `postgres://user@host/db` — and brings its schema up to date.
+    pub async fn open(url: &str) -> Result<Inventory, InventoryError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Inventory::open_postgres(url).await;
+        }
+        match url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            Some(path) if !path.is_empty() => Inventory::open_sqlite(Path::new(path)).await,
+            _ => Err(InventoryError::Db(sqlx::Error::Configuration(
+                format!("not an inventory URL (sqlite:PATH or postgres://…): {url:?}").into(),
+            ))),
+        }
+    }
+
     /// Opens (creating if needed) the SQLite inventory at `path` and brings its schema up to date.
     pub async fn open_sqlite(path: &Path) -> Result<Inventory, InventoryError> {
         let opts = SqliteConnectOptions::new()
             .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true);
-        let pool = pool_options().connect_with(opts).await?;
-        Inventory::from_pool(pool).await
+            .create_if_missing(true);
+        let any = AnyConnectOptions::from_url(&opts.to_url_lossy())?;
+        Inventory::connect(Engine::Sqlite, any, pool_options(Engine::Sqlite)).await
+    }
+
+    /// Connects to the PostgreSQL inventory at `url` and brings its schema up to date (under
+    /// an advisory lock: nodes starting together migrate once).
+    pub async fn open_postgres(url: &str) -> Result<Inventory, InventoryError> {
+        let any = url.parse::<AnyConnectOptions>()?;
+        Inventory::connect(Engine::Postgres, any, pool_options(Engine::Postgres)).await
     }
 
     /// An inventory in memory, gone when it is dropped: for tests at the core's boundary that
     /// need the real schema and SQL but no file. One connection, kept open for the pool's life
     /// (an in-memory database lives as long as a connection to it).
     pub async fn open_in_memory() -> Result<Inventory, InventoryError> {
-        use std::str::FromStr;
-        let opts = SqliteConnectOptions::from_str("sqlite::memory:")?.foreign_keys(true);
-        let pool = pool_options()
+        let any = "sqlite://?mode=memory&cache=private".parse::<AnyConnectOptions>()?;
+        let opts = pool_options(Engine::Sqlite)
             .max_connections(1)
             .min_connections(1)
             .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(opts)
-            .await?;
-        Inventory::from_pool(pool).await
+            .max_lifetime(None);
+        Inventory::connect(Engine::Sqlite, any, opts).await
     }
 
-    async fn from_pool(pool: SqlitePool) -> Result<Inventory, InventoryError> {
+    async fn connect(
+        engine: Engine,
+        any: AnyConnectOptions,
+        opts: AnyPoolOptions,
+    ) -> Result<Inventory, InventoryError> {
+        sqlx::any::install_default_drivers();
+        let pool = opts.connect_with(any).await?;
+        Inventory::from_pool(pool, engine).await
+    }
+
+    async fn from_pool(pool: AnyPool, engine: Engine) -> Result<Inventory, InventoryError> {
         let inv = Inventory {
             pool,
+            engine,
             generation: AtomicU64::new(1),
             assigned: Default::default(),
         };
-        inv.migrate().await?;
+        match engine {
+            Engine::Sqlite => inv.migrate().await?,
+            Engine::Postgres => {
+                postgres::migrate(&inv.pool).await?;
+            }
+        }
+        inv.load_assigned().await?;
+        Ok(inv)
+    }
+
+    /// Reads which devices have an assignment into memory (see [`Inventory::is_assigned`]).
+    async fn load_assigned(&self) -> Result<(), InventoryError> {
         let macs: Vec<String> =
             sqlx::query_scalar("SELECT mac FROM devices WHERE state = 'assigned'")
-                .fetch_all(&inv.pool)
+                .fetch_all(&self.pool)
                 .await?;
-        *inv.assigned_set() = macs.iter().filter_map(|m| m.parse().ok()).collect();
-        Ok(inv)
+        *self.assigned_set() = macs.iter().filter_map(|m| m.parse().ok()).collect();
+        Ok(())
+    }
+
+    /// The engine this inventory is on.
+    pub fn engine(&self) -> Engine {
+        self.engine
     }
 
     fn assigned_set(&self) -> std::sync::RwLockWriteGuard<'_, std::collections::HashSet<Mac>> {
         self.assigned.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A write transaction that takes the write lock at once (`BEGIN IMMEDIATE`). A deferred
-    /// transaction that reads first and writes later fails with SQLITE_BUSY when another writer
-    /// (the sightings flush) committed in between; an immediate one waits its turn instead.
-    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await
+    /// A write transaction that takes the write lock at once. On SQLite `BEGIN IMMEDIATE`: a
+    /// deferred transaction that reads first and writes later fails with SQLITE_BUSY when
+    /// another writer (the sightings flush) committed in between; an immediate one waits its
+    /// turn instead. On PostgreSQL the same one-writer-at-a-time, across every node, with a
+    /// transaction-scoped advisory lock ([`WRITER_LOCK`]).
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.engine {
+            Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Engine::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("SELECT 1 FROM pg_advisory_xact_lock($1)")
+                    .bind(WRITER_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(tx)
+            }
+        }
     }
 
     /// Whether a device has an assignment, without a database query.
@@ -396,9 +499,14 @@ mod tests {
         s.parse().unwrap()
     }
 
-    /// The real schema and SQL, in memory.
-    async fn open() -> Inventory {
-        Inventory::open_in_memory().await.unwrap()
+    /// The real schema and SQL on both engines: SQLite in memory, and a fresh database on the
+    /// PostgreSQL this test binary shares.
+    async fn engines() -> Vec<Inventory> {
+        let pg = super::postgres_server::fresh_database().await;
+        vec![
+            Inventory::open_in_memory().await.unwrap(),
+            Inventory::open(&pg).await.unwrap(),
+        ]
     }
 
     /// After "database or disk is full", once there is room again every write succeeds: no
@@ -409,15 +517,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let opts = SqliteConnectOptions::new()
             .filename(dir.path().join("inv.db"))
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal);
+            .create_if_missing(true);
         // Two connections, so that a bad one can go back to the pool beside a good one.
-        let pool = pool_options()
-            .max_connections(2)
-            .connect_with(opts)
-            .await
-            .unwrap();
-        let inv = Inventory::from_pool(pool).await.unwrap();
+        let inv = Inventory::connect(
+            Engine::Sqlite,
+            AnyConnectOptions::from_url(&opts.to_url_lossy()).unwrap(),
+            pool_options(Engine::Sqlite).max_connections(2),
+        )
+        .await
+        .unwrap();
         let set_max_pages = |n: i64| {
             let pool = inv.pool.clone();
             async move {
@@ -461,47 +569,49 @@ mod tests {
 
     #[tokio::test]
     async fn pages_by_last_seen_run_newest_first_never_seen_last_and_resume_exactly() {
-        let inv = open().await;
-        let seen = |m: &str, at: i64| Sighting {
-            mac: m.to_string(),
-            at,
-            ..Default::default()
-        };
-        inv.record_sightings(&[
-            seen("0004f2aa0001", 30),
-            seen("0004f2aa0002", 10),
-            seen("0004f2aa0003", 30),
-        ])
-        .await
-        .unwrap();
-        // Assigned, never seen.
-        inv.assign(mac("0004f2aa0004"), &Assignment::default(), "t")
+        for inv in engines().await {
+            eprintln!("engine: {:?}", inv.engine());
+            let seen = |m: &str, at: i64| Sighting {
+                mac: m.to_string(),
+                at,
+                ..Default::default()
+            };
+            inv.record_sightings(&[
+                seen("0004f2aa0001", 30),
+                seen("0004f2aa0002", 10),
+                seen("0004f2aa0003", 30),
+            ])
             .await
             .unwrap();
-        let mut order = Vec::new();
-        let mut after = PageAfter::Seen(None);
-        loop {
-            let page = inv
-                .devices_in_order(&DeviceFilter::default(), &after, 2)
+            // Assigned, never seen.
+            inv.assign(mac("0004f2aa0004"), &Assignment::default(), "t")
                 .await
                 .unwrap();
-            let Some(last) = page.last() else { break };
-            after = PageAfter::Seen(Some((
-                last.last_seen.unwrap_or(0),
-                last.mac.parse().unwrap(),
-            )));
-            order.extend(page.into_iter().map(|d| d.mac));
-        }
-        assert_eq!(
-            order,
-            [
-                "0004f2aa0003",
-                "0004f2aa0001",
-                "0004f2aa0002",
-                "0004f2aa0004"
-            ]
-        );
-        let plan: Vec<String> = sqlx::query(
+            let mut order = Vec::new();
+            let mut after = PageAfter::Seen(None);
+            loop {
+                let page = inv
+                    .devices_in_order(&DeviceFilter::default(), &after, 2)
+                    .await
+                    .unwrap();
+                let Some(last) = page.last() else { break };
+                after = PageAfter::Seen(Some((
+                    last.last_seen.unwrap_or(0),
+                    last.mac.parse().unwrap(),
+                )));
+                order.extend(page.into_iter().map(|d| d.mac));
+            }
+            assert_eq!(
+                order,
+                [
+                    "0004f2aa0003",
+                    "0004f2aa0001",
+                    "0004f2aa0002",
+                    "0004f2aa0004"
+                ]
+            );
+            if inv.engine() == Engine::Sqlite {
+                let plan: Vec<String> = sqlx::query(
             "EXPLAIN QUERY PLAN SELECT mac FROM devices WHERE (COALESCE(last_seen, 0), mac) < (5, 'x') ORDER BY COALESCE(last_seen, 0) DESC, mac DESC LIMIT 2",
         )
         .fetch_all(&inv.pool)
@@ -510,180 +620,190 @@ mod tests {
         .iter()
         .map(|r| r.get::<String, _>("detail"))
         .collect();
-        let plan = format!("{plan:?}");
-        assert!(
-            plan.contains("devices_seen") && !plan.contains("TEMP B-TREE"),
-            "{plan}"
-        );
-        assert_eq!(inv.models().await.unwrap(), Vec::<String>::new());
+                let plan = format!("{plan:?}");
+                assert!(
+                    plan.contains("devices_seen") && !plan.contains("TEMP B-TREE"),
+                    "{plan}"
+                );
+            }
+            assert_eq!(inv.models().await.unwrap(), Vec::<String>::new());
+        }
     }
 
     #[tokio::test]
     async fn a_filtered_page_holds_only_matching_devices_in_mac_order() {
-        let inv = open().await;
-        let seen = |m: &str, model: &str| Sighting {
-            mac: m.to_string(),
-            at: 10,
-            model: Some(model.into()),
-            ..Default::default()
-        };
-        inv.record_sightings(&[
-            seen("0004f2aa0001", "VVX_500"),
-            seen("0004f2bb0002", "VVX_410"),
-            seen("0004f2aa0003", "VVX_500"),
-        ])
-        .await
-        .unwrap();
-        inv.assign(mac("0004f2aa0003"), &Assignment::default(), "t")
+        for inv in engines().await {
+            eprintln!("engine: {:?}", inv.engine());
+            let seen = |m: &str, model: &str| Sighting {
+                mac: m.to_string(),
+                at: 10,
+                model: Some(model.into()),
+                ..Default::default()
+            };
+            inv.record_sightings(&[
+                seen("0004f2aa0001", "VVX_500"),
+                seen("0004f2bb0002", "VVX_410"),
+                seen("0004f2aa0003", "VVX_500"),
+            ])
             .await
             .unwrap();
-        let macs = |f: DeviceFilter| {
-            let inv = &inv;
-            async move {
-                inv.devices_matching(&f, None, 10)
-                    .await
-                    .unwrap()
-                    .into_iter()
-                    .map(|d| d.mac)
-                    .collect::<Vec<_>>()
-            }
-        };
-        let only = |m: &[&str]| m.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            macs(DeviceFilter {
-                mac_digits: Some("f2aa".into()),
-                ..Default::default()
-            })
-            .await,
-            only(&["0004f2aa0001", "0004f2aa0003"])
-        );
-        assert_eq!(
-            macs(DeviceFilter {
-                state: Some(DeviceState::Assigned),
-                ..Default::default()
-            })
-            .await,
-            only(&["0004f2aa0003"])
-        );
-        assert_eq!(
-            macs(DeviceFilter {
-                model: Some("VVX_500".into()),
-                state: Some(DeviceState::Unassigned),
-                ..Default::default()
-            })
-            .await,
-            only(&["0004f2aa0001"])
-        );
-        let after = inv
-            .devices_matching(&DeviceFilter::default(), Some(mac("0004f2aa0001")), 1)
-            .await
-            .unwrap();
-        assert_eq!(after.len(), 1);
-        assert_eq!(after[0].mac, "0004f2aa0003");
+            inv.assign(mac("0004f2aa0003"), &Assignment::default(), "t")
+                .await
+                .unwrap();
+            let macs = |f: DeviceFilter| {
+                let inv = &inv;
+                async move {
+                    inv.devices_matching(&f, None, 10)
+                        .await
+                        .unwrap()
+                        .into_iter()
+                        .map(|d| d.mac)
+                        .collect::<Vec<_>>()
+                }
+            };
+            let only = |m: &[&str]| m.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+            assert_eq!(
+                macs(DeviceFilter {
+                    mac_digits: Some("f2aa".into()),
+                    ..Default::default()
+                })
+                .await,
+                only(&["0004f2aa0001", "0004f2aa0003"])
+            );
+            assert_eq!(
+                macs(DeviceFilter {
+                    state: Some(DeviceState::Assigned),
+                    ..Default::default()
+                })
+                .await,
+                only(&["0004f2aa0003"])
+            );
+            assert_eq!(
+                macs(DeviceFilter {
+                    model: Some("VVX_500".into()),
+                    state: Some(DeviceState::Unassigned),
+                    ..Default::default()
+                })
+                .await,
+                only(&["0004f2aa0001"])
+            );
+            let after = inv
+                .devices_matching(&DeviceFilter::default(), Some(mac("0004f2aa0001")), 1)
+                .await
+                .unwrap();
+            assert_eq!(after.len(), 1);
+            assert_eq!(after[0].mac, "0004f2aa0003");
+        }
     }
 
     #[tokio::test]
     async fn sightings_create_unassigned_devices_and_keep_known_fields() {
-        let inv = open().await;
-        let m = mac("0004f2aa814c");
-        let mut s = Sighting {
-            mac: m.to_string(),
-            at: 10,
-            model: Some("VVX_500".into()),
-            ..Default::default()
-        };
-        inv.record_sightings(std::slice::from_ref(&s))
-            .await
-            .unwrap();
-        s.at = 20;
-        s.model = None;
-        s.addr = Some("127.0.0.1".into());
-        inv.record_sightings(&[s]).await.unwrap();
-        let d = inv.device(m).await.unwrap().unwrap();
-        assert_eq!(d.state, DeviceState::Unassigned);
-        assert_eq!((d.first_seen, d.last_seen), (Some(10), Some(20)));
-        assert_eq!(d.model.as_deref(), Some("VVX_500"));
-        assert_eq!(d.last_addr.as_deref(), Some("127.0.0.1"));
+        for inv in engines().await {
+            eprintln!("engine: {:?}", inv.engine());
+            let m = mac("0004f2aa814c");
+            let mut s = Sighting {
+                mac: m.to_string(),
+                at: 10,
+                model: Some("VVX_500".into()),
+                ..Default::default()
+            };
+            inv.record_sightings(std::slice::from_ref(&s))
+                .await
+                .unwrap();
+            s.at = 20;
+            s.model = None;
+            s.addr = Some("127.0.0.1".into());
+            inv.record_sightings(&[s]).await.unwrap();
+            let d = inv.device(m).await.unwrap().unwrap();
+            assert_eq!(d.state, DeviceState::Unassigned);
+            assert_eq!((d.first_seen, d.last_seen), (Some(10), Some(20)));
+            assert_eq!(d.model.as_deref(), Some("VVX_500"));
+            assert_eq!(d.last_addr.as_deref(), Some("127.0.0.1"));
+        }
     }
 
     #[tokio::test]
     async fn assignment_needs_an_existing_profile_and_bumps_the_generation() {
-        let inv = open().await;
-        let m = mac("0004f2aa814c");
-        let a = Assignment {
-            profile: Some("sales".into()),
-            ..Default::default()
-        };
-        assert!(matches!(
-            inv.assign(m, &a, "test").await,
-            Err(InventoryError::NoSuchProfile(_))
-        ));
-        assert!(inv.device(m).await.unwrap().is_none());
-        let g = inv.generation();
-        inv.put_profile("sales", &Params::new()).await.unwrap();
-        let d = inv.assign(m, &a, "test").await.unwrap();
-        assert_eq!(d.state, DeviceState::Assigned);
-        assert!(inv.generation() > g);
-        assert!(inv.is_assigned(m));
-        assert!(matches!(
-            inv.delete_profile("sales").await,
-            Err(InventoryError::ProfileInUse(_, 1))
-        ));
-        assert!(inv.remove(m, "test").await.unwrap());
-        assert!(!inv.is_assigned(m));
-        assert!(inv.delete_profile("sales").await.unwrap());
+        for inv in engines().await {
+            eprintln!("engine: {:?}", inv.engine());
+            let m = mac("0004f2aa814c");
+            let a = Assignment {
+                profile: Some("sales".into()),
+                ..Default::default()
+            };
+            assert!(matches!(
+                inv.assign(m, &a, "test").await,
+                Err(InventoryError::NoSuchProfile(_))
+            ));
+            assert!(inv.device(m).await.unwrap().is_none());
+            let g = inv.generation();
+            inv.put_profile("sales", &Params::new()).await.unwrap();
+            let d = inv.assign(m, &a, "test").await.unwrap();
+            assert_eq!(d.state, DeviceState::Assigned);
+            assert!(inv.generation() > g);
+            assert!(inv.is_assigned(m));
+            assert!(matches!(
+                inv.delete_profile("sales").await,
+                Err(InventoryError::ProfileInUse(_, 1))
+            ));
+            assert!(inv.remove(m, "test").await.unwrap());
+            assert!(!inv.is_assigned(m));
+            assert!(inv.delete_profile("sales").await.unwrap());
+        }
     }
 
     #[tokio::test]
     async fn the_lifecycle_is_validated_and_audited() {
-        let inv = open().await;
-        let m = mac("0004f2aa814c");
-        let a = Assignment {
-            admin_password: Some("P1".into()),
-            ..Default::default()
-        };
-        inv.assign(m, &a, "alice").await.unwrap();
-        let (d, changed) = inv.release(m, "alice", "new user").await.unwrap();
-        assert_eq!(
-            (d.state, changed, d.assignment.admin_password.clone()),
-            (DeviceState::Released, true, None)
-        );
-        assert!(!inv.is_assigned(m));
-        let (_, changed) = inv.release(m, "alice", "again").await.unwrap();
-        assert!(!changed, "release is idempotent");
-        inv.retire(m, "bob", "broken screen").await.unwrap();
-        assert!(matches!(
-            inv.assign(m, &a, "bob").await,
-            Err(InventoryError::InvalidTransition { .. })
-        ));
-        assert!(matches!(
-            inv.release(mac("0004f2000001"), "bob", "").await,
-            Err(InventoryError::NoSuchDevice(_))
-        ));
-        let h = inv.history(m).await.unwrap();
-        let actions: Vec<(&str, &str)> = h
-            .iter()
-            .map(|e| (e.actor.as_str(), e.action.as_str()))
-            .collect();
-        assert_eq!(
-            actions,
-            [("alice", "assign"), ("alice", "release"), ("bob", "retire")]
-        );
-        assert_eq!(h[0].after.as_ref().unwrap()["admin_password"], "***");
-        assert_eq!(h[1].detail.as_deref(), Some("new user"));
-        // Append-only, even for SQL.
-        assert!(
-            sqlx::query("DELETE FROM audit")
-                .execute(&inv.pool)
-                .await
-                .is_err()
-        );
-        assert!(
-            sqlx::query("UPDATE audit SET actor = 'x'")
-                .execute(&inv.pool)
-                .await
-                .is_err()
-        );
+        for inv in engines().await {
+            eprintln!("engine: {:?}", inv.engine());
+            let m = mac("0004f2aa814c");
+            let a = Assignment {
+                admin_password: Some("P1".into()),
+                ..Default::default()
+            };
+            inv.assign(m, &a, "alice").await.unwrap();
+            let (d, changed) = inv.release(m, "alice", "new user").await.unwrap();
+            assert_eq!(
+                (d.state, changed, d.assignment.admin_password.clone()),
+                (DeviceState::Released, true, None)
+            );
+            assert!(!inv.is_assigned(m));
+            let (_, changed) = inv.release(m, "alice", "again").await.unwrap();
+            assert!(!changed, "release is idempotent");
+            inv.retire(m, "bob", "broken screen").await.unwrap();
+            assert!(matches!(
+                inv.assign(m, &a, "bob").await,
+                Err(InventoryError::InvalidTransition { .. })
+            ));
+            assert!(matches!(
+                inv.release(mac("0004f2000001"), "bob", "").await,
+                Err(InventoryError::NoSuchDevice(_))
+            ));
+            let h = inv.history(m).await.unwrap();
+            let actions: Vec<(&str, &str)> = h
+                .iter()
+                .map(|e| (e.actor.as_str(), e.action.as_str()))
+                .collect();
+            assert_eq!(
+                actions,
+                [("alice", "assign"), ("alice", "release"), ("bob", "retire")]
+            );
+            assert_eq!(h[0].after.as_ref().unwrap()["admin_password"], "***");
+            assert_eq!(h[1].detail.as_deref(), Some("new user"));
+            // Append-only, even for SQL.
+            assert!(
+                sqlx::query("DELETE FROM audit")
+                    .execute(&inv.pool)
+                    .await
+                    .is_err()
+            );
+            assert!(
+                sqlx::query("UPDATE audit SET actor = 'x'")
+                    .execute(&inv.pool)
+                    .await
+                    .is_err()
+            );
+        }
     }
 
     #[tokio::test]
@@ -696,5 +816,19 @@ mod tests {
         inv.close().await;
         let inv = Inventory::open_sqlite(&p).await.unwrap();
         assert_eq!(inv.site_defaults().await.unwrap(), params);
+        // The settings the `Any` driver's URL cannot carry are set on every connection.
+        for (pragma, want) in [
+            ("journal_mode", "wal"),
+            ("synchronous", "1"),
+            ("foreign_keys", "1"),
+        ] {
+            let got: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT CAST({pragma} AS TEXT) FROM pragma_{pragma}"
+            )))
+            .fetch_one(&inv.pool)
+            .await
+            .unwrap();
+            assert_eq!(got, want, "{pragma}");
+        }
     }
 }

@@ -120,9 +120,9 @@ CREATE INDEX devices_seen ON devices((COALESCE(last_seen, 0)), mac);
 
 /// Brings the database at `pool` to the newest schema; returns how many steps ran. Safe to
 /// call from several nodes at once: the steps run in one transaction under an advisory lock.
-pub async fn migrate(pool: &sqlx::PgPool) -> Result<usize, InventoryError> {
+pub async fn migrate(pool: &sqlx::AnyPool) -> Result<usize, InventoryError> {
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+    sqlx::query("SELECT 1 FROM pg_advisory_xact_lock($1)")
         .bind(MIGRATION_LOCK)
         .execute(&mut *tx)
         .await?;

@@ -2,7 +2,7 @@
 
 use super::*;
 
-pub(super) fn profile_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Profile, InventoryError> {
+pub(super) fn profile_from_row(r: &sqlx::any::AnyRow) -> Result<Profile, InventoryError> {
     Ok(Profile {
         name: r.try_get("name")?,
         params: serde_json::from_str(r.try_get("params")?)?,

@@ -1,0 +1,103 @@
+//! `polyprov migrate`: an installation's SQLite inventory copied to a real PostgreSQL, served
+//! from there, and copied back; refusals for a destination that is not empty and for sources
+//! that do not exist.
+
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
+mod common;
+#[path = "../../polyprov-store/tests/support/postgres_server.rs"]
+mod postgres_server;
+
+use common::{admin_env, run, serve, serve_with};
+
+fn json(out: &str) -> serde_json::Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+#[test]
+fn an_installation_moves_to_postgres_and_back() {
+    let pg = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(postgres_server::fresh_database());
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let db = format!("sqlite:{}", data.join("polyprov.db").display());
+    {
+        let served = serve(&data);
+        let env = admin_env(&served, &data);
+        for args in [
+            &["profile", "set", "sales", "--param", "reg.1.label=Sales"][..],
+            &["device", "assign", "0004f2aa0001", "--profile", "sales"],
+            &[
+                "device",
+                "assign",
+                "0004f2aa0002",
+                "--admin-password",
+                "Pw2",
+            ],
+            &["device", "release", "0004f2aa0002", "--reason", "left"],
+        ] {
+            let (code, out) = run(args, &env);
+            assert_eq!(code, 0, "{args:?}: {out}");
+        }
+    }
+
+    let (code, out) = run(&["migrate", "--from", &db, "--to", &pg, "--json"], &[]);
+    assert_eq!(code, 0, "{out}");
+    let copied = json(&out);
+    assert_eq!(copied["tables"]["devices"], 2, "{copied}");
+    assert_eq!(copied["tables"]["profiles"], 1, "{copied}");
+    assert!(copied["tables"]["audit"].as_i64().unwrap() >= 4, "{copied}");
+    assert_eq!(copied["checked"], true);
+
+    // Twice is refused: the destination is no longer empty.
+    let (code, out) = run(&["migrate", "--from", &db, "--to", &pg], &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("not empty"), "{out}");
+
+    // The same data folder served from PostgreSQL says what it said.
+    let config = dir.path().join("polyprov.toml");
+    std::fs::write(&config, format!("[store]\nurl = \"{pg}\"\n")).unwrap();
+    std::fs::remove_file(data.join("polyprov.db")).unwrap();
+    {
+        let served = serve_with(&data, None, &["--config", config.to_str().unwrap()]);
+        let env = admin_env(&served, &data);
+        let (code, out) = run(&["device", "list", "--json"], &env);
+        assert_eq!(code, 0, "{out}");
+        let list = json(&out);
+        let states: Vec<(String, String)> = list["devices"]
+            .as_array()
+            .or(list.as_array())
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["mac"].as_str().unwrap().to_string(),
+                    d["state"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("0004f2aa0001".to_string(), "assigned".to_string()),
+                ("0004f2aa0002".to_string(), "released".to_string())
+            ]
+        );
+        let (code, out) = run(&["device", "history", "0004f2aa0002"], &env);
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("left"), "{out}");
+        assert!(!data.join("polyprov.db").exists(), "SQLite was used");
+    }
+
+    let back = format!("sqlite:{}", dir.path().join("back.db").display());
+    let (code, out) = run(&["migrate", "--from", &pg, "--to", &back, "--json"], &[]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(json(&out)["tables"], copied["tables"]);
+
+    let missing = format!("sqlite:{}", dir.path().join("missing.db").display());
+    let (code, out) = run(&["migrate", "--from", &missing, "--to", &back], &[]);
+    assert_eq!(code, 2, "{out}");
+    let (code, out) = run(&["migrate", "--from", "mysql://x/y", "--to", &back], &[]);
+    assert_eq!(code, 2, "{out}");
+}
