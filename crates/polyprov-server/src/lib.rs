@@ -255,7 +255,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
     let core = Arc::new(
         core::Core::new(
             root,
-            inventory,
+            inventory.clone(),
             uploads,
             provisioning_login.is_some(),
             metrics.clone(),
@@ -275,6 +275,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
     core.load_logins()
         .await
         .context("loading the devices' provisioning logins")?;
+    follow_other_nodes(&core, &inventory);
 
     let phone_door = Arc::new(http::PhoneDoor {
         door: core::Door::Http,
@@ -508,6 +509,34 @@ async fn serve(
 /// (each dropped one costs a phone a second or more) — the default of 1024 overflowed with
 /// 1,000 phones booting at once.
 const LISTEN_BACKLOG: i32 = 8192;
+
+/// On a shared PostgreSQL inventory, keeps the core's copy of the device logins in step with
+/// the changes other nodes make (the inventory itself keeps its assigned set and generation in
+/// step; see `polyprov_store::inventory::follow`).
+fn follow_other_nodes(core: &Arc<core::Core>, inventory: &Arc<Inventory>) {
+    let Some(mut changes) = inventory.follow_changes() else {
+        return;
+    };
+    let core = Arc::downgrade(core);
+    tokio::spawn(async move {
+        use polyprov_store::InventoryChange;
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            let change = changes.recv().await;
+            let Some(core) = core.upgrade() else { return };
+            let result = match change {
+                Ok(InventoryChange::Device(mac)) => core.reload_login(mac).await,
+                Ok(InventoryChange::All) | Err(RecvError::Lagged(_)) => {
+                    core.load_logins().await.map(|_| ())
+                }
+                Err(RecvError::Closed) => return,
+            };
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "cannot follow a change another node made to the device logins");
+            }
+        }
+    });
+}
 
 /// A TCP listener on `addr` with [`LISTEN_BACKLOG`] and address reuse (a restart does not wait
 /// for the old sockets' TIME_WAIT).

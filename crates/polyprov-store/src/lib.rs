@@ -7,6 +7,6 @@ pub mod uploads;
 
 pub use inventory::{
     Assignment, Change, Device, DeviceFilter, DeviceLogin, DeviceState, Engine, Inventory,
-    InventoryError, LoginCheck, PageAfter, Profile, Sighting,
+    InventoryChange, InventoryError, LoginCheck, PageAfter, Profile, Sighting,
 };
 pub use uploads::{QuarantineSet, UploadError, UploadInfo, UploadLimits, Uploads};

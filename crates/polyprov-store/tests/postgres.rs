@@ -170,7 +170,10 @@ async fn nodes_starting_together_migrate_once() {
             .fetch_all(&pools[0])
             .await
             .unwrap();
-    assert_eq!(versions, (1..=7).collect::<Vec<i32>>());
+    assert_eq!(
+        versions,
+        (1..=polyprov_store::inventory::postgres::MIGRATIONS.len() as i32).collect::<Vec<i32>>()
+    );
 }
 
 /// Every statement a tracing event from `sqlx::query` reports, as sent.
@@ -466,4 +469,95 @@ async fn an_inventory_copies_to_postgres_and_back_unchanged() {
     pg.copy_into(&back, |_, _| {}).await.unwrap();
     let after_move = contents(&pg).await;
     assert_eq!(contents(&back).await, after_move);
+}
+
+/// Waits (bounded) until `cond` holds; returns how long it took.
+async fn within_5s(mut cond: impl FnMut() -> bool, what: &str) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "not within 5 s: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    start.elapsed()
+}
+
+/// Two nodes on one PostgreSQL: what one commits, the other hears — an assignment, a release,
+/// a login, a profile — and what phones merely did is not announced. After the listening
+/// connection is cut, changes made in the gap are picked up by a reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_on_one_node_is_heard_by_the_other() {
+    use polyprov_store::{Inventory, InventoryChange, LoginCheck, Sighting};
+    use std::sync::Arc;
+    let url = support::postgres_server::fresh_database().await;
+    let a = Arc::new(Inventory::open(&url).await.unwrap());
+    let b = Arc::new(Inventory::open(&url).await.unwrap());
+    let mut heard = b.follow_changes().expect("PostgreSQL follows changes");
+    assert_eq!(heard.recv().await.unwrap(), InventoryChange::All); // the first load
+    let m: polyprov_model::Mac = "0004f2000010".parse().unwrap();
+
+    let g = b.generation();
+    a.assign(m, &Default::default(), "admin").await.unwrap();
+    let took = within_5s(|| b.is_assigned(m), "B sees the assignment").await;
+    eprintln!("assignment on A seen by B after {took:?}");
+    assert!(b.generation() > g);
+    assert_eq!(heard.recv().await.unwrap(), InventoryChange::Device(m));
+
+    a.release(m, "admin", "new user").await.unwrap();
+    let took = within_5s(|| !b.is_assigned(m), "B sees the release").await;
+    eprintln!("release on A seen by B after {took:?}");
+    assert_eq!(heard.recv().await.unwrap(), InventoryChange::Device(m));
+
+    let check = LoginCheck {
+        user: "0004f2000010".into(),
+        ha1: "h".into(),
+        password_sha256: "s".into(),
+    };
+    a.issue_logins(&[(m, check, "pw".into())], "admin")
+        .await
+        .unwrap();
+    assert_eq!(heard.recv().await.unwrap(), InventoryChange::Device(m));
+    a.put_profile("sales", &Default::default()).await.unwrap();
+    assert_eq!(heard.recv().await.unwrap(), InventoryChange::All);
+
+    // Sightings (what phones did) are not announced: no change, no bump.
+    let g = b.generation();
+    a.record_sightings(&[Sighting {
+        mac: "0004f2000011".into(),
+        at: 5,
+        ..Default::default()
+    }])
+    .await
+    .unwrap();
+    a.put_site_defaults(&Default::default()).await.unwrap(); // a marker after them
+    assert_eq!(heard.recv().await.unwrap(), InventoryChange::All);
+    assert_eq!(b.generation(), g + 1, "only the marker bumped B");
+
+    // Cut B's listening connection; what A commits in the gap is picked up by a reload.
+    let other: polyprov_model::Mac = "0004f2000012".parse().unwrap();
+    let admin = pg_admin(&url).await;
+    let cut: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    assert!(!cut.is_empty(), "no listening connection found");
+    a.assign(other, &Default::default(), "admin").await.unwrap();
+    within_5s(
+        || b.is_assigned(other),
+        "B sees a change made while it was cut off",
+    )
+    .await;
+}
+
+/// A plain connection pool to the database at `url` (for what a test does behind the nodes).
+async fn pg_admin(url: &str) -> sqlx::PgPool {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await
+        .unwrap()
 }

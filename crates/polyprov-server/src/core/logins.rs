@@ -87,6 +87,17 @@ impl Core {
         Ok(n)
     }
 
+    /// Re-reads one device's login from the inventory (another node changed it).
+    pub async fn reload_login(&self, mac: Mac) -> Result<(), LifecycleError> {
+        let login = self.inventory.device_login(mac).await?;
+        let mut logins = write(&self.logins);
+        match login {
+            Some(l) => logins.insert(mac, CompactLogin::from(&l)),
+            None => logins.remove(&mac),
+        };
+        Ok(())
+    }
+
     /// A device's login, if it has one (for the doors, to check what a phone presents).
     pub fn device_login(&self, mac: Mac) -> Option<DeviceLogin> {
         read(&self.logins).get(&mac).map(|l| l.expand(mac))

@@ -74,6 +74,17 @@ impl Inventory {
         rows.iter().map(login_from_row).collect()
     }
 
+    /// One device's login, if it has one (to follow a change another node made).
+    pub async fn device_login(&self, mac: Mac) -> Result<Option<DeviceLogin>, InventoryError> {
+        let row = sqlx::query("SELECT * FROM device_logins WHERE mac = $1")
+            .bind(mac.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref()
+            .map(|r| login_from_row(r).map(|(_, l)| l))
+            .transpose()
+    }
+
     /// Gives a device a new login; its current one (if any) becomes the previous one, valid
     /// until `previous_until`. Audited without the password.
     pub async fn rotate_login(

@@ -263,6 +263,8 @@ pub enum Engine {
 pub struct Inventory {
     pool: AnyPool,
     engine: Engine,
+    /// PostgreSQL's URL, for the connection that hears other nodes' changes (`follow.rs`).
+    url: Option<String>,
     generation: AtomicU64,
     /// MACs with an assignment, kept in memory so that a storm of unknown phones never queries
     /// the database (one process owns the database; several nodes will need a shared signal).
@@ -335,6 +337,7 @@ macro_rules! select_devices {
 mod audit;
 mod copy;
 mod devices;
+mod follow;
 mod lifecycle;
 mod logins;
 pub mod postgres;
@@ -347,6 +350,7 @@ mod schema;
 use audit::*;
 pub use copy::TABLES;
 use devices::*;
+pub use follow::InventoryChange;
 use lifecycle::*;
 pub use logins::{DeviceLogin, LoginCheck};
 
@@ -381,7 +385,10 @@ impl Inventory {
     /// an advisory lock: nodes starting together migrate once).
     pub async fn open_postgres(url: &str) -> Result<Inventory, InventoryError> {
         let any = url.parse::<AnyConnectOptions>()?;
-        Inventory::connect(Engine::Postgres, any, pool_options(Engine::Postgres)).await
+        let mut inv =
+            Inventory::connect(Engine::Postgres, any, pool_options(Engine::Postgres)).await?;
+        inv.url = Some(url.to_string());
+        Ok(inv)
     }
 
     /// An inventory in memory, gone when it is dropped: for tests at the core's boundary that
@@ -411,6 +418,7 @@ impl Inventory {
         let inv = Inventory {
             pool,
             engine,
+            url: None,
             generation: AtomicU64::new(1),
             assigned: Default::default(),
         };

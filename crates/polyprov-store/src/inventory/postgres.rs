@@ -9,8 +9,13 @@
 //! `user_version`), and migrations hold an advisory lock, so nodes starting together migrate
 //! once, one after the other.
 //!
-//! Not yet used by the server (it runs on SQLite); the engine itself is the next step of the
-//! several-nodes work. The tests run both schemas against real servers and compare them.
+//! Step 8 has no SQLite counterpart (there it is a no-op): triggers that announce, on the
+//! [`CHANNEL`] channel, every change another node must act on — a device's assignment, state,
+//! admin password or parameters and its login (payload: the MAC), a profile or the site defaults
+//! (payload `*`) — in the writing transaction, so an announcement goes out exactly when the
+//! change commits, whoever made it (a node, `polyprov migrate`, an admin with `psql`).
+//! What phones merely did (sightings) is not announced. The tests run both schemas against real
+//! servers and compare them.
 
 use super::InventoryError;
 
@@ -23,7 +28,11 @@ pub const MIGRATIONS: &[&str] = &[
     MIGRATION_5,
     MIGRATION_6,
     MIGRATION_7,
+    MIGRATION_8,
 ];
+
+/// The channel inventory changes are announced on (`LISTEN polyprov_inventory`).
+pub const CHANNEL: &str = "polyprov_inventory";
 
 /// Key of the advisory lock held while migrating (any constant; "polyprov" in ASCII).
 const MIGRATION_LOCK: i64 = 0x706f_6c79_7072_6f76;
@@ -116,6 +125,37 @@ CREATE INDEX devices_model ON devices(model, mac);
 
 const MIGRATION_7: &str = r#"
 CREATE INDEX devices_seen ON devices((COALESCE(last_seen, 0)), mac);
+"#;
+
+const MIGRATION_8: &str = r#"
+CREATE FUNCTION polyprov_announce_device() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        PERFORM pg_notify('polyprov_inventory', OLD.mac);
+    ELSE
+        PERFORM pg_notify('polyprov_inventory', NEW.mac);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE FUNCTION polyprov_announce_all() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('polyprov_inventory', '*');
+    RETURN NULL;
+END $$;
+CREATE TRIGGER devices_announce_insert AFTER INSERT ON devices
+    FOR EACH ROW WHEN (NEW.state <> 'unassigned') EXECUTE FUNCTION polyprov_announce_device();
+CREATE TRIGGER devices_announce_update AFTER UPDATE OF state, profile, admin_password, params ON devices
+    FOR EACH ROW WHEN ((OLD.state, OLD.profile, OLD.admin_password, OLD.params)
+        IS DISTINCT FROM (NEW.state, NEW.profile, NEW.admin_password, NEW.params))
+    EXECUTE FUNCTION polyprov_announce_device();
+CREATE TRIGGER devices_announce_delete AFTER DELETE ON devices
+    FOR EACH ROW EXECUTE FUNCTION polyprov_announce_device();
+CREATE TRIGGER device_logins_announce AFTER INSERT OR UPDATE OR DELETE ON device_logins
+    FOR EACH ROW EXECUTE FUNCTION polyprov_announce_device();
+CREATE TRIGGER profiles_announce AFTER INSERT OR UPDATE OR DELETE ON profiles
+    FOR EACH STATEMENT EXECUTE FUNCTION polyprov_announce_all();
+CREATE TRIGGER site_announce AFTER INSERT OR UPDATE OR DELETE ON site
+    FOR EACH STATEMENT EXECUTE FUNCTION polyprov_announce_all();
 "#;
 
 /// Brings the database at `pool` to the newest schema; returns how many steps ran. Safe to

@@ -12,7 +12,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
     MIGRATION_5,
     MIGRATION_6,
     MIGRATION_7,
+    MIGRATION_8,
 ];
+
+/// PostgreSQL's step 8 makes every change other nodes must see announce itself (see
+/// [`super::postgres`]); one SQLite file has one server, nothing to announce. A step all the
+/// same, so that both engines count the same steps.
+const MIGRATION_8: &str = "SELECT 8;";
 
 /// The console's fleet sorted by last seen, newest first, never-seen last: an index on the
 /// same expression the query orders by.

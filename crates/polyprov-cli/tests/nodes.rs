@@ -1,0 +1,91 @@
+//! Two `polyprov serve` nodes on one real PostgreSQL inventory: a device assigned through one
+//! node's admin API is served its own file by the other, and once released there, is not —
+//! each within a window the test measures and prints (the nodes hear each other's changes
+//! through PostgreSQL's LISTEN/NOTIFY).
+
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
+mod common;
+#[path = "../../polyprov-store/tests/support/postgres_server.rs"]
+mod postgres_server;
+
+use common::{Served, admin_env, phone_url, run, serve_with};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const MAC: &str = "0004f2ab0001";
+
+fn node(dir: &Path, name: &str, url: &str) -> (Served, std::path::PathBuf) {
+    let data = dir.join(name);
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(&config, format!("[store]\nurl = \"{url}\"\n")).unwrap();
+    let served = serve_with(&data, None, &["--config", config.to_str().unwrap()]);
+    (served, data)
+}
+
+/// The phone's own file as node `served` answers it now: (status, body).
+fn own_file(served: &Served, data: &Path) -> (String, String) {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-w",
+            "\n%{http_code}",
+            "-A",
+            "PolycomVVX-VVX_500-UA/5.9.7.4477",
+        ])
+        .arg(format!("{}{MAC}-polyprov.cfg", phone_url(served, data)))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", ""));
+    (status.to_string(), body.to_string())
+}
+
+/// Polls (bounded) until `cond` holds for node B's answer; returns how long it took.
+fn until(what: &str, mut cond: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "not within 10 s: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    start.elapsed()
+}
+
+#[test]
+fn a_release_on_one_node_withdraws_the_file_on_the_other() {
+    let url = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(postgres_server::fresh_database());
+    let dir = tempfile::tempdir().unwrap();
+    let (a, a_data) = node(dir.path(), "a", &url);
+    let (b, b_data) = node(dir.path(), "b", &url);
+    let env_a = admin_env(&a, &a_data);
+
+    assert_eq!(own_file(&b, &b_data).0, "404", "nothing of its own yet");
+    let (code, out) = run(
+        &["device", "assign", MAC, "--admin-password", "Node-A-Secret"],
+        &env_a,
+    );
+    assert_eq!(code, 0, "{out}");
+    let took = until("B serves the file A's assignment made", || {
+        let (status, body) = own_file(&b, &b_data);
+        status == "200" && body.contains("Node-A-Secret")
+    });
+    eprintln!("assignment through node A served by node B after {took:?}");
+
+    let (code, out) = run(&["device", "release", MAC, "--reason", "new user"], &env_a);
+    assert_eq!(code, 0, "{out}");
+    let took = until("B stops serving the file A's release withdrew", || {
+        own_file(&b, &b_data).0 == "404"
+    });
+    eprintln!("release through node A withdrawn by node B after {took:?}");
+
+    // B's admin API reads the same inventory.
+    let (code, out) = run(&["device", "show", MAC, "--json"], &admin_env(&b, &b_data));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("\"released\""), "{out}");
+}
