@@ -244,6 +244,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
             settings::StoreSettings::redacted(&inventory_url)
         )
     })?);
+    inventory.set_check_before_serving(settings.store.check_before_serving);
     let uploads = Arc::new(
         Uploads::open(&data.join("uploads"), settings.uploads.clone())
             .context("opening the upload store")?,

@@ -342,13 +342,27 @@ pub struct InventorySettings {
 }
 
 /// Where the inventory, profiles, site defaults and audit log live.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreSettings {
     /// `postgres://user@host/db` for a PostgreSQL shared by several nodes (a password is best
     /// given in `PGPASSWORD` or `~/.pgpass`, not here), or `sqlite:PATH`. Unset: SQLite in the
     /// data directory (`polyprov.db`).
     pub url: Option<String>,
+    /// On PostgreSQL: before serving a device its own file, confirm with one round trip that
+    /// this node has heard every change committed by any node, so a file a release through
+    /// another node withdrew is never served. Off: no round trip on the request path, and for
+    /// a few milliseconds after such a release another node may still serve the file.
+    pub check_before_serving: bool,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            url: None,
+            check_before_serving: true,
+        }
+    }
 }
 
 impl StoreSettings {

@@ -42,10 +42,17 @@ impl Core {
         &self,
         mac: Mac,
     ) -> Result<Option<Arc<DeviceRender>>, Refusal> {
+        // On a shared PostgreSQL this makes sure every change committed anywhere was heard
+        // (see `Inventory::confirm_assigned`); on SQLite it is a lookup in memory.
+        let assigned = self
+            .inventory
+            .confirm_assigned(mac)
+            .await
+            .map_err(Refusal::from_inventory)?;
         // Read the generation before the inventory: a change racing with this render leaves a
         // stale generation behind, so the next request renders again.
         let generation = self.inventory.generation();
-        if !self.inventory.is_assigned(mac) {
+        if !assigned {
             return Ok(None);
         }
         if let Some(e) = lock(&self.cache).entries.get(&mac)

@@ -6,6 +6,7 @@
 
 use super::{Engine, Inventory, InventoryError, postgres};
 use polyprov_model::Mac;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -38,33 +39,91 @@ impl Inventory {
         Some(rx)
     }
 
-    /// Acts on one announcement: `*` or a device's MAC.
+    /// Acts on one announcement: the count it made `inventory_generation` reach, then `*` or a
+    /// device's MAC.
     async fn heard(&self, payload: &str) -> Result<InventoryChange, InventoryError> {
-        let Ok(mac) = payload.parse::<Mac>() else {
-            self.bump();
-            return Ok(InventoryChange::All);
+        let (count, what) = payload.split_once(' ').unwrap_or(("0", payload));
+        let change = match what.parse::<Mac>() {
+            Ok(mac) => {
+                self.reread_assigned(mac).await?;
+                InventoryChange::Device(mac)
+            }
+            Err(_) => InventoryChange::All,
         };
+        self.bump();
+        self.heard
+            .fetch_max(count.parse().unwrap_or(0), Ordering::AcqRel);
+        Ok(change)
+    }
+
+    /// Re-reads whether one device is assigned.
+    async fn reread_assigned(&self, mac: Mac) -> Result<bool, InventoryError> {
         let state: Option<String> = sqlx::query_scalar("SELECT state FROM devices WHERE mac = $1")
             .bind(mac.to_string())
             .fetch_optional(&self.pool)
             .await?;
-        {
-            let mut assigned = self.assigned_set();
-            if state.as_deref() == Some("assigned") {
-                assigned.insert(mac);
-            } else {
-                assigned.remove(&mac);
-            }
+        let assigned = state.as_deref() == Some("assigned");
+        let mut set = self.assigned_set();
+        if assigned {
+            set.insert(mac);
+        } else {
+            set.remove(&mac);
         }
-        self.bump();
-        Ok(InventoryChange::Device(mac))
+        Ok(assigned)
+    }
+
+    /// The count of announced changes committed so far.
+    async fn committed(&self) -> Result<i64, InventoryError> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM inventory_generation WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     /// Reloads what is kept in memory after a time of not listening.
     async fn resync(&self) -> Result<InventoryChange, InventoryError> {
+        // Counted before the reload: what commits after it is heard again, not missed.
+        let count = self.committed().await?;
         self.load_assigned().await?;
         self.bump();
+        self.heard.fetch_max(count, Ordering::AcqRel);
         Ok(InventoryChange::All)
+    }
+
+    /// Whether `mac` is assigned, for serving it its own files. On a shared PostgreSQL (with
+    /// [`Inventory::set_check_before_serving`] on, the default) this node first makes sure it
+    /// has heard every change committed anywhere — one round trip, and one more when it has
+    /// not, to re-read this device — so a file a release through another node withdrew is never
+    /// served, not even in the milliseconds before the announcement arrives. On SQLite, or
+    /// with the check off: what this node knows, no round trip.
+    pub async fn confirm_assigned(&self, mac: Mac) -> Result<bool, InventoryError> {
+        if self.engine != Engine::Postgres || !self.check_before_serving.load(Ordering::Relaxed) {
+            return Ok(self.is_assigned(mac));
+        }
+        match self.committed().await {
+            Ok(count) if count <= self.heard.load(Ordering::Acquire) => {
+                return Ok(self.is_assigned(mac));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                // The database is unreachable: nothing can be committed there either, so what
+                // this node last heard is the best answer (the follower reports the outage).
+                tracing::debug!(error = %e, "cannot confirm with the database; answering from what was heard");
+                return Ok(self.is_assigned(mac));
+            }
+        }
+        let before = self.is_assigned(mac);
+        let now = self.reread_assigned(mac).await?;
+        if now != before {
+            self.bump();
+        }
+        Ok(now)
+    }
+
+    /// Whether [`Inventory::confirm_assigned`] asks the database (PostgreSQL only).
+    pub fn set_check_before_serving(&self, on: bool) {
+        self.check_before_serving.store(on, Ordering::Relaxed);
     }
 }
 

@@ -265,6 +265,10 @@ pub struct Inventory {
     engine: Engine,
     /// PostgreSQL's URL, for the connection that hears other nodes' changes (`follow.rs`).
     url: Option<String>,
+    /// The highest count of committed changes heard announced (PostgreSQL, `follow.rs`).
+    heard: std::sync::atomic::AtomicI64,
+    /// See [`Inventory::confirm_assigned`].
+    check_before_serving: std::sync::atomic::AtomicBool,
     generation: AtomicU64,
     /// MACs with an assignment, kept in memory so that a storm of unknown phones never queries
     /// the database (one process owns the database; several nodes will need a shared signal).
@@ -419,6 +423,8 @@ impl Inventory {
             pool,
             engine,
             url: None,
+            heard: Default::default(),
+            check_before_serving: std::sync::atomic::AtomicBool::new(true),
             generation: AtomicU64::new(1),
             assigned: Default::default(),
         };

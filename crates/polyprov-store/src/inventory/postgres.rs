@@ -9,11 +9,12 @@
 //! `user_version`), and migrations hold an advisory lock, so nodes starting together migrate
 //! once, one after the other.
 //!
-//! Step 8 has no SQLite counterpart (there it is a no-op): triggers that announce, on the
-//! [`CHANNEL`] channel, every change another node must act on — a device's assignment, state,
-//! admin password or parameters and its login (payload: the MAC), a profile or the site defaults
-//! (payload `*`) — in the writing transaction, so an announcement goes out exactly when the
-//! change commits, whoever made it (a node, `polyprov migrate`, an admin with `psql`).
+//! Step 8's triggers have no SQLite counterpart: they count, in `inventory_generation`, and
+//! announce on the [`CHANNEL`] channel every change another node must act on — a device's
+//! assignment, state, admin password or parameters and its login (payload: the new count and
+//! the MAC), a profile or the site defaults (the count and `*`) — in the writing transaction,
+//! so an announcement goes out exactly when the change commits, whoever made it (a node,
+//! `polyprov migrate`, an admin with `psql`).
 //! What phones merely did (sightings) is not announced. The tests run both schemas against real
 //! servers and compare them.
 
@@ -128,18 +129,30 @@ CREATE INDEX devices_seen ON devices((COALESCE(last_seen, 0)), mac);
 "#;
 
 const MIGRATION_8: &str = r#"
+CREATE TABLE inventory_generation (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    value BIGINT NOT NULL
+);
+INSERT INTO inventory_generation (id, value) VALUES (1, 0);
+CREATE FUNCTION polyprov_announce(what TEXT) RETURNS VOID LANGUAGE plpgsql AS $$
+DECLARE
+    g BIGINT;
+BEGIN
+    UPDATE inventory_generation SET value = value + 1 WHERE id = 1 RETURNING value INTO g;
+    PERFORM pg_notify('polyprov_inventory', g || ' ' || what);
+END $$;
 CREATE FUNCTION polyprov_announce_device() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
-        PERFORM pg_notify('polyprov_inventory', OLD.mac);
+        PERFORM polyprov_announce(OLD.mac);
     ELSE
-        PERFORM pg_notify('polyprov_inventory', NEW.mac);
+        PERFORM polyprov_announce(NEW.mac);
     END IF;
     RETURN NULL;
 END $$;
 CREATE FUNCTION polyprov_announce_all() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('polyprov_inventory', '*');
+    PERFORM polyprov_announce('*');
     RETURN NULL;
 END $$;
 CREATE TRIGGER devices_announce_insert AFTER INSERT ON devices

@@ -15,10 +15,16 @@ pub(super) const MIGRATIONS: &[&str] = &[
     MIGRATION_8,
 ];
 
-/// PostgreSQL's step 8 makes every change other nodes must see announce itself (see
-/// [`super::postgres`]); one SQLite file has one server, nothing to announce. A step all the
-/// same, so that both engines count the same steps.
-const MIGRATION_8: &str = "SELECT 8;";
+/// PostgreSQL's step 8 makes every change other nodes must see announce itself and count in
+/// `inventory_generation` (see [`super::postgres`]); one SQLite file has one server, nothing to
+/// announce — the table is made all the same, so that both engines have the same schema.
+const MIGRATION_8: &str = r#"
+CREATE TABLE inventory_generation (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    value INTEGER NOT NULL
+);
+INSERT INTO inventory_generation (id, value) VALUES (1, 0);
+"#;
 
 /// The console's fleet sorted by last seen, newest first, never-seen last: an index on the
 /// same expression the query orders by.
