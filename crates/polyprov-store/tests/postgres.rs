@@ -564,6 +564,31 @@ async fn a_change_on_one_node_is_heard_by_the_other() {
         "B sees a change made while it was cut off",
     )
     .await;
+
+    // A bulk change is heard as one batch: B reloads its assigned set in one query instead of
+    // re-reading 500 devices one by one.
+    while heard.try_recv().is_ok() {}
+    let many: Vec<(polyprov_model::Mac, polyprov_store::Assignment)> = (0..500u32)
+        .map(|i| {
+            (
+                format!("0004f3{i:06x}").parse().unwrap(),
+                Default::default(),
+            )
+        })
+        .collect();
+    a.assign_many(&many, "admin").await.unwrap();
+    within_5s(
+        || many.iter().all(|(m, _)| b.is_assigned(*m)),
+        "B sees a bulk assignment",
+    )
+    .await;
+    let mut per_device = 0;
+    while let Ok(c) = heard.try_recv() {
+        if c != InventoryChange::All {
+            per_device += 1;
+        }
+    }
+    assert!(per_device < 100, "{per_device} devices re-read one by one");
 }
 
 /// A plain connection pool to the database at `url` (for what a test does behind the nodes).

@@ -22,6 +22,11 @@ pub enum InventoryChange {
 
 /// How many changes a slow subscriber may fall behind before it is told to reload everything.
 const BACKLOG: usize = 4096;
+/// Announcements taken as one batch at most, and how long to wait for the next of a batch.
+const BATCH_MAX: usize = 10_000;
+const BATCH_GAP: Duration = Duration::from_millis(2);
+/// Devices in one batch re-read one by one; more, and the assigned set is reloaded whole.
+const PER_DEVICE_MAX: usize = 64;
 
 impl Inventory {
     /// On PostgreSQL, starts following the changes every node makes and returns a receiver of
@@ -39,21 +44,40 @@ impl Inventory {
         Some(rx)
     }
 
-    /// Acts on one announcement: the count it made `inventory_generation` reach, then `*` or a
-    /// device's MAC.
-    async fn heard(&self, payload: &str) -> Result<InventoryChange, InventoryError> {
-        let (count, what) = payload.split_once(' ').unwrap_or(("0", payload));
-        let change = match what.parse::<Mac>() {
-            Ok(mac) => {
-                self.reread_assigned(mac).await?;
-                InventoryChange::Device(mac)
+    /// Acts on a batch of announcements (each: the count it made `inventory_generation`
+    /// reach, then `*` or a device's MAC): re-reads each device named, or — past
+    /// [`PER_DEVICE_MAX`] devices, as after a bulk import on another node — the whole assigned
+    /// set in one query; then bumps the generation once for the batch.
+    async fn heard(&self, payloads: &[String]) -> Result<Vec<InventoryChange>, InventoryError> {
+        let mut count = 0i64;
+        let mut all = false;
+        let mut macs = std::collections::BTreeSet::new();
+        for p in payloads {
+            let (n, what) = p.split_once(' ').unwrap_or(("0", p));
+            count = count.max(n.parse().unwrap_or(0));
+            match what.parse::<Mac>() {
+                Ok(mac) => {
+                    macs.insert(mac);
+                }
+                Err(_) => all = true,
             }
-            Err(_) => InventoryChange::All,
-        };
+        }
+        let mut changes = Vec::new();
+        if macs.len() > PER_DEVICE_MAX {
+            self.load_assigned().await?;
+            all = true;
+        } else {
+            for mac in macs {
+                self.reread_assigned(mac).await?;
+                changes.push(InventoryChange::Device(mac));
+            }
+        }
+        if all {
+            changes = vec![InventoryChange::All];
+        }
         self.bump();
-        self.heard
-            .fetch_max(count.parse().unwrap_or(0), Ordering::AcqRel);
-        Ok(change)
+        self.heard.fetch_max(count, Ordering::AcqRel);
+        Ok(changes)
     }
 
     /// Re-reads whether one device is assigned.
@@ -170,15 +194,31 @@ async fn follow(
                     };
                     match heard {
                         Err(_) => continue,
-                        Ok(Ok(Some(n))) => match inv.heard(n.payload()).await {
-                            Ok(c) => {
-                                let _ = changes.send(c);
+                        Ok(Ok(Some(n))) => {
+                            // What arrives right behind it (a bulk change) is one batch.
+                            let mut batch = vec![n.payload().to_string()];
+                            while batch.len() < BATCH_MAX {
+                                match tokio::time::timeout(BATCH_GAP, listener.try_recv()).await {
+                                    Ok(Ok(Some(m))) => batch.push(m.payload().to_string()),
+                                    Ok(Ok(None)) | Ok(Err(_)) => {
+                                        need_resync = true;
+                                        break;
+                                    }
+                                    Err(_) => break,
+                                }
                             }
-                            Err(e) => {
-                                tracing::warn!(error = %e, "cannot read a change another node made; reloading");
-                                need_resync = true;
+                            match inv.heard(&batch).await {
+                                Ok(heard) => {
+                                    for c in heard {
+                                        let _ = changes.send(c);
+                                    }
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "cannot read a change another node made; reloading");
+                                    need_resync = true;
+                                }
                             }
-                        },
+                        }
                         Ok(Ok(None)) => {
                             tracing::warn!(
                                 "lost the connection that hears other nodes' changes; reconnecting"
