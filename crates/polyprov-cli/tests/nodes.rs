@@ -8,10 +8,9 @@ mod common;
 #[path = "../../polyprov-store/tests/support/postgres_server.rs"]
 mod postgres_server;
 
-use common::{Served, admin_env, phone_url, run, serve_with};
+use common::{Served, admin_env, phone_get, run, serve_with, until};
 use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const MAC: &str = "0004f2ab0001";
 
@@ -25,33 +24,7 @@ fn node(dir: &Path, name: &str, url: &str) -> (Served, std::path::PathBuf) {
 
 /// The phone's own file as node `served` answers it now: (status, body).
 fn own_file(served: &Served, data: &Path) -> (String, String) {
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "-w",
-            "\n%{http_code}",
-            "-A",
-            "PolycomVVX-VVX_500-UA/5.9.7.4477",
-        ])
-        .arg(format!("{}{MAC}-polyprov.cfg", phone_url(served, data)))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, status) = text.rsplit_once('\n').unwrap_or(("", ""));
-    (status.to_string(), body.to_string())
-}
-
-/// Polls (bounded) until `cond` holds for node B's answer; returns how long it took.
-fn until(what: &str, mut cond: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "not within 10 s: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    start.elapsed()
+    phone_get(served, data, &format!("{MAC}-polyprov.cfg"))
 }
 
 #[test]
@@ -70,10 +43,14 @@ fn a_release_on_one_node_withdraws_the_file_on_the_other() {
         &env_a,
     );
     assert_eq!(code, 0, "{out}");
-    let took = until("B serves the file A's assignment made", || {
-        let (status, body) = own_file(&b, &b_data);
-        status == "200" && body.contains("Node-A-Secret")
-    });
+    let took = until(
+        "B serves the file A's assignment made",
+        Duration::from_millis(2),
+        || {
+            let (status, body) = own_file(&b, &b_data);
+            status == "200" && body.contains("Node-A-Secret")
+        },
+    );
     eprintln!("assignment through node A served by node B after {took:?}");
 
     // The window after a release is zero: B confirms with the database before serving a

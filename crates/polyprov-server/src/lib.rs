@@ -192,6 +192,7 @@ fn reload(path: &Path, running: Settings, admin: &admin::AdminState) -> Settings
         ("uploads", new.uploads != running.uploads),
         ("inventory", new.inventory != running.inventory),
         ("store", new.store != running.store),
+        ("boot_root", new.boot_root != running.boot_root),
         ("tftp", new.tftp != running.tftp),
         ("ftp", new.ftp != running.ftp),
         ("https", new.https != running.https),
@@ -268,6 +269,16 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
             settings.provisioning.previous_login_hours,
         ),
     );
+
+    if let Some(store) = settings.boot_root.store() {
+        mirror_boot_root(
+            &store,
+            &settings.root_dir(),
+            std::time::Duration::from_secs(settings.boot_root.sync_interval_secs.max(1)),
+            metrics.clone(),
+        )
+        .await?;
+    }
 
     // Before any phone is served: undo releases a crash interrupted.
     core.reconcile()
@@ -510,6 +521,69 @@ async fn serve(
 /// (each dropped one costs a phone a second or more) — the default of 1024 overflowed with
 /// 1,000 phones booting at once.
 const LISTEN_BACKLOG: i32 = 8192;
+
+/// Keeps the boot root a copy of an object-store prefix: one sync before phones are served
+/// (bounded: a store that does not answer leaves the copy as it is, and phones are served
+/// from it), then one every `interval`. Phones never wait on the object store.
+async fn mirror_boot_root(
+    store: &polyprov_mirror::StoreConfig,
+    root: &Path,
+    interval: std::time::Duration,
+    metrics: Arc<metrics::Metrics>,
+) -> anyhow::Result<()> {
+    let mirror = Arc::new(
+        polyprov_mirror::Mirror::new(store, root)
+            .with_context(|| format!("the boot root's object store {}", store.url))?,
+    );
+    if tokio::time::timeout(
+        BOOT_ROOT_FIRST_SYNC,
+        sync_boot_root(&mirror, &metrics, &store.url, true),
+    )
+    .await
+    .is_err()
+    {
+        tracing::warn!(url = %store.url, "the boot root's first sync is taking long; serving the local copy meanwhile");
+    }
+    let url = store.url.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            sync_boot_root(&mirror, &metrics, &url, false).await;
+        }
+    });
+    Ok(())
+}
+
+/// One sync of the boot root, counted and logged (every change, and the first sync, at info;
+/// a failure at warn).
+async fn sync_boot_root(
+    mirror: &polyprov_mirror::Mirror,
+    metrics: &metrics::Metrics,
+    url: &str,
+    first: bool,
+) {
+    match mirror.sync().await {
+        Ok(r) => {
+            metrics.boot_root_sync(true, r.downloaded.len(), r.removed.len(), r.skipped.len());
+            if first || !r.downloaded.is_empty() || !r.removed.is_empty() {
+                tracing::info!(%url, downloaded = r.downloaded.len(), removed = r.removed.len(), unchanged = r.unchanged, bytes = r.bytes, "boot root synced from its object store");
+            }
+            if !r.skipped.is_empty() {
+                tracing::warn!(%url, keys = ?r.skipped, "object keys that cannot be a served file name were skipped");
+            }
+        }
+        Err(e) => {
+            metrics.boot_root_sync(false, 0, 0, 0);
+            tracing::warn!(%url, error = %e, "cannot sync the boot root from its object store; serving the local copy");
+        }
+    }
+}
+
+/// How long start-up waits for the boot root's first sync from its object store.
+const BOOT_ROOT_FIRST_SYNC: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// On a shared PostgreSQL inventory, keeps the core's copy of the device logins in step with
 /// the changes other nodes make (the inventory itself keeps its assigned set and generation in

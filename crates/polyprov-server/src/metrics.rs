@@ -66,6 +66,13 @@ pub struct Metrics {
     connections: Family<DoorLabels, Gauge>,
     connections_refused: Family<RefusedLabels, Counter>,
     actions: Family<ActionLabels, Counter>,
+    mirror_syncs: Family<ResultLabels, Counter>,
+    mirror_files: Family<ResultLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
 }
 
 impl Default for Metrics {
@@ -137,7 +144,21 @@ impl Default for Metrics {
             "Remote actions on phones, by action, way and result (acknowledged, came_back, refused, no_answer, unreachable, failed)",
             actions.clone(),
         );
+        let mirror_syncs = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "polyprov_boot_root_syncs",
+            "Syncs of the boot root from its object store, by result (ok, failed)",
+            mirror_syncs.clone(),
+        );
+        let mirror_files = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "polyprov_boot_root_sync_files",
+            "Boot-root files the object-store sync changed, by result (downloaded, removed, skipped)",
+            mirror_files.clone(),
+        );
         Metrics {
+            mirror_syncs,
+            mirror_files,
             actions,
             registry,
             requests,
@@ -210,6 +231,23 @@ impl Metrics {
         self.connections_refused
             .get_or_create(&RefusedLabels { door, reason })
             .inc();
+    }
+
+    /// Counts one sync of the boot root from its object store and the files it changed.
+    pub fn boot_root_sync(&self, ok: bool, downloaded: usize, removed: usize, skipped: usize) {
+        let result = if ok { "ok" } else { "failed" };
+        self.mirror_syncs
+            .get_or_create(&ResultLabels { result })
+            .inc();
+        for (result, n) in [
+            ("downloaded", downloaded),
+            ("removed", removed),
+            ("skipped", skipped),
+        ] {
+            self.mirror_files
+                .get_or_create(&ResultLabels { result })
+                .inc_by(n as u64);
+        }
     }
 
     /// Counts a step of a remote action.

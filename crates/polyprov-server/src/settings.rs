@@ -17,6 +17,7 @@ pub struct Settings {
     pub uploads: UploadLimits,
     pub inventory: InventorySettings,
     pub store: StoreSettings,
+    pub boot_root: BootRootSettings,
     pub dhcp: DhcpSettings,
     pub lifecycle: LifecycleSettings,
     pub tftp: TftpSettings,
@@ -341,6 +342,52 @@ pub struct InventorySettings {
     pub flush_interval_ms: u64,
 }
 
+/// Where the boot root comes from: the data directory's `root` folder (the default), or a
+/// prefix of an S3-compatible object store that each node mirrors into that folder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BootRootSettings {
+    /// `s3://bucket/prefix`; unset: the `root` folder is the boot root itself.
+    pub url: Option<String>,
+    /// An S3-compatible endpoint (`https://s3.example.com`, `http://127.0.0.1:9000`); unset: AWS.
+    pub endpoint: Option<String>,
+    /// The region requests are signed for; unset: `AWS_DEFAULT_REGION`, else `us-east-1`.
+    pub region: Option<String>,
+    /// Allow a plain-HTTP endpoint.
+    pub allow_http: bool,
+    /// `environment` (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`; none: unsigned requests) or
+    /// `instance` (the cloud's web identity, container or instance credentials).
+    pub credentials: polyprov_mirror::Credentials,
+    /// How often the local copy is brought up to date, in seconds.
+    pub sync_interval_secs: u64,
+}
+
+impl Default for BootRootSettings {
+    fn default() -> Self {
+        BootRootSettings {
+            url: None,
+            endpoint: None,
+            region: None,
+            allow_http: false,
+            credentials: Default::default(),
+            sync_interval_secs: 10,
+        }
+    }
+}
+
+impl BootRootSettings {
+    /// The object store to mirror, when one is set.
+    pub fn store(&self) -> Option<polyprov_mirror::StoreConfig> {
+        self.url.as_ref().map(|url| polyprov_mirror::StoreConfig {
+            url: url.clone(),
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            allow_http: self.allow_http,
+            credentials: self.credentials,
+        })
+    }
+}
+
 /// Where the inventory, profiles, site defaults and audit log live.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -404,6 +451,7 @@ impl Default for Settings {
             uploads: UploadLimits::default(),
             inventory: InventorySettings::default(),
             store: StoreSettings::default(),
+            boot_root: BootRootSettings::default(),
             dhcp: DhcpSettings::default(),
             lifecycle: LifecycleSettings::default(),
             tftp: TftpSettings::default(),

@@ -30,6 +30,16 @@ pub fn serve_with_open_files(data: &Path, nofile: Option<u32>) -> Served {
 /// `polyprov serve` on loopback ports with more arguments (`--https 127.0.0.1:0`, …); the
 /// summary it printed is in [`Served::summary`].
 pub fn serve_with(data: &Path, nofile: Option<u32>, extra: &[&str]) -> Served {
+    serve_with_env(data, nofile, extra, &[])
+}
+
+/// [`serve_with`], with more environment variables for the server.
+pub fn serve_with_env(
+    data: &Path,
+    nofile: Option<u32>,
+    extra: &[&str],
+    envs: &[(&str, &str)],
+) -> Served {
     let mut cmd = match nofile {
         Some(n) => {
             let mut c = Command::new("sh");
@@ -51,6 +61,7 @@ pub fn serve_with(data: &Path, nofile: Option<u32>, extra: &[&str]) -> Served {
         ])
         .arg(data)
         .args(extra)
+        .envs(envs.iter().copied())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -155,4 +166,35 @@ pub fn admin_env(served: &Served, data: &Path) -> [(&'static str, String); 2] {
 pub fn phone_url(served: &Served, data: &Path) -> String {
     let pw = std::fs::read_to_string(data.join("provisioning.password")).unwrap();
     format!("http://PlcmSpIp:{}@{}/", pw.trim(), served.phones)
+}
+
+/// A file as `served`'s phone door answers a VVX 500 with the shared login: (status, body).
+pub fn phone_get(served: &Served, data: &Path, file: &str) -> (String, String) {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-w",
+            "\n%{http_code}",
+            "-A",
+            "PolycomVVX-VVX_500-UA/5.9.7.4477",
+        ])
+        .arg(format!("{}{file}", phone_url(served, data)))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", ""));
+    (status.to_string(), body.to_string())
+}
+
+/// Polls every `every` until `cond` holds, for at most 20 s; returns how long it took.
+pub fn until(what: &str, every: Duration, mut cond: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "not within 20 s: {what}"
+        );
+        std::thread::sleep(every);
+    }
+    start.elapsed()
 }
