@@ -27,6 +27,16 @@ const BATCH_MAX: usize = 10_000;
 const BATCH_GAP: Duration = Duration::from_millis(2);
 /// Devices in one batch re-read one by one; more, and the assigned set is reloaded whole.
 const PER_DEVICE_MAX: usize = 64;
+/// How long a request waits for [`Inventory::confirm_assigned`]'s round trip…
+const CONFIRM_TIMEOUT: Duration = Duration::from_millis(500);
+/// …and, once it failed, how long requests answer from what was heard without asking.
+const UNCONFIRMABLE_PAUSE_MS: u64 = 1_000;
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
 
 impl Inventory {
     /// On PostgreSQL, starts following the changes every node makes and returns a receiver of
@@ -125,15 +135,26 @@ impl Inventory {
         if self.engine != Engine::Postgres || !self.check_before_serving.load(Ordering::Relaxed) {
             return Ok(self.is_assigned(mac));
         }
-        match self.committed().await {
-            Ok(count) if count <= self.heard.load(Ordering::Acquire) => {
+        let now_ms = now_ms();
+        if self.unconfirmable_until.load(Ordering::Relaxed) > now_ms {
+            return Ok(self.is_assigned(mac));
+        }
+        match tokio::time::timeout(CONFIRM_TIMEOUT, self.committed()).await {
+            Ok(Ok(count)) if count <= self.heard.load(Ordering::Acquire) => {
                 return Ok(self.is_assigned(mac));
             }
-            Ok(_) => {}
-            Err(e) => {
-                // The database is unreachable: nothing can be committed there either, so what
-                // this node last heard is the best answer (the follower reports the outage).
-                tracing::debug!(error = %e, "cannot confirm with the database; answering from what was heard");
+            Ok(Ok(_)) => {}
+            failed => {
+                // The database is unreachable or stalled: nothing can be committed there
+                // either, so what this node last heard is the best answer (the follower reports
+                // the outage) — and for a moment the next requests do not wait to learn it again.
+                let why = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => format!("no answer within {CONFIRM_TIMEOUT:?}"),
+                };
+                tracing::debug!(error = %why, "cannot confirm with the database; answering from what was heard");
+                self.unconfirmable_until
+                    .store(now_ms + UNCONFIRMABLE_PAUSE_MS, Ordering::Relaxed);
                 return Ok(self.is_assigned(mac));
             }
         }

@@ -269,11 +269,16 @@ pub struct Inventory {
     heard: std::sync::atomic::AtomicI64,
     /// See [`Inventory::confirm_assigned`].
     check_before_serving: std::sync::atomic::AtomicBool,
+    /// Until when (ms since the Unix epoch) that check is skipped after it failed.
+    unconfirmable_until: AtomicU64,
     generation: AtomicU64,
     /// MACs with an assignment, kept in memory so that a storm of unknown phones never queries
     /// the database (one process owns the database; several nodes will need a shared signal).
     assigned: std::sync::RwLock<std::collections::HashSet<Mac>>,
 }
+
+/// How long a request waits for a PostgreSQL connection before it is answered 503.
+const POSTGRES_ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Serializes writers on PostgreSQL (`pg_advisory_xact_lock`), as SQLite's one writer does:
 /// a write transaction reads, checks the lifecycle rule, then writes, and two nodes doing that
@@ -291,6 +296,12 @@ fn pool_options(engine: Engine) -> AnyPoolOptions {
         .max_connections(match engine {
             Engine::Sqlite => 4,
             Engine::Postgres => 8,
+        })
+        // A database server that does not answer is an outage: a request waits this long for
+        // a connection and is answered 503, rather than holding the phone for sqlx's 30 s.
+        .acquire_timeout(match engine {
+            Engine::Sqlite => std::time::Duration::from_secs(30),
+            Engine::Postgres => POSTGRES_ACQUIRE_TIMEOUT,
         })
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
@@ -425,6 +436,7 @@ impl Inventory {
             url: None,
             heard: Default::default(),
             check_before_serving: std::sync::atomic::AtomicBool::new(true),
+            unconfirmable_until: AtomicU64::new(0),
             generation: AtomicU64::new(1),
             assigned: Default::default(),
         };

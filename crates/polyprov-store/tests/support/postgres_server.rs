@@ -13,6 +13,7 @@ pub struct Postgres {
     dir: tempfile::TempDir,
     bin: PathBuf,
     port: u16,
+    settings: String,
 }
 
 /// Where the server binaries are: `initdb` on the PATH, else Debian's versioned folder.
@@ -102,6 +103,7 @@ impl Postgres {
             bin: bin_dir(),
             dir,
             port,
+            settings: settings.to_string(),
         };
         let data = pg.dir.path().join("data");
         let mut init = pg.command("initdb");
@@ -116,20 +118,36 @@ impl Postgres {
             "--no-sync",
         ]);
         pg.run(init);
-        let mut start = pg.command("pg_ctl");
+        pg.resume();
+        pg
+    }
+
+    /// Starts the server again after [`Postgres::halt`] (same data, same port).
+    pub fn resume(&self) {
+        let mut start = self.command("pg_ctl");
         start
             .arg("-D")
-            .arg(&data)
+            .arg(self.dir.path().join("data"))
             .arg("-l")
-            .arg(pg.dir.path().join("log"))
+            .arg(self.dir.path().join("log"))
             .args(["-w", "-t", "60", "-o"])
             .arg(format!(
-                "-h 127.0.0.1 -p {port} -k {} -c fsync=off {settings}",
-                pg.dir.path().display()
+                "-h 127.0.0.1 -p {} -k {} -c fsync=off {}",
+                self.port,
+                self.dir.path().display(),
+                self.settings
             ))
             .arg("start");
-        pg.run(start);
-        pg
+        self.run(start);
+    }
+
+    /// Stops the server at once, as a crash or an outage would.
+    pub fn halt(&self) {
+        let mut stop = self.command("pg_ctl");
+        stop.arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "-w", "stop"]);
+        self.run(stop);
     }
 
     pub fn url(&self) -> String {
