@@ -13,6 +13,15 @@ pub(super) const CACHE_BYTES: usize = 8 * 1024 * 1024;
 pub(super) struct RenderCache {
     pub(super) entries: HashMap<Mac, CacheEntry>,
     bytes: usize,
+    /// The site defaults and the profiles read so far, for the generation they were read in:
+    /// a storm renders thousands of devices from one site and a few profiles.
+    shared: Option<SharedParams>,
+}
+
+struct SharedParams {
+    generation: u64,
+    site: Arc<polyprov_model::Params>,
+    profiles: HashMap<String, Option<Arc<polyprov_model::Params>>>,
 }
 
 /// What an entry costs: its file and, once made, a generated master of about the same size.
@@ -64,16 +73,10 @@ impl Core {
         let device = self.inventory.device(mac).await.map_err(internal)?;
         let render = match device {
             Some(d) if d.state == DeviceState::Assigned => {
-                let site = self.inventory.site_defaults().await.map_err(internal)?;
-                let profile = match &d.assignment.profile {
-                    Some(name) => self.inventory.profile(name).await.map_err(internal)?,
-                    None => None,
-                };
-                let mut params = render::merged_params(
-                    &site,
-                    profile.as_ref().map(|p| &p.params),
-                    &d.assignment,
-                );
+                let (site, profile) = self
+                    .shared_params(generation, d.assignment.profile.as_deref())
+                    .await?;
+                let mut params = render::merged_params(&site, profile.as_deref(), &d.assignment);
                 // The phone's own login, until it has used it (then only what checks it is
                 // kept, and the phone keeps the values in flash).
                 if let Some((user, password)) = self.pending_login(mac) {
@@ -103,6 +106,65 @@ impl Core {
             cache.bytes = cache.bytes.saturating_sub(weight(&old.render));
         }
         Ok(render)
+    }
+
+    /// The site defaults and a profile's parameters as of `generation`, read from the
+    /// inventory only when that generation has not read them yet.
+    async fn shared_params(
+        &self,
+        generation: u64,
+        profile: Option<&str>,
+    ) -> Result<
+        (
+            Arc<polyprov_model::Params>,
+            Option<Arc<polyprov_model::Params>>,
+        ),
+        Refusal,
+    > {
+        let internal = Refusal::from_inventory;
+        let known = {
+            let cache = lock(&self.cache);
+            cache
+                .shared
+                .as_ref()
+                .filter(|s| s.generation == generation)
+                .map(|s| {
+                    // `Some(found)` when this profile was read in this generation (`found`:
+                    // whether it exists), `None` when it was not.
+                    let cached = profile.and_then(|name| s.profiles.get(name).cloned());
+                    (s.site.clone(), cached)
+                })
+        };
+        let site = match &known {
+            Some((site, _)) => site.clone(),
+            None => Arc::new(self.inventory.site_defaults().await.map_err(internal)?),
+        };
+        let profile_params = match (profile, known.and_then(|(_, cached)| cached)) {
+            (None, _) => None,
+            (Some(_), Some(found)) => found,
+            (Some(name), None) => self
+                .inventory
+                .profile(name)
+                .await
+                .map_err(internal)?
+                .map(|p| Arc::new(p.params)),
+        };
+        let mut cache = lock(&self.cache);
+        let shared = match &mut cache.shared {
+            Some(s) if s.generation == generation => s,
+            slot => slot.insert(SharedParams {
+                generation,
+                site: site.clone(),
+                profiles: HashMap::new(),
+            }),
+        };
+        if let Some(name) = profile {
+            shared
+                .profiles
+                .entry(name.to_string())
+                .or_insert_with(|| profile_params.clone());
+        }
+        Ok((site, profile_params))
     }
 
     /// The per-device file an assigned device would get now (for the admin API's preview).
