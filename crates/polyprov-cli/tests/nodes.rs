@@ -241,7 +241,8 @@ fn a_node_killed_mid_storm_costs_only_its_requests_in_flight() {
         failed <= AT_ONCE as u64,
         "{failed} failures: more than the requests in flight"
     );
-    // Every upload a phone was told was stored is on disk, on one node or another. An upload
+    // Every upload a phone was told was stored is on disk, on one node or another (the killed
+    // one's included: logs skip the fsync, and a killed process loses nothing it wrote). An upload
     // the killed node had stored but could not answer may have been sent on by nginx and
     // stored again elsewhere (a log then holds it twice: at least once, never lost) — at
     // most one per request in flight.
@@ -251,11 +252,13 @@ fn a_node_killed_mid_storm_costs_only_its_requests_in_flight() {
         .flat_map(|d| log_files(d))
         .collect();
     let distinct: std::collections::BTreeSet<&String> = all.iter().collect();
-    assert_eq!(
-        distinct.len(),
-        acknowledged,
-        "acknowledged uploads missing on disk"
+    assert!(
+        distinct.len() >= acknowledged,
+        "{acknowledged} uploads acknowledged, {} on disk",
+        distinct.len()
     );
+    // (An upload answered 502 may have been stored before its node died.)
+    assert!(distinct.len() <= acknowledged + failed as usize);
     assert!(
         all.len() - distinct.len() <= AT_ONCE,
         "{} uploads stored twice",
