@@ -3,8 +3,9 @@
 # nodes) to 1, 2 and 3 polyprov nodes sharing one PostgreSQL, beside one node on SQLite with no
 # balancer; and 3 nodes with [store] check_before_serving off. Reports, for each, phones/s,
 # errors, and the database statements per phone boot (pg_stat_statements: every statement the
-# nodes sent while the storm ran, sightings flushes and change announcements included;
-# VERBOSE=1 lists the most frequent).
+# nodes sent while the storm ran, sightings flushes and change announcements included; then
+# for a second storm of the same phones with the caches warm, all of it and the reads on
+# requests' path; VERBOSE=1 lists the most frequent of the first storm).
 # On two shared cores more nodes cannot go faster: this shows the cost of the balancer and the
 # shared database, and that nothing breaks, not a speed-up.
 # Loopback only; bounded by phone count and a time limit.
@@ -121,19 +122,29 @@ run() {
   "$BIN" sim storm --server "$server" --phones "$PHONES" --concurrency "$CONC" --time-limit 300 \
     --mac-prefix 0004f2 --json >"$WORK/$label.json" || true
   sleep 1.2 # one sightings flush after the last boot
-  local statements=-
+  local statements=- warm="- -"
   if [ "$engine" = postgres ]; then
     statements=$(psql_ -d "$db" -c "SELECT COALESCE(SUM(s.calls), 0) FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = '$db' AND s.query NOT LIKE '%pg_stat_statements%'")
+    # The same phones again, caches warm: what is still sent, and what of it is on a request's
+    # path (reads; the sightings flush is writes in its own transaction).
+    psql_ -d "$db" -c "SELECT pg_stat_statements_reset()" >/dev/null
+    "$BIN" sim storm --server "$server" --phones "$PHONES" --concurrency "$CONC" --time-limit 300 \
+      --mac-prefix 0004f2 --json >"$WORK/$label-warm.json" || true
+    sleep 1.2
+    warm=$(psql_ -d "$db" -c "SELECT COALESCE(SUM(s.calls), 0) || ' ' || COALESCE(SUM(s.calls) FILTER (WHERE s.query ILIKE 'SELECT%' AND s.query NOT LIKE '%pg_advisory_xact_lock%'), 0) FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = '$db' AND s.query NOT LIKE '%pg_stat_statements%'")
     [ -z "$direct" ] && kill "$BALANCER_PID" 2>/dev/null
     if [ "${VERBOSE:-0}" = 1 ]; then
       psql_ -d "$db" -c "SELECT round(s.calls::numeric / $PHONES, 2) || ' a boot: ' || left(regexp_replace(s.query, '\s+', ' ', 'g'), 110) FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = '$db' AND s.query NOT LIKE '%pg_stat_statements%' ORDER BY s.calls DESC LIMIT 8" | sed 's/^/    /'
     fi
   fi
-  python3 - "$label" "$WORK/$label.json" "$statements" "$PHONES" <<'PY'
+  python3 - "$label" "$WORK/$label.json" "$statements" "$PHONES" $warm <<'PY'
 import json, sys
 label, path, statements, phones = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+warm_all, warm_path = sys.argv[5], sys.argv[6]
 r = json.load(open(path))
 per = "-" if statements == "-" else f"{int(statements) / max(1, r['phones_booted']):.1f}"
+if warm_all != "-":
+    per += f" (warm: {int(warm_all) / phones:.1f}, {int(warm_path) / phones:.1f} on requests' path)"
 own = r["latency"].get("config", {}).get("p99", 0) / 1000
 print(f"{label:<34} {r['phones_booted']:>6} booted {r['phones_per_second']:8.0f} phones/s  "
       f"errors {r['error_count']:>3}  boot p99 {r['boot']['p99'] / 1000:7.1f} ms  "
