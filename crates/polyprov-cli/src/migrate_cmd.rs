@@ -27,14 +27,12 @@ pub async fn migrate(from: &str, to: &str, json: bool) -> Result<(), CliError> {
         }
     }
     // A source that does not exist is a typo, not an empty inventory to copy.
-    if let Some(path) = from
-        .strip_prefix("sqlite://")
-        .or_else(|| from.strip_prefix("sqlite:"))
-        && !std::path::Path::new(path).is_file()
+    if let Some(path) = polyprov_store::inventory::sqlite_path(from)
+        && !path.is_file()
     {
         return Err(CliError::new(
             Exit::Usage,
-            format!("{path}: no such inventory file"),
+            format!("{}: no such inventory file", path.display()),
         ));
     }
     let source = Inventory::open(from).await.map_err(|e| opening(from, e))?;

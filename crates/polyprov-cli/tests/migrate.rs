@@ -8,7 +8,7 @@ mod common;
 #[path = "../../polyprov-store/tests/support/postgres_server.rs"]
 mod postgres_server;
 
-use common::{admin_env, run, serve, serve_with};
+use common::{admin_env, run, serve, serve_on_store};
 
 fn json(out: &str) -> serde_json::Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"))
@@ -16,9 +16,7 @@ fn json(out: &str) -> serde_json::Value {
 
 #[test]
 fn an_installation_moves_to_postgres_and_back() {
-    let pg = tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(postgres_server::fresh_database());
+    let pg = postgres_server::fresh_database_blocking();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let db = format!("sqlite:{}", data.join("polyprov.db").display());
@@ -56,11 +54,9 @@ fn an_installation_moves_to_postgres_and_back() {
     assert!(out.contains("not empty"), "{out}");
 
     // The same data folder served from PostgreSQL says what it said.
-    let config = dir.path().join("polyprov.toml");
-    std::fs::write(&config, format!("[store]\nurl = \"{pg}\"\n")).unwrap();
     std::fs::remove_file(data.join("polyprov.db")).unwrap();
     {
-        let served = serve_with(&data, None, &["--config", config.to_str().unwrap()]);
+        let (served, _) = serve_on_store(dir.path(), "data", &pg);
         let env = admin_env(&served, &data);
         let (code, out) = run(&["device", "list", "--json"], &env);
         assert_eq!(code, 0, "{out}");

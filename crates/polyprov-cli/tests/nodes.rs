@@ -9,20 +9,12 @@ mod common;
 #[path = "../../polyprov-store/tests/support/postgres_server.rs"]
 mod postgres_server;
 
-use common::{Served, admin_env, phone_get, run, serve_with, until};
+use common::{Served, admin_env, phone_get, run, serve_on_store, until};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 const MAC: &str = "0004f2ab0001";
-
-fn node(dir: &Path, name: &str, url: &str) -> (Served, std::path::PathBuf) {
-    let data = dir.join(name);
-    let config = dir.join(format!("{name}.toml"));
-    std::fs::write(&config, format!("[store]\nurl = \"{url}\"\n")).unwrap();
-    let served = serve_with(&data, None, &["--config", config.to_str().unwrap()]);
-    (served, data)
-}
 
 /// The phone's own file as node `served` answers it now: (status, body).
 fn own_file(served: &Served, data: &Path) -> (String, String) {
@@ -31,12 +23,10 @@ fn own_file(served: &Served, data: &Path) -> (String, String) {
 
 #[test]
 fn a_release_on_one_node_withdraws_the_file_on_the_other() {
-    let url = tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(postgres_server::fresh_database());
+    let url = postgres_server::fresh_database_blocking();
     let dir = tempfile::tempdir().unwrap();
-    let (a, a_data) = node(dir.path(), "a", &url);
-    let (b, b_data) = node(dir.path(), "b", &url);
+    let (a, a_data) = serve_on_store(dir.path(), "a", &url);
+    let (b, b_data) = serve_on_store(dir.path(), "b", &url);
     let env_a = admin_env(&a, &a_data);
 
     assert_eq!(own_file(&b, &b_data).0, "404", "nothing of its own yet");
@@ -171,11 +161,9 @@ fn log_files(data: &Path) -> Vec<String> {
 fn a_node_killed_mid_storm_costs_only_its_requests_in_flight() {
     const PHONES: usize = 4000;
     const AT_ONCE: usize = 60;
-    let url = tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(postgres_server::fresh_database());
+    let url = postgres_server::fresh_database_blocking();
     let dir = tempfile::tempdir().unwrap();
-    let (a, a_data) = node(dir.path(), "a", &url);
+    let (a, a_data) = serve_on_store(dir.path(), "a", &url);
     // The other nodes answer phones with node A's login.
     for name in ["b", "c"] {
         let data = dir.path().join(name);
@@ -184,8 +172,8 @@ fn a_node_killed_mid_storm_costs_only_its_requests_in_flight() {
             std::fs::copy(a_data.join(secret), data.join(secret)).unwrap();
         }
     }
-    let (b, b_data) = node(dir.path(), "b", &url);
-    let (mut c, c_data) = node(dir.path(), "c", &url);
+    let (b, b_data) = serve_on_store(dir.path(), "b", &url);
+    let (mut c, c_data) = serve_on_store(dir.path(), "c", &url);
     let lb = Balancer::start(&[&a.phones, &b.phones, &c.phones]);
     let pw = std::fs::read_to_string(a_data.join("provisioning.password")).unwrap();
     let server = format!("http://PlcmSpIp:{}@127.0.0.1:{}/", pw.trim(), lb.port);

@@ -9,7 +9,7 @@ mod common;
 #[path = "../../polyprov-store/tests/support/postgres_server.rs"]
 mod postgres_server;
 
-use common::{admin_env, phone_get, phone_url, run, serve_with, until};
+use common::{admin_env, phone_get, phone_url, run, serve_on_store, until};
 use std::process::Command;
 use std::time::Duration;
 
@@ -21,10 +21,7 @@ const D3: &str = "0004f2cd0003";
 fn a_database_outage_is_served_through_and_recovered_from() {
     let pg = postgres_server::Postgres::start();
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let config = dir.path().join("polyprov.toml");
-    std::fs::write(&config, format!("[store]\nurl = \"{}\"\n", pg.url())).unwrap();
-    let served = serve_with(&data, None, &["--config", config.to_str().unwrap()]);
+    let (served, data) = serve_on_store(dir.path(), "data", &pg.url());
     let env = admin_env(&served, &data);
     for (mac, pw) in [(D1, "D1-secret"), (D2, "D2-secret")] {
         let (code, out) = run(&["device", "assign", mac, "--admin-password", pw], &env);

@@ -7,7 +7,7 @@ mod common;
 #[path = "../../polyprov-store/tests/support/postgres_server.rs"]
 mod postgres_server;
 
-use common::{admin_env, run, serve, serve_with};
+use common::{admin_env, run, serve, serve_on_store, serve_with};
 use std::path::Path;
 
 fn admin_password(state: &Path) -> (String, String) {
@@ -31,22 +31,16 @@ fn the_seed_story_with_the_sim_commands() {
 /// The same story with the inventory on a real PostgreSQL (`[store] url`).
 #[test]
 fn the_seed_story_with_the_inventory_on_postgres() {
-    let url = tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(postgres_server::fresh_database());
+    let url = postgres_server::fresh_database_blocking();
     seed_story(Some(&url));
 }
 
 fn seed_story(store_url: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let config = dir.path().join("polyprov.toml");
-    let mut extra = Vec::new();
-    if let Some(url) = store_url {
-        std::fs::write(&config, format!("[store]\nurl = \"{url}\"\n")).unwrap();
-        extra = vec!["--config", config.to_str().unwrap()];
-    }
-    let served = serve_with(&data, None, &extra);
+    let (served, data) = match store_url {
+        Some(url) => serve_on_store(dir.path(), "data", url),
+        None => (serve(&dir.path().join("data")), dir.path().join("data")),
+    };
     if store_url.is_some() {
         assert!(!data.join("polyprov.db").exists(), "SQLite was used");
     }

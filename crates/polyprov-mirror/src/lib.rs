@@ -145,13 +145,7 @@ impl Mirror {
             }
             None => {}
         }
-        let prefix = prefix.trim_matches('/');
-        Ok(Mirror {
-            store: Arc::new(b.build()?),
-            prefix: (!prefix.is_empty()).then(|| StorePath::from(prefix)),
-            dir: dir.to_path_buf(),
-            running: tokio::sync::Mutex::new(()),
-        })
+        Ok(Mirror::with_store(Arc::new(b.build()?), prefix, dir))
     }
 
     /// A mirror of `store` (any object store: tests, other clouds) under `prefix` into `dir`.

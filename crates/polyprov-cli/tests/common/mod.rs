@@ -198,3 +198,13 @@ pub fn until(what: &str, every: Duration, mut cond: impl FnMut() -> bool) -> Dur
     }
     start.elapsed()
 }
+
+/// `polyprov serve` on data directory `dir/name` with its inventory at `store_url`
+/// (`[store] url`, in `dir/name.toml`); returns it and its data directory.
+pub fn serve_on_store(dir: &Path, name: &str, store_url: &str) -> (Served, std::path::PathBuf) {
+    let data = dir.join(name);
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(&config, format!("[store]\nurl = \"{store_url}\"\n")).unwrap();
+    let served = serve_with(&data, None, &["--config", config.to_str().unwrap()]);
+    (served, data)
+}

@@ -330,6 +330,14 @@ fn pool_options(engine: Engine) -> AnyPoolOptions {
         })
 }
 
+/// The file an inventory URL `sqlite:PATH` (or `sqlite://PATH`) names; `None` for any other URL.
+pub fn sqlite_path(url: &str) -> Option<&Path> {
+    url.strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .filter(|p| !p.is_empty())
+        .map(Path::new)
+}
+
 /// Current Unix time in seconds.
 pub fn now() -> i64 {
     SystemTime::now()
@@ -376,12 +384,9 @@ impl Inventory {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             return Inventory::open_postgres(url).await;
         }
-        match url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-        {
-            Some(path) if !path.is_empty() => Inventory::open_sqlite(Path::new(path)).await,
-            _ => Err(InventoryError::Db(sqlx::Error::Configuration(
+        match sqlite_path(url) {
+            Some(path) => Inventory::open_sqlite(path).await,
+            None => Err(InventoryError::Db(sqlx::Error::Configuration(
                 format!("not an inventory URL (sqlite:PATH or postgres://…): {url:?}").into(),
             ))),
         }

@@ -240,3 +240,10 @@ pub async fn fresh_database() -> String {
     conn.close().await.unwrap();
     format!("postgres://polyprov@127.0.0.1:{}/{name}", shared.port)
 }
+
+/// [`fresh_database`] for a test without a runtime of its own.
+pub fn fresh_database_blocking() -> String {
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(fresh_database())
+}
