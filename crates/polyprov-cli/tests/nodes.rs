@@ -59,6 +59,90 @@ fn a_release_on_one_node_withdraws_the_file_on_the_other() {
     assert!(out.contains("\"released\""), "{out}");
 }
 
+/// A phone's upload of `file` through node `served` with the shared login: the HTTP status.
+fn phone_put(served: &Served, data: &Path, file: &str, body: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-T", "-"])
+        .args(["-A", "PolycomVVX-VVX_500-UA/5.9.7.4477"])
+        .arg(format!("{}{file}", common::phone_url(served, data)))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(body.as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The files a phone downloads back live in the shared database: an override uploaded through
+/// one node is served by the other at once (even though the other had just answered "none"),
+/// a release through either withdraws it from both at once, and a restore through the other
+/// brings it back — no node's upload folder holds it.
+#[test]
+fn an_override_uploaded_through_one_node_follows_the_device_on_every_node() {
+    let url = postgres_server::fresh_database_blocking();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, a_data) = serve_on_store(dir.path(), "a", &url);
+    let (b, b_data) = serve_on_store(dir.path(), "b", &url);
+    let (env_a, env_b) = (admin_env(&a, &a_data), admin_env(&b, &b_data));
+    let (code, out) = run(
+        &["device", "assign", MAC, "--admin-password", "Pw-1"],
+        &env_a,
+    );
+    assert_eq!(code, 0, "{out}");
+    let file = format!("{MAC}-phone.cfg");
+    // Both nodes have answered "none" (and cached it).
+    assert_eq!(phone_get(&a, &a_data, &file).0, "404");
+    assert_eq!(phone_get(&b, &b_data, &file).0, "404");
+
+    let first_user =
+        r#"<PHONE_CONFIG><OVERRIDES up.backlight.idleIntensity="first-user"/></PHONE_CONFIG>"#;
+    let status = phone_put(&b, &b_data, &file, first_user);
+    assert!(status.starts_with('2'), "upload through B: {status}");
+    let (status, body) = phone_get(&a, &a_data, &file);
+    assert_eq!(
+        (status.as_str(), body.as_str()),
+        ("200", first_user),
+        "A at once"
+    );
+    assert_eq!(phone_get(&b, &b_data, &file).1, first_user);
+
+    let (code, out) = run(&["device", "release", MAC, "--reason", "new user"], &env_a);
+    assert_eq!(code, 0, "{out}");
+    for (node, data) in [(&b, &b_data), (&a, &a_data)] {
+        let (status, body) = phone_get(node, data, &file);
+        assert_eq!(status, "404", "a withdrawn override was served: {body}");
+    }
+    let (code, out) = run(&["device", "quarantine", MAC, "--json"], &env_b);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("phone.cfg"),
+        "B lists the set A's release made: {out}"
+    );
+
+    let (code, out) = run(&["device", "restore", MAC], &env_b);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        phone_get(&a, &a_data, &file).1,
+        first_user,
+        "restored through B"
+    );
+    for data in [&a_data, &b_data] {
+        let folder = data.join("uploads").join(MAC);
+        assert!(
+            !folder.join("phone.cfg").exists(),
+            "kept in the database, not in {}",
+            folder.display()
+        );
+    }
+    let (code, out) = run(&["device", "history", MAC, "--json"], &env_a);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("restore"), "{out}");
+}
+
 /// nginx in front of `upstreams` (round robin, keep-alive to them), stopped when dropped.
 struct Balancer {
     child: std::process::Child,

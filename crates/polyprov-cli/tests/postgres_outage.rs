@@ -1,7 +1,9 @@
 //! The inventory's PostgreSQL goes away under a running `polyprov serve`, and comes back: what
 //! was rendered keeps being served, what needs the database is answered 503 (never 404: a
-//! phone told 404 boots without the file), a phone's upload is still stored, an admin change is
-//! refused — and once the database is back, everything works again without a restart.
+//! phone told 404 boots without the file), a phone's log is still stored (logs are files of the
+//! node) while an upload kept in the database is refused with 503 (never acknowledged, so never
+//! lost), an admin change is refused — and once the database is back, everything works again
+//! without a restart.
 
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
@@ -22,6 +24,17 @@ fn a_database_outage_is_served_through_and_recovered_from() {
     let pg = postgres_server::Postgres::start();
     let dir = tempfile::tempdir().unwrap();
     let (served, data) = serve_on_store(dir.path(), "data", &pg.url());
+    // A phone's upload through the shared login: the HTTP status.
+    let put = |file: &str, body: &str| {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT"])
+            .args(["-A", "PolycomVVX-VVX_500-UA/5.9.7.4477"])
+            .args(["--data-binary", body])
+            .arg(format!("{}{file}", phone_url(&served, &data)))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
     let env = admin_env(&served, &data);
     for (mac, pw) in [(D1, "D1-secret"), (D2, "D2-secret")] {
         let (code, out) = run(&["device", "assign", mac, "--admin-password", pw], &env);
@@ -31,6 +44,15 @@ fn a_database_outage_is_served_through_and_recovered_from() {
     let (status, body) = own(D1);
     assert_eq!(status, "200");
     assert!(body.contains("D1-secret"));
+    let first = r#"<PHONE_CONFIG><OVERRIDES up.backlight.idleIntensity="1"/></PHONE_CONFIG>"#;
+    let heard_before = changes_heard(&served.admin);
+    assert!(put(&format!("{D1}-phone.cfg"), first).starts_with('2'));
+    // Once the node has heard its own upload announced, what it reads next stays cached.
+    until("the upload is heard", Duration::from_millis(20), || {
+        changes_heard(&served.admin) > heard_before
+    });
+    let override_of = |mac: &str| phone_get(&served, &data, &format!("{mac}-phone.cfg"));
+    assert_eq!(override_of(D1), ("200".to_string(), first.to_string()));
 
     pg.halt();
     let outage = std::time::Instant::now();
@@ -42,19 +64,15 @@ fn a_database_outage_is_served_through_and_recovered_from() {
     let (status, body) = own(D2);
     assert_eq!(status, "503", "{body}");
     eprintln!("503 after {:?} into the outage", outage.elapsed());
-    // A phone's upload is stored (uploads are files of this node).
-    let put = Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT"])
-        .args(["-A", "PolycomVVX-VVX_500-UA/5.9.7.4477"])
-        .args([
-            "--data-binary",
-            r#"<PHONE_CONFIG><OVERRIDES up.backlight.idleIntensity="1"/></PHONE_CONFIG>"#,
-        ])
-        .arg(format!("{}{D1}-phone.cfg", phone_url(&served, &data)))
-        .output()
-        .unwrap();
-    let put = String::from_utf8_lossy(&put.stdout).into_owned();
-    assert!(put.starts_with('2'), "the upload during the outage: {put}");
+    // The override it had is served from this node's cache.
+    assert_eq!(override_of(D1), ("200".to_string(), first.to_string()));
+    // A phone's log is stored (logs are files of this node)…
+    let status = put(&format!("{D1}-app.log"), "a log line\n");
+    assert!(status.starts_with('2'), "a log during the outage: {status}");
+    // …an override (kept in the database, for every node) is refused, not acknowledged.
+    let second = r#"<PHONE_CONFIG><OVERRIDES up.backlight.idleIntensity="2"/></PHONE_CONFIG>"#;
+    let status = put(&format!("{D1}-phone.cfg"), second);
+    assert_eq!(status, "503", "an override during the outage");
     // An admin change is refused, and says why.
     let (code, out) = run(&["device", "assign", D3], &env);
     assert_ne!(code, 0, "{out}");
@@ -79,7 +97,23 @@ fn a_database_outage_is_served_through_and_recovered_from() {
         "all working again {:?} after the database came back",
         back.elapsed()
     );
-    let (status, body) = phone_get(&served, &data, &format!("{D1}-phone.cfg"));
-    assert_eq!(status, "200");
-    assert!(body.contains("idleIntensity"), "{body}");
+    assert!(put(&format!("{D1}-phone.cfg"), second).starts_with('2'));
+    assert_eq!(override_of(D1), ("200".to_string(), second.to_string()));
+    let log = std::fs::read_to_string(data.join("uploads").join(D1).join("app.log")).unwrap();
+    assert_eq!(log, "a log line\n");
+}
+
+/// Changes to devices' files `polyprov serve` at `admin` has heard from the shared inventory (metrics).
+fn changes_heard(admin: &str) -> u64 {
+    let out = Command::new("curl")
+        .arg("-s")
+        .arg(format!("{admin}/metrics"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("polyprov_inventory_changes_heard_total{result=\"device_files\"} ")
+        })
+        .map_or(0, |n| n.trim().parse().unwrap())
 }

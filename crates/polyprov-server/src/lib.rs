@@ -287,7 +287,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
     core.load_logins()
         .await
         .context("loading the devices' provisioning logins")?;
-    follow_other_nodes(&core, &inventory);
+    follow_other_nodes(&core, &inventory, metrics.clone());
 
     let phone_door = Arc::new(http::PhoneDoor {
         door: core::Door::Http,
@@ -588,7 +588,11 @@ const BOOT_ROOT_FIRST_SYNC: std::time::Duration = std::time::Duration::from_secs
 /// On a shared PostgreSQL inventory, keeps the core's copy of the device logins in step with
 /// the changes other nodes make (the inventory itself keeps its assigned set and generation in
 /// step; see `polyprov_store::inventory::follow`).
-fn follow_other_nodes(core: &Arc<core::Core>, inventory: &Arc<Inventory>) {
+fn follow_other_nodes(
+    core: &Arc<core::Core>,
+    inventory: &Arc<Inventory>,
+    metrics: Arc<metrics::Metrics>,
+) {
     let Some(mut changes) = inventory.follow_changes() else {
         return;
     };
@@ -600,8 +604,16 @@ fn follow_other_nodes(core: &Arc<core::Core>, inventory: &Arc<Inventory>) {
             let change = changes.recv().await;
             let Some(core) = core.upgrade() else { return };
             let result = match change {
-                Ok(InventoryChange::Device(mac)) => core.reload_login(mac).await,
+                Ok(InventoryChange::Device(mac)) => {
+                    metrics.change_heard("device");
+                    core.reload_login(mac).await
+                }
+                Ok(InventoryChange::DeviceFiles(_)) => {
+                    metrics.change_heard("device_files");
+                    Ok(())
+                }
                 Ok(InventoryChange::All) | Err(RecvError::Lagged(_)) => {
+                    metrics.change_heard("all");
                     core.load_logins().await.map(|_| ())
                 }
                 Err(RecvError::Closed) => return,

@@ -68,6 +68,7 @@ pub struct Metrics {
     actions: Family<ActionLabels, Counter>,
     mirror_syncs: Family<ResultLabels, Counter>,
     mirror_files: Family<ResultLabels, Counter>,
+    changes_heard: Family<ResultLabels, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -156,7 +157,14 @@ impl Default for Metrics {
             "Boot-root files the object-store sync changed, by result (downloaded, removed, skipped)",
             mirror_files.clone(),
         );
+        let changes_heard = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "polyprov_inventory_changes_heard",
+            "Changes the nodes made to a shared PostgreSQL inventory, as heard: one device's (device), one device's files kept there (device_files), or anything's (all)",
+            changes_heard.clone(),
+        );
         Metrics {
+            changes_heard,
             mirror_syncs,
             mirror_files,
             actions,
@@ -279,6 +287,13 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition.
+    /// A change to the shared inventory was heard (`device` or `all`).
+    pub fn change_heard(&self, result: &'static str) {
+        self.changes_heard
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         // Writing to a String cannot fail.

@@ -90,6 +90,8 @@ pub enum UploadError {
     },
     #[error("upload storage: {0}")]
     Io(#[from] io::Error),
+    #[error("upload storage: {0}")]
+    Database(crate::InventoryError),
 }
 
 /// One stored upload.
@@ -109,6 +111,19 @@ pub struct UploadInfo {
     /// Modification time in nanoseconds, for entity tags.
     #[serde(skip)]
     pub modified_nanos: u128,
+    /// The bytes, when they are kept in the database rather than at `path`.
+    #[serde(skip)]
+    pub body: Option<bytes::Bytes>,
+}
+
+impl UploadInfo {
+    /// The stored bytes, from memory or from disk.
+    pub fn read(&self) -> io::Result<Vec<u8>> {
+        match &self.body {
+            Some(b) => Ok(b.to_vec()),
+            None => fs::read(&self.path),
+        }
+    }
 }
 
 /// One release's quarantined files.
@@ -371,6 +386,7 @@ impl Uploads {
             modified: since_epoch.as_secs() as i64,
             path: current,
             modified_nanos: since_epoch.as_nanos(),
+            body: None,
         })
     }
 
@@ -474,7 +490,7 @@ impl Uploads {
 }
 
 /// Kinds a release quarantines: what a phone would download back. Logs stay where they are.
-const QUARANTINED: [UploadKind; 5] = [
+pub const QUARANTINED: [UploadKind; 5] = [
     UploadKind::PhoneOverride,
     UploadKind::WebOverride,
     UploadKind::Directory,
@@ -656,6 +672,7 @@ fn info(kind: UploadKind, version: u64, path: &Path) -> Result<UploadInfo, Uploa
         modified: since_epoch.as_secs() as i64,
         path: path.to_path_buf(),
         modified_nanos: since_epoch.as_nanos(),
+        body: None,
     })
 }
 

@@ -62,9 +62,16 @@ pub fn serve_with_env(
         .arg(data)
         .args(extra)
         .envs(envs.iter().copied())
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("POLYPROV_TEST_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(if std::env::var_os("POLYPROV_TEST_SERVER_LOG").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
         .spawn()
         .unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());

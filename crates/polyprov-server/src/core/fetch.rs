@@ -126,12 +126,15 @@ impl Core {
                     }
                 }
                 match self.latest_upload(mac, kind).await? {
-                    Some(info) => Ok(Answer::File(served(
-                        info.path,
-                        info.size,
-                        info.modified_nanos,
-                        path.file_name(),
-                    ))),
+                    Some(info) => {
+                        let file =
+                            served(info.path, info.size, info.modified_nanos, path.file_name());
+                        Ok(match info.body {
+                            // Kept in the shared database (several nodes).
+                            Some(body) => Answer::Generated(Generated::cached(body, &file)),
+                            None => Answer::File(file),
+                        })
+                    }
                     None if kind == UploadKind::Directory => self.mac_file(&path).await,
                     None => Err(Refusal::NotFound),
                 }
@@ -195,10 +198,6 @@ impl Core {
         mac: Mac,
         kind: UploadKind,
     ) -> Result<Option<UploadInfo>, Refusal> {
-        // Inline, like the boot root's stat: one small directory read on local disk costs
-        // less than a hand-off to the blocking pool and back.
-        self.uploads
-            .latest(mac, kind)
-            .map_err(|e| Refusal::from_io(&e, "reading the upload store"))
+        self.uploads.latest(mac, kind).await.map_err(Refusal::from)
     }
 }

@@ -165,7 +165,7 @@ impl Core {
 
     /// What a device uploaded (every stored version, logs included).
     pub async fn uploads_of(&self, mac: Mac) -> Result<Vec<UploadInfo>, LifecycleError> {
-        self.blocking(move |u| u.list(mac)).await
+        Ok(self.uploads.list(mac).await?)
     }
 
     /// One stored upload's bytes.
@@ -175,11 +175,10 @@ impl Core {
         kind: UploadKind,
         version: u64,
     ) -> Result<Option<Vec<u8>>, LifecycleError> {
-        self.blocking(move |u| {
-            u.version(mac, kind, version)
-                .and_then(|i| i.map(|i| std::fs::read(i.path)).transpose())
-        })
-        .await
+        match self.uploads.version(mac, kind, version).await? {
+            Some(info) => Ok(Some(self.uploads.bytes(&info).await?)),
+            None => Ok(None),
+        }
     }
 
     /// Stores `body` as the device's upload of `kind`, as the admin (an import from another
@@ -198,10 +197,10 @@ impl Core {
             super::upload::check_xml_body(&body)?;
         }
         let size = body.len();
-        let uploads = self.uploads.clone();
-        let info = tokio::task::spawn_blocking(move || uploads.put(mac, kind, &body))
+        let info = self
+            .uploads
+            .put(mac, kind, body.into())
             .await
-            .map_err(|e| Refusal::Internal(e.to_string()))?
             .map_err(Refusal::from)?;
         self.inventory
             .record(
@@ -228,11 +227,9 @@ impl Core {
         param: &str,
     ) -> Result<Option<String>, LifecycleError> {
         let name = param.to_string();
-        self.blocking(move |u| {
-            Ok(latest_override(u, mac, kind)?
-                .and_then(|(_, f)| f.get(&name).map(|p| p.value.clone())))
-        })
-        .await
+        Ok(latest_override(&self.uploads, mac, kind)
+            .await?
+            .and_then(|(_, f)| f.get(&name).map(|p| p.value.clone())))
     }
 
     /// Takes one parameter out of a device's stored override (`<mac>-phone.cfg` or
@@ -248,23 +245,24 @@ impl Core {
     ) -> Result<bool, LifecycleError> {
         let _guard = self.device_lock(mac).write().await;
         let name = param.to_string();
-        let edited = self
-            .blocking(move |u| {
-                let Some((old, mut f)) = latest_override(u, mac, kind)? else {
-                    return Ok(None);
-                };
-                if !f.remove(&name).map_err(invalid_data)? {
-                    return Ok(None);
-                }
-                let new = u
-                    .put(mac, kind, f.text().as_bytes())
-                    .map_err(std::io::Error::other)?;
-                Ok(Some((old, new.version)))
-            })
-            .await?;
-        let Some((old, new)) = edited else {
+        let Some((old, mut f)) = latest_override(&self.uploads, mac, kind).await? else {
             return Ok(false);
         };
+        if !f
+            .remove(&name)
+            .map_err(|e| LifecycleError::Storage(e.to_string()))?
+        {
+            return Ok(false);
+        }
+        let new = self
+            .uploads
+            .put(
+                mac,
+                kind,
+                bytes::Bytes::copy_from_slice(f.text().as_bytes()),
+            )
+            .await?
+            .version;
         self.inventory
             .record(
                 actor,
@@ -281,7 +279,7 @@ impl Core {
 
     /// A device's quarantine sets, oldest first.
     pub async fn quarantine_sets(&self, mac: Mac) -> Result<Vec<QuarantineSet>, LifecycleError> {
-        self.blocking(move |u| u.quarantined(mac)).await
+        Ok(self.uploads.quarantined(mac).await?)
     }
 
     /// Closes the inventory (at shutdown, after the last flush).
@@ -292,7 +290,12 @@ impl Core {
             Ok(()) => "ok".to_string(),
             Err(e) => e.to_string(),
         };
-        let uploads = match self.blocking(|u| u.check_writable()).await {
+        let folder = self.uploads.folder().clone();
+        let writable = tokio::task::spawn_blocking(move || folder.check_writable())
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r);
+        let uploads = match writable {
             Ok(()) => "ok".to_string(),
             Err(e) => e.to_string(),
         };
@@ -317,23 +320,19 @@ impl Health {
     }
 }
 
-fn invalid_data(e: impl std::fmt::Display) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
-}
-
 /// A device's newest stored override of `kind`, parsed, with its version.
-fn latest_override(
-    u: &polyprov_store::Uploads,
+async fn latest_override(
+    u: &polyprov_store::UploadStore,
     mac: Mac,
     kind: UploadKind,
-) -> std::io::Result<Option<(u64, polyprov_model::config_file::ConfigFile)>> {
-    let Some(latest) = u.latest(mac, kind)? else {
+) -> Result<Option<(u64, polyprov_model::config_file::ConfigFile)>, LifecycleError> {
+    let Some(latest) = u.latest(mac, kind).await? else {
         return Ok(None);
     };
-    let bytes = std::fs::read(&latest.path)?;
+    let bytes = u.bytes(&latest).await?;
     let name = kind.file_name(mac);
     let f = polyprov_model::config_file::decode(&name, &bytes)
         .and_then(|text| polyprov_model::config_file::ConfigFile::parse(&name, &text))
-        .map_err(invalid_data)?;
+        .map_err(|e| LifecycleError::Storage(format!("{name}: {e}")))?;
     Ok(Some((latest.version, f)))
 }

@@ -15,6 +15,15 @@ pub enum LifecycleError {
     Storage(String),
 }
 
+impl From<polyprov_store::UploadError> for LifecycleError {
+    fn from(e: polyprov_store::UploadError) -> LifecycleError {
+        match e {
+            polyprov_store::UploadError::Database(e) => LifecycleError::Inventory(e),
+            other => LifecycleError::Storage(other.to_string()),
+        }
+    }
+}
+
 /// What a release did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Released {
@@ -40,15 +49,12 @@ impl Core {
         let at = polyprov_store::inventory::now();
         let mut detail = evidence;
         if self.lifecycle().reset_policy == ResetPolicy::Quarantine {
-            let uploads = self.uploads.clone();
-            match tokio::task::spawn_blocking(move || uploads.quarantine(mac)).await {
-                Ok(Ok(Some(id))) => {
+            let id = polyprov_store::uploads::new_quarantine_id();
+            match self.uploads.quarantine_as(mac, &id).await {
+                Ok(Some(id)) => {
                     detail.push_str(&format!("; policy quarantine: overrides moved to {id}"))
                 }
-                Ok(Ok(None)) => detail.push_str("; policy quarantine: nothing to move"),
-                Ok(Err(e)) => {
-                    tracing::error!(%mac, error = %e, "could not quarantine after a suspected reset")
-                }
+                Ok(None) => detail.push_str("; policy quarantine: nothing to move"),
                 Err(e) => {
                     tracing::error!(%mac, error = %e, "could not quarantine after a suspected reset")
                 }
@@ -81,8 +87,28 @@ impl Core {
         actor: &str,
         reason: &str,
     ) -> Result<Released, LifecycleError> {
+        self.holding(mac, self.release_locked(mac, actor, reason))
+            .await
+    }
+
+    /// Runs `work` holding the device: this node's lock for writing and, on a shared
+    /// PostgreSQL, every node's (see `Inventory::hold_device`) — a release's steps never
+    /// interleave with an upload or a release of the same device through another node.
+    async fn holding<T>(
+        &self,
+        mac: Mac,
+        work: impl std::future::Future<Output = Result<T, LifecycleError>>,
+    ) -> Result<T, LifecycleError> {
         let _guard = self.device_lock(mac).write().await;
-        self.release_locked(mac, actor, reason).await
+        let hold = self.inventory.hold_device(mac).await?;
+        let result = work.await;
+        if let Some(hold) = hold
+            && let Err(e) = hold.unlock().await
+        {
+            // Its session is closed instead, which releases it.
+            tracing::warn!(%mac, error = %e, "could not let go of a device held across nodes");
+        }
+        result
     }
 
     pub(super) async fn release_locked(
@@ -103,15 +129,11 @@ impl Core {
         // leaves a record that start-up uses to undo the half-done release.
         let id = polyprov_store::uploads::new_quarantine_id();
         self.inventory.begin_release(mac, &id).await?;
-        let moved_id = id.clone();
-        let quarantine = match self
-            .blocking(move |u| u.quarantine_as(mac, &moved_id))
-            .await
-        {
+        let quarantine = match self.uploads.quarantine_as(mac, &id).await {
             Ok(q) => q,
             Err(e) => {
                 self.inventory.end_release_intent(mac).await?;
-                return Err(e);
+                return Err(e.into());
             }
         };
         let why = if reason.is_empty() { "-" } else { reason };
@@ -155,7 +177,7 @@ impl Core {
             Err(e) => {
                 // Nothing was recorded: put the files back, then end the intent (if this
                 // fails too, start-up finishes the undo).
-                self.blocking(move |u| u.unquarantine(mac, &id)).await?;
+                self.uploads.unquarantine(mac, &id).await?;
                 self.inventory.end_release_intent(mac).await?;
                 Err(e.into())
             }
@@ -169,10 +191,7 @@ impl Core {
         let intents = self.inventory.release_intents().await?;
         for (mac, id) in &intents {
             let (mac, id) = (*mac, id.clone());
-            let moved_id = id.clone();
-            let moved = self
-                .blocking(move |u| u.unquarantine(mac, &moved_id))
-                .await?;
+            let moved = self.uploads.unquarantine(mac, &id).await?;
             let detail = format!(
                 "a release interrupted by a crash was undone: {moved} kinds of upload back from quarantine {id}"
             );
@@ -195,7 +214,17 @@ impl Core {
         actor: &str,
         reason: &str,
     ) -> Result<(Released, polyprov_store::Device), LifecycleError> {
-        let _guard = self.device_lock(mac).write().await;
+        self.holding(mac, self.reassign_locked(mac, assignment, actor, reason))
+            .await
+    }
+
+    async fn reassign_locked(
+        &self,
+        mac: Mac,
+        assignment: &polyprov_store::Assignment,
+        actor: &str,
+        reason: &str,
+    ) -> Result<(Released, polyprov_store::Device), LifecycleError> {
         let released = match self.inventory.device(mac).await? {
             Some(_) => self.release_locked(mac, actor, reason).await?,
             None => {
@@ -258,20 +287,20 @@ impl Core {
         id: Option<String>,
         actor: &str,
     ) -> Result<Option<(String, usize)>, LifecycleError> {
-        let _guard = self.device_lock(mac).write().await;
-        let restored = self
-            .blocking(move |u| u.restore(mac, id.as_deref()))
-            .await?;
-        if let Some((id, n)) = &restored {
-            self.inventory
-                .record(
-                    actor,
-                    mac,
-                    "restore",
-                    &format!("quarantine {id}: {n} files back"),
-                )
-                .await?;
-        }
-        Ok(restored)
+        self.holding(mac, async {
+            let restored = self.uploads.restore(mac, id).await?;
+            if let Some((id, n)) = &restored {
+                self.inventory
+                    .record(
+                        actor,
+                        mac,
+                        "restore",
+                        &format!("quarantine {id}: {n} files back"),
+                    )
+                    .await?;
+            }
+            Ok(restored)
+        })
+        .await
     }
 }

@@ -60,7 +60,9 @@ pub use polyprov_model::master::SHARED_MASTER;
 pub struct Core {
     root: PathBuf,
     inventory: Arc<Inventory>,
-    uploads: Arc<Uploads>,
+    /// What phones upload: the folder, or for the files phones download back the shared
+    /// inventory's database (several nodes on PostgreSQL).
+    uploads: polyprov_store::UploadStore,
     auth_required: bool,
     metrics: Arc<Metrics>,
     cache: Mutex<RenderCache>,
@@ -103,6 +105,11 @@ impl Core {
         auth_required: bool,
         metrics: Arc<Metrics>,
     ) -> Core {
+        let uploads = if inventory.engine() == polyprov_store::Engine::Postgres {
+            polyprov_store::UploadStore::shared(uploads, inventory.clone())
+        } else {
+            polyprov_store::UploadStore::in_folder(uploads)
+        };
         Core {
             root,
             inventory,
@@ -181,18 +188,6 @@ impl Core {
             .iter()
             .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(*b as usize));
         &self.device_locks[h % DEVICE_LOCK_STRIPES]
-    }
-
-    /// Runs upload-store work (file I/O) off the async threads.
-    pub(crate) async fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Uploads) -> std::io::Result<T> + Send + 'static,
-    ) -> Result<T, LifecycleError> {
-        let uploads = self.uploads.clone();
-        tokio::task::spawn_blocking(move || f(&uploads))
-            .await
-            .map_err(|e| LifecycleError::Storage(e.to_string()))?
-            .map_err(|e| LifecycleError::Storage(e.to_string()))
     }
 }
 

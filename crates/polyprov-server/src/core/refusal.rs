@@ -92,7 +92,8 @@ impl From<polyprov_store::UploadError> for Refusal {
             polyprov_store::UploadError::TooLarge { size, limit, .. } => {
                 Refusal::TooLarge { size, limit }
             }
-            polyprov_store::UploadError::Io(e) => Refusal::from_io(&e, "storing an upload"),
+            polyprov_store::UploadError::Io(e) => Refusal::from_io(&e, "the upload store"),
+            polyprov_store::UploadError::Database(e) => Refusal::from_inventory(e),
         }
     }
 }

@@ -169,7 +169,7 @@ impl Core {
         if inline {
             let began = std::time::Instant::now();
             let slept_before = voluntary_switches();
-            let result = self.uploads.put(mac, kind, &body);
+            let result = self.uploads.folder().put(mac, kind, &body);
             let took = began.elapsed();
             // Slow *because the disk made the thread wait*: a thread preempted on a busy
             // machine is slow too, but moving appends to the pool would not help it.
@@ -181,10 +181,9 @@ impl Core {
             }
             return result.map_err(Refusal::from);
         }
-        let uploads = self.uploads.clone();
-        tokio::task::spawn_blocking(move || uploads.put(mac, kind, &body))
+        self.uploads
+            .put(mac, kind, body)
             .await
-            .map_err(|e| Refusal::Internal(e.to_string()))?
             .map_err(Refusal::from)
     }
 }

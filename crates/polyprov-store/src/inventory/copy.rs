@@ -10,13 +10,14 @@ use sqlx::Row;
 
 /// Every table, in an order that satisfies every reference (profiles before the devices that
 /// name them).
-pub const TABLES: [&str; 6] = [
+pub const TABLES: [&str; 7] = [
     "profiles",
     "site",
     "devices",
     "device_logins",
     "release_intents",
     "audit",
+    "device_files",
 ];
 
 /// How a column's values are read and bound: the declared type, so that a NULL is bound with

@@ -15,6 +15,8 @@ use std::time::Duration;
 pub enum InventoryChange {
     /// One device's assignment, state, admin password, parameters or login changed.
     Device(Mac),
+    /// One device's files kept in the database (an upload, a quarantine, a restore) changed.
+    DeviceFiles(Mac),
     /// Anything may have changed: a profile or the site defaults, or this node was not
     /// listening for a while (changes are not replayed) — reload everything kept in memory.
     All,
@@ -62,9 +64,17 @@ impl Inventory {
         let mut count = 0i64;
         let mut all = false;
         let mut macs = std::collections::BTreeSet::new();
+        let mut files = std::collections::BTreeSet::new();
         for p in payloads {
             let (n, what) = p.split_once(' ').unwrap_or(("0", p));
             count = count.max(n.parse().unwrap_or(0));
+            if let Some(mac) = what
+                .strip_prefix("files:")
+                .and_then(|m| m.parse::<Mac>().ok())
+            {
+                files.insert(mac);
+                continue;
+            }
             match what.parse::<Mac>() {
                 Ok(mac) => {
                     macs.insert(mac);
@@ -85,7 +95,15 @@ impl Inventory {
         if all {
             changes = vec![InventoryChange::All];
         }
-        self.bump();
+        if !changes.is_empty() {
+            self.bump();
+        }
+        if !files.is_empty() || all {
+            self.bump_files();
+            if !all {
+                changes.extend(files.into_iter().map(InventoryChange::DeviceFiles));
+            }
+        }
         self.heard.fetch_max(count, Ordering::AcqRel);
         Ok(changes)
     }
@@ -121,6 +139,7 @@ impl Inventory {
         let count = self.committed().await?;
         self.load_assigned().await?;
         self.bump();
+        self.bump_files();
         self.heard.fetch_max(count, Ordering::AcqRel);
         Ok(InventoryChange::All)
     }
@@ -132,18 +151,31 @@ impl Inventory {
     /// served, not even in the milliseconds before the announcement arrives. On SQLite, or
     /// with the check off: what this node knows, no round trip.
     pub async fn confirm_assigned(&self, mac: Mac) -> Result<bool, InventoryError> {
-        if self.engine != Engine::Postgres || !self.check_before_serving.load(Ordering::Relaxed) {
+        if self.confirm_heard().await {
             return Ok(self.is_assigned(mac));
+        }
+        let before = self.is_assigned(mac);
+        let now = self.reread_assigned(mac).await?;
+        if now != before {
+            self.bump();
+        }
+        Ok(now)
+    }
+
+    /// Whether this node has heard every change committed anywhere, so that what it keeps in
+    /// memory under the current [`Inventory::generation`] may be served: one round trip on a
+    /// shared PostgreSQL with the check on; otherwise (SQLite, the check off, or the database
+    /// unreachable — nothing can be committed there then either) true without asking.
+    pub async fn confirm_heard(&self) -> bool {
+        if self.engine != Engine::Postgres || !self.check_before_serving.load(Ordering::Relaxed) {
+            return true;
         }
         let now_ms = now_ms();
         if self.unconfirmable_until.load(Ordering::Relaxed) > now_ms {
-            return Ok(self.is_assigned(mac));
+            return true;
         }
         match tokio::time::timeout(CONFIRM_TIMEOUT, self.committed()).await {
-            Ok(Ok(count)) if count <= self.heard.load(Ordering::Acquire) => {
-                return Ok(self.is_assigned(mac));
-            }
-            Ok(Ok(_)) => {}
+            Ok(Ok(count)) => count <= self.heard.load(Ordering::Acquire),
             failed => {
                 // The database is unreachable or stalled: nothing can be committed there
                 // either, so what this node last heard is the best answer (the follower reports
@@ -155,15 +187,9 @@ impl Inventory {
                 tracing::debug!(error = %why, "cannot confirm with the database; answering from what was heard");
                 self.unconfirmable_until
                     .store(now_ms + UNCONFIRMABLE_PAUSE_MS, Ordering::Relaxed);
-                return Ok(self.is_assigned(mac));
+                true
             }
         }
-        let before = self.is_assigned(mac);
-        let now = self.reread_assigned(mac).await?;
-        if now != before {
-            self.bump();
-        }
-        Ok(now)
     }
 
     /// Whether [`Inventory::confirm_assigned`] asks the database (PostgreSQL only).

@@ -272,6 +272,10 @@ pub struct Inventory {
     /// Until when (ms since the Unix epoch) that check is skipped after it failed.
     unconfirmable_until: AtomicU64,
     generation: AtomicU64,
+    /// Bumped by every change to the files phones download back kept here (`device_files`):
+    /// apart from [`Inventory::generation`], so that a phone's upload does not invalidate every
+    /// rendered file.
+    files_generation: AtomicU64,
     /// MACs with an assignment, kept in memory so that a storm of unknown phones never queries
     /// the database (one process owns the database; several nodes will need a shared signal).
     assigned: std::sync::RwLock<std::collections::HashSet<Mac>>,
@@ -359,6 +363,7 @@ macro_rules! select_devices {
 
 mod audit;
 mod copy;
+mod device_files;
 mod devices;
 mod follow;
 mod lifecycle;
@@ -372,6 +377,7 @@ mod schema;
 
 use audit::*;
 pub use copy::TABLES;
+pub use device_files::DeviceHold;
 use devices::*;
 pub use follow::InventoryChange;
 use lifecycle::*;
@@ -443,6 +449,7 @@ impl Inventory {
             check_before_serving: std::sync::atomic::AtomicBool::new(true),
             unconfirmable_until: AtomicU64::new(0),
             generation: AtomicU64::new(1),
+            files_generation: AtomicU64::new(1),
             assigned: Default::default(),
         };
         match engine {
@@ -506,6 +513,15 @@ impl Inventory {
         self.generation.load(Ordering::Acquire)
     }
 
+    /// A number that changes whenever a device's file kept here (`device_files`) changes.
+    pub fn files_generation(&self) -> u64 {
+        self.files_generation.load(Ordering::Acquire)
+    }
+
+    fn bump_files(&self) {
+        self.files_generation.fetch_add(1, Ordering::AcqRel);
+    }
+
     fn bump(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
@@ -523,7 +539,7 @@ impl Inventory {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn mac(s: &str) -> Mac {
@@ -532,7 +548,7 @@ mod tests {
 
     /// The real schema and SQL on both engines: SQLite in memory, and a fresh database on the
     /// PostgreSQL this test binary shares.
-    async fn engines() -> Vec<Inventory> {
+    pub(super) async fn engines() -> Vec<Inventory> {
         let pg = super::postgres_server::fresh_database().await;
         vec![
             Inventory::open_in_memory().await.unwrap(),

@@ -15,7 +15,10 @@
 //! the MAC), a profile or the site defaults (the count and `*`) — in the writing transaction,
 //! so an announcement goes out exactly when the change commits, whoever made it (a node,
 //! `polyprov migrate`, an admin with `psql`).
-//! What phones merely did (sightings) is not announced. The tests run both schemas against real
+//! Step 9's trigger announces, the same way, every change to the files phones download back
+//! (`device_files`: an upload, a release's quarantine, a restore; payload: the count and
+//! `files:` and the MAC), so every node's cache of them follows — without invalidating the
+//! rendered files. What phones merely did (sightings, logs) is not announced. The tests run both schemas against real
 //! servers and compare them.
 
 use super::InventoryError;
@@ -30,6 +33,7 @@ pub const MIGRATIONS: &[&str] = &[
     MIGRATION_6,
     MIGRATION_7,
     MIGRATION_8,
+    MIGRATION_9,
 ];
 
 /// The channel inventory changes are announced on (`LISTEN polyprov_inventory`).
@@ -169,6 +173,31 @@ CREATE TRIGGER profiles_announce AFTER INSERT OR UPDATE OR DELETE ON profiles
     FOR EACH STATEMENT EXECUTE FUNCTION polyprov_announce_all();
 CREATE TRIGGER site_announce AFTER INSERT OR UPDATE OR DELETE ON site
     FOR EACH STATEMENT EXECUTE FUNCTION polyprov_announce_all();
+"#;
+
+const MIGRATION_9: &str = r#"
+CREATE TABLE device_files (
+    mac TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    body BYTEA NOT NULL,
+    size BIGINT NOT NULL,
+    modified_ns BIGINT NOT NULL,
+    quarantine TEXT,
+    PRIMARY KEY (mac, kind, version)
+);
+CREATE INDEX device_files_quarantine ON device_files(mac, quarantine);
+CREATE FUNCTION polyprov_announce_files() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        PERFORM polyprov_announce('files:' || OLD.mac);
+    ELSE
+        PERFORM polyprov_announce('files:' || NEW.mac);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER device_files_announce AFTER INSERT OR UPDATE OR DELETE ON device_files
+    FOR EACH ROW EXECUTE FUNCTION polyprov_announce_files();
 "#;
 
 /// Brings the database at `pool` to the newest schema; returns how many steps ran. Safe to

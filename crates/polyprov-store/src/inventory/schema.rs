@@ -13,7 +13,27 @@ pub(super) const MIGRATIONS: &[&str] = &[
     MIGRATION_6,
     MIGRATION_7,
     MIGRATION_8,
+    MIGRATION_9,
 ];
+
+/// The files phones download back (overrides, directory, call lists, licence) when several
+/// nodes share the inventory: every version a row, `quarantine` naming the release's set that
+/// holds it (NULL: the device's own). Version numbers count up per device and kind across
+/// quarantine sets, so a restored file gets a new one and none is ever reused. One node keeps
+/// these files in its upload folder instead; the table is made on both engines all the same.
+const MIGRATION_9: &str = r#"
+CREATE TABLE device_files (
+    mac TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    modified_ns INTEGER NOT NULL,
+    quarantine TEXT,
+    PRIMARY KEY (mac, kind, version)
+);
+CREATE INDEX device_files_quarantine ON device_files(mac, quarantine);
+"#;
 
 /// PostgreSQL's step 8 makes every change other nodes must see announce itself and count in
 /// `inventory_generation` (see [`super::postgres`]); one SQLite file has one server, nothing to
