@@ -8,7 +8,10 @@ mod common;
 #[path = "../../polyprov-store/tests/support/postgres_server.rs"]
 mod postgres_server;
 
-use common::{admin_env, run, serve, serve_on_store};
+use common::{admin_env, phone_get, phone_put, run, serve, serve_on_store};
+
+const OVERRIDE: &str =
+    r#"<PHONE_CONFIG><OVERRIDES up.backlight.idleIntensity="3"/></PHONE_CONFIG>"#;
 
 fn json(out: &str) -> serde_json::Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"))
@@ -38,6 +41,9 @@ fn an_installation_moves_to_postgres_and_back() {
             let (code, out) = run(args, &env);
             assert_eq!(code, 0, "{args:?}: {out}");
         }
+        // An override the phone uploaded, kept in this node's folder.
+        let status = phone_put(&served, &data, "0004f2aa0001-phone.cfg", OVERRIDE);
+        assert!(status.starts_with('2'), "{status}");
     }
 
     let (code, out) = run(&["migrate", "--from", &db, "--to", &pg, "--json"], &[]);
@@ -84,12 +90,30 @@ fn an_installation_moves_to_postgres_and_back() {
         assert_eq!(code, 0, "{out}");
         assert!(out.contains("left"), "{out}");
         assert!(!data.join("polyprov.db").exists(), "SQLite was used");
+        // The folder's override moved into the database at start-up, and is served from it.
+        let served_override = phone_get(&served, &data, "0004f2aa0001-phone.cfg");
+        assert_eq!(served_override, ("200".to_string(), OVERRIDE.to_string()));
+        assert!(
+            data.join("uploads/.in-database/0004f2aa0001/phone.cfg")
+                .is_dir(),
+            "the folder's copy is set aside, not deleted"
+        );
     }
 
     let back = format!("sqlite:{}", dir.path().join("back.db").display());
     let (code, out) = run(&["migrate", "--from", &pg, "--to", &back, "--json"], &[]);
     assert_eq!(code, 0, "{out}");
-    assert_eq!(json(&out)["tables"], copied["tables"]);
+    let mut tables = json(&out)["tables"].clone();
+    assert_eq!(tables["device_files"], 1, "{tables}");
+    tables["device_files"] = copied["tables"]["device_files"].clone();
+    assert_eq!(tables, copied["tables"]);
+    // One node on SQLite again: the override moves back into its folder, and is served.
+    {
+        let (served, data) = serve_on_store(dir.path(), "back", &back);
+        let served_override = phone_get(&served, &data, "0004f2aa0001-phone.cfg");
+        assert_eq!(served_override, ("200".to_string(), OVERRIDE.to_string()));
+        assert!(data.join("uploads/0004f2aa0001/phone.cfg").is_dir());
+    }
 
     let missing = format!("sqlite:{}", dir.path().join("missing.db").display());
     let (code, out) = run(&["migrate", "--from", &missing, "--to", &back], &[]);

@@ -9,7 +9,7 @@ mod common;
 #[path = "../../polyprov-store/tests/support/postgres_server.rs"]
 mod postgres_server;
 
-use common::{Served, admin_env, phone_get, run, serve_on_store, until};
+use common::{Served, admin_env, phone_get, phone_put, run, serve_on_store, until};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -57,24 +57,6 @@ fn a_release_on_one_node_withdraws_the_file_on_the_other() {
     let (code, out) = run(&["device", "show", MAC, "--json"], &admin_env(&b, &b_data));
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("\"released\""), "{out}");
-}
-
-/// A phone's upload of `file` through node `served` with the shared login: the HTTP status.
-fn phone_put(served: &Served, data: &Path, file: &str, body: &str) -> String {
-    let out = Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-T", "-"])
-        .args(["-A", "PolycomVVX-VVX_500-UA/5.9.7.4477"])
-        .arg(format!("{}{file}", common::phone_url(served, data)))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(body.as_bytes())?;
-            child.wait_with_output()
-        })
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The files a phone downloads back live in the shared database: an override uploaded through

@@ -281,6 +281,18 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
     }
 
     // Before any phone is served: undo releases a crash interrupted.
+    // Before the intents are reconciled: an interrupted release's quarantine set may be among
+    // what moves into a shared database.
+    let adopted = core
+        .adopt_upload_folder()
+        .await
+        .context("moving uploaded files between the upload folder and the inventory")?;
+    if adopted > 0 {
+        tracing::info!(
+            files = adopted,
+            "moved the overrides, directories, call lists and licences phones download back to where this node keeps them (into a shared inventory: the folder's copies stay in uploads/.in-database; out of it: into the upload folder)"
+        );
+    }
     core.reconcile()
         .await
         .context("undoing releases interrupted by a crash")?;

@@ -243,6 +243,89 @@ impl UploadStore {
         }
     }
 
+    /// Copies into the shared database what this node's folder holds of the files phones
+    /// download back — each device's own versions, oldest first, then its quarantine sets — and
+    /// sets the folder's copies aside (`.in-database/`, never deleted): a node that joins a
+    /// shared inventory (after `polyprov migrate`) keeps serving its phones' overrides. Runs at
+    /// start-up; nothing to do on one node. Returns how many files were copied. A crash halfway
+    /// may copy a device's files twice on the next start (as extra versions); none is lost.
+    pub async fn adopt_folder(&self) -> Result<usize, UploadError> {
+        let Some(db) = &self.database else {
+            return Ok(0);
+        };
+        let mut copied = 0;
+        for mac in self.blocking(|f| f.devices_with_files()).await? {
+            let own = self.blocking(move |f| f.list(mac)).await?;
+            let sets = self.blocking(move |f| f.quarantined(mac)).await?;
+            let files = own
+                .into_iter()
+                .map(|i| (None, i))
+                .chain(sets.into_iter().flat_map(|s| {
+                    let id = s.id;
+                    s.files.into_iter().map(move |i| (Some(id.clone()), i))
+                }));
+            for (set, info) in files {
+                let Some(kind) = UploadKind::from_suffix(&info.kind).filter(|k| !k.is_log()) else {
+                    continue;
+                };
+                let body = self.bytes(&info).await?;
+                let modified_ns = i64::try_from(info.modified_nanos).unwrap_or(i64::MAX);
+                db.adopt_device_file(mac, kind, &body, modified_ns, set.as_deref())
+                    .await
+                    .map_err(database_error)?;
+                copied += 1;
+            }
+            self.blocking(move |f| f.set_aside(mac)).await?;
+        }
+        Ok(copied)
+    }
+
+    /// The other way: an inventory that was shared (moved back to SQLite with `polyprov
+    /// migrate`) may hold files phones download back; on one node they belong in the folder.
+    /// Each device's are written there (own versions through [`Uploads::put`], quarantine sets
+    /// into theirs), and only then deleted from the database. Returns how many files.
+    pub async fn adopt_database(&self, inventory: &Inventory) -> Result<usize, UploadError> {
+        if self.database.is_some() {
+            return Ok(0);
+        }
+        let mut moved = 0;
+        for mac in inventory
+            .devices_with_files()
+            .await
+            .map_err(database_error)?
+        {
+            let files = inventory
+                .every_device_file(mac)
+                .await
+                .map_err(database_error)?;
+            moved += files.len();
+            self.blocking(move |f| {
+                for (set, info) in files {
+                    let (Some(kind), Some(body)) = (UploadKind::from_suffix(&info.kind), info.body)
+                    else {
+                        continue;
+                    };
+                    match set {
+                        Some(id) => f.put_quarantined(mac, &id, kind, &body)?,
+                        None => {
+                            f.put(mac, kind, &body).map_err(|e| match e {
+                                UploadError::Io(e) => e,
+                                other => io::Error::other(other.to_string()),
+                            })?;
+                        }
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+            inventory
+                .remove_device_files(mac)
+                .await
+                .map_err(database_error)?;
+        }
+        Ok(moved)
+    }
+
     /// The bytes of a stored upload, from memory or from disk.
     pub async fn bytes(&self, info: &UploadInfo) -> Result<Vec<u8>, UploadError> {
         match &info.body {
@@ -361,6 +444,83 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
+    }
+
+    /// A node that joins a shared inventory keeps serving what its folder held, and the folder
+    /// keeps a copy set aside.
+    #[tokio::test]
+    async fn a_folder_s_files_move_into_the_database_once() {
+        let d = tempfile::tempdir().unwrap();
+        let folder =
+            Arc::new(Uploads::open(&d.path().join("uploads"), Default::default()).unwrap());
+        folder
+            .put(mac(), UploadKind::WebOverride, b"<v1/>")
+            .unwrap();
+        folder
+            .put(mac(), UploadKind::WebOverride, b"<v2/>")
+            .unwrap();
+        folder.quarantine_as(mac(), "q0").unwrap();
+        folder
+            .put(mac(), UploadKind::WebOverride, b"<v3/>")
+            .unwrap();
+        folder.put(mac(), UploadKind::AppLog, b"log\n").unwrap();
+        let inv = Arc::new(Inventory::open_in_memory().await.unwrap());
+        let store = UploadStore::shared(folder, inv);
+        assert_eq!(store.adopt_folder().await.unwrap(), 3);
+        assert_eq!(store.adopt_folder().await.unwrap(), 0, "once");
+        let latest = store
+            .latest(mac(), UploadKind::WebOverride)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(latest.read().unwrap(), b"<v3/>");
+        let sets = store.quarantined(mac()).await.unwrap();
+        assert_eq!((sets[0].id.as_str(), sets[0].files.len()), ("q0", 2));
+        let aside = d
+            .path()
+            .join("uploads/.in-database")
+            .join(mac().to_string());
+        assert!(aside.join("web.cfg").is_dir() && aside.join("quarantine/q0").is_dir());
+        // The log stays where it was.
+        assert_eq!(
+            store
+                .version(mac(), UploadKind::AppLog, 0)
+                .await
+                .unwrap()
+                .unwrap()
+                .read()
+                .unwrap(),
+            b"log\n"
+        );
+    }
+
+    /// And back: one node on SQLite finds a shared database's files in its folder.
+    #[tokio::test]
+    async fn a_database_s_files_move_into_the_folder_on_one_node() {
+        let (d, shared) = shared().await;
+        shared
+            .put(mac(), UploadKind::PhoneOverride, "<old/>".into())
+            .await
+            .unwrap();
+        shared.quarantine_as(mac(), "q1").await.unwrap();
+        shared
+            .put(mac(), UploadKind::PhoneOverride, "<new/>".into())
+            .await
+            .unwrap();
+        let inv = shared.database.clone().unwrap();
+        let folder = Arc::new(Uploads::open(&d.path().join("one"), Default::default()).unwrap());
+        let one = UploadStore::in_folder(folder);
+        assert_eq!(one.adopt_database(&inv).await.unwrap(), 2);
+        assert_eq!(one.adopt_database(&inv).await.unwrap(), 0, "once");
+        let latest = one
+            .latest(mac(), UploadKind::PhoneOverride)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(latest.read().unwrap(), b"<new/>");
+        let sets = one.quarantined(mac()).await.unwrap();
+        assert_eq!((sets[0].id.as_str(), sets[0].files.len()), ("q1", 1));
+        assert!(inv.devices_with_files().await.unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -613,6 +613,67 @@ impl Uploads {
     }
 }
 
+impl Uploads {
+    /// Devices with anything a phone downloads back in this folder: their own files or
+    /// quarantine sets.
+    pub fn devices_with_files(&self) -> io::Result<Vec<Mac>> {
+        let mut macs = std::collections::BTreeSet::new();
+        for base in [&self.dir, &self.quarantine] {
+            for e in fs::read_dir(base)? {
+                let Some(mac) = e?.file_name().to_str().and_then(|n| n.parse::<Mac>().ok()) else {
+                    continue;
+                };
+                let own = QUARANTINED
+                    .into_iter()
+                    .any(|k| self.kind_dir(mac, k).is_dir());
+                if own || base == &self.quarantine {
+                    macs.insert(mac);
+                }
+            }
+        }
+        Ok(macs.into_iter().collect())
+    }
+
+    /// Writes one file of quarantine set `id` as the next version of its kind there (bringing a
+    /// set back from a shared database).
+    pub fn put_quarantined(
+        &self,
+        mac: Mac,
+        id: &str,
+        kind: UploadKind,
+        body: &[u8],
+    ) -> io::Result<()> {
+        let dir = self
+            .quarantine
+            .join(mac.to_string())
+            .join(id)
+            .join(kind.suffix());
+        fs::create_dir_all(&dir)?;
+        let next = versions_in(&dir)?.last().map_or(1, |(v, _)| v + 1);
+        self.write_atomically(&dir.join(version_name(next)), body)
+    }
+
+    /// Moves a device's own files a phone downloads back, and its quarantine sets, out of the
+    /// way into `.in-database/<mac>/` (kept, never deleted) once they were copied into a shared
+    /// database.
+    pub fn set_aside(&self, mac: Mac) -> io::Result<()> {
+        let aside = self.dir.join(".in-database").join(mac.to_string());
+        fs::create_dir_all(&aside)?;
+        for k in QUARANTINED {
+            let from = self.kind_dir(mac, k);
+            if from.is_dir() {
+                fs::rename(from, aside.join(k.suffix()))?;
+                self.mark(mac, k, false);
+            }
+        }
+        let sets = self.quarantine.join(mac.to_string());
+        if sets.is_dir() {
+            fs::rename(sets, aside.join("quarantine"))?;
+        }
+        Ok(())
+    }
+}
+
 /// A new quarantine set id: time-ordered to the nanosecond, so that sets sort in the order
 /// they were made.
 pub fn new_quarantine_id() -> String {

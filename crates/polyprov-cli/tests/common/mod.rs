@@ -193,6 +193,24 @@ pub fn phone_get(served: &Served, data: &Path, file: &str) -> (String, String) {
     (status.to_string(), body.to_string())
 }
 
+/// A phone's upload of `file` through `served` with the shared login: the HTTP status.
+pub fn phone_put(served: &Served, data: &Path, file: &str, body: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-T", "-"])
+        .args(["-A", "PolycomVVX-VVX_500-UA/5.9.7.4477"])
+        .arg(format!("{}{file}", phone_url(served, data)))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(body.as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Polls every `every` until `cond` holds, for at most 20 s; returns how long it took.
 pub fn until(what: &str, every: Duration, mut cond: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();

@@ -277,6 +277,18 @@ impl Core {
         Ok(true)
     }
 
+    /// Puts the files phones download back where this node keeps them: on a shared inventory
+    /// what its folder holds moves into the database (`UploadStore::adopt_folder`); on one node
+    /// what a formerly shared database holds moves into the folder
+    /// (`UploadStore::adopt_database`). Returns how many files moved.
+    pub async fn adopt_upload_folder(&self) -> Result<usize, LifecycleError> {
+        if self.uploads.is_shared() {
+            Ok(self.uploads.adopt_folder().await?)
+        } else {
+            Ok(self.uploads.adopt_database(&self.inventory).await?)
+        }
+    }
+
     /// A device's quarantine sets, oldest first.
     pub async fn quarantine_sets(&self, mac: Mac) -> Result<Vec<QuarantineSet>, LifecycleError> {
         Ok(self.uploads.quarantined(mac).await?)

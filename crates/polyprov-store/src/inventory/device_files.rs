@@ -184,6 +184,82 @@ impl Inventory {
         })
     }
 
+    /// Copies one file from a node's upload folder (a version of the device's own, or of
+    /// quarantine set `quarantine`) as the next version of its kind, keeping its time.
+    pub async fn adopt_device_file(
+        &self,
+        mac: Mac,
+        kind: UploadKind,
+        body: &[u8],
+        modified_ns: i64,
+        quarantine: Option<&str>,
+    ) -> Result<u64, InventoryError> {
+        let mut tx = self.device_write_tx(mac).await?;
+        let (m, k) = (mac.to_string(), kind.suffix());
+        let last: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(version) FROM device_files WHERE mac = $1 AND kind = $2",
+        )
+        .bind(&m)
+        .bind(k)
+        .fetch_one(&mut *tx)
+        .await?;
+        let version = last.unwrap_or(0) + 1;
+        sqlx::query(
+            "INSERT INTO device_files (mac, kind, version, body, size, modified_ns, quarantine)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&m)
+        .bind(k)
+        .bind(version)
+        .bind(body.to_vec())
+        .bind(body.len() as i64)
+        .bind(modified_ns)
+        .bind(quarantine)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.bump_files();
+        Ok(version as u64)
+    }
+
+    /// Devices with any file kept here (their own or quarantined).
+    pub async fn devices_with_files(&self) -> Result<Vec<Mac>, InventoryError> {
+        let macs: Vec<String> =
+            sqlx::query_scalar("SELECT DISTINCT mac FROM device_files ORDER BY mac")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(macs.iter().filter_map(|m| m.parse().ok()).collect())
+    }
+
+    /// Every file kept here for a device, with its bytes and the quarantine set holding it (if
+    /// any): oldest version first.
+    pub async fn every_device_file(
+        &self,
+        mac: Mac,
+    ) -> Result<Vec<(Option<String>, UploadInfo)>, InventoryError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT quarantine, {META}, body FROM device_files WHERE mac = $1 ORDER BY version"
+        )))
+        .bind(mac.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("quarantine")?, info(r, true)?)))
+            .collect()
+    }
+
+    /// Deletes a device's files kept here, once they are safely elsewhere (an upload folder).
+    pub async fn remove_device_files(&self, mac: Mac) -> Result<(), InventoryError> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query("DELETE FROM device_files WHERE mac = $1")
+            .bind(mac.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.bump_files();
+        Ok(())
+    }
+
     /// The newest version of a device's own file of `kind`, with its bytes.
     pub async fn latest_device_file(
         &self,
