@@ -82,6 +82,40 @@ fn rank(kind: &str) -> usize {
         .unwrap_or(usize::MAX)
 }
 
+/// Inserts `body` as the next version of a device's file of `kind` (numbers count up across
+/// quarantine sets, never reused); returns the version.
+async fn insert_next_version(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    mac: Mac,
+    kind: UploadKind,
+    body: &[u8],
+    modified_ns: i64,
+    quarantine: Option<&str>,
+) -> Result<i64, InventoryError> {
+    let (m, k) = (mac.to_string(), kind.suffix());
+    let last: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(version) FROM device_files WHERE mac = $1 AND kind = $2")
+            .bind(&m)
+            .bind(k)
+            .fetch_one(&mut **tx)
+            .await?;
+    let version = last.unwrap_or(0) + 1;
+    sqlx::query(
+        "INSERT INTO device_files (mac, kind, version, body, size, modified_ns, quarantine)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&m)
+    .bind(k)
+    .bind(version)
+    .bind(body.to_vec())
+    .bind(body.len() as i64)
+    .bind(modified_ns)
+    .bind(quarantine)
+    .execute(&mut **tx)
+    .await?;
+    Ok(version)
+}
+
 impl Inventory {
     /// On PostgreSQL, holds `mac` across every node (a session advisory lock) until the hold is
     /// unlocked: a release's steps then never interleave with another node's upload or release
@@ -136,30 +170,11 @@ impl Inventory {
         keep: Option<u32>,
     ) -> Result<UploadInfo, InventoryError> {
         let mut tx = self.device_write_tx(mac).await?;
-        let (m, k) = (mac.to_string(), kind.suffix());
-        let last: Option<i64> = sqlx::query_scalar(
-            "SELECT MAX(version) FROM device_files WHERE mac = $1 AND kind = $2",
-        )
-        .bind(&m)
-        .bind(k)
-        .fetch_one(&mut *tx)
-        .await?;
-        let version = last.unwrap_or(0) + 1;
         let now_ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i64);
-        sqlx::query(
-            "INSERT INTO device_files (mac, kind, version, body, size, modified_ns, quarantine)
-             VALUES ($1, $2, $3, $4, $5, $6, NULL)",
-        )
-        .bind(&m)
-        .bind(k)
-        .bind(version)
-        .bind(body.to_vec())
-        .bind(body.len() as i64)
-        .bind(now_ns)
-        .execute(&mut *tx)
-        .await?;
+        let version = insert_next_version(&mut tx, mac, kind, body, now_ns, None).await?;
+        let (m, k) = (mac.to_string(), kind.suffix());
         if let Some(keep) = keep.filter(|k| *k > 0) {
             sqlx::query(
                 "DELETE FROM device_files WHERE mac = $1 AND kind = $2 AND quarantine IS NULL
@@ -195,28 +210,8 @@ impl Inventory {
         quarantine: Option<&str>,
     ) -> Result<u64, InventoryError> {
         let mut tx = self.device_write_tx(mac).await?;
-        let (m, k) = (mac.to_string(), kind.suffix());
-        let last: Option<i64> = sqlx::query_scalar(
-            "SELECT MAX(version) FROM device_files WHERE mac = $1 AND kind = $2",
-        )
-        .bind(&m)
-        .bind(k)
-        .fetch_one(&mut *tx)
-        .await?;
-        let version = last.unwrap_or(0) + 1;
-        sqlx::query(
-            "INSERT INTO device_files (mac, kind, version, body, size, modified_ns, quarantine)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&m)
-        .bind(k)
-        .bind(version)
-        .bind(body.to_vec())
-        .bind(body.len() as i64)
-        .bind(modified_ns)
-        .bind(quarantine)
-        .execute(&mut *tx)
-        .await?;
+        let version =
+            insert_next_version(&mut tx, mac, kind, body, modified_ns, quarantine).await?;
         tx.commit().await?;
         self.bump_files();
         Ok(version as u64)

@@ -34,6 +34,16 @@ const CONFIRM_TIMEOUT: Duration = Duration::from_millis(500);
 /// …and, once it failed, how long requests answer from what was heard without asking.
 const UNCONFIRMABLE_PAUSE_MS: u64 = 1_000;
 
+/// The shared confirmation queries of [`Inventory::confirm_heard`].
+#[derive(Default)]
+pub(super) struct Confirms {
+    /// Queries started so far (each one's index is the count after it started).
+    started: std::sync::atomic::AtomicU64,
+    one_at_a_time: tokio::sync::Mutex<()>,
+    /// The index of the last query that completed, and the count it read.
+    last: std::sync::Mutex<(u64, i64)>,
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -124,6 +134,24 @@ impl Inventory {
         Ok(assigned)
     }
 
+    /// The count of announced changes committed so far, read by a query that started after
+    /// this call did — shared by every call waiting meanwhile: in a boot storm a thousand
+    /// requests confirming at once cost a few round trips, not a thousand, and each still sees
+    /// every change committed before it asked. Queries run one at a time; a caller that finds
+    /// a query started after it arrived and completed takes that query's count.
+    async fn committed_since_asked(&self) -> Result<i64, InventoryError> {
+        let arrived = self.confirms.started.load(Ordering::Acquire);
+        let _turn = self.confirms.one_at_a_time.lock().await;
+        let (done, count) = *self.confirms.last.lock().unwrap_or_else(|p| p.into_inner());
+        if done > arrived {
+            return Ok(count);
+        }
+        let index = self.confirms.started.fetch_add(1, Ordering::AcqRel) + 1;
+        let count = self.committed().await?;
+        *self.confirms.last.lock().unwrap_or_else(|p| p.into_inner()) = (index, count);
+        Ok(count)
+    }
+
     /// The count of announced changes committed so far.
     async fn committed(&self) -> Result<i64, InventoryError> {
         Ok(
@@ -174,7 +202,7 @@ impl Inventory {
         if self.unconfirmable_until.load(Ordering::Relaxed) > now_ms {
             return true;
         }
-        match tokio::time::timeout(CONFIRM_TIMEOUT, self.committed()).await {
+        match tokio::time::timeout(CONFIRM_TIMEOUT, self.committed_since_asked()).await {
             Ok(Ok(count)) => count <= self.heard.load(Ordering::Acquire),
             failed => {
                 // The database is unreachable or stalled: nothing can be committed there
@@ -288,5 +316,45 @@ async fn follow(
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use polyprov_model::UploadKind;
+
+    /// Requests confirming at once share the round trips, and each still learns of a change
+    /// committed before it asked.
+    #[tokio::test(flavor = "current_thread")]
+    async fn requests_confirming_at_once_share_the_round_trips() {
+        let url = super::super::postgres_server::fresh_database().await;
+        let writer = Inventory::open(&url).await.unwrap();
+        // A node that has not heard anything yet (it does not follow).
+        let node = Arc::new(Inventory::open(&url).await.unwrap());
+        assert!(node.confirm_heard().await, "nothing committed yet");
+        let mac: Mac = "0004f2aa0001".parse().unwrap();
+        writer
+            .put_device_file(mac, UploadKind::WebOverride, b"<a/>", None)
+            .await
+            .unwrap();
+        let before = node.confirms.started.load(Ordering::Acquire);
+        // A query in flight: every call below arrives while it runs.
+        let in_flight = node.confirms.one_at_a_time.lock().await;
+        let calls: Vec<_> = (0..200)
+            .map(|_| {
+                let node = node.clone();
+                tokio::spawn(async move { node.confirm_heard().await })
+            })
+            .collect();
+        // One thread: each spawned call runs until it waits for its turn before this resumes.
+        tokio::task::yield_now().await;
+        drop(in_flight);
+        for c in calls {
+            assert!(!c.await.unwrap(), "a committed change was not seen");
+        }
+        let queries = node.confirms.started.load(Ordering::Acquire) - before;
+        // One query, started after every call arrived, answers them all.
+        assert_eq!(queries, 1);
     }
 }

@@ -271,6 +271,8 @@ pub struct Inventory {
     check_before_serving: std::sync::atomic::AtomicBool,
     /// Until when (ms since the Unix epoch) that check is skipped after it failed.
     unconfirmable_until: AtomicU64,
+    /// Requests confirming at once share round trips (see `follow.rs`).
+    confirms: follow::Confirms,
     generation: AtomicU64,
     /// Bumped by every change to the files phones download back kept here (`device_files`):
     /// apart from [`Inventory::generation`], so that a phone's upload does not invalidate every
@@ -448,6 +450,7 @@ impl Inventory {
             heard: Default::default(),
             check_before_serving: std::sync::atomic::AtomicBool::new(true),
             unconfirmable_until: AtomicU64::new(0),
+            confirms: Default::default(),
             generation: AtomicU64::new(1),
             files_generation: AtomicU64::new(1),
             assigned: Default::default(),
