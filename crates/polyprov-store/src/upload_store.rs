@@ -122,6 +122,10 @@ impl UploadStore {
         // Confirmed before the generation is read: a change heard meanwhile makes the entry
         // read below stale, never the other way round.
         let confirmed = db.confirm_heard().await;
+        if confirmed && !db.may_have_files(mac) {
+            // Most devices never upload a file of these kinds: no query for them.
+            return Ok(None);
+        }
         let generation = db.files_generation();
         if confirmed
             && let Some((g, info)) = self.cache().latest.get(&(mac, kind))

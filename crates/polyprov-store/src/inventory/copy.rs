@@ -142,6 +142,7 @@ impl Inventory {
         }
         tx.commit().await?;
         to.load_assigned().await?;
+        to.load_with_files().await?;
         to.bump();
         Ok(copied)
     }

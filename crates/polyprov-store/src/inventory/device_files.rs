@@ -117,6 +117,42 @@ async fn insert_next_version(
 }
 
 impl Inventory {
+    /// Whether a device may have files kept here (false only when it certainly has none, as
+    /// far as this node has heard: see [`Inventory::confirm_heard`]).
+    pub fn may_have_files(&self, mac: Mac) -> bool {
+        self.with_files
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&mac)
+    }
+
+    fn with_files_set(&self) -> std::sync::RwLockWriteGuard<'_, std::collections::HashSet<Mac>> {
+        self.with_files.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reads which devices have files kept here.
+    pub(super) async fn load_with_files(&self) -> Result<(), InventoryError> {
+        let macs = self.devices_with_files().await?;
+        *self.with_files_set() = macs.into_iter().collect();
+        Ok(())
+    }
+
+    /// Re-reads whether one device has files kept here (after another node changed them).
+    pub(super) async fn reread_with_files(&self, mac: Mac) -> Result<(), InventoryError> {
+        let any: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM device_files WHERE mac = $1 LIMIT 1")
+                .bind(mac.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        let mut set = self.with_files_set();
+        if any.is_some() {
+            set.insert(mac);
+        } else {
+            set.remove(&mac);
+        }
+        Ok(())
+    }
+
     /// On PostgreSQL, holds `mac` across every node (a session advisory lock) until the hold is
     /// unlocked: a release's steps then never interleave with another node's upload or release
     /// of the same device. `None` on SQLite, whose one server's own lock is enough.
@@ -169,6 +205,8 @@ impl Inventory {
         body: &[u8],
         keep: Option<u32>,
     ) -> Result<UploadInfo, InventoryError> {
+        // Marked first: a request between the commit and the mark must not answer "none".
+        self.with_files_set().insert(mac);
         let mut tx = self.device_write_tx(mac).await?;
         let now_ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -209,6 +247,7 @@ impl Inventory {
         modified_ns: i64,
         quarantine: Option<&str>,
     ) -> Result<u64, InventoryError> {
+        self.with_files_set().insert(mac);
         let mut tx = self.device_write_tx(mac).await?;
         let version =
             insert_next_version(&mut tx, mac, kind, body, modified_ns, quarantine).await?;
@@ -251,6 +290,7 @@ impl Inventory {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.with_files_set().remove(&mac);
         self.bump_files();
         Ok(())
     }

@@ -108,6 +108,13 @@ impl Inventory {
         if !changes.is_empty() {
             self.bump();
         }
+        if files.len() > PER_DEVICE_MAX || (all && !files.is_empty()) {
+            self.load_with_files().await?;
+        } else {
+            for mac in &files {
+                self.reread_with_files(*mac).await?;
+            }
+        }
         if !files.is_empty() || all {
             self.bump_files();
             if !all {
@@ -166,6 +173,7 @@ impl Inventory {
         // Counted before the reload: what commits after it is heard again, not missed.
         let count = self.committed().await?;
         self.load_assigned().await?;
+        self.load_with_files().await?;
         self.bump();
         self.bump_files();
         self.heard.fetch_max(count, Ordering::AcqRel);
@@ -356,5 +364,35 @@ mod tests {
         let queries = node.confirms.started.load(Ordering::Acquire) - before;
         // One query, started after every call arrived, answers them all.
         assert_eq!(queries, 1);
+    }
+
+    /// A node answers "no files" for a device from memory only while it has heard every
+    /// change: another node's upload is found by the query the check forces, and once heard,
+    /// from memory.
+    #[tokio::test]
+    async fn a_device_s_first_file_on_another_node_is_never_missed() {
+        let url = super::super::postgres_server::fresh_database().await;
+        let writer = Inventory::open(&url).await.unwrap();
+        let node = Inventory::open(&url).await.unwrap();
+        let mac: Mac = "0004f2aa0002".parse().unwrap();
+        assert!(!node.may_have_files(mac));
+        writer
+            .put_device_file(mac, UploadKind::PhoneOverride, b"<a/>", None)
+            .await
+            .unwrap();
+        assert!(writer.may_have_files(mac), "its own upload");
+        assert!(
+            !node.confirm_heard().await,
+            "behind: the caller must ask the database"
+        );
+        let count = writer.committed().await.unwrap();
+        let changes = node.heard(&[format!("{count} files:{mac}")]).await.unwrap();
+        assert_eq!(changes, vec![InventoryChange::DeviceFiles(mac)]);
+        assert!(node.confirm_heard().await);
+        assert!(node.may_have_files(mac));
+        writer.remove_device_files(mac).await.unwrap();
+        let count = writer.committed().await.unwrap();
+        node.heard(&[format!("{count} files:{mac}")]).await.unwrap();
+        assert!(!node.may_have_files(mac));
     }
 }

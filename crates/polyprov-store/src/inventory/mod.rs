@@ -281,6 +281,9 @@ pub struct Inventory {
     /// MACs with an assignment, kept in memory so that a storm of unknown phones never queries
     /// the database (one process owns the database; several nodes will need a shared signal).
     assigned: std::sync::RwLock<std::collections::HashSet<Mac>>,
+    /// Devices with any row in `device_files` (see `device_files.rs`): most have none, and a
+    /// request for their files is then answered without a query.
+    with_files: std::sync::RwLock<std::collections::HashSet<Mac>>,
 }
 
 /// How long a request waits for a PostgreSQL connection before it is answered 503.
@@ -454,6 +457,7 @@ impl Inventory {
             generation: AtomicU64::new(1),
             files_generation: AtomicU64::new(1),
             assigned: Default::default(),
+            with_files: Default::default(),
         };
         match engine {
             Engine::Sqlite => inv.migrate().await?,
@@ -462,6 +466,7 @@ impl Inventory {
             }
         }
         inv.load_assigned().await?;
+        inv.load_with_files().await?;
         Ok(inv)
     }
 
