@@ -86,3 +86,51 @@ fn the_boot_root_follows_its_bucket_and_outlives_it() {
     assert_eq!(status, "200");
     assert!(body.contains("v2"), "{body}");
 }
+
+/// `[log_archive]`: a log a phone uploads lands in the bucket under this node's name, and an
+/// append to it follows.
+#[test]
+fn the_logs_phones_upload_are_copied_to_the_archive() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let s3 = s3_server::S3::start("logs");
+    let store = s3.client("logs");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("polyprov.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[log_archive]\nurl = \"s3://logs/site-1\"\nendpoint = \"{}\"\nallow_http = true\nnode = \"node-a\"\ninterval_secs = 1\n",
+            s3.endpoint()
+        ),
+    )
+    .unwrap();
+    let served = serve_with_env(
+        &data,
+        None,
+        &["--config", config.to_str().unwrap()],
+        &[
+            ("AWS_ACCESS_KEY_ID", s3_server::ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", s3_server::SECRET_KEY),
+        ],
+    );
+    let archived = || {
+        rt.block_on(async {
+            match store
+                .get(&Key::from("site-1/node-a/0004f2aa0001/app.log"))
+                .await
+            {
+                Ok(got) => String::from_utf8(got.bytes().await.unwrap().to_vec()).unwrap(),
+                Err(_) => String::new(),
+            }
+        })
+    };
+    for line in ["first boot\n", "second boot\n"] {
+        let status = common::phone_put(&served, &data, "0004f2aa0001-app.log", line);
+        assert!(status.starts_with('2'), "{status}");
+        until("the log is in the archive", Duration::from_millis(100), || {
+            archived().ends_with(line)
+        });
+    }
+    assert_eq!(archived(), "first boot\nsecond boot\n");
+}

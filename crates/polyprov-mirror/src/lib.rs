@@ -1,4 +1,6 @@
-//! A local folder kept in step with a prefix of an S3-compatible object store.
+//! A local folder kept in step with a prefix of an S3-compatible object store ([`Mirror`]:
+//! the store to the folder), and the other way ([`Archive`]: a folder's files copied to the
+//! store).
 //!
 //! Several polyprov nodes serve one boot root kept in a bucket (`[boot_root] url =
 //! "s3://bucket/prefix"`). Phones never wait on the object store: each node serves its own
@@ -20,6 +22,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
+
+mod archive;
+pub use archive::{Archive, ArchiveReport};
 
 /// Where the mirror's memory of what it downloaded is kept, in the folder.
 pub const STATE_FILE: &str = ".polyprov-mirror.json";
@@ -99,6 +104,50 @@ pub struct Mirror {
     running: tokio::sync::Mutex<()>,
 }
 
+/// The object store `config` names, and the prefix in it. Credentials come from the
+/// environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, …) or the
+/// cloud's chain ([`Credentials`]).
+pub fn open_store(config: &StoreConfig) -> Result<(Arc<dyn ObjectStore>, String), MirrorError> {
+    let rest = config
+        .url
+        .strip_prefix("s3://")
+        .ok_or_else(|| MirrorError::Url(config.url.clone()))?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(MirrorError::Url(config.url.clone()));
+    }
+    // A sync that cannot reach the store gives up soon: the next one comes anyway, and the
+    // local copy serves meanwhile. A download may take long (firmware images).
+    let retry = object_store::RetryConfig {
+        max_retries: 2,
+        retry_timeout: std::time::Duration::from_secs(10),
+        ..Default::default()
+    };
+    let client = object_store::ClientOptions::new()
+        .with_connect_timeout(std::time::Duration::from_secs(5))
+        .with_timeout(std::time::Duration::from_secs(600))
+        .with_allow_http(config.allow_http);
+    let mut b = object_store::aws::AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .with_retry(retry)
+        .with_client_options(client)
+        .with_allow_http(config.allow_http);
+    if config.credentials == Credentials::Environment
+        && std::env::var_os("AWS_ACCESS_KEY_ID").is_none()
+    {
+        b = b.with_skip_signature(true);
+    }
+    if let Some(e) = &config.endpoint {
+        b = b.with_endpoint(e);
+    }
+    match &config.region {
+        Some(r) => b = b.with_region(r),
+        None if std::env::var_os("AWS_DEFAULT_REGION").is_none() => b = b.with_region("us-east-1"),
+        None => {}
+    }
+    Ok((Arc::new(b.build()?), prefix.to_string()))
+}
+
 /// What the mirror downloaded: relative path → ETag.
 type State = BTreeMap<String, String>;
 
@@ -106,46 +155,8 @@ impl Mirror {
     /// A mirror of `config`'s prefix into `dir` (created if needed). Credentials come from the
     /// environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, …).
     pub fn new(config: &StoreConfig, dir: &Path) -> Result<Mirror, MirrorError> {
-        let rest = config
-            .url
-            .strip_prefix("s3://")
-            .ok_or_else(|| MirrorError::Url(config.url.clone()))?;
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(MirrorError::Url(config.url.clone()));
-        }
-        // A sync that cannot reach the store gives up soon: the next one comes anyway, and the
-        // local copy serves meanwhile. A download may take long (firmware images).
-        let retry = object_store::RetryConfig {
-            max_retries: 2,
-            retry_timeout: std::time::Duration::from_secs(10),
-            ..Default::default()
-        };
-        let client = object_store::ClientOptions::new()
-            .with_connect_timeout(std::time::Duration::from_secs(5))
-            .with_timeout(std::time::Duration::from_secs(600))
-            .with_allow_http(config.allow_http);
-        let mut b = object_store::aws::AmazonS3Builder::from_env()
-            .with_bucket_name(bucket)
-            .with_retry(retry)
-            .with_client_options(client)
-            .with_allow_http(config.allow_http);
-        if config.credentials == Credentials::Environment
-            && std::env::var_os("AWS_ACCESS_KEY_ID").is_none()
-        {
-            b = b.with_skip_signature(true);
-        }
-        if let Some(e) = &config.endpoint {
-            b = b.with_endpoint(e);
-        }
-        match &config.region {
-            Some(r) => b = b.with_region(r),
-            None if std::env::var_os("AWS_DEFAULT_REGION").is_none() => {
-                b = b.with_region("us-east-1")
-            }
-            None => {}
-        }
-        Ok(Mirror::with_store(Arc::new(b.build()?), prefix, dir))
+        let (store, prefix) = open_store(config)?;
+        Ok(Mirror::with_store(store, &prefix, dir))
     }
 
     /// A mirror of `store` (any object store: tests, other clouds) under `prefix` into `dir`.

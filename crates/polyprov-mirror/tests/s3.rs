@@ -7,7 +7,7 @@ mod support;
 
 use object_store::ObjectStore;
 use object_store::path::Path as Key;
-use polyprov_mirror::{Mirror, STATE_FILE};
+use polyprov_mirror::{Archive, Mirror, STATE_FILE};
 use support::s3_server::S3;
 
 async fn put(store: &dyn ObjectStore, key: &str, body: &'static [u8]) {
@@ -115,4 +115,78 @@ async fn a_mirror_named_by_url_reaches_the_store_with_its_keys() {
         ),
         Err(polyprov_mirror::MirrorError::Url(_))
     ));
+}
+
+async fn get(store: &dyn ObjectStore, key: &str) -> Vec<u8> {
+    store
+        .get(&Key::from(key))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec()
+}
+
+/// A folder's logs copied to the store: each selected file once per change (a large one in
+/// parts), nothing else, and a store that is down is tried again at the next sync.
+#[tokio::test]
+async fn an_archive_copies_each_changed_log_once() {
+    let mut s3 = S3::start("logs");
+    let store = s3.client("logs");
+    let dir = tempfile::tempdir().unwrap();
+    let uploads = dir.path().join("uploads");
+    let device = uploads.join("0004f2aa0001");
+    std::fs::create_dir_all(&device).unwrap();
+    std::fs::create_dir_all(uploads.join(".tmp")).unwrap();
+    std::fs::write(device.join("app.log"), "boot 1\n").unwrap();
+    // Larger than one part: streamed in several.
+    let big: Vec<u8> = (0..12 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+    std::fs::write(device.join("boot.log"), &big).unwrap();
+    std::fs::write(device.join("phone.cfg"), "not a log").unwrap();
+    std::fs::write(uploads.join(".tmp/partial.log"), "hidden").unwrap();
+    let state = dir.path().join("archive.json");
+    let archive = Archive::with_store(store.clone(), "node-a", &uploads, &state);
+    let logs = |p: &str| p.ends_with(".log");
+
+    let r = archive.sync(logs).await.unwrap();
+    assert_eq!(
+        r.uploaded,
+        ["0004f2aa0001/app.log", "0004f2aa0001/boot.log"]
+    );
+    assert_eq!(r.bytes, 7 + big.len() as u64);
+    assert_eq!(
+        get(&*store, "node-a/0004f2aa0001/app.log").await,
+        b"boot 1\n"
+    );
+    assert_eq!(get(&*store, "node-a/0004f2aa0001/boot.log").await, big);
+    let keys: Vec<String> = futures_util::TryStreamExt::try_collect::<Vec<_>>(store.list(None))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.location.to_string())
+        .collect();
+    assert_eq!(keys.len(), 2, "only the selected files: {keys:?}");
+
+    // Nothing changed: nothing sent.
+    let r = archive.sync(logs).await.unwrap();
+    assert_eq!((r.uploaded.len(), r.unchanged), (0, 2));
+
+    // An append is sent; while the store is down it waits for the next sync.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(device.join("app.log"))
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"boot 2\n").unwrap();
+    s3.stop();
+    let r = archive.sync(logs).await.unwrap();
+    assert_eq!(r.failed, ["0004f2aa0001/app.log"]);
+    s3.restart();
+    let r = archive.sync(logs).await.unwrap();
+    assert_eq!(r.uploaded, ["0004f2aa0001/app.log"]);
+    assert_eq!(
+        get(&*s3.client("logs"), "node-a/0004f2aa0001/app.log").await,
+        b"boot 1\nboot 2\n"
+    );
+    s3.stop();
 }

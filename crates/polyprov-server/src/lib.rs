@@ -193,6 +193,7 @@ fn reload(path: &Path, running: Settings, admin: &admin::AdminState) -> Settings
         ("inventory", new.inventory != running.inventory),
         ("store", new.store != running.store),
         ("boot_root", new.boot_root != running.boot_root),
+        ("log_archive", new.log_archive != running.log_archive),
         ("tftp", new.tftp != running.tftp),
         ("ftp", new.ftp != running.ftp),
         ("https", new.https != running.https),
@@ -278,6 +279,15 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
             metrics.clone(),
         )
         .await?;
+    }
+
+    if let Some(store) = settings.log_archive.store() {
+        archive_logs(
+            &store,
+            &data.join("uploads"),
+            std::time::Duration::from_secs(settings.log_archive.interval_secs.max(1)),
+            metrics.clone(),
+        )?;
     }
 
     // Before any phone is served: undo releases a crash interrupted.
@@ -594,6 +604,50 @@ async fn sync_boot_root(
     }
 }
 
+/// Sends the logs phones upload to this node (`uploads/<mac>/<kind>.log[.N]`) to the log
+/// archive every `interval`, each when it changed; a failed send is tried again next time.
+fn archive_logs(
+    store: &polyprov_mirror::StoreConfig,
+    uploads: &Path,
+    interval: std::time::Duration,
+    metrics: Arc<metrics::Metrics>,
+) -> anyhow::Result<()> {
+    let archive = polyprov_mirror::Archive::new(store, uploads, &uploads.join(".log-archive.json"))
+        .with_context(|| format!("the log archive's object store {}", store.url))?;
+    let url = store.url.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match archive.sync(is_log_file).await {
+                Ok(r) => {
+                    metrics.log_archive_sync(r.uploaded.len(), r.failed.len());
+                    if !r.failed.is_empty() {
+                        tracing::warn!(%url, failed = r.failed.len(), "cannot send some logs to the log archive; trying again at the next sync");
+                    }
+                }
+                Err(e) => tracing::warn!(%url, error = %e, "cannot send logs to the log archive"),
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Whether a path in the upload folder is a log: `<mac>/<kind>` or `<mac>/<kind>.<N>` of a log
+/// kind.
+fn is_log_file(relative: &str) -> bool {
+    let Some((mac, name)) = relative.split_once('/') else {
+        return false;
+    };
+    let base = match name.rsplit_once('.') {
+        Some((base, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => base,
+        _ => name,
+    };
+    mac.parse::<polyprov_model::Mac>().is_ok()
+        && polyprov_model::UploadKind::from_suffix(base).is_some_and(|k| k.is_log())
+}
+
 /// How long start-up waits for the boot root's first sync from its object store.
 const BOOT_ROOT_FIRST_SYNC: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -694,4 +748,23 @@ fn restrict_dir(dir: &Path) -> anyhow::Result<()> {
 #[cfg(not(unix))]
 fn restrict_dir(_dir: &Path) -> anyhow::Result<()> {
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_logs_and_their_rotations_are_archived() {
+        for yes in ["0004f2aa0001/app.log", "0004f2aa0001/boot.log.3"] {
+            assert!(super::is_log_file(yes), "{yes}");
+        }
+        for no in [
+            "0004f2aa0001/phone.cfg",
+            "0004f2aa0001/app.log.moving",
+            "0004f2aa0001/app.log.",
+            "not-a-mac/app.log",
+            "app.log",
+        ] {
+            assert!(!super::is_log_file(no), "{no}");
+        }
+    }
 }

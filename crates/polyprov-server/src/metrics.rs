@@ -69,6 +69,7 @@ pub struct Metrics {
     mirror_syncs: Family<ResultLabels, Counter>,
     mirror_files: Family<ResultLabels, Counter>,
     changes_heard: Family<ResultLabels, Counter>,
+    log_archive: Family<ResultLabels, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -163,7 +164,14 @@ impl Default for Metrics {
             "Changes the nodes made to a shared PostgreSQL inventory, as heard: one device's (device), one device's files kept there (device_files), or anything's (all)",
             changes_heard.clone(),
         );
+        let log_archive = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "polyprov_log_archive_files",
+            "Log files sent to the log archive's object store, by result (uploaded, failed)",
+            log_archive.clone(),
+        );
         Metrics {
+            log_archive,
             changes_heard,
             mirror_syncs,
             mirror_files,
@@ -287,6 +295,15 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition.
+    /// One sync of the log archive: files sent, and files that could not be.
+    pub fn log_archive_sync(&self, uploaded: usize, failed: usize) {
+        for (result, n) in [("uploaded", uploaded), ("failed", failed)] {
+            self.log_archive
+                .get_or_create(&ResultLabels { result })
+                .inc_by(n as u64);
+        }
+    }
+
     /// A change to the shared inventory was heard (`device` or `all`).
     pub fn change_heard(&self, result: &'static str) {
         self.changes_heard

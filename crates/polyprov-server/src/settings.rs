@@ -18,6 +18,7 @@ pub struct Settings {
     pub inventory: InventorySettings,
     pub store: StoreSettings,
     pub boot_root: BootRootSettings,
+    pub log_archive: LogArchiveSettings,
     pub dhcp: DhcpSettings,
     pub lifecycle: LifecycleSettings,
     pub tftp: TftpSettings,
@@ -388,6 +389,61 @@ impl BootRootSettings {
     }
 }
 
+/// A copy of the logs phones upload to this node, in a prefix of an S3-compatible object store:
+/// `<url>/<node>/<mac>/<log file>`, each log sent again whenever it changed. Logs stay on the
+/// node's disk too; the copy is what outlives the node and what an admin reads across nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogArchiveSettings {
+    /// `s3://bucket/prefix`; unset: logs only on this node's disk.
+    pub url: Option<String>,
+    /// An S3-compatible endpoint; unset: AWS.
+    pub endpoint: Option<String>,
+    /// The region requests are signed for; unset: `AWS_DEFAULT_REGION`, else `us-east-1`.
+    pub region: Option<String>,
+    /// Allow a plain-HTTP endpoint.
+    pub allow_http: bool,
+    /// `environment` or `instance`, as for `[boot_root]`.
+    pub credentials: polyprov_mirror::Credentials,
+    /// This node's name in the keys; unset: the host name.
+    pub node: Option<String>,
+    /// How often changed logs are sent, in seconds.
+    pub interval_secs: u64,
+}
+
+impl Default for LogArchiveSettings {
+    fn default() -> Self {
+        LogArchiveSettings {
+            url: None,
+            endpoint: None,
+            region: None,
+            allow_http: false,
+            credentials: Default::default(),
+            node: None,
+            interval_secs: 60,
+        }
+    }
+}
+
+impl LogArchiveSettings {
+    /// The object store and prefix (this node's, below `url`) to copy logs to, when one is set.
+    pub fn store(&self) -> Option<polyprov_mirror::StoreConfig> {
+        let node = self.node.clone().unwrap_or_else(|| {
+            nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "polyprov".to_string())
+        });
+        self.url.as_ref().map(|url| polyprov_mirror::StoreConfig {
+            url: format!("{}/{node}", url.trim_end_matches('/')),
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            allow_http: self.allow_http,
+            credentials: self.credentials,
+        })
+    }
+}
+
 /// Where the inventory, profiles, site defaults and audit log live.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -452,6 +508,7 @@ impl Default for Settings {
             inventory: InventorySettings::default(),
             store: StoreSettings::default(),
             boot_root: BootRootSettings::default(),
+            log_archive: LogArchiveSettings::default(),
             dhcp: DhcpSettings::default(),
             lifecycle: LifecycleSettings::default(),
             tftp: TftpSettings::default(),
