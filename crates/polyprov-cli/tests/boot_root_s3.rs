@@ -128,9 +128,11 @@ fn the_logs_phones_upload_are_copied_to_the_archive() {
     for line in ["first boot\n", "second boot\n"] {
         let status = common::phone_put(&served, &data, "0004f2aa0001-app.log", line);
         assert!(status.starts_with('2'), "{status}");
-        until("the log is in the archive", Duration::from_millis(100), || {
-            archived().ends_with(line)
-        });
+        until(
+            "the log is in the archive",
+            Duration::from_millis(100),
+            || archived().ends_with(line),
+        );
     }
     assert_eq!(archived(), "first boot\nsecond boot\n");
 }

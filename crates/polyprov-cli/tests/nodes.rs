@@ -1,7 +1,8 @@
 //! `polyprov serve` nodes on one real PostgreSQL inventory. Two: a device assigned through one
 //! node's admin API is served its own file by the other (the test prints how soon), and once
 //! released there, is not — from the other node's very first answer after the release. Three
-//! behind nginx: one killed in the middle of a boot storm.
+//! behind nginx: one killed in the middle of a boot storm, after which the two left still agree:
+//! an override uploaded through the balancer is withdrawn from both by a release through one.
 
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
@@ -243,6 +244,7 @@ fn a_node_killed_mid_storm_costs_only_its_requests_in_flight() {
     let lb = Balancer::start(&[&a.phones, &b.phones, &c.phones]);
     let pw = std::fs::read_to_string(a_data.join("provisioning.password")).unwrap();
     let server = format!("http://PlcmSpIp:{}@127.0.0.1:{}/", pw.trim(), lb.port);
+    let server_url = server.clone();
 
     let storm = std::thread::spawn(move || {
         run(
@@ -318,4 +320,40 @@ fn a_node_killed_mid_storm_costs_only_its_requests_in_flight() {
         "{} uploads stored twice",
         all.len() - distinct.len()
     );
+
+    // The survivors still agree: an override uploaded through the balancer is withdrawn from
+    // both by a release through one of them, from the very first answer after it.
+    let (code, out) = run(&["device", "assign", MAC], &admin_env(&a, &a_data));
+    assert_eq!(code, 0, "{out}");
+    let file = format!("{}{MAC}-phone.cfg", server_url);
+    let curl = |args: &[&str]| {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-w",
+                "\n%{http_code}",
+                "-A",
+                "PolycomVVX-VVX_500-UA/5.9.7.4477",
+            ])
+            .args(args)
+            .arg(&file)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let body = r#"<PHONE_CONFIG><OVERRIDES up.backlight.idleIntensity="4"/></PHONE_CONFIG>"#;
+    let put = curl(&["-X", "PUT", "--data-binary", body]);
+    assert!(put.rsplit('\n').next().unwrap().starts_with('2'), "{put}");
+    for _ in 0..4 {
+        assert_eq!(curl(&[]), format!("{body}\n200"), "each node serves it");
+    }
+    let (code, out) = run(&["device", "release", MAC], &admin_env(&b, &b_data));
+    assert_eq!(code, 0, "{out}");
+    for _ in 0..4 {
+        let answer = curl(&[]);
+        assert!(
+            answer.ends_with("\n404"),
+            "a released override was served: {answer}"
+        );
+    }
 }
