@@ -10,8 +10,34 @@ mod s3_server;
 
 use common::{phone_get, serve_with_env, until};
 use object_store::path::Path as Key;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
+
+/// `polyprov serve` on `dir/data` with `section` (one settings section naming a bucket of `s3`),
+/// reaching `s3` with its keys.
+fn serve_with_s3(dir: &Path, s3: &s3_server::S3, section: &str) -> (common::Served, PathBuf) {
+    let data = dir.join("data");
+    let config = dir.join("polyprov.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{section}endpoint = \"{}\"\nallow_http = true\n",
+            s3.endpoint()
+        ),
+    )
+    .unwrap();
+    let served = serve_with_env(
+        &data,
+        None,
+        &["--config", config.to_str().unwrap()],
+        &[
+            ("AWS_ACCESS_KEY_ID", s3_server::ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", s3_server::SECRET_KEY),
+        ],
+    );
+    (served, data)
+}
 
 #[test]
 fn the_boot_root_follows_its_bucket_and_outlives_it() {
@@ -28,24 +54,10 @@ fn the_boot_root_follows_its_bucket_and_outlives_it() {
     );
     put("site-1/firmware/sip.ld", "POLYPROV-SIM-IMAGE 6.4.3.5018\n");
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let config = dir.path().join("polyprov.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[boot_root]\nurl = \"s3://prov/site-1\"\nendpoint = \"{}\"\nallow_http = true\nsync_interval_secs = 1\n",
-            s3.endpoint()
-        ),
-    )
-    .unwrap();
-    let served = serve_with_env(
-        &data,
-        None,
-        &["--config", config.to_str().unwrap()],
-        &[
-            ("AWS_ACCESS_KEY_ID", s3_server::ACCESS_KEY),
-            ("AWS_SECRET_ACCESS_KEY", s3_server::SECRET_KEY),
-        ],
+    let (served, data) = serve_with_s3(
+        dir.path(),
+        &s3,
+        "[boot_root]\nurl = \"s3://prov/site-1\"\nsync_interval_secs = 1\n",
     );
 
     // Synced before the server answered its first phone.
@@ -95,24 +107,10 @@ fn the_logs_phones_upload_are_copied_to_the_archive() {
     let s3 = s3_server::S3::start("logs");
     let store = s3.client("logs");
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let config = dir.path().join("polyprov.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[log_archive]\nurl = \"s3://logs/site-1\"\nendpoint = \"{}\"\nallow_http = true\nnode = \"node-a\"\ninterval_secs = 1\n",
-            s3.endpoint()
-        ),
-    )
-    .unwrap();
-    let served = serve_with_env(
-        &data,
-        None,
-        &["--config", config.to_str().unwrap()],
-        &[
-            ("AWS_ACCESS_KEY_ID", s3_server::ACCESS_KEY),
-            ("AWS_SECRET_ACCESS_KEY", s3_server::SECRET_KEY),
-        ],
+    let (served, data) = serve_with_s3(
+        dir.path(),
+        &s3,
+        "[log_archive]\nurl = \"s3://logs/site-1\"\nnode = \"node-a\"\ninterval_secs = 1\n",
     );
     let archived = || {
         rt.block_on(async {

@@ -365,6 +365,18 @@ mod tests {
         (d, UploadStore::shared(folder, inv))
     }
 
+    /// The bytes of one stored version (for logs: 0 the current log).
+    async fn stored(store: &UploadStore, kind: UploadKind, version: u64) -> Vec<u8> {
+        let info = store.version(mac(), kind, version).await.unwrap().unwrap();
+        store.bytes(&info).await.unwrap()
+    }
+
+    /// The bytes of the newest version, if any.
+    async fn newest(store: &UploadStore, kind: UploadKind) -> Option<Vec<u8>> {
+        let info = store.latest(mac(), kind).await.unwrap()?;
+        Some(store.bytes(&info).await.unwrap())
+    }
+
     #[tokio::test]
     async fn overrides_go_to_the_database_and_logs_to_the_folder() {
         let (d, store) = shared().await;
@@ -384,12 +396,10 @@ mod tests {
             .await
             .unwrap();
         // The cached "none" is not served after the upload.
-        let latest = store
-            .latest(mac(), UploadKind::WebOverride)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(latest.read().unwrap(), b"<a/>");
+        assert_eq!(
+            newest(&store, UploadKind::WebOverride).await.as_deref(),
+            Some(&b"<a/>"[..])
+        );
         assert!(
             !d.path()
                 .join("uploads")
@@ -405,16 +415,7 @@ mod tests {
             .map(|i| i.kind)
             .collect();
         assert_eq!(kinds, ["web.cfg", "app.log"]);
-        assert_eq!(
-            store
-                .version(mac(), UploadKind::AppLog, 0)
-                .await
-                .unwrap()
-                .unwrap()
-                .read()
-                .unwrap(),
-            b"line\n"
-        );
+        assert_eq!(stored(&store, UploadKind::AppLog, 0).await, b"line\n");
     }
 
     #[tokio::test]
@@ -472,12 +473,10 @@ mod tests {
         let store = UploadStore::shared(folder, inv);
         assert_eq!(store.adopt_folder().await.unwrap(), 3);
         assert_eq!(store.adopt_folder().await.unwrap(), 0, "once");
-        let latest = store
-            .latest(mac(), UploadKind::WebOverride)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(latest.read().unwrap(), b"<v3/>");
+        assert_eq!(
+            newest(&store, UploadKind::WebOverride).await.as_deref(),
+            Some(&b"<v3/>"[..])
+        );
         let sets = store.quarantined(mac()).await.unwrap();
         assert_eq!((sets[0].id.as_str(), sets[0].files.len()), ("q0", 2));
         let aside = d
@@ -486,16 +485,7 @@ mod tests {
             .join(mac().to_string());
         assert!(aside.join("web.cfg").is_dir() && aside.join("quarantine/q0").is_dir());
         // The log stays where it was.
-        assert_eq!(
-            store
-                .version(mac(), UploadKind::AppLog, 0)
-                .await
-                .unwrap()
-                .unwrap()
-                .read()
-                .unwrap(),
-            b"log\n"
-        );
+        assert_eq!(stored(&store, UploadKind::AppLog, 0).await, b"log\n");
     }
 
     /// And back: one node on SQLite finds a shared database's files in its folder.
@@ -516,12 +506,10 @@ mod tests {
         let one = UploadStore::in_folder(folder);
         assert_eq!(one.adopt_database(&inv).await.unwrap(), 2);
         assert_eq!(one.adopt_database(&inv).await.unwrap(), 0, "once");
-        let latest = one
-            .latest(mac(), UploadKind::PhoneOverride)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(latest.read().unwrap(), b"<new/>");
+        assert_eq!(
+            newest(&one, UploadKind::PhoneOverride).await.as_deref(),
+            Some(&b"<new/>"[..])
+        );
         let sets = one.quarantined(mac()).await.unwrap();
         assert_eq!((sets[0].id.as_str(), sets[0].files.len()), ("q1", 1));
         assert!(inv.devices_with_files().await.unwrap().is_empty());
