@@ -19,6 +19,7 @@ const DEVICE_LOCKS: i32 = 0x7070_6476; // "ppdv"
 pub struct DeviceHold {
     conn: Option<sqlx::pool::PoolConnection<sqlx::Any>>,
     key: i32,
+    _turn: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl DeviceHold {
@@ -160,10 +161,19 @@ impl Inventory {
         if self.engine != Engine::Postgres {
             return Ok(None);
         }
+        // Waits while half the pool holds devices: releases in parallel must not take every
+        // connection and leave none for their own statements.
+        let turn = self
+            .holds
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| sqlx::Error::PoolClosed)?;
         let mut conn = self.pool.acquire().await?;
         let mut hold = DeviceHold {
             conn: None,
             key: device_key(mac),
+            _turn: turn,
         };
         sqlx::query("SELECT 1 FROM (SELECT pg_advisory_lock($1, $2)) AS held")
             .bind(DEVICE_LOCKS)
@@ -651,5 +661,32 @@ mod tests {
         .await
         .expect("the dropped hold's session ended")
         .unwrap();
+    }
+
+    /// Many devices released at once through one node: each holds a connection for its whole
+    /// release and needs another for its statements — holds never take the whole pool.
+    #[tokio::test]
+    async fn many_holds_at_once_leave_connections_for_their_work() {
+        let pg = super::super::postgres_server::fresh_database().await;
+        let inv = std::sync::Arc::new(Inventory::open(&pg).await.unwrap());
+        let releases: Vec<_> = (0..24u8)
+            .map(|i| {
+                let inv = inv.clone();
+                tokio::spawn(async move {
+                    let mac: Mac = format!("0004f2bb00{i:02x}").parse().unwrap();
+                    inv.put_device_file(mac, UploadKind::WebOverride, b"w", None)
+                        .await
+                        .unwrap();
+                    let hold = inv.hold_device(mac).await.unwrap().unwrap();
+                    let id = format!("q{i}");
+                    let moved = inv.quarantine_device_files(mac, &id).await.unwrap();
+                    assert_eq!(moved, Some(id));
+                    hold.unlock().await.unwrap();
+                })
+            })
+            .collect();
+        for r in releases {
+            r.await.unwrap();
+        }
     }
 }

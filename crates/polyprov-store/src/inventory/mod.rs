@@ -273,6 +273,9 @@ pub struct Inventory {
     unconfirmable_until: AtomicU64,
     /// Requests confirming at once share round trips (see `follow.rs`).
     confirms: follow::Confirms,
+    /// Devices held across nodes at once (each hold keeps a pooled connection: at most half
+    /// the pool, so the holders' own statements always find one).
+    holds: std::sync::Arc<tokio::sync::Semaphore>,
     generation: AtomicU64,
     /// Bumped by every change to the files phones download back kept here (`device_files`):
     /// apart from [`Inventory::generation`], so that a phone's upload does not invalidate every
@@ -299,6 +302,10 @@ const WRITER_LOCK: i64 = 0x706f_6c79_7772_6974; // "polywrit"
 /// and then the driver's ROLLBACK fails too) is closed instead of going back to the pool —
 /// otherwise every later write on it fails with "begin_with at non-zero transaction depth"
 /// until the process restarts.
+/// Devices held across nodes at once by one node (see `Inventory::hold_device`): half of
+/// PostgreSQL's pool.
+const HOLDS_AT_ONCE: usize = 4;
+
 fn pool_options(engine: Engine) -> AnyPoolOptions {
     use sqlx::Connection;
     AnyPoolOptions::new()
@@ -454,6 +461,7 @@ impl Inventory {
             check_before_serving: std::sync::atomic::AtomicBool::new(true),
             unconfirmable_until: AtomicU64::new(0),
             confirms: Default::default(),
+            holds: std::sync::Arc::new(tokio::sync::Semaphore::new(HOLDS_AT_ONCE)),
             generation: AtomicU64::new(1),
             files_generation: AtomicU64::new(1),
             assigned: Default::default(),
