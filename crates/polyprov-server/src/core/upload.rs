@@ -172,8 +172,16 @@ impl Core {
             let result = self.uploads.folder().put(mac, kind, &body);
             let took = began.elapsed();
             // Slow *because the disk made the thread wait*: a thread preempted on a busy
-            // machine is slow too, but moving appends to the pool would not help it.
+            // machine is slow too, but moving appends to the pool would not help it. A log's
+            // first upload (or the first after a rotation) is not evidence: it made a file, and
+            // perhaps the device's folder — in a storm of new phones those wait on the upload
+            // folder's lock, not on a slow disk, and counting them sent every append of such a
+            // storm to the pool.
+            let appended = result
+                .as_ref()
+                .is_ok_and(|info| info.size > body.len() as u64);
             if took > SLOW_APPEND
+                && appended
                 && voluntary_switches() != slept_before
                 && self.slow_appends.record_slow(now_ms())
             {
