@@ -10,7 +10,7 @@ mod common;
 #[path = "../../polyprov-store/tests/support/postgres_server.rs"]
 mod postgres_server;
 
-use common::{Served, admin_env, phone_get, phone_put, run, serve_on_store, until};
+use common::{Served, admin_env, curl_as_phone, phone_get, phone_put, run, serve_on_store, until};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -326,34 +326,23 @@ fn a_node_killed_mid_storm_costs_only_its_requests_in_flight() {
     let (code, out) = run(&["device", "assign", MAC], &admin_env(&a, &a_data));
     assert_eq!(code, 0, "{out}");
     let file = format!("{}{MAC}-phone.cfg", server_url);
-    let curl = |args: &[&str]| {
-        let out = Command::new("curl")
-            .args([
-                "-s",
-                "-w",
-                "\n%{http_code}",
-                "-A",
-                "PolycomVVX-VVX_500-UA/5.9.7.4477",
-            ])
-            .args(args)
-            .arg(&file)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
     let body = r#"<PHONE_CONFIG><OVERRIDES up.backlight.idleIntensity="4"/></PHONE_CONFIG>"#;
-    let put = curl(&["-X", "PUT", "--data-binary", body]);
-    assert!(put.rsplit('\n').next().unwrap().starts_with('2'), "{put}");
+    let put = curl_as_phone(&file, &["-X", "PUT", "--data-binary", body]);
+    assert!(put.0.starts_with('2'), "{put:?}");
     for _ in 0..4 {
-        assert_eq!(curl(&[]), format!("{body}\n200"), "each node serves it");
+        assert_eq!(
+            curl_as_phone(&file, &[]),
+            ("200".to_string(), body.to_string()),
+            "each node serves it"
+        );
     }
     let (code, out) = run(&["device", "release", MAC], &admin_env(&b, &b_data));
     assert_eq!(code, 0, "{out}");
     for _ in 0..4 {
-        let answer = curl(&[]);
-        assert!(
-            answer.ends_with("\n404"),
-            "a released override was served: {answer}"
+        let answer = curl_as_phone(&file, &[]);
+        assert_eq!(
+            answer.0, "404",
+            "a released override was served: {answer:?}"
         );
     }
 }

@@ -206,18 +206,18 @@ impl UploadStore {
     }
 
     /// Gives quarantine set `id` back (undoing a release); how many kinds came back.
+    /// (On a shared inventory the set is in the database: a set a crash left in the folder was
+    /// copied there at start-up, before interrupted releases are undone.)
     pub async fn unquarantine(&self, mac: Mac, id: &str) -> Result<usize, UploadError> {
-        let id = id.to_string();
-        let in_folder = {
-            let id = id.clone();
-            self.blocking(move |f| f.unquarantine(mac, &id)).await?
-        };
         match &self.database {
-            Some(db) => Ok(in_folder
-                + db.unquarantine_device_files(mac, &id)
-                    .await
-                    .map_err(database_error)?),
-            None => Ok(in_folder),
+            Some(db) => db
+                .unquarantine_device_files(mac, id)
+                .await
+                .map_err(database_error),
+            None => {
+                let id = id.to_string();
+                self.blocking(move |f| f.unquarantine(mac, &id)).await
+            }
         }
     }
 

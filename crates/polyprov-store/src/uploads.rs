@@ -116,16 +116,6 @@ pub struct UploadInfo {
     pub body: Option<bytes::Bytes>,
 }
 
-impl UploadInfo {
-    /// The stored bytes, from memory or from disk.
-    pub fn read(&self) -> io::Result<Vec<u8>> {
-        match &self.body {
-            Some(b) => Ok(b.to_vec()),
-            None => fs::read(&self.path),
-        }
-    }
-}
-
 /// One release's quarantined files.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuarantineSet {

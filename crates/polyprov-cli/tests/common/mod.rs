@@ -177,6 +177,11 @@ pub fn phone_url(served: &Served, data: &Path) -> String {
 
 /// A file as `served`'s phone door answers a VVX 500 with the shared login: (status, body).
 pub fn phone_get(served: &Served, data: &Path, file: &str) -> (String, String) {
+    curl_as_phone(&format!("{}{file}", phone_url(served, data)), &[])
+}
+
+/// curl at `url` as a VVX 500, with `args` (a method, a body): (status, body).
+pub fn curl_as_phone(url: &str, args: &[&str]) -> (String, String) {
     let out = Command::new("curl")
         .args([
             "-s",
@@ -185,7 +190,8 @@ pub fn phone_get(served: &Served, data: &Path, file: &str) -> (String, String) {
             "-A",
             "PolycomVVX-VVX_500-UA/5.9.7.4477",
         ])
-        .arg(format!("{}{file}", phone_url(served, data)))
+        .args(args)
+        .arg(url)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
