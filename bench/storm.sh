@@ -58,13 +58,14 @@ storm() { # name url round
     --mac-prefix "${PREFIXES[$(( $3 % ${#PREFIXES[@]} ))]}" --json >"$WORK/$1-$3.json" || true
   echo $(($(cpu_ms "$pid") - before)) >"$WORK/$1-$3.cpu"
   python3 - "$1" "$WORK/$1-$3.json" "$(cat "$WORK/$1-$3.cpu")" <<'PY'
-import json, sys
+import json, os, sys
 r = json.load(open(sys.argv[2]))
 cpu = int(sys.argv[3])
 lat = r["latency"]
 print(f'{sys.argv[1]:<9} {r["phones_booted"]:>6} phones in {r["seconds"]:6.2f} s: {r["requests_per_second"]:8.0f} req/s '
       f'{r["phones_per_second"]:7.0f} phones/s  errors {r["error_count"]}  '
-      + "  ".join(f'{k} p50/p99 {v["p50"]/1000:.2f}/{v["p99"]/1000:.2f} ms' for k, v in lat.items() if k in ("master", "config", "firmware", "log")))
+      + "  ".join(f'{k} p50/p99 {v["p50"]/1000:.2f}/{v["p99"]/1000:.2f} ms' for k, v in lat.items()
+                 if k in ("master", "config", "firmware", "log") or os.environ.get("VERBOSE")))
 print(f'{"":<9} answers by status: {r["statuses"]}  server CPU {cpu} ms, {cpu * 1000 / max(1, r["phones_booted"]):.0f} µs a phone')
 PY
 }

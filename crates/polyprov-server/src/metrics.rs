@@ -225,6 +225,11 @@ impl Metrics {
         self.connections.get_or_create(&DoorLabels { door }).inc();
     }
 
+    /// HTTP connections open now on `door`.
+    pub fn connections_open(&self, door: &'static str) -> i64 {
+        self.connections.get_or_create(&DoorLabels { door }).get()
+    }
+
     /// An HTTP connection ended.
     pub fn connection_closed(&self, door: &'static str) {
         self.connections.get_or_create(&DoorLabels { door }).dec();
