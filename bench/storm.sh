@@ -5,7 +5,8 @@
 # whether the storm runner or the server is the bottleneck, wrk replays the same GET mix against
 # nginx for the same time.
 # Loopback only; bounded by phone count and a time limit.
-# Usage: [ROUNDS=3] bench/storm.sh [phones=10000] [concurrency=100]
+# Usage: [ROUNDS=3] [VERBOSE=1] bench/storm.sh [phones=10000] [concurrency=100]
+# VERBOSE=1 prints every file kind and where the phones waited (accept queue or server).
 # Needs: cargo build --release, nginx, wrk.
 set -euo pipefail
 PHONES=${1:-10000}
@@ -54,9 +55,25 @@ storm() { # name url round
   local pid=$NGINX_PID before
   [ "$1" = polyprov ] && pid=$POLYPROV_PID
   before=$(cpu_ms "$pid")
+  # VERBOSE=1: where the phones wait — sampled every 50 ms, connections in the kernel's accept
+  # queue (the listener's Recv-Q) and connections the server has taken.
+  local sampler= port=${2##*:}
+  port=${port%%/*}
+  if [ -n "${VERBOSE:-}" ]; then
+    while :; do
+      echo "$(ss -Hltn "sport = :$port" | awk '{print $2}') $(ss -Htn state established "( sport = :$port )" | wc -l)"
+      sleep 0.05
+    done >"$WORK/$1-$3.queue" &
+    sampler=$!
+  fi
   "$BIN" sim storm --server "$2" --phones "$PHONES" --concurrency "$CONC" --time-limit 300 \
     --mac-prefix "${PREFIXES[$(( $3 % ${#PREFIXES[@]} ))]}" --json >"$WORK/$1-$3.json" || true
   echo $(($(cpu_ms "$pid") - before)) >"$WORK/$1-$3.cpu"
+  if [ -n "$sampler" ]; then
+    kill "$sampler"
+    wait "$sampler" 2>/dev/null || true
+    awk '$2 > 0 {n++; q += $1; e += $2} END {if (n) printf "%-9s while busy: %.0f phones in the accept queue, %.0f taken by the server (means of %d samples)\n", "", q / n, e / n - q / n, n}' "$WORK/$1-$3.queue"
+  fi
   python3 - "$1" "$WORK/$1-$3.json" "$(cat "$WORK/$1-$3.cpu")" <<'PY'
 import json, os, sys
 r = json.load(open(sys.argv[2]))
