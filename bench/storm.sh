@@ -5,7 +5,7 @@
 # whether the storm runner or the server is the bottleneck, wrk replays the same GET mix against
 # nginx for the same time.
 # Loopback only; bounded by phone count and a time limit.
-# Usage: [ROUNDS=3] [VERBOSE=1] bench/storm.sh [phones=10000] [concurrency=100]
+# Usage: [ROUNDS=5] [VERBOSE=1] bench/storm.sh [phones=10000] [concurrency=100]
 # VERBOSE=1 prints every file kind and where the phones waited (accept queue or server).
 # Needs: cargo build --release, nginx, wrk.
 set -euo pipefail
@@ -49,7 +49,7 @@ sleep 0.3
 # This machine's two cores are shared with other guests: one pair of runs can differ two-fold
 # from the next. So the storm runs in ROUNDS rounds, the servers alternating which goes first,
 # each round with MACs of its own (new phones for both); the ratio reported is of the medians.
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 PREFIXES=(0004f2 64167f 482567 00e0db 0004f3)
 storm() { # name url round
   local pid=$NGINX_PID before
@@ -65,6 +65,7 @@ storm() { # name url round
       sleep 0.05
     done >"$WORK/$1-$3.queue" &
     sampler=$!
+    PIDS+=("$sampler") # stopped by the cleanup too, should the storm fail
   fi
   "$BIN" sim storm --server "$2" --phones "$PHONES" --concurrency "$CONC" --time-limit 300 \
     --mac-prefix "${PREFIXES[$(( $3 % ${#PREFIXES[@]} ))]}" --json >"$WORK/$1-$3.json" || true

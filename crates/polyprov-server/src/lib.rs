@@ -265,6 +265,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         )
         .with_lifecycle(settings.lifecycle.clone())
         .with_new_devices_per_minute(settings.provisioning.new_devices_per_minute)
+        .with_flush_batch(settings.inventory.flush_batch)
         .with_device_logins(
             settings.provisioning.device_logins,
             settings.provisioning.previous_login_hours,
@@ -494,10 +495,12 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
     let flusher_stop = stop.clone();
     let period = Duration::from_millis(settings.inventory.flush_interval_ms.max(10));
     tasks.spawn(async move {
-        let mut tick = tokio::time::interval(period);
+        // The first flush one period after start (nothing is waiting before).
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         loop {
             tokio::select! {
                 _ = tick.tick() => { flusher_core.flush().await; }
+                _ = flusher_core.flush_wanted() => { flusher_core.flush().await; }
                 _ = flusher_stop.cancelled() => break,
             }
         }

@@ -341,6 +341,12 @@ pub struct InventorySettings {
     /// How often what phones did (last seen, model, firmware, files) is written, in milliseconds.
     /// Requests never wait for the database; they are batched.
     pub flush_interval_ms: u64,
+    /// Devices a batch holds at most: once this many are waiting they are written without
+    /// waiting for the interval, and a longer backlog goes in transactions of this size. In a
+    /// storm this keeps each write short — one long write every interval takes a core from
+    /// the phones' requests for its whole length. Smaller is shorter still but costs CPU: a
+    /// phone whose boot spans several writes is written several times.
+    pub flush_batch: usize,
 }
 
 /// Where the boot root comes from: the data directory's `root` folder (the default), or a
@@ -557,6 +563,7 @@ impl Default for InventorySettings {
     fn default() -> Self {
         InventorySettings {
             flush_interval_ms: 1000,
+            flush_batch: 1024,
         }
     }
 }

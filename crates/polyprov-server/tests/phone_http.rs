@@ -757,6 +757,51 @@ async fn first_contact_records_an_unassigned_device_with_what_it_said() {
     assert_eq!(t.get(&format!("/{MAC}-polyprov.cfg")).await.status(), 404);
 }
 
+/// A full batch of sightings (`flush_batch`) is written without waiting for the interval (an
+/// hour here), and a longer backlog in batch-sized transactions; no device is lost either way.
+#[tokio::test]
+async fn a_full_batch_of_sightings_is_written_before_the_interval() {
+    let t = TestServer::start_with(|s| {
+        s.inventory.flush_interval_ms = 3_600_000;
+        s.inventory.flush_batch = 3;
+    })
+    .await;
+    let seen = |n: usize| {
+        let t = &t;
+        async move {
+            // Written by the server's flusher, not by this test: asked until there (bounded).
+            let mut macs = Vec::new();
+            for _ in 0..1_000 {
+                let (_, devices) = t.admin_json(Method::GET, "/api/v1/devices", None).await;
+                macs = devices
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|d| d["mac"].as_str().map(str::to_string))
+                    .collect::<Vec<_>>();
+                if macs.len() >= n {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            macs
+        }
+    };
+    for i in 0..3 {
+        t.get(&format!("/0004f2dd{i:04x}.cfg")).await;
+    }
+    let first = seen(3).await;
+    assert_eq!(first.len(), 3, "{first:?}");
+    for i in 3..10 {
+        t.get(&format!("/0004f2dd{i:04x}.cfg")).await;
+    }
+    t.server.core.flush().await;
+    let mut macs = seen(10).await;
+    macs.sort();
+    let expected: Vec<String> = (0..10).map(|i| format!("0004f2dd{i:04x}")).collect();
+    assert_eq!(macs, expected);
+}
+
 #[tokio::test]
 async fn graceful_shutdown_writes_pending_sightings() {
     let t = TestServer::start_with(|s| s.inventory.flush_interval_ms = 3_600_000).await;

@@ -70,6 +70,10 @@ pub struct Core {
     sightings: Mutex<HashMap<Mac, Sighting>>,
     /// Held while sightings are written (see `Core::flush`).
     flushing: tokio::sync::Mutex<()>,
+    /// Devices a sightings batch holds at most; a full one is written at once.
+    flush_batch: usize,
+    /// Told when a batch is full (see [`Core::flush_wanted`]).
+    flush_soon: tokio::sync::Notify,
     /// Striped per-device locks: phone requests for a device's own files hold one for reading,
     /// a release or reassignment for writing — so a request sees the whole before or the whole
     /// after, never a mix.
@@ -120,6 +124,8 @@ impl Core {
             small_files: Default::default(),
             sightings: Mutex::new(HashMap::new()),
             flushing: tokio::sync::Mutex::new(()),
+            flush_batch: crate::settings::InventorySettings::default().flush_batch,
+            flush_soon: tokio::sync::Notify::new(),
             device_locks: (0..DEVICE_LOCK_STRIPES)
                 .map(|_| tokio::sync::RwLock::new(()))
                 .collect(),
@@ -143,6 +149,13 @@ impl Core {
     pub fn with_device_logins(mut self, on: bool, previous_login_hours: u64) -> Core {
         self.device_logins = on;
         self.previous_login_hours = previous_login_hours;
+        self
+    }
+
+    /// At most how many devices' sightings one transaction writes; a batch this full is
+    /// written without waiting for the next periodic flush.
+    pub fn with_flush_batch(mut self, n: usize) -> Core {
+        self.flush_batch = n.max(1);
         self
     }
 

@@ -60,7 +60,11 @@ impl Core {
         if let Some(u) = upload {
             set_if_changed(&mut s.last_upload, Some(u));
         }
+        let waiting = map.len();
         drop(map);
+        if waiting == self.flush_batch {
+            self.flush_soon.notify_one();
+        }
         // Fetches are seen by watches with their answer (`Core::fetch`); an upload is noted
         // once stored.
         if let Some(file) = upload {
@@ -74,7 +78,14 @@ impl Core {
         lock(&self.sightings).get(&mac).and_then(|s| s.addr.clone())
     }
 
-    /// Writes the batched sightings to the inventory in one transaction. Returns how many.
+    /// Resolves once a full batch of sightings waits (`flush_batch` devices): the flusher
+    /// then writes it without waiting for its interval.
+    pub async fn flush_wanted(&self) {
+        self.flush_soon.notified().await;
+    }
+
+    /// Writes the batched sightings to the inventory, `flush_batch` devices a transaction.
+    /// Returns how many were written; what could not be is kept for the next flush.
     pub async fn flush(&self) -> usize {
         // One flush at a time: a caller that flushes (shutdown, a test) returns only once
         // everything seen so far is written, including what a periodic flush had taken.
@@ -82,25 +93,24 @@ impl Core {
         let batch: Vec<Sighting> = std::mem::take(&mut *lock(&self.sightings))
             .into_values()
             .collect();
-        if batch.is_empty() {
-            return 0;
-        }
-        match self.inventory.record_sightings(&batch).await {
-            Ok(()) => {
-                self.remember_sightings(&batch);
-                batch.len()
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, devices = batch.len(), "could not record device sightings; will retry");
+        let mut written = 0;
+        for (i, chunk) in batch.chunks(self.flush_batch).enumerate() {
+            if let Err(e) = self.inventory.record_sightings(chunk).await {
+                let unwritten = &batch[i * self.flush_batch..];
+                tracing::warn!(error = %e, devices = unwritten.len(), "could not record device sightings; will retry");
                 let mut map = lock(&self.sightings);
-                for s in batch {
+                for s in unwritten {
                     if let Ok(mac) = s.mac.parse() {
-                        map.entry(mac).or_insert(s);
+                        // A newer sighting noted meanwhile is kept as it is.
+                        map.entry(mac).or_insert_with(|| s.clone());
                     }
                 }
-                0
+                break;
             }
+            self.remember_sightings(chunk);
+            written += chunk.len();
         }
+        written
     }
 
     /// Why a request for a MAC not yet known adds no device, if it does not. Over HTTP(S) it
