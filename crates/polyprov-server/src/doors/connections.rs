@@ -8,8 +8,8 @@
 //!   the connection ([`StallGuard`]). Upload bodies have their own deadline in the door.
 //! - Connections in progress go before new ones: the loop accepts one connection, then yields
 //!   to every task already waiting. In a boot storm this keeps the cores on phones already in
-//!   the middle of their boot (a GET's p99 at 1,000 phones at once: 2–3× nginx's before, within
-//!   1.3× after, `bench/storm.sh 10000 1000`).
+//!   the middle of their boot (`bench/storm.sh 10000 1000`: ~910 phones taken at once before,
+//!   ~320 after, nginx ~220; a GET's p99 2–3× nginx's before, mostly 1.3–2× after).
 //! - At most `max_connections` at once, and never more than the open-file limit leaves room
 //!   for: past that a new connection is answered `503` and closed, and counted. An `accept`
 //!   that fails for want of descriptors backs off instead of spinning.
