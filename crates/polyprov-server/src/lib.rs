@@ -706,7 +706,27 @@ fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;
+    static CHECKED: std::sync::Once = std::sync::Once::new();
+    CHECKED.call_once(|| {
+        let read = std::fs::read_to_string("/proc/sys/net/core/somaxconn");
+        if let Some(cap) = read.ok().as_deref().and_then(accept_queue_too_short) {
+            tracing::warn!(
+                somaxconn = cap,
+                wanted = LISTEN_BACKLOG,
+                "the kernel caps each listener's accept queue at {cap} connections: in a boot storm of more phones at once their SYNs are dropped and they retry seconds later (sysctl -w net.core.somaxconn={LISTEN_BACKLOG})"
+            );
+        }
+    });
     tokio::net::TcpListener::from_std(socket.into())
+}
+
+/// The kernel's cap on accept queues (`/proc/sys/net/core/somaxconn`), when it is short of
+/// what a boot storm needs: phones past what the cores serve wait in that queue
+/// (`doors::connections`). Short is below 4096, the default since Linux 5.4 (older kernels
+/// have 128): a queue of 1,024 overflowed with 1,000 phones booting at once.
+fn accept_queue_too_short(somaxconn: &str) -> Option<i64> {
+    let cap: i64 = somaxconn.trim().parse().ok()?;
+    (cap < 4096).then_some(cap)
 }
 
 /// Reads a secret file, or creates it with a new random secret (mode 0600).
@@ -769,5 +789,14 @@ mod tests {
         ] {
             assert!(!super::is_log_file(no), "{no}");
         }
+    }
+
+    #[test]
+    fn a_short_kernel_accept_queue_is_reported() {
+        assert_eq!(super::accept_queue_too_short("128\n"), Some(128));
+        assert_eq!(super::accept_queue_too_short("1024"), Some(1024));
+        assert_eq!(super::accept_queue_too_short("4096\n"), None);
+        assert_eq!(super::accept_queue_too_short("65535"), None);
+        assert_eq!(super::accept_queue_too_short("not a number"), None);
     }
 }
