@@ -408,6 +408,31 @@ mod tests {
 
     use super::*;
 
+    /// The accept loop on `listener`, serving `router` with generous limits; cancel the token
+    /// to stop it.
+    fn start(
+        listener: TcpListener,
+        router: axum::Router,
+        metrics: Arc<Metrics>,
+    ) -> (tokio::task::JoinHandle<()>, CancellationToken) {
+        let stop = CancellationToken::new();
+        let limits = ConnectionLimits {
+            header_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
+            max_connections: 1000,
+        };
+        let server = tokio::spawn(serve(
+            listener,
+            Handler::Router(router),
+            limits,
+            metrics,
+            "http",
+            None,
+            stop.clone(),
+        ));
+        (server, stop)
+    }
+
     /// Phones already in the backlog are taken one per turn of the scheduler, never all at once
     /// ahead of the work in progress. On one thread, `yield_now` in this test and in the accept
     /// loop each give way to everything else ready, so between two turns of this test the loop
@@ -422,21 +447,7 @@ mod tests {
             .map(|_| std::net::TcpStream::connect(addr).unwrap())
             .collect();
         let metrics = Arc::new(Metrics::default());
-        let stop = CancellationToken::new();
-        let limits = ConnectionLimits {
-            header_timeout: Duration::from_secs(60),
-            send_timeout: Duration::from_secs(60),
-            max_connections: 1000,
-        };
-        let server = tokio::spawn(serve(
-            listener,
-            Handler::Router(axum::Router::new()),
-            limits,
-            metrics.clone(),
-            "http",
-            None,
-            stop.clone(),
-        ));
+        let (server, stop) = start(listener, axum::Router::new(), metrics.clone());
         let mut taken_per_turn = Vec::new();
         let mut open = 0;
         // Bounded: the loop needs PHONES turns; give it ten times that.
@@ -482,21 +493,7 @@ mod tests {
                 }
             })
         };
-        let stop = CancellationToken::new();
-        let limits = ConnectionLimits {
-            header_timeout: Duration::from_secs(60),
-            send_timeout: Duration::from_secs(60),
-            max_connections: 1000,
-        };
-        let server = tokio::spawn(serve(
-            listener,
-            Handler::Router(router),
-            limits,
-            Arc::new(Metrics::default()),
-            "http",
-            None,
-            stop.clone(),
-        ));
+        let (server, stop) = start(listener, router, Arc::new(Metrics::default()));
         // This test's body runs outside the runtime's worker: blocking calls here are fine.
         let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: polyprov\r\n\r\n");
         let answered = |stream: &std::net::TcpStream| {
