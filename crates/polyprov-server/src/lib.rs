@@ -358,6 +358,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         send_timeout: Duration::from_secs(settings.http.send_timeout_secs.max(1)),
         max_connections: settings.http.max_connections,
     };
+    warn_if_accept_queue_short();
     let http_addr = serve(
         &mut tasks,
         settings.http.listen,
@@ -706,18 +707,19 @@ fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;
-    static CHECKED: std::sync::Once = std::sync::Once::new();
-    CHECKED.call_once(|| {
-        let read = std::fs::read_to_string("/proc/sys/net/core/somaxconn");
-        if let Some(cap) = read.ok().as_deref().and_then(accept_queue_too_short) {
-            tracing::warn!(
-                somaxconn = cap,
-                wanted = LISTEN_BACKLOG,
-                "the kernel caps each listener's accept queue at {cap} connections: in a boot storm of more phones at once their SYNs are dropped and they retry seconds later (sysctl -w net.core.somaxconn={LISTEN_BACKLOG})"
-            );
-        }
-    });
     tokio::net::TcpListener::from_std(socket.into())
+}
+
+/// Warns (once, at start) when the kernel caps accept queues below what a boot storm needs.
+fn warn_if_accept_queue_short() {
+    let read = std::fs::read_to_string("/proc/sys/net/core/somaxconn");
+    if let Some(cap) = read.ok().as_deref().and_then(accept_queue_too_short) {
+        tracing::warn!(
+            somaxconn = cap,
+            wanted = LISTEN_BACKLOG,
+            "the kernel caps each listener's accept queue at {cap} connections: in a boot storm of more phones at once their SYNs are dropped and they retry seconds later (sysctl -w net.core.somaxconn={LISTEN_BACKLOG})"
+        );
+    }
 }
 
 /// The kernel's cap on accept queues (`/proc/sys/net/core/somaxconn`), when it is short of

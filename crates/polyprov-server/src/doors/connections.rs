@@ -472,6 +472,7 @@ mod tests {
         stop.cancel();
         server.await.unwrap();
     }
+
     /// A new connection's first request waits behind the requests already waiting, as it would
     /// in nginx: tokio runs a just-spawned task ahead of every ready one unless it yields first.
     /// The one worker is held while phone A (already served once) sends its next request and
@@ -521,7 +522,7 @@ mod tests {
         free_tx.send(()).unwrap();
         hold.await.unwrap();
         answered(&b);
-        // A's answer to its first request was read line by line; the order is what counts.
+        // A's second answer is left unread: the order the requests were served in is the test.
         assert_eq!(
             *served.lock().unwrap(),
             ["/a-first", "/a-next", "/b-first"],
