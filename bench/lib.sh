@@ -100,12 +100,16 @@ LUA
 
 # cpu_ms PID…: CPU time (user + system, ms) used so far by each PID and its children processes
 # (nginx's workers), summed — for cost-per-request figures that a busy neighbour cannot skew.
-cpu_ms() {
-  local tck p ticks=0
+# cpu_user_ms PID…: the user-space part of it.
+cpu_ms() { cpu_fields_ms '$12 + $13' "$@"; }
+cpu_user_ms() { cpu_fields_ms '$12' "$@"; }
+cpu_fields_ms() {
+  local tck p fields=$1 ticks=0
+  shift
   tck=$(getconf CLK_TCK)
   for p in "$@" $(for q in "$@"; do pgrep -P "$q"; done); do
     [ -r "/proc/$p/stat" ] || continue
-    ticks=$((ticks + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
+    ticks=$((ticks + $(sed 's/.*) //' "/proc/$p/stat" | awk "{print $fields}")))
   done
   echo $((ticks * 1000 / tck))
 }

@@ -52,9 +52,10 @@ sleep 0.3
 ROUNDS=${ROUNDS:-5}
 PREFIXES=(0004f2 64167f 482567 00e0db 0004f3)
 storm() { # name url round
-  local pid=$NGINX_PID before
+  local pid=$NGINX_PID before before_user
   [ "$1" = polyprov ] && pid=$POLYPROV_PID
   before=$(cpu_ms "$pid")
+  before_user=$(cpu_user_ms "$pid")
   # VERBOSE=1: where the phones wait — sampled every 50 ms, connections in the kernel's accept
   # queue (the listener's Recv-Q) and connections the server has taken.
   local sampler= port=${2##*:}
@@ -70,6 +71,7 @@ storm() { # name url round
   "$BIN" sim storm --server "$2" --phones "$PHONES" --concurrency "$CONC" --time-limit 300 \
     --mac-prefix "${PREFIXES[$(( $3 % ${#PREFIXES[@]} ))]}" --json >"$WORK/$1-$3.json" || true
   echo $(($(cpu_ms "$pid") - before)) >"$WORK/$1-$3.cpu"
+  echo $(($(cpu_user_ms "$pid") - before_user)) >"$WORK/$1-$3.usr"
   if [ -n "$sampler" ]; then
     kill "$sampler"
     wait "$sampler" 2>/dev/null || true
@@ -134,6 +136,14 @@ for q in ("p50", "p99"):
 cpu = {s: statistics.median(int(open(f"{work}/{s}-{r}.cpu").read()) * 1000 / max(1, runs[s][r]["phones_booted"])
     for r in range(rounds)) for s in ("nginx", "polyprov")}
 print(f"server CPU a phone, median of rounds: nginx {cpu['nginx']:.0f} µs, polyprov {cpu['polyprov']:.0f} µs, ratio {cpu['polyprov'] / cpu['nginx']:.2f}")
+# Split: user space is the server's own code; system time is mostly the TCP stack and the
+# file system, which both servers drive with about as many calls.
+usr = {s: statistics.median(int(open(f"{work}/{s}-{r}.usr").read()) * 1000 / max(1, runs[s][r]["phones_booted"])
+    for r in range(rounds)) for s in ("nginx", "polyprov")}
+sys_ = {s: statistics.median((int(open(f"{work}/{s}-{r}.cpu").read()) - int(open(f"{work}/{s}-{r}.usr").read()))
+    * 1000 / max(1, runs[s][r]["phones_booted"]) for r in range(rounds)) for s in ("nginx", "polyprov")}
+print(f"  user space: nginx {usr['nginx']:.0f} µs, polyprov {usr['polyprov']:.0f} µs, ratio {usr['polyprov'] / max(1, usr['nginx']):.2f};"
+      f" system: nginx {sys_['nginx']:.0f} µs, polyprov {sys_['polyprov']:.0f} µs, ratio {sys_['polyprov'] / max(1, sys_['nginx']):.2f}")
 errors = sum(r["error_count"] for s in runs.values() for r in s)
 print(f"errors, all rounds: {errors}")
 print(f"ratio polyprov / nginx+WebDAV under the storm: "

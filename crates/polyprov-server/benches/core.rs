@@ -1,6 +1,8 @@
 //! The core's fetch and upload paths without sockets: a started server's `Core`, driven with
 //! `Request`s as a door would (each iteration a `block_on` on a current-thread runtime, which
-//! adds about a microsecond). `cargo bench -p polyprov-server --bench core`.
+//! adds about a microsecond). `cargo bench -p polyprov-server --bench core`. Allocations per
+//! request are counted too (divan's `AllocProfiler`): unlike times, they do not move with the
+//! machine's load.
 
 #![allow(clippy::unwrap_used)] // Benchmarks: a panic is the failure report.
 
@@ -10,6 +12,9 @@ use std::net::IpAddr;
 use std::sync::OnceLock;
 
 const UA: &str = "FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 Type/Application";
+
+#[global_allocator]
+static ALLOC: divan::AllocProfiler = divan::AllocProfiler::system();
 
 fn main() {
     divan::main();
@@ -79,17 +84,38 @@ fn device_file() {
     fetch("/0004f2000007-polyprov.cfg");
 }
 
-#[divan::bench]
-fn missing_override() {
+/// A file the phone asks for that is not there: most of a boot's requests (10 of 16 in
+/// `bench/storm.sh`), so the 404 path is as hot as any.
+fn missing(path: &str) {
     let b = bench();
     let req = Request {
         door: Door::Http,
-        path: "/0004f2000007-web.cfg",
+        path,
         user_agent: Some(UA),
         peer: IpAddr::from([127, 0, 0, 1]),
         credential: Credential::Valid,
     };
-    divan::black_box(b.rt.block_on(b.server.core.fetch(&req)).err());
+    divan::black_box(b.rt.block_on(b.server.core.fetch(&req)).err().unwrap());
+}
+
+#[divan::bench]
+fn missing_override() {
+    missing("/0004f2000007-web.cfg");
+}
+
+#[divan::bench]
+fn missing_device_licence() {
+    missing("/0004f2000007-license.cfg");
+}
+
+#[divan::bench]
+fn missing_shared_directory() {
+    missing("/000000000000-directory.xml");
+}
+
+#[divan::bench]
+fn missing_model_firmware() {
+    missing("/3111-44500-001.sip.ld");
 }
 
 #[divan::bench]
