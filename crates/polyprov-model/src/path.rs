@@ -131,7 +131,13 @@ impl RequestPath {
 impl fmt::Display for RequestPath {
     /// The relative path, `/`-joined, decoded.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.segments.join("/"))
+        for (i, segment) in self.segments.iter().enumerate() {
+            if i > 0 {
+                f.write_str("/")?;
+            }
+            f.write_str(segment)?;
+        }
+        Ok(())
     }
 }
 

@@ -147,7 +147,9 @@ impl Core {
         if path.segments().iter().any(|s| s.starts_with('.')) {
             return Err(Refusal::NotFound);
         }
-        let full = self.root.join(path.to_string());
+        // Segments never hold a `/` nor start with one (`RequestPath`), so each push appends.
+        let mut full = self.root.clone();
+        full.extend(path.segments());
         let stamp = file_stamp(&full).map_err(|e| Refusal::from_io(&e, &path.to_string()))?;
         match stamp {
             Some((len, mtime)) if len <= small_files::MAX_FILE => {
@@ -176,16 +178,26 @@ impl Core {
         let (Some(hex), Some(rest)) = (asked.get(..12), asked.get(12..)) else {
             return self.root_file(path).await;
         };
-        let variants = [
-            asked.to_string(),
-            format!("{}{rest}", hex.to_ascii_lowercase()),
-            format!("{}{rest}", hex.to_ascii_uppercase()),
-        ];
-        for (i, name) in variants.iter().enumerate() {
-            if variants[..i].contains(name) {
+        match self.root_file(path).await {
+            Err(Refusal::NotFound) => {}
+            other => return other,
+        }
+        // Phones ask in lower case and most of these lookups find nothing: a case variant is
+        // built only when it differs from the name asked.
+        for upper in [false, true] {
+            let differs = match upper {
+                false => hex.bytes().any(|b| b.is_ascii_uppercase()),
+                true => hex.bytes().any(|b| b.is_ascii_lowercase()),
+            };
+            if !differs {
                 continue;
             }
-            match self.root_file(&path.with_file_name(name)).await {
+            let hex = match upper {
+                false => hex.to_ascii_lowercase(),
+                true => hex.to_ascii_uppercase(),
+            };
+            let variant = path.with_file_name(&format!("{hex}{rest}"));
+            match self.root_file(&variant).await {
                 Err(Refusal::NotFound) => {}
                 other => return other,
             }

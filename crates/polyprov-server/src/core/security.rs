@@ -4,14 +4,15 @@ use super::*;
 
 impl Core {
     pub(super) fn log_refusal(&self, req: &Request<'_>, op: &'static str, r: &Refusal) {
-        let path: String = req.path.chars().take(200).collect();
+        // Kept short in the log; built only when logged (a 404 is most of a boot's answers).
+        let path = || req.path.chars().take(200).collect::<String>();
         let event = match r {
             Refusal::NotFound => {
-                tracing::debug!(op, path, addr = %req.peer, "not found");
+                tracing::debug!(op, path = path(), addr = %req.peer, "not found");
                 return;
             }
             Refusal::AuthRequired => {
-                tracing::debug!(op, path, addr = %req.peer, "credentials required");
+                tracing::debug!(op, path = path(), addr = %req.peer, "credentials required");
                 return;
             }
             Refusal::BadPath(_) => "bad_path",
@@ -22,11 +23,11 @@ impl Core {
             Refusal::BadSerialTag(_) => "bad_serial_tag",
             Refusal::BadCredentials => "bad_credentials",
             _ => {
-                tracing::info!(op, path, addr = %req.peer, reason = %r, "request refused");
+                tracing::info!(op, path = path(), addr = %req.peer, reason = %r, "request refused");
                 return;
             }
         };
-        self.security_event(event, req.peer, op, &path, r);
+        self.security_event(event, req.peer, op, &path(), r);
     }
 
     /// Counts a security event and logs it in the one form fail2ban's filter reads
