@@ -161,7 +161,7 @@ fn macro_sends_digits(value: &str) -> bool {
 fn is_per_device(name: &str) -> bool {
     let base = name.rsplit('/').next().unwrap_or(name);
     base.get(..12)
-        .is_some_and(|h| crate::Mac::from_hex12(h).is_ok())
+        .is_some_and(|h| crate::Mac::hex12(h).is_some())
 }
 
 fn dir_of(name: &str) -> &str {

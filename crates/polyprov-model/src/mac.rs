@@ -40,20 +40,38 @@ impl Mac {
     /// Parses exactly 12 hex digits, either case, nothing else (the form used in file names).
     /// The all-zero address is rejected: `000000000000` names the shared master file.
     pub fn from_hex12(s: &str) -> Result<Self, MacError> {
-        if s.len() != 12 {
-            return Err(MacError::WrongLength(truncate(s), s.chars().count()));
-        }
+        Mac::hex12(s).ok_or_else(|| hex12_error(s))
+    }
+
+    /// [`Mac::from_hex12`] without the reason: whether a name is a MAC, asked on every phone
+    /// request, allocates nothing.
+    pub fn hex12(s: &str) -> Option<Self> {
+        let b: &[u8; 12] = s.as_bytes().try_into().ok()?;
         let mut out = [0u8; 6];
+        for (byte, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
+            *byte = (hex_digit(pair[0])? << 4) | hex_digit(pair[1])?;
+        }
+        (out != [0; 6]).then_some(Mac(out))
+    }
+
+    /// `str::parse` without the reason (any accepted form; see [`FromStr`]), allocating
+    /// nothing: for asking whether a login name or a folder is a MAC.
+    pub fn recognise(s: &str) -> Option<Self> {
+        let s = s.trim();
+        if s.len() == 12 {
+            return Mac::hex12(s);
+        }
         let b = s.as_bytes();
-        for (i, byte) in out.iter_mut().enumerate() {
-            let hi = hex_val(s, b[2 * i])?;
-            let lo = hex_val(s, b[2 * i + 1])?;
-            *byte = (hi << 4) | lo;
+        if !grouped(b) {
+            return None;
         }
-        if out == [0; 6] {
-            return Err(MacError::AllZero);
+        let mut digits = [0u8; 12];
+        let mut n = 0;
+        for &c in b.iter().filter(|c| !b":-.".contains(c)) {
+            *digits.get_mut(n)? = c;
+            n += 1;
         }
-        Ok(Mac(out))
+        Mac::hex12(std::str::from_utf8(&digits[..n]).ok()?)
     }
 
     /// `00-04-F2-AA-81-4C`, the form printed on phone labels.
@@ -86,12 +104,35 @@ fn truncate(s: &str) -> String {
     s.chars().take(40).collect()
 }
 
-fn hex_val(whole: &str, c: u8) -> Result<u8, MacError> {
+/// Byte pairs separated by all `:` or all `-`, or groups of four separated by `.`.
+fn grouped(b: &[u8]) -> bool {
+    match b.len() {
+        17 => {
+            let sep = b[2];
+            (sep == b':' || sep == b'-') && (0..5).all(|i| b[2 + 3 * i] == sep)
+        }
+        14 => b[4] == b'.' && b[9] == b'.',
+        _ => false,
+    }
+}
+
+fn hex_digit(c: u8) -> Option<u8> {
     match c {
-        b'0'..=b'9' => Ok(c - b'0'),
-        b'a'..=b'f' => Ok(c - b'a' + 10),
-        b'A'..=b'F' => Ok(c - b'A' + 10),
-        _ => Err(MacError::NotHex(truncate(whole), c as char)),
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Why `s` is not 12 hex digits naming a phone (built only once it is known not to be).
+fn hex12_error(s: &str) -> MacError {
+    if s.len() != 12 {
+        return MacError::WrongLength(truncate(s), s.chars().count());
+    }
+    match s.chars().find(|c| !c.is_ascii_hexdigit()) {
+        Some(bad) => MacError::NotHex(truncate(s), bad),
+        None => MacError::AllZero,
     }
 }
 
@@ -100,9 +141,13 @@ impl FromStr for Mac {
 
     /// Accepts `0004f2aa814c`, `00-04-F2-AA-81-4C`, `00:04:f2:aa:81:4c`, `0004.f2aa.814c`, any case.
     fn from_str(s: &str) -> Result<Self, MacError> {
+        if let Some(mac) = Mac::recognise(s) {
+            return Ok(mac);
+        }
+        // Not a MAC: say why.
         let s = s.trim();
         if s.len() == 12 {
-            return Mac::from_hex12(s);
+            return Err(hex12_error(s));
         }
         if let Some(bad) = s
             .chars()
@@ -110,34 +155,27 @@ impl FromStr for Mac {
         {
             return Err(MacError::NotHex(truncate(s), bad));
         }
-        let digits: String = s.chars().filter(|c| c.is_ascii_hexdigit()).collect();
-        if digits.len() != 12 {
-            return Err(MacError::WrongLength(truncate(s), digits.len()));
+        let digits = s.chars().filter(|c| c.is_ascii_hexdigit()).count();
+        if digits != 12 {
+            return Err(MacError::WrongLength(truncate(s), digits));
         }
-        let b = s.as_bytes();
-        let ok = match s.len() {
-            // xx:xx:xx:xx:xx:xx or xx-xx-...
-            17 => {
-                let sep = b[2];
-                (sep == b':' || sep == b'-') && (0..5).all(|i| b[2 + 3 * i] == sep)
-            }
-            // xxxx.xxxx.xxxx
-            14 => b[4] == b'.' && b[9] == b'.',
-            _ => false,
-        };
-        if !ok {
-            return Err(MacError::BadSeparators(truncate(s)));
+        if grouped(s.as_bytes()) {
+            return Err(MacError::AllZero);
         }
-        Mac::from_hex12(&digits)
+        Err(MacError::BadSeparators(truncate(s)))
     }
 }
 
 impl fmt::Display for Mac {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
+        // One write of 12 digits: a phone's files are named after it on every request.
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 12];
+        for (pair, b) in out.chunks_exact_mut(2).zip(self.0) {
+            pair[0] = HEX[usize::from(b >> 4)];
+            pair[1] = HEX[usize::from(b & 0xf)];
         }
-        Ok(())
+        f.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -218,6 +256,13 @@ mod tests {
             for s in [m.to_string(), m.dashed_upper(), m.colon_lower(), m.to_string().to_uppercase()] {
                 prop_assert_eq!(s.parse::<Mac>(), Ok(m));
             }
+        }
+
+        /// The allocation-free answers agree with the ones that say why.
+        #[test]
+        fn recognise_agrees_with_parse(s in "[0-9a-fA-F:.\\- ]{0,20}|\\PC{0,20}") {
+            prop_assert_eq!(Mac::recognise(&s), s.parse::<Mac>().ok());
+            prop_assert_eq!(Mac::hex12(&s), Mac::from_hex12(&s).ok());
         }
 
         #[test]

@@ -255,13 +255,13 @@ impl FileKind {
     pub fn of(name: &str) -> FileKind {
         if let Some(stem) = name.strip_suffix(".cfg")
             && stem.len() == 12
-            && let Ok(mac) = Mac::from_hex12(stem)
+            && let Some(mac) = Mac::hex12(stem)
         {
             return FileKind::Master(mac);
         }
         if let Some((head, suffix)) = name.split_at_checked(12)
             && let Some(suffix) = suffix.strip_prefix('-')
-            && let Ok(mac) = Mac::from_hex12(head)
+            && let Some(mac) = Mac::hex12(head)
         {
             if suffix.eq_ignore_ascii_case(DEVICE_CONFIG_SUFFIX) {
                 return FileKind::DeviceConfig(mac);

@@ -63,6 +63,7 @@ fn fetch(path: &str) {
         door: Door::Http,
         path,
         user_agent: Some(UA),
+        user_agent_memo: None,
         peer: IpAddr::from([127, 0, 0, 1]),
         credential: Credential::Valid,
     };
@@ -92,6 +93,7 @@ fn missing(path: &str) {
         door: Door::Http,
         path,
         user_agent: Some(UA),
+        user_agent_memo: None,
         peer: IpAddr::from([127, 0, 0, 1]),
         credential: Credential::Valid,
     };
@@ -125,6 +127,7 @@ fn log_upload() {
         door: Door::Http,
         path: "/0004f2000009-app.log",
         user_agent: Some(UA),
+        user_agent_memo: None,
         peer: IpAddr::from([127, 0, 0, 1]),
         credential: Credential::Valid,
     };

@@ -648,7 +648,7 @@ fn is_log_file(relative: &str) -> bool {
         Some((base, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => base,
         _ => name,
     };
-    mac.parse::<polyprov_model::Mac>().is_ok()
+    polyprov_model::Mac::recognise(mac).is_some()
         && polyprov_model::UploadKind::from_suffix(base).is_some_and(|k| k.is_log())
 }
 

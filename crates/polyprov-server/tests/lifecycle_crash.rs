@@ -33,6 +33,7 @@ async fn assigned_device_with_uploads(data: &Path) {
             door: polyprov_server::core::Door::Http,
             path: &name,
             user_agent: None,
+            user_agent_memo: None,
             peer: [127, 0, 0, 1].into(),
             credential: polyprov_server::core::Credential::Valid,
         };

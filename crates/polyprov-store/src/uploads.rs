@@ -172,7 +172,7 @@ impl Uploads {
             return Ok(());
         }
         for e in fs::read_dir(&self.dir)? {
-            let Some(mac) = e?.file_name().to_str().and_then(|n| n.parse::<Mac>().ok()) else {
+            let Some(mac) = e?.file_name().to_str().and_then(Mac::recognise) else {
                 continue;
             };
             for kind in UploadKind::ALL.into_iter().filter(|k| k.is_log()) {
@@ -610,7 +610,7 @@ impl Uploads {
         let mut macs = std::collections::BTreeSet::new();
         for base in [&self.dir, &self.quarantine] {
             for e in fs::read_dir(base)? {
-                let Some(mac) = e?.file_name().to_str().and_then(|n| n.parse::<Mac>().ok()) else {
+                let Some(mac) = e?.file_name().to_str().and_then(Mac::recognise) else {
                     continue;
                 };
                 let own = QUARANTINED

@@ -51,6 +51,7 @@ impl Core {
             door: Door::Internal,
             path,
             user_agent: None,
+            user_agent_memo: None,
             peer: IpAddr::from([127, 0, 0, 1]),
             credential: Credential::Valid,
         };
@@ -80,9 +81,9 @@ impl Core {
         match kind {
             FileKind::Shared => self.root_file(&path).await,
             FileKind::Master(mac) => {
-                check_identity(req, mac, ua.as_ref())?;
+                check_identity(req, mac, ua.as_deref())?;
                 if observe {
-                    self.note(mac, req, ua.as_ref(), Some(path.file_name()), None);
+                    self.note(mac, req, ua.as_deref(), Some(path.file_name()), None);
                 }
                 if let Some(render) = self.device_render(mac).await? {
                     return self.generated_master(mac, &render, &path).await;
@@ -95,10 +96,10 @@ impl Core {
                 }
             }
             FileKind::DeviceConfig(mac) => {
-                check_identity(req, mac, ua.as_ref())?;
+                check_identity(req, mac, ua.as_deref())?;
                 self.require_credential(req, mac)?;
                 if observe {
-                    self.note(mac, req, ua.as_ref(), Some(path.file_name()), None);
+                    self.note(mac, req, ua.as_deref(), Some(path.file_name()), None);
                     self.login_used(req, mac).await;
                 }
                 match self.device_render(mac).await? {
@@ -112,11 +113,11 @@ impl Core {
                 }
             }
             FileKind::DeviceFile(mac, kind) => {
-                check_identity(req, mac, ua.as_ref())?;
+                check_identity(req, mac, ua.as_deref())?;
                 self.require_credential(req, mac)?;
                 if observe {
                     self.login_used(req, mac).await;
-                    self.note(mac, req, ua.as_ref(), Some(path.file_name()), None);
+                    self.note(mac, req, ua.as_deref(), Some(path.file_name()), None);
                 }
                 // An admin-placed licence wins; a directory falls back to an admin-placed seed.
                 if kind == UploadKind::License {

@@ -114,7 +114,7 @@ impl Core {
         verifies: impl Fn(&LoginCheck) -> Result<(), crate::auth::DigestError>,
     ) -> Option<Credential> {
         use crate::auth::DigestError;
-        let mac: Mac = user.parse().ok()?;
+        let mac = Mac::recognise(user)?;
         let login = self.device_login(mac)?;
         if login.current.user != user {
             return None;

@@ -32,7 +32,9 @@ pub use refusal::{Refusal, is_resource_error, kind_label};
 use refusal::{label_of, refusal_reason};
 use render_cache::*;
 use request::*;
-pub use request::{Answer, Credential, Door, Generated, Request, ServedFile, content_type};
+pub use request::{
+    Answer, Credential, Door, Generated, Request, ServedFile, UserAgentMemo, content_type,
+};
 pub use upload::UploadTicket;
 pub use watch::{Seen, Watch, now_ms};
 

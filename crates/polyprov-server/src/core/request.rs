@@ -53,6 +53,8 @@ pub struct Request<'a> {
     pub path: &'a str,
     /// The HTTP User-Agent, if the protocol has one.
     pub user_agent: Option<&'a str>,
+    /// The connection's memo of the User-Agent it read last, if the door keeps one.
+    pub user_agent_memo: Option<&'a UserAgentMemo>,
     /// The requester's address (logged, never used to identify a phone).
     pub peer: IpAddr,
     /// What the door found in the request's credentials.
@@ -162,7 +164,28 @@ impl Answer {
 /// What was parsed from a request, once.
 pub(super) struct Parsed {
     pub(super) path: RequestPath,
-    pub(super) ua: Option<UserAgent>,
+    pub(super) ua: Option<Arc<UserAgent>>,
+}
+
+/// The User-Agent a connection sent last, as read. A phone sends the same one on every request
+/// of a keep-alive connection, and reading it was a tenth of a request's own CPU in a boot
+/// storm; a door keeps one memo per connection and hands it to the core with each request.
+#[derive(Debug, Default)]
+pub struct UserAgentMemo(Mutex<Option<(String, Option<Arc<UserAgent>>)>>);
+
+impl UserAgentMemo {
+    /// `raw` read, from the memo when it is the User-Agent read last. Only what could be read
+    /// is kept: an untrustworthy one is read (and refused) each time.
+    fn read(&self, raw: &str) -> Result<Option<Arc<UserAgent>>, UserAgentError> {
+        if let Some((last, ua)) = &*lock(&self.0)
+            && last == raw
+        {
+            return Ok(ua.clone());
+        }
+        let ua = UserAgent::parse(raw)?.map(Arc::new);
+        *lock(&self.0) = Some((raw.to_string(), ua.clone()));
+        Ok(ua)
+    }
 }
 
 /// Whether what the request says about which phone it is agrees with the path's MAC: a device
@@ -218,8 +241,13 @@ impl Core {
             Err(e) => return ("invalid", Err(e.into())),
         };
         let label = label_of(&path.kind());
-        let ua = match req.user_agent.map(UserAgent::parse).transpose() {
-            Ok(ua) => ua.flatten(),
+        let read = match (req.user_agent, req.user_agent_memo) {
+            (None, _) => Ok(None),
+            (Some(raw), Some(memo)) => memo.read(raw),
+            (Some(raw), None) => UserAgent::parse(raw).map(|ua| ua.map(Arc::new)),
+        };
+        let ua = match read {
+            Ok(ua) => ua,
             Err(e) => return (label, Err(e.into())),
         };
         if let Some(u) = &ua
@@ -261,5 +289,45 @@ impl Core {
             (true, Credential::Invalid) => Err(Refusal::BadCredentials),
             (true, Credential::Absent) => Err(Refusal::AuthRequired),
         }
+    }
+}
+
+#[cfg(test)]
+mod memo_tests {
+    use super::*;
+
+    const APP: &str =
+        "FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 (SN:0004f2aa814c) Type/Application";
+    const UPDATER: &str =
+        "FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 (SN:0004f2aa814c) Type/Updater";
+
+    #[test]
+    fn the_same_user_agent_is_read_once_a_connection() {
+        let memo = UserAgentMemo::default();
+        let first = memo.read(APP).unwrap().unwrap();
+        let again = memo.read(APP).unwrap().unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "read again instead of remembered"
+        );
+        assert_eq!(*first, UserAgent::parse(APP).unwrap().unwrap());
+        // Another one is read, and then remembered in its place.
+        let updater = memo.read(UPDATER).unwrap().unwrap();
+        assert_eq!(
+            updater.stage,
+            Some(polyprov_model::user_agent::Stage::Updater)
+        );
+        assert!(!Arc::ptr_eq(&first, &memo.read(APP).unwrap().unwrap()));
+    }
+
+    #[test]
+    fn an_untrustworthy_user_agent_is_refused_every_time() {
+        let memo = UserAgentMemo::default();
+        let bad = "FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 (SN:0004f2aa814c) (SN:0004f2aa814d) Type/Application";
+        assert!(memo.read(bad).is_err());
+        assert!(memo.read(bad).is_err());
+        // Not a phone: nothing read, and that is remembered too.
+        assert_eq!(memo.read("curl/8.0").unwrap(), None);
+        assert_eq!(memo.read("curl/8.0").unwrap(), None);
     }
 }

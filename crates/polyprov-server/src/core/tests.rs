@@ -35,6 +35,7 @@ fn req(path: &str, credential: Credential) -> Request<'_> {
         door: Door::Http,
         path,
         user_agent: Some("FileTransport PolycomVVX-VVX_500-UA/5.9.7.4477 Type/Application"),
+        user_agent_memo: None,
         peer: IpAddr::from([127, 0, 0, 1]),
         credential,
     }

@@ -19,7 +19,7 @@ pub struct UploadTicket {
     kind: UploadKind,
     limit: u64,
     file_name: String,
-    ua: Option<UserAgent>,
+    ua: Option<Arc<UserAgent>>,
 }
 
 impl UploadTicket {
@@ -62,7 +62,7 @@ impl Core {
         if continuing && !kind.is_log() {
             return Err(Refusal::NotUploadable);
         }
-        check_identity(req, mac, ua.as_ref())?;
+        check_identity(req, mac, ua.as_deref())?;
         self.require_credential(req, mac)?;
         Ok(UploadTicket {
             label,
@@ -140,7 +140,7 @@ impl Core {
             self.on_reset_suspected(mac, evidence).await;
         }
         let info = self.put_upload(mac, kind, body).await?;
-        self.note(mac, req, ua.as_ref(), None, Some(&file_name));
+        self.note(mac, req, ua.as_deref(), None, Some(&file_name));
         if kind.is_log() {
             // Phones send logs at every boot and on a timer: routine, not an event.
             tracing::debug!(%mac, kind = %kind, size = info.size, addr = %req.peer, "log appended");

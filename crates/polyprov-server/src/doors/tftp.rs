@@ -48,6 +48,7 @@ fn request(peer: SocketAddr, path: &str) -> Request<'_> {
         door: Door::Tftp,
         path,
         user_agent: None,
+        user_agent_memo: None,
         peer: peer.ip(),
         credential: Credential::Absent,
     }

@@ -98,6 +98,7 @@ fn request<'a>(user: &FtpUser, path: &'a str) -> Request<'a> {
         door: Door::Ftp,
         path,
         user_agent: None,
+        user_agent_memo: None,
         peer: user.peer,
         credential: user.credential,
     }

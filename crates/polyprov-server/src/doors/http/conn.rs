@@ -42,6 +42,7 @@ pub(crate) async fn serve<IO>(
         buf: BytesMut::with_capacity(READ_CHUNK),
         body_pending: false,
     };
+    let user_agent_memo = crate::core::UserAgentMemo::default();
     loop {
         let head = match conn.read_head(header_timeout, stop).await {
             Next::Head(h) => h,
@@ -56,7 +57,15 @@ pub(crate) async fn serve<IO>(
                 return;
             }
         };
-        let reply = super::answer(door, &mut conn, &head, peer, cert.as_ref()).await;
+        let reply = super::answer(
+            door,
+            &mut conn,
+            &head,
+            peer,
+            cert.as_ref(),
+            &user_agent_memo,
+        )
+        .await;
         let close = head.close || conn.body_pending || stop.is_cancelled();
         if conn.write_reply(reply, &head, close).await.is_err() {
             return;
@@ -186,7 +195,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
             _ => Some(reply.length),
         };
         let mut out = Vec::with_capacity(512);
-        let headers = reply.headers.iter().map(|(n, v)| (*n, v.as_str()));
+        let headers = reply.headers.iter().map(|(n, v)| (*n, v.as_ref()));
         date_now(|date| wire::write_head(&mut out, reply.status, date, headers, length, keep));
         // A HEAD answer has the length a GET would get and no body — refusals included: a body
         // there would be read as the start of the next response.

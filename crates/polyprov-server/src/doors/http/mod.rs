@@ -8,13 +8,14 @@ mod range;
 pub mod wire;
 
 use crate::auth::ProvisioningCredentials;
-use crate::core::{Answer, Core, Credential, Door, Refusal, Request, kind_label};
+use crate::core::{Answer, Core, Credential, Door, Refusal, Request, UserAgentMemo, kind_label};
 use crate::metrics::Metrics;
 use crate::tls::{CertIdentity, PeerCertificate};
 use base64::Engine;
 use bytes::Bytes;
 use conn::BodyError;
 use range::RangeAnswer;
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::AsyncSeekExt;
@@ -47,7 +48,8 @@ impl PhoneDoor {
 /// A phone door's answer, before it is written.
 pub(crate) struct Reply {
     status: u16,
-    headers: Vec<(&'static str, String)>,
+    /// Fixed values (most of them) are borrowed: a storm's answers allocate little.
+    headers: Vec<(&'static str, Cow<'static, str>)>,
     /// The `Content-Length` sent (for HEAD: the length a GET would get).
     length: u64,
     body: ReplyBody,
@@ -71,15 +73,20 @@ impl Reply {
     }
 
     /// A short plain-text answer (refusals).
-    fn text(status: u16, text: String) -> Reply {
+    fn text(status: u16, text: impl Into<Cow<'static, str>>) -> Reply {
+        let text: Cow<'static, str> = text.into();
+        let body = match text {
+            Cow::Borrowed(t) => Bytes::from_static(t.as_bytes()),
+            Cow::Owned(t) => Bytes::from(t),
+        };
         Reply {
-            length: text.len() as u64,
-            body: ReplyBody::Bytes(Bytes::from(text)),
+            length: body.len() as u64,
+            body: ReplyBody::Bytes(body),
             ..Reply::new(status).header("content-type", "text/plain; charset=utf-8")
         }
     }
 
-    fn header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
+    fn header(mut self, name: &'static str, value: impl Into<Cow<'static, str>>) -> Reply {
         self.headers.push((name, value.into()));
         self
     }
@@ -94,6 +101,7 @@ async fn answer<IO>(
     head: &Head,
     peer: SocketAddr,
     cert: Option<&PeerCertificate>,
+    user_agent_memo: &UserAgentMemo,
 ) -> Reply
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -108,6 +116,7 @@ where
         door: door.door,
         path: head.path(),
         user_agent: head.user_agent.as_deref(),
+        user_agent_memo: Some(user_agent_memo),
         peer: peer.ip(),
         credential,
     };
@@ -127,7 +136,7 @@ where
         Method::Other(_) => {
             door.metrics
                 .request(door.door.as_str(), kind_label(head.path()), 405);
-            Reply::text(405, "method not allowed\n".into()).header("allow", "GET, HEAD, PUT")
+            Reply::text(405, "method not allowed\n").header("allow", "GET, HEAD, PUT")
         }
     };
     if reply.status == 401 {
@@ -223,7 +232,7 @@ fn unix_now() -> u64 {
 
 /// A 401 with a Digest and a Basic challenge (or Basic only when no credentials are set).
 fn challenge(expected: Option<&ProvisioningCredentials>) -> Reply {
-    let mut reply = Reply::text(401, "credentials required\n".into());
+    let mut reply = Reply::text(401, "credentials required\n");
     match expected {
         Some(c) => {
             for ch in c.challenges(unix_now(), false) {
@@ -285,14 +294,15 @@ where
 
 fn refusal_reply(r: &Refusal) -> Reply {
     if *r == Refusal::NotUploadable {
-        return Reply::text(405, "this file cannot be uploaded\n".into())
-            .header("allow", "GET, HEAD");
+        return Reply::text(405, "this file cannot be uploaded\n").header("allow", "GET, HEAD");
     }
     // AuthRequired/BadCredentials: the caller replaces this with the challenges.
-    let text = match r {
-        Refusal::Internal(_) => "server error\n".to_string(),
-        Refusal::Unavailable(_) => "server busy, try again\n".to_string(),
-        other => format!("{other}\n"),
+    let text: Cow<'static, str> = match r {
+        Refusal::Internal(_) => "server error\n".into(),
+        Refusal::Unavailable(_) => "server busy, try again\n".into(),
+        // Most of a storm's refusals: files a phone asks for that are not there.
+        Refusal::NotFound => "no such file\n".into(),
+        other => format!("{other}\n").into(),
     };
     let reply = Reply::text(r.status(), text);
     match r {
@@ -304,15 +314,16 @@ fn refusal_reply(r: &Refusal) -> Reply {
 /// The answer to a read, honouring If-None-Match and Range. Returns it and the body bytes it
 /// will send.
 async fn send(answer: Answer, head: &Head) -> (Reply, u64) {
-    let etag = answer.etag().to_string();
     let len = answer.len();
+    let not_modified = head
+        .if_none_match
+        .as_ref()
+        .is_some_and(|inm| etag_matches(inm, answer.etag()));
     let mut reply = Reply::new(200)
-        .header("etag", etag.clone())
+        .header("etag", answer.etag().to_string())
         .header("accept-ranges", "bytes")
         .header("cache-control", "no-cache");
-    if let Some(inm) = &head.if_none_match
-        && etag_matches(inm, &etag)
-    {
+    if not_modified {
         reply.status = 304;
         return (reply, 0);
     }
@@ -364,4 +375,19 @@ fn etag_matches(if_none_match: &str, etag: &str) -> bool {
         || if_none_match
             .split(',')
             .any(|t| t.trim().trim_start_matches("W/") == etag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The texts written out to save an allocation say what the refusal's own message says.
+    #[test]
+    fn fixed_refusal_texts_match_the_refusals() {
+        let r = Refusal::NotFound;
+        let ReplyBody::Bytes(body) = refusal_reply(&r).body else {
+            panic!("a refusal has a text body");
+        };
+        assert_eq!(body, format!("{r}\n").as_bytes());
+    }
 }
