@@ -2,7 +2,8 @@
 # every process started from it, a reference nginx. Loopback only.
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BIN=$REPO/target/release/polyprov
+# BIN=path/to/polyprov compares another build (an A/B of two commits on the same load).
+BIN=${BIN:-$REPO/target/release/polyprov}
 
 # need TOOL…: exit 2 unless every tool (in PATH or /usr/sbin) and the release build are there.
 need() {

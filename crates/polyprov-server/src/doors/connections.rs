@@ -160,10 +160,13 @@ pub async fn serve(
             // runs a task just spawned before everything else ready (its "LIFO slot"), which
             // would let every new connection jump the queue.
             wait_turn().await;
+            // The task's future is as large as its largest state, and it is moved into place
+            // for every connection: TLS and the admin door's hyper are boxed, so a phone's
+            // plain-HTTP connection does not carry (and copy) their state.
             match tls {
                 None => connection.serve(tcp, None).await,
-                Some(tls) => match handshake(&tls, tcp, peer, door).await {
-                    Some((stream, cert)) => connection.serve(stream, cert).await,
+                Some(tls) => match Box::pin(handshake(&tls, tcp, peer, door)).await {
+                    Some((stream, cert)) => Box::pin(connection.serve(stream, cert)).await,
                     None => metrics.connection_refused(door, "tls_handshake"),
                 },
             }
@@ -257,7 +260,7 @@ impl Connection {
                 tower_service::Service::call(&mut router, req)
             });
         let io = TokioIo::new(io);
-        if let Err(e) = watcher.watch(http.serve_connection(io, service)).await {
+        if let Err(e) = Box::pin(watcher.watch(http.serve_connection(io, service))).await {
             tracing::debug!(door, addr = %peer, error = %e, "connection ended with an error");
         }
     }
