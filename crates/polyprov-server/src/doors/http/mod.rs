@@ -200,15 +200,14 @@ fn credential(door: &PhoneDoor, head: &Head) -> Credential {
                 }
             });
     }
-    let basic = Some(token)
+    let mut stack = [0u8; 384];
+    let decoded = Some(token)
         .filter(|_| scheme.eq_ignore_ascii_case("basic"))
-        .and_then(|b64| {
-            base64::engine::general_purpose::STANDARD
-                .decode(b64.trim())
-                .ok()
-        })
-        .and_then(|raw| String::from_utf8(raw).ok());
-    match basic.as_deref().and_then(|s| s.split_once(':')) {
+        .and_then(|b64| base64_decoded(b64.trim(), &mut stack));
+    let basic = decoded
+        .as_deref()
+        .and_then(|raw| std::str::from_utf8(raw).ok());
+    match basic.and_then(|s| s.split_once(':')) {
         Some((user, password)) => door
             .core
             .own_login(user, |check| crate::auth::basic_for(check, user, password))
@@ -221,6 +220,19 @@ fn credential(door: &PhoneDoor, head: &Head) -> Credential {
             }),
         // Another scheme: ask again rather than call it wrong.
         None => Credential::Absent,
+    }
+}
+
+/// `b64` decoded into `stack` when it fits (every request of a boot carries the same Basic
+/// credentials: no allocation for them), into a new buffer when it does not.
+fn base64_decoded<'a>(b64: &str, stack: &'a mut [u8]) -> Option<Cow<'a, [u8]>> {
+    let engine = base64::engine::general_purpose::STANDARD;
+    match engine.decode_slice(b64, stack) {
+        Ok(n) => Some(Cow::Borrowed(&stack[..n])),
+        Err(base64::DecodeSliceError::OutputSliceTooSmall) => {
+            engine.decode(b64).ok().map(Cow::Owned)
+        }
+        Err(base64::DecodeSliceError::DecodeError(_)) => None,
     }
 }
 
@@ -380,6 +392,24 @@ fn etag_matches(if_none_match: &str, etag: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// Decoding on the stack (or past it) reads what the allocating decoder reads.
+        #[test]
+        fn base64_on_the_stack_agrees(
+            raw in proptest::collection::vec(proptest::num::u8::ANY, 0..700),
+            junk in "[A-Za-z0-9+/=]{0,40}",
+        ) {
+            let engine = base64::engine::general_purpose::STANDARD;
+            for b64 in [engine.encode(&raw), junk] {
+                let mut stack = [0u8; 384];
+                proptest::prop_assert_eq!(
+                    base64_decoded(&b64, &mut stack).map(Cow::into_owned),
+                    engine.decode(&b64).ok()
+                );
+            }
+        }
+    }
 
     /// The texts written out to save an allocation say what the refusal's own message says.
     #[test]
