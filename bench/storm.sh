@@ -31,8 +31,12 @@ PORT=$(free_port)
 # Uploads (PUT) go to a per-run folder outside the served root, as polyprov keeps them.
 mkdir -p "$WORK/dav/uploads"
 chmod -R a+rwx "$WORK/dav"
+# The same answers as polyprov gives the same boot root: <mac>.cfg falls back to the shared master
+# and <part>.<image> to the bare image, so a phone makes as many requests on either server.
 start_nginx "listen 127.0.0.1:$PORT backlog=8192; root $ROOT; \
   if (\$request_method = PUT) { rewrite ^ /uploads\$uri last; } \
+  location ~ \"^/[0-9a-fA-F]{12}\\.cfg\$\" { try_files \$uri /000000000000.cfg =404; } \
+  location ~ \"^/[0-9]{4}-[0-9]{5}-[0-9]{3}\\.(.+)\$\" { try_files \$uri /\$1 =404; } \
   location /uploads/ { root $WORK/dav; dav_methods PUT; create_full_put_path on; \
     dav_access user:rw group:r all:r; client_max_body_size 1m; }"
 NGINX_PID=${PIDS[-1]}

@@ -233,43 +233,31 @@ impl Inventory {
     }
 
     /// Records what the server saw, many devices in one transaction. Unknown devices are created
-    /// `unassigned`; `None` fields keep their stored value.
+    /// `unassigned`; `None` fields keep their stored value. Rows go many to a statement: each
+    /// statement is a round trip to the database's thread (SQLite) or server, and a storm of
+    /// new phones writes thousands of rows.
     pub async fn record_sightings(&self, batch: &[Sighting]) -> Result<(), InventoryError> {
         if batch.is_empty() {
             return Ok(());
         }
         let mut tx = self.write_tx().await?;
-        for s in batch {
-            sqlx::query(
-                "INSERT INTO devices (mac, state, model, family, firmware, stage, serial,
-                     first_seen, last_seen, last_addr, last_fetch, last_upload, created_at, updated_at,
-                     user_agent)
-                 VALUES ($1, 'unassigned', $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $7, $7, $11)
-                 ON CONFLICT(mac) DO UPDATE SET
-                     model = COALESCE($2, devices.model), family = COALESCE($3, devices.family),
-                     firmware = COALESCE($4, devices.firmware), stage = COALESCE($5, devices.stage),
-                     serial = COALESCE($6, devices.serial),
-                     first_seen = COALESCE(devices.first_seen, $7),
-                     last_seen = CASE WHEN COALESCE(devices.last_seen, 0) > $7
-                         THEN devices.last_seen ELSE $7 END,
-                     last_addr = COALESCE($8, devices.last_addr),
-                     last_fetch = COALESCE($9, devices.last_fetch),
-                     last_upload = COALESCE($10, devices.last_upload),
-                     user_agent = COALESCE($11, devices.user_agent)",
-            )
-            .bind(&s.mac)
-            .bind(&s.model)
-            .bind(&s.family)
-            .bind(&s.firmware)
-            .bind(&s.stage)
-            .bind(&s.serial)
-            .bind(s.at)
-            .bind(&s.addr)
-            .bind(&s.last_fetch)
-            .bind(&s.last_upload)
-            .bind(&s.user_agent)
-            .execute(&mut *tx)
-            .await?;
+        for rows in sighting_statements(batch) {
+            let mut q = sqlx::query(upsert_sightings_sql(rows.len()));
+            for s in rows {
+                q = q
+                    .bind(s.mac.clone())
+                    .bind(s.model.clone())
+                    .bind(s.family.clone())
+                    .bind(s.firmware.clone())
+                    .bind(s.stage.clone())
+                    .bind(s.serial.clone())
+                    .bind(s.at)
+                    .bind(s.addr.clone())
+                    .bind(s.last_fetch.clone())
+                    .bind(s.last_upload.clone())
+                    .bind(s.user_agent.clone());
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -301,6 +289,86 @@ impl Inventory {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Values bound for each sighting row, in the order of [`upsert_sightings_sql`]'s placeholders.
+const SIGHTING_VALUES: usize = 11;
+
+/// The most rows one sighting statement carries (×11 values: well under SQLite's and
+/// PostgreSQL's limits on bound values).
+const SIGHTINGS_PER_STATEMENT: usize = 64;
+
+/// `batch` cut into statements of 64, 32, … 1 rows, so that only seven statement texts exist
+/// (each prepared once and cached by the pool). A statement never holds one MAC twice (one
+/// upsert may not touch a row twice on PostgreSQL): a repeated MAC starts a new statement, so
+/// later sightings are still applied after earlier ones.
+fn sighting_statements(batch: &[Sighting]) -> Vec<&[Sighting]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut macs = std::collections::HashSet::new();
+    for (i, s) in batch.iter().enumerate() {
+        if i - start == SIGHTINGS_PER_STATEMENT || !macs.insert(s.mac.as_str()) {
+            power_of_two_runs(&batch[start..i], &mut out);
+            start = i;
+            macs.clear();
+            macs.insert(s.mac.as_str());
+        }
+    }
+    power_of_two_runs(&batch[start..], &mut out);
+    out
+}
+
+/// Splits `rows` into runs whose lengths are powers of two, longest first.
+fn power_of_two_runs<'a>(mut rows: &'a [Sighting], out: &mut Vec<&'a [Sighting]>) {
+    while !rows.is_empty() {
+        let n = 1 << rows.len().ilog2();
+        let (run, rest) = rows.split_at(n);
+        out.push(run);
+        rows = rest;
+    }
+}
+
+/// The upsert of `rows` sightings (a power of two up to [`SIGHTINGS_PER_STATEMENT`]); texts
+/// built once.
+fn upsert_sightings_sql(rows: usize) -> &'static str {
+    static TEXTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let texts = TEXTS.get_or_init(|| {
+        (0..=SIGHTINGS_PER_STATEMENT.ilog2())
+            .map(|k| {
+                let values: Vec<String> = (0..1usize << k)
+                    .map(|r| {
+                        let p = |i: usize| format!("${}", r * SIGHTING_VALUES + i);
+                        format!(
+                            "({}, 'unassigned', {}, {}, {}, {}, {}, {at}, {at}, {}, {}, {}, {at}, {at}, {})",
+                            p(1), p(2), p(3), p(4), p(5), p(6), p(8), p(9), p(10), p(11),
+                            at = p(7),
+                        )
+                    })
+                    .collect();
+                format!(
+                    "INSERT INTO devices (mac, state, model, family, firmware, stage, serial,
+                         first_seen, last_seen, last_addr, last_fetch, last_upload, created_at,
+                         updated_at, user_agent)
+                     VALUES {}
+                     ON CONFLICT(mac) DO UPDATE SET
+                         model = COALESCE(excluded.model, devices.model),
+                         family = COALESCE(excluded.family, devices.family),
+                         firmware = COALESCE(excluded.firmware, devices.firmware),
+                         stage = COALESCE(excluded.stage, devices.stage),
+                         serial = COALESCE(excluded.serial, devices.serial),
+                         first_seen = COALESCE(devices.first_seen, excluded.first_seen),
+                         last_seen = CASE WHEN COALESCE(devices.last_seen, 0) > excluded.last_seen
+                             THEN devices.last_seen ELSE excluded.last_seen END,
+                         last_addr = COALESCE(excluded.last_addr, devices.last_addr),
+                         last_fetch = COALESCE(excluded.last_fetch, devices.last_fetch),
+                         last_upload = COALESCE(excluded.last_upload, devices.last_upload),
+                         user_agent = COALESCE(excluded.user_agent, devices.user_agent)",
+                    values.join(", ")
+                )
+            })
+            .collect()
+    });
+    &texts[rows.ilog2() as usize]
 }
 
 /// One assignment inside a write transaction (checked, written, audited).
@@ -350,4 +418,59 @@ async fn assign_in(
     )
     .await?;
     Ok(after)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(macs: &[&str]) -> Vec<Sighting> {
+        macs.iter()
+            .map(|m| Sighting {
+                mac: (*m).to_string(),
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    fn lengths(batch: &[Sighting]) -> Vec<usize> {
+        sighting_statements(batch).iter().map(|r| r.len()).collect()
+    }
+
+    #[test]
+    fn sightings_go_in_runs_of_powers_of_two_with_no_mac_twice() {
+        let many: Vec<String> = (0..1024).map(|i| format!("0004f2{i:06x}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert_eq!(lengths(&seen(&many)), [64; 16]);
+        assert_eq!(lengths(&seen(&many[..37])), [32, 4, 1]);
+        assert_eq!(lengths(&seen(&many[..65])), [64, 1]);
+        assert!(lengths(&[]).is_empty());
+        // A repeated MAC starts a new statement; every row is kept, in order.
+        let batch = seen(&["a", "b", "c", "b", "d", "a"]);
+        let runs = sighting_statements(&batch);
+        assert_eq!(lengths(&batch), [2, 1, 2, 1]);
+        let order: Vec<&str> = runs
+            .iter()
+            .flat_map(|r| r.iter().map(|s| s.mac.as_str()))
+            .collect();
+        assert_eq!(order, ["a", "b", "c", "b", "d", "a"]);
+        for run in runs {
+            let mut macs: Vec<_> = run.iter().map(|s| &s.mac).collect();
+            macs.sort();
+            macs.dedup();
+            assert_eq!(macs.len(), run.len());
+        }
+    }
+
+    #[test]
+    fn each_statement_text_has_the_placeholders_its_rows_bind() {
+        for k in 0..=SIGHTINGS_PER_STATEMENT.ilog2() {
+            let rows = 1usize << k;
+            let sql = upsert_sightings_sql(rows);
+            let last = rows * SIGHTING_VALUES;
+            assert!(sql.contains(&format!("${last},")) || sql.contains(&format!("${last})")));
+            assert!(!sql.contains(&format!("${}", last + 1)));
+            assert_eq!(sql.matches("'unassigned'").count(), rows);
+        }
+    }
 }

@@ -785,6 +785,114 @@ pub(crate) mod tests {
         }
     }
 
+    /// Every device, with the times its row was written (the clock's, not the sightings') zeroed.
+    async fn stored(inv: &Inventory) -> Vec<Device> {
+        let mut out = inv
+            .devices_matching(&DeviceFilter::default(), None, 1000)
+            .await
+            .unwrap();
+        for d in &mut out {
+            (d.created_at, d.updated_at) = (0, 0);
+        }
+        out
+    }
+
+    /// Many sightings in one call (many rows a statement) leave the inventory as recording
+    /// them one at a time does, repeated MACs, missing fields and out-of-order times included.
+    #[tokio::test]
+    async fn a_batch_of_sightings_stores_what_one_at_a_time_stores() {
+        let mut seed = 0x2545_f491_u64;
+        let mut next = move |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        let pick = |v: u64, s: &str| (v > 0).then(|| format!("{s}{v}"));
+        let batch: Vec<Sighting> = (0..300)
+            .map(|_| Sighting {
+                mac: format!("0004f2aa{:04x}", next(90)),
+                at: 1000 + next(50) as i64,
+                addr: pick(next(3), "127.0.0."),
+                model: pick(next(3), "VVX_"),
+                family: pick(next(2), "VVX"),
+                firmware: pick(next(3), "6.4.3."),
+                stage: pick(next(2), "app"),
+                serial: pick(next(2), "sn"),
+                last_fetch: pick(next(4), "f"),
+                last_upload: pick(next(3), "u"),
+                user_agent: pick(next(3), "ua"),
+            })
+            .collect();
+        // What the rules say each device ends with: a field's latest known value, the first
+        // sighting's time, the latest time.
+        let mut expected = std::collections::BTreeMap::<String, Sighting>::new();
+        let mut first_last = std::collections::BTreeMap::new();
+        for s in &batch {
+            let e = expected.entry(s.mac.clone()).or_default();
+            for (kept, new) in [
+                (&mut e.model, &s.model),
+                (&mut e.family, &s.family),
+                (&mut e.firmware, &s.firmware),
+                (&mut e.stage, &s.stage),
+                (&mut e.serial, &s.serial),
+                (&mut e.addr, &s.addr),
+                (&mut e.last_fetch, &s.last_fetch),
+                (&mut e.last_upload, &s.last_upload),
+                (&mut e.user_agent, &s.user_agent),
+            ] {
+                if new.is_some() {
+                    kept.clone_from(new);
+                }
+            }
+            let (_, last) = first_last
+                .entry(s.mac.clone())
+                .or_insert((Some(s.at), Some(s.at)));
+            *last = (*last).max(Some(s.at));
+        }
+        for (batched, single) in engines().await.into_iter().zip(engines().await) {
+            eprintln!("engine: {:?}", batched.engine());
+            batched.record_sightings(&batch).await.unwrap();
+            for s in &batch {
+                single
+                    .record_sightings(std::slice::from_ref(s))
+                    .await
+                    .unwrap();
+            }
+            let (a, b) = (stored(&batched).await, stored(&single).await);
+            assert_eq!(a, b);
+            assert_eq!(a.len(), expected.len());
+            for d in &a {
+                let want = &expected[&d.mac];
+                let got = (
+                    &d.model,
+                    &d.family,
+                    &d.firmware,
+                    &d.stage,
+                    &d.serial,
+                    &d.last_addr,
+                    &d.last_fetch,
+                    &d.last_upload,
+                    &d.user_agent,
+                );
+                let wanted = (
+                    &want.model,
+                    &want.family,
+                    &want.firmware,
+                    &want.stage,
+                    &want.serial,
+                    &want.addr,
+                    &want.last_fetch,
+                    &want.last_upload,
+                    &want.user_agent,
+                );
+                assert_eq!(got, wanted, "{}", d.mac);
+                assert_eq!((d.first_seen, d.last_seen), first_last[&d.mac], "{}", d.mac);
+                assert_eq!(d.state, DeviceState::Unassigned);
+            }
+        }
+    }
+
     #[tokio::test]
     async fn assignment_needs_an_existing_profile_and_bumps_the_generation() {
         for inv in engines().await {
