@@ -69,7 +69,7 @@ pub struct Core {
     metrics: Arc<Metrics>,
     cache: Mutex<RenderCache>,
     small_files: Mutex<small_files::SmallFiles>,
-    sightings: Mutex<HashMap<Mac, Sighting>>,
+    sightings: Mutex<HashMap<Mac, sightings::Noted>>,
     /// Held while sightings are written (see `Core::flush`).
     flushing: tokio::sync::Mutex<()>,
     /// Devices a sightings batch holds at most; a full one is written at once.

@@ -24,19 +24,26 @@ impl Core {
                 return;
             }
         }
-        let s = map.entry(mac).or_insert_with(|| Sighting {
-            mac: mac.to_string(),
-            ..Default::default()
+        let noted = map.entry(mac).or_insert_with(|| Noted {
+            sighting: Sighting {
+                mac: mac.to_string(),
+                ..Default::default()
+            },
+            peer: None,
         });
         // Every request of a storm comes here, under one lock: fields are replaced only when
-        // they changed, and rewritten in place, so a phone's tenth request allocates nothing.
+        // they changed, and rewritten in place, so a phone's tenth request allocates nothing
+        // (and formats its address only if it moved).
+        let s = &mut noted.sighting;
         s.at = polyprov_store::inventory::now();
-        let addr = s.addr.get_or_insert_default();
-        addr.clear();
-        let _ = write!(addr, "{}", req.peer);
+        if noted.peer != Some(req.peer) || s.addr.is_none() {
+            noted.peer = Some(req.peer);
+            let addr = s.addr.get_or_insert_default();
+            addr.clear();
+            let _ = write!(addr, "{}", req.peer);
+        }
         if let Some(raw) = req.user_agent {
-            let kept = raw.char_indices().nth(256).map_or(raw, |(i, _)| &raw[..i]);
-            set_if_changed(&mut s.user_agent, Some(kept));
+            set_if_changed(&mut s.user_agent, Some(first_chars(raw, USER_AGENT_KEPT)));
         }
         if let Some(ua) = ua {
             // What could not be read keeps the last value that could.
@@ -75,7 +82,9 @@ impl Core {
     /// The address a device's requests came from since the last flush, if any (newer than
     /// what the inventory holds).
     pub fn unflushed_address(&self, mac: Mac) -> Option<String> {
-        lock(&self.sightings).get(&mac).and_then(|s| s.addr.clone())
+        lock(&self.sightings)
+            .get(&mac)
+            .and_then(|n| n.sighting.addr.clone())
     }
 
     /// Resolves once a full batch of sightings waits (`flush_batch` devices): the flusher
@@ -92,6 +101,7 @@ impl Core {
         let _one = self.flushing.lock().await;
         let batch: Vec<Sighting> = std::mem::take(&mut *lock(&self.sightings))
             .into_values()
+            .map(|n| n.sighting)
             .collect();
         let mut written = 0;
         for (i, chunk) in batch.chunks(self.flush_batch).enumerate() {
@@ -102,7 +112,10 @@ impl Core {
                 for s in unwritten {
                     if let Ok(mac) = s.mac.parse() {
                         // A newer sighting noted meanwhile is kept as it is.
-                        map.entry(mac).or_insert_with(|| s.clone());
+                        map.entry(mac).or_insert_with(|| Noted {
+                            sighting: s.clone(),
+                            peer: None,
+                        });
                     }
                 }
                 break;
@@ -137,6 +150,25 @@ impl Core {
 }
 
 /// Sets `field` to `value`, reusing its buffer, when it differs.
+/// What is noted of a device between flushes: its sighting, and the address its `addr` was
+/// formatted from (so that it is formatted again only when it changes).
+pub(super) struct Noted {
+    sighting: Sighting,
+    peer: Option<std::net::IpAddr>,
+}
+
+/// Characters of a User-Agent kept in the inventory.
+const USER_AGENT_KEPT: usize = 256;
+
+/// The first `n` characters of `text` (all of it when shorter); a text of at most `n` bytes is
+/// not walked.
+fn first_chars(text: &str, n: usize) -> &str {
+    if text.len() <= n {
+        return text;
+    }
+    text.char_indices().nth(n).map_or(text, |(i, _)| &text[..i])
+}
+
 fn set_if_changed(field: &mut Option<String>, value: Option<&str>) {
     match (field.as_mut(), value) {
         (Some(old), Some(new)) if old == new => {}
@@ -145,5 +177,20 @@ fn set_if_changed(field: &mut Option<String>, value: Option<&str>) {
             old.push_str(new);
         }
         (_, value) => *field = value.map(str::to_string),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The short cut (no walk of a text of at most `n` bytes) keeps what walking keeps.
+        #[test]
+        fn first_chars_keeps_the_first_n_characters(text in "\\PC{0,300}", n in 0usize..300) {
+            let walked = text.char_indices().nth(n).map_or(text.as_str(), |(i, _)| &text[..i]);
+            prop_assert_eq!(first_chars(&text, n), walked);
+        }
     }
 }

@@ -209,3 +209,36 @@ async fn release_quarantines_and_restore_brings_back() {
         ]
     );
 }
+
+/// The address noted for a device is the one its latest request came from, before and after
+/// the sightings are written — also when it moves between requests of one batch.
+#[tokio::test]
+async fn a_device_address_follows_its_requests() {
+    let f = core().await;
+    let mac: Mac = MAC.parse().unwrap();
+    let path = format!("{MAC}.cfg");
+    let from = |ip: [u8; 4]| Request {
+        peer: IpAddr::from(ip),
+        ..req(&path, Credential::Absent)
+    };
+    for ip in [
+        [127, 0, 0, 1],
+        [127, 0, 0, 1],
+        [127, 0, 0, 2],
+        [127, 0, 0, 1],
+        [127, 0, 0, 3],
+    ] {
+        f.core.fetch(&from(ip)).await.unwrap();
+        let want = std::net::Ipv4Addr::from(ip).to_string();
+        assert_eq!(
+            f.core.unflushed_address(mac).as_deref(),
+            Some(want.as_str())
+        );
+    }
+    assert_eq!(f.core.flush().await, 1);
+    let d = f.core.inventory.device(mac).await.unwrap().unwrap();
+    assert_eq!(d.last_addr.as_deref(), Some("127.0.0.3"));
+    // After the flush the next request's address is noted afresh, even the same one.
+    f.core.fetch(&from([127, 0, 0, 3])).await.unwrap();
+    assert_eq!(f.core.unflushed_address(mac).as_deref(), Some("127.0.0.3"));
+}

@@ -157,11 +157,10 @@ where
 /// the previous login too, while a rotation keeps it valid). A stale Digest nonce counts as no
 /// credentials: the 401 that follows carries a fresh one.
 fn credential(door: &PhoneDoor, head: &Head) -> Credential {
-    let value = match head.authorization.as_slice() {
-        [] => return Credential::Absent,
-        [one] => one,
-        // Two: which one would count is a guess an attacker could steer.
-        _ => return Credential::Invalid,
+    let value = match &head.authorization {
+        wire::Authorization::Absent => return Credential::Absent,
+        wire::Authorization::One(one) => one,
+        wire::Authorization::Several => return Credential::Invalid,
     };
     // A header value is visible ASCII (RFC 9110 §5.5); anything else is not a credential.
     let Some(value) = std::str::from_utf8(value)

@@ -57,8 +57,7 @@ pub struct Head {
     /// HTTP/1.0 (keep-alive only when asked for).
     pub http10: bool,
     pub user_agent: Option<String>,
-    /// Every `Authorization` value, as bytes (more than one is itself a finding).
-    pub authorization: Vec<Vec<u8>>,
+    pub authorization: Authorization,
     pub if_none_match: Option<String>,
     pub range: Option<String>,
     pub framing: Framing,
@@ -66,6 +65,15 @@ pub struct Head {
     pub close: bool,
     /// `Expect: 100-continue`.
     pub expect_continue: bool,
+}
+
+/// The request's `Authorization` header, as bytes. More than one is itself a finding: which
+/// would count is a guess an attacker could steer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authorization {
+    Absent,
+    One(Vec<u8>),
+    Several,
 }
 
 impl Head {
@@ -76,7 +84,7 @@ impl Head {
             target: "/".to_string(),
             http10: false,
             user_agent: None,
-            authorization: Vec::new(),
+            authorization: Authorization::Absent,
             if_none_match: None,
             range: None,
             framing: Framing::Empty,
@@ -147,7 +155,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HeadError> {
         target,
         http10,
         user_agent: None,
-        authorization: Vec::new(),
+        authorization: Authorization::Absent,
         if_none_match: None,
         range: None,
         framing: Framing::Empty,
@@ -161,7 +169,10 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HeadError> {
         let value = h.value;
         let name = h.name;
         if name.eq_ignore_ascii_case("authorization") {
-            head.authorization.push(value.to_vec());
+            head.authorization = match head.authorization {
+                Authorization::Absent => Authorization::One(value.to_vec()),
+                _ => Authorization::Several,
+            };
         } else if name.eq_ignore_ascii_case("user-agent") {
             head.user_agent
                 .get_or_insert_with(|| String::from_utf8_lossy(value).into_owned());
@@ -484,7 +495,7 @@ mod tests {
         assert_eq!(h.method, Method::Get);
         assert_eq!(h.path(), "/0004f2000001.cfg");
         assert!(h.user_agent.unwrap().starts_with("FileTransport"));
-        assert_eq!(h.authorization, vec![b"Basic YTpi".to_vec()]);
+        assert_eq!(h.authorization, Authorization::One(b"Basic YTpi".to_vec()));
         assert_eq!(h.range.as_deref(), Some("bytes=0-9"));
         assert_eq!(h.if_none_match.as_deref(), Some("\"abc\""));
         assert_eq!(h.framing, Framing::Empty);
