@@ -443,21 +443,28 @@ pub fn write_head<'a>(
     content_length: Option<u64>,
     keep_alive: KeepAlive,
 ) {
-    use std::io::Write;
-    let _ = write!(
-        out,
-        "HTTP/1.1 {status} {}\r\ndate: {date}\r\n",
-        reason(status)
-    );
+    // Byte pushes, not `write!`: every reply of a storm comes here.
+    let mut number = itoa::Buffer::new();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(number.format(status).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(reason(status).as_bytes());
+    out.extend_from_slice(b"\r\ndate: ");
+    out.extend_from_slice(date.as_bytes());
+    out.extend_from_slice(b"\r\n");
     for (name, value) in headers {
         // Values come from the core (entity tags, types, challenges): never a line break.
         if value.bytes().any(|b| b == b'\r' || b == b'\n') {
             continue;
         }
-        let _ = write!(out, "{name}: {value}\r\n");
+        for part in [name, ": ", value, "\r\n"] {
+            out.extend_from_slice(part.as_bytes());
+        }
     }
     if let Some(n) = content_length {
-        let _ = write!(out, "content-length: {n}\r\n");
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(number.format(n).as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
     match keep_alive {
         KeepAlive::Close => out.extend_from_slice(b"connection: close\r\n"),
@@ -609,6 +616,36 @@ mod tests {
     }
 
     proptest! {
+        /// The head is the text a formatter would write: status line, date, the headers
+        /// without line breaks in their values, the length, the connection's fate.
+        #[test]
+        fn a_head_is_written_as_formatted(
+            status in prop::sample::select(vec![200u16, 204, 206, 304, 401, 404, 503, 599]),
+            headers in proptest::collection::vec(("[a-z-]{1,12}", "[ -~\r\n]{0,30}"), 0..5),
+            length in proptest::option::of(any::<u64>()),
+            keep in prop::sample::select(vec![KeepAlive::Http11, KeepAlive::Http10, KeepAlive::Close]),
+        ) {
+            let date = "Tue, 01 Dec 2026 11:00:00 GMT";
+            let mut out = Vec::new();
+            write_head(&mut out, status, date, headers.iter().map(|(n, v)| (n.as_str(), v.as_str())), length, keep);
+            let mut want = format!("HTTP/1.1 {status} {}\r\ndate: {date}\r\n", reason(status));
+            for (n, v) in &headers {
+                if !v.contains(['\r', '\n']) {
+                    want += &format!("{n}: {v}\r\n");
+                }
+            }
+            if let Some(n) = length {
+                want += &format!("content-length: {n}\r\n");
+            }
+            want += match keep {
+                KeepAlive::Close => "connection: close\r\n",
+                KeepAlive::Http10 => "connection: keep-alive\r\n",
+                KeepAlive::Http11 => "",
+            };
+            want += "\r\n";
+            prop_assert_eq!(String::from_utf8(out).unwrap(), want);
+        }
+
         /// Any bytes: no panic, and a complete head never claims more than it was given.
         #[test]
         fn any_bytes_are_read_without_panic(raw in proptest::collection::vec(any::<u8>(), 0..600)) {
