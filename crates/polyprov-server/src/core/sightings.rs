@@ -36,7 +36,7 @@ impl Core {
         // (and formats its address only if it moved).
         let s = &mut noted.sighting;
         s.at = polyprov_store::inventory::now();
-        if noted.peer != Some(req.peer) || s.addr.is_none() {
+        if noted.peer != Some(req.peer) {
             noted.peer = Some(req.peer);
             let addr = s.addr.get_or_insert_default();
             addr.clear();
@@ -151,7 +151,7 @@ impl Core {
 
 /// Sets `field` to `value`, reusing its buffer, when it differs.
 /// What is noted of a device between flushes: its sighting, and the address its `addr` was
-/// formatted from (so that it is formatted again only when it changes).
+/// formatted from (`None`: not formatted yet), so that it is formatted again only when it changes.
 pub(super) struct Noted {
     sighting: Sighting,
     peer: Option<std::net::IpAddr>,
