@@ -226,8 +226,39 @@ fn inventory_statements(all: &BTreeSet<String>) -> Vec<String> {
                 && !s.to_ascii_uppercase().contains("PRAGMA")
                 && !s.contains("sqlite_master")
         })
-        .cloned()
+        .map(|s| numbered_placeholders(s))
         .collect()
+}
+
+/// `sql` with each anonymous `?` (outside quotes) numbered `$1`, `$2`, … in order — the same
+/// values, as PostgreSQL spells them. SQLite gets `?`s where a statement binds many values (a
+/// batch of sightings) and `$n` elsewhere.
+fn numbered_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let (mut n, mut quoted) = (0, false);
+    for c in sql.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                out.push(c);
+            }
+            '?' if !quoted => {
+                n += 1;
+                out.push_str(&format!("${n}"));
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[test]
+fn anonymous_placeholders_are_numbered_outside_quotes() {
+    assert_eq!(
+        numbered_placeholders("SELECT '?', ? FROM t WHERE a = ? AND b = 'x?y'"),
+        "SELECT '?', $1 FROM t WHERE a = $2 AND b = 'x?y'"
+    );
+    assert_eq!(numbered_placeholders("SELECT $1"), "SELECT $1");
 }
 
 /// Every statement the inventory sends SQLite in a tour of its operations, prepared by a real
