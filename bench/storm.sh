@@ -5,8 +5,12 @@
 # whether the storm runner or the server is the bottleneck, wrk replays the same GET mix against
 # nginx for the same time.
 # Loopback only; bounded by phone count and a time limit.
-# Usage: [ROUNDS=5] [VERBOSE=1] bench/storm.sh [phones=10000] [concurrency=100]
+# Usage: [ROUNDS=5] [VERBOSE=1] [KNOWN=1] bench/storm.sh [phones=10000] [concurrency=100]
 # VERBOSE=1 prints every file kind and where the phones waited (accept queue or server).
+# KNOWN=1 is the storm after a power cut: every round boots the same phones, which both servers
+# have already seen (one unmeasured storm first) — their upload folders and logs exist, nginx
+# replaces their files. Without it every round boots phones neither server has seen (a site's
+# first install: polyprov makes each phone's upload folder, nginx files in one folder).
 # Needs: cargo build --release, nginx, wrk.
 set -euo pipefail
 PHONES=${1:-10000}
@@ -55,6 +59,7 @@ sleep 0.3
 # each round with MACs of its own (new phones for both); the ratio reported is of the medians.
 ROUNDS=${ROUNDS:-5}
 PREFIXES=(0004f2 64167f 482567 00e0db 0004f3)
+[ -n "${KNOWN:-}" ] && PREFIXES=(0004f2)
 storm() { # name url round
   local pid=$NGINX_PID before before_user
   [ "$1" = polyprov ] && pid=$POLYPROV_PID
@@ -93,7 +98,12 @@ print(f'{sys.argv[1]:<9} {r["phones_booted"]:>6} phones in {r["seconds"]:6.2f} s
 print(f'{"":<9} answers by status: {r["statuses"]}  server CPU {cpu} ms, {cpu * 1000 / max(1, r["phones_booted"]):.0f} µs a phone')
 PY
 }
-echo "phones=$PHONES concurrency=$CONC rounds=$ROUNDS"
+echo "phones=$PHONES concurrency=$CONC rounds=$ROUNDS${KNOWN:+ known phones (power cut)}"
+if [ -n "${KNOWN:-}" ]; then
+  # Each server meets the phones once, unmeasured (the JSON is overwritten by round 0).
+  storm nginx "http://127.0.0.1:$PORT/" 0 >/dev/null
+  storm polyprov "http://PlcmSpIp:$PW@$PHONES_ADDR/" 0 >/dev/null
+fi
 for r in $(seq 0 $((ROUNDS - 1))); do
   echo "round $((r + 1))"
   if [ $((r % 2)) = 0 ]; then
@@ -117,7 +127,7 @@ LUA
 wrk -t2 -c"$CONC" -d"${SECS}s" -s "$WORK/mix.lua" "http://127.0.0.1:$PORT" >"$WORK/wrk.txt"
 WRK_RPS=$(awk '/^Requests\/sec/ {print $2}' "$WORK/wrk.txt")
 python3 - "$WORK" "$ROUNDS" "$WRK_RPS" <<'PY'
-import json, statistics, sys
+import json, os, statistics, sys
 work, rounds, w = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 runs = {s: [json.load(open(f"{work}/{s}-{r}.json")) for r in range(rounds)] for s in ("nginx", "polyprov")}
 med = lambda s, f: statistics.median(f(r) for r in runs[s])
@@ -150,7 +160,7 @@ print(f"  user space: nginx {usr['nginx']:.0f} µs, polyprov {usr['polyprov']:.0
       f" system: nginx {sys_['nginx']:.0f} µs, polyprov {sys_['polyprov']:.0f} µs, ratio {sys_['polyprov'] / max(1, sys_['nginx']):.2f}")
 errors = sum(r["error_count"] for s in runs.values() for r in s)
 print(f"errors, all rounds: {errors}")
-print(f"ratio polyprov / nginx+WebDAV under the storm: "
+print(f"ratio polyprov / nginx+WebDAV under the storm{' of known phones' if os.environ.get('KNOWN') else ''}: "
       f"{med('polyprov', lambda r: r['phones_per_second']) / med('nginx', lambda r: r['phones_per_second']):.2f} (phones/s, median of {rounds} rounds)")
 PY
 echo "uploads stored: nginx $(find "$WORK/dav/uploads" -type f | wc -l) files, polyprov $(find "$WORK/data/uploads" -type f -not -name '.*' | wc -l) files"
