@@ -274,6 +274,27 @@ impl Uploads {
         Ok(bits & (1 << kind as u8) != 0)
     }
 
+    /// Creates a device's folder. When this call made it, the folder is known to hold no
+    /// versions: recorded at once, so a new phone's first override requests read no folder.
+    /// The shard's lock is held across the mkdir: whatever is written into the folder after it
+    /// marks its kind after this record.
+    fn make_device_dir(&self, mac: Mac) -> io::Result<()> {
+        let dir = self.dir.join(mac.to_string());
+        let mut map = self.presence(mac);
+        match fs::create_dir(&dir) {
+            Ok(()) => {
+                map.entry(mac).or_insert(0);
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                drop(map);
+                fs::create_dir_all(dir)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Records that `kind` now has versions for `mac` (if the device's entry was read already;
     /// otherwise the next read finds them on disk), or may have none (`false`: cleared only
     /// if its folder is gone, checked under the shard's lock so a racing write is not hidden).
@@ -353,7 +374,7 @@ impl Uploads {
         let mut f = match open() {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir_all(self.dir.join(mac.to_string()))?;
+                self.make_device_dir(mac)?;
                 open()?
             }
             Err(e) => return Err(e.into()),
@@ -784,6 +805,49 @@ mod tests {
                 .version,
             1
         );
+    }
+
+    #[test]
+    fn a_new_devices_folder_made_by_its_first_log_is_known_empty() {
+        let (_d, u) = store(UploadLimits::default());
+        let m = mac();
+        u.put(m, UploadKind::BootLog, b"booting").unwrap();
+        // The folder was made by this store: nothing is read to say it holds no override.
+        // (Shown by a version placed behind the store's back, which it does not look for.)
+        let aside = u.kind_dir(m, UploadKind::PhoneOverride);
+        fs::create_dir_all(&aside).unwrap();
+        fs::write(aside.join(version_name(1)), "<a/>").unwrap();
+        assert!(u.latest(m, UploadKind::PhoneOverride).unwrap().is_none());
+        // What the store writes is found.
+        u.put(m, UploadKind::WebOverride, b"<b/>").unwrap();
+        let web = u.latest(m, UploadKind::WebOverride).unwrap().unwrap();
+        assert_eq!(fs::read_to_string(web.path).unwrap(), "<b/>");
+        // A store opened later reads the folder.
+        let again = Uploads::open(&u.dir, UploadLimits::default()).unwrap();
+        assert!(again.latest(m, UploadKind::PhoneOverride).unwrap().is_some());
+    }
+
+    #[test]
+    fn an_override_racing_a_first_log_is_never_hidden() {
+        let (_d, u) = store(UploadLimits::default());
+        let u = std::sync::Arc::new(u);
+        for round in 0..200u32 {
+            let m: Mac = format!("0004f2{round:06x}").parse().unwrap();
+            let writers: Vec<_> = [UploadKind::BootLog, UploadKind::PhoneOverride]
+                .into_iter()
+                .map(|kind| {
+                    let u = u.clone();
+                    std::thread::spawn(move || u.put(m, kind, b"<a/>").unwrap())
+                })
+                .collect();
+            for w in writers {
+                w.join().unwrap();
+            }
+            assert!(
+                u.latest(m, UploadKind::PhoneOverride).unwrap().is_some(),
+                "round {round}: the override is hidden"
+            );
+        }
     }
 
     #[test]
