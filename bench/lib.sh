@@ -24,8 +24,10 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# start_nginx SERVER…: nginx (2 workers, sendfile, long keep-alive, no access log) with the
-# given directives inside its one server block, e.g. "listen 127.0.0.1:8080; root /srv;".
+# start_nginx SERVER…: nginx (2 workers, sendfile, long keep-alive, no access log, no error line
+# for a file it does not have — polyprov logs those at debug level only, and phones ask for
+# optional files on every boot) with the given directives inside its one server block, e.g.
+# "listen 127.0.0.1:8080; root /srv;".
 start_nginx() {
   mkdir -p "$WORK/nginx"
   cat >"$WORK/nginx/nginx.conf" <<NGINX
@@ -34,7 +36,7 @@ pid $WORK/nginx/nginx.pid;
 error_log $WORK/nginx/error.log;
 events { worker_connections 4096; }
 http {
-  access_log off; sendfile on; tcp_nodelay on; keepalive_requests 100000;
+  access_log off; log_not_found off; sendfile on; tcp_nodelay on; keepalive_requests 100000;
   client_body_temp_path $WORK/nginx; proxy_temp_path $WORK/nginx; fastcgi_temp_path $WORK/nginx;
   uwsgi_temp_path $WORK/nginx; scgi_temp_path $WORK/nginx;
   server { $* }
