@@ -233,3 +233,36 @@ async fn a_chunked_upload_is_stored_whole() {
     assert_eq!(files.len(), 1, "{files:?}");
     assert_eq!(std::fs::read(&files[0]).unwrap(), b"hello world");
 }
+
+/// Credentials proven once on a kept-alive connection prove the same again for the very same
+/// header, and for no other: a wrong password of the same length is still refused after them.
+#[tokio::test]
+async fn a_connection_remembers_only_the_exact_credentials_it_proved() {
+    use base64::Engine;
+    let t = TestServer::start().await;
+    std::fs::write(t.root().join("000000000000.cfg"), "<m/>").unwrap();
+    let (user, pw) = t.server.provisioning_login.clone().unwrap();
+    let wrong: String = pw
+        .chars()
+        .map(|c| if c == 'a' { 'b' } else { 'a' })
+        .collect();
+    assert_eq!(wrong.len(), pw.len());
+    let wrong = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{wrong}"));
+    let right = t.basic_token();
+    let get = |token: &str| {
+        format!("GET /{MAC}-phone.cfg HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {token}\r\n\r\n")
+    };
+    let mut s = TcpStream::connect(t.server.http_addr).await.unwrap();
+    let mut buf = Vec::new();
+    for (token, status) in [
+        (&right, "404"),
+        (&right, "404"),
+        (&wrong, "401"),
+        (&right, "404"),
+        (&wrong, "401"),
+    ] {
+        s.write_all(get(token).as_bytes()).await.unwrap();
+        let (head, _) = read_response(&mut s, &mut buf).await;
+        assert!(head.starts_with(&format!("HTTP/1.1 {status}")), "{head}");
+    }
+}

@@ -824,7 +824,12 @@ mod tests {
         assert_eq!(fs::read_to_string(web.path).unwrap(), "<b/>");
         // A store opened later reads the folder.
         let again = Uploads::open(&u.dir, UploadLimits::default()).unwrap();
-        assert!(again.latest(m, UploadKind::PhoneOverride).unwrap().is_some());
+        assert!(
+            again
+                .latest(m, UploadKind::PhoneOverride)
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[test]

@@ -41,6 +41,7 @@ pub(crate) async fn serve<IO>(
         io,
         buf: BytesMut::with_capacity(READ_CHUNK),
         body_pending: false,
+        shared_login: None,
     };
     let user_agent_memo = crate::core::UserAgentMemo::default();
     loop {
@@ -101,6 +102,11 @@ pub(super) struct Conn<IO> {
     /// The current request's body has not been read (a refusal before reading it): the
     /// connection cannot carry another request.
     body_pending: bool,
+    /// The `Authorization` value last proven against the shared provisioning credentials on
+    /// this connection (Basic, with a user name no device's login can have): a phone sends the
+    /// same one with every request, and the same value proves the same again without decoding
+    /// and hashing it.
+    pub(super) shared_login: Option<Vec<u8>>,
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {

@@ -110,7 +110,7 @@ where
     // (or over plain HTTP) the credentials in `Authorization` are.
     let credential = match cert {
         Some(PeerCertificate(CertIdentity::Device(mac))) => Credential::Device(*mac),
-        _ => credential(door, head),
+        _ => credential(door, head, &mut conn.shared_login),
     };
     let req = Request {
         door: door.door,
@@ -155,15 +155,22 @@ where
 /// What the request's `Authorization` proves: Basic or Digest (RFC 7616, MD5) against the
 /// shared provisioning credentials, or against a device's own login (its user name is its MAC;
 /// the previous login too, while a rotation keeps it valid). A stale Digest nonce counts as no
-/// credentials: the 401 that follows carries a fresh one.
-fn credential(door: &PhoneDoor, head: &Head) -> Credential {
-    let value = match &head.authorization {
+/// credentials: the 401 that follows carries a fresh one. `shared_login` is the connection's
+/// last value proven against the shared credentials (compared in constant time: a proxy may
+/// carry several clients' requests on one connection).
+fn credential(door: &PhoneDoor, head: &Head, shared_login: &mut Option<Vec<u8>>) -> Credential {
+    let raw = match &head.authorization {
         wire::Authorization::Absent => return Credential::Absent,
         wire::Authorization::One(one) => one,
         wire::Authorization::Several => return Credential::Invalid,
     };
+    if let Some(proven) = shared_login.as_deref()
+        && polyprov_sip::digest::constant_time_eq(proven, raw)
+    {
+        return Credential::Valid;
+    }
     // A header value is visible ASCII (RFC 9110 §5.5); anything else is not a credential.
-    let Some(value) = std::str::from_utf8(value)
+    let Some(value) = std::str::from_utf8(raw)
         .ok()
         .filter(|v| v.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)))
     else {
@@ -211,11 +218,14 @@ fn credential(door: &PhoneDoor, head: &Head) -> Credential {
             .core
             .own_login(user, |check| crate::auth::basic_for(check, user, password))
             .unwrap_or_else(|| {
-                if expected.verify(user, password) {
-                    Credential::Valid
-                } else {
-                    Credential::Invalid
+                if !expected.verify(user, password) {
+                    return Credential::Invalid;
                 }
+                // A MAC as user name could become a device's own login later: not kept.
+                if polyprov_model::Mac::recognise(user).is_none() {
+                    *shared_login = Some(raw.clone());
+                }
+                Credential::Valid
             }),
         // Another scheme: ask again rather than call it wrong.
         None => Credential::Absent,

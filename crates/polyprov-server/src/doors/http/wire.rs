@@ -176,10 +176,11 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HeadError> {
         } else if name.eq_ignore_ascii_case("user-agent") {
             // Checked as UTF-8 first: the lossy conversion walks every byte even when
             // nothing needs replacing.
-            head.user_agent.get_or_insert_with(|| match std::str::from_utf8(value) {
-                Ok(v) => v.to_owned(),
-                Err(_) => String::from_utf8_lossy(value).into_owned(),
-            });
+            head.user_agent
+                .get_or_insert_with(|| match std::str::from_utf8(value) {
+                    Ok(v) => v.to_owned(),
+                    Err(_) => String::from_utf8_lossy(value).into_owned(),
+                });
         } else if name.eq_ignore_ascii_case("content-length") {
             // Repeated lengths must agree (RFC 9112 §6.3); a list of equal values is one.
             for part in value.split(|b| *b == b',') {
