@@ -128,12 +128,21 @@ impl Core {
                 }
                 match self.latest_upload(mac, kind).await? {
                     Some(info) => {
-                        let file =
-                            served(info.path, info.size, info.modified_nanos, path.file_name());
+                        let name = path.file_name();
                         Ok(match info.body {
                             // Kept in the shared database (several nodes).
-                            Some(body) => Answer::Generated(Generated::cached(body, &file)),
-                            None => Answer::File(file),
+                            Some(body) => Answer::Generated(Generated::kept(
+                                body,
+                                info.size,
+                                info.modified_nanos,
+                                name,
+                            )),
+                            None => Answer::File(served(
+                                info.path,
+                                info.size,
+                                info.modified_nanos,
+                                name,
+                            )),
                         })
                     }
                     None if kind == UploadKind::Directory => self.mac_file(&path).await,
@@ -153,16 +162,18 @@ impl Core {
         full.extend(path.segments());
         let stamp = file_stamp(&full).map_err(|e| Refusal::from_io(&e, &path.to_string()))?;
         match stamp {
-            Some((len, mtime)) if len <= small_files::MAX_FILE => {
-                let file = served(full, len, mtime, path.file_name());
-                match self
-                    .small_file(&file.path, (len, mtime))
-                    .map_err(|e| Refusal::from_io(&e, &path.to_string()))?
-                {
-                    Some(body) => Ok(Answer::Generated(Generated::cached(body, &file))),
-                    None => Err(Refusal::NotFound),
-                }
-            }
+            Some((len, mtime)) if len <= small_files::MAX_FILE => match self
+                .small_file(&full, (len, mtime))
+                .map_err(|e| Refusal::from_io(&e, &path.to_string()))?
+            {
+                Some(body) => Ok(Answer::Generated(Generated::kept(
+                    body,
+                    len,
+                    mtime,
+                    path.file_name(),
+                ))),
+                None => Err(Refusal::NotFound),
+            },
             Some((len, mtime)) => Ok(Answer::File(served(full, len, mtime, path.file_name()))),
             None => match strip_part_number(path.file_name()) {
                 Some(bare) => Box::pin(self.root_file(&path.with_file_name(bare))).await,

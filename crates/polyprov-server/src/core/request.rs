@@ -84,12 +84,13 @@ impl Generated {
 }
 
 impl Generated {
-    /// A file's bytes held in memory, with the entity tag and media type it has on disk.
-    pub(super) fn cached(body: Bytes, file: &ServedFile) -> Generated {
+    /// A file's bytes held in memory, with the entity tag and media type it has on disk (size
+    /// and modification time as `stat` gave them, the name as asked).
+    pub(super) fn kept(body: Bytes, len: u64, mtime_nanos: u128, name: &str) -> Generated {
         Generated {
             body,
-            etag: file.etag.clone(),
-            content_type: file.content_type,
+            etag: file_etag(len, mtime_nanos),
+            content_type: content_type(name),
             kind: "",
         }
     }
@@ -214,19 +215,27 @@ pub(super) fn served(path: PathBuf, len: u64, mtime_nanos: u128, name: &str) -> 
     ServedFile {
         path,
         len,
-        etag: format!("\"{len:x}-{mtime_nanos:x}\""),
+        etag: file_etag(len, mtime_nanos),
         content_type: content_type(name),
         kind: "",
     }
 }
 
+/// The entity tag of a file on disk: its size and modification time.
+fn file_etag(len: u64, mtime_nanos: u128) -> String {
+    format!("\"{len:x}-{mtime_nanos:x}\"")
+}
+
 /// The media type for a file name.
 pub fn content_type(name: &str) -> &'static str {
-    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
-    match ext.as_deref() {
-        Some("cfg" | "xml") => "application/xml",
-        Some("log" | "txt" | "ver") => "text/plain; charset=utf-8",
-        _ => "application/octet-stream",
+    let ext = name.rsplit_once('.').map_or("", |(_, e)| e);
+    let is = |names: &[&str]| names.iter().any(|n| ext.eq_ignore_ascii_case(n));
+    if is(&["cfg", "xml"]) {
+        "application/xml"
+    } else if is(&["log", "txt", "ver"]) {
+        "text/plain; charset=utf-8"
+    } else {
+        "application/octet-stream"
     }
 }
 
@@ -329,5 +338,28 @@ mod memo_tests {
         // Not a phone: nothing read, and that is remembered too.
         assert_eq!(memo.read("curl/8.0").unwrap(), None);
         assert_eq!(memo.read("curl/8.0").unwrap(), None);
+    }
+}
+
+#[cfg(test)]
+mod media_type_tests {
+    use super::content_type;
+
+    #[test]
+    fn media_types_follow_the_extension_in_any_case() {
+        for (name, want) in [
+            ("site.cfg", "application/xml"),
+            ("0004F2AA814C.CFG", "application/xml"),
+            ("000000000000-directory.Xml", "application/xml"),
+            ("0004f2aa814c-app.log", "text/plain; charset=utf-8"),
+            ("sip.ver", "text/plain; charset=utf-8"),
+            ("NOTES.TXT", "text/plain; charset=utf-8"),
+            ("sip.ld", "application/octet-stream"),
+            ("site.cfg.bak", "application/octet-stream"),
+            ("cfg", "application/octet-stream"),
+            ("", "application/octet-stream"),
+        ] {
+            assert_eq!(content_type(name), want, "{name}");
+        }
     }
 }
