@@ -149,7 +149,6 @@ impl Core {
     }
 }
 
-/// Sets `field` to `value`, reusing its buffer, when it differs.
 /// What is noted of a device between flushes: its sighting, and the address its `addr` was
 /// formatted from (`None`: not formatted yet), so that it is formatted again only when it changes.
 pub(super) struct Noted {
@@ -169,6 +168,7 @@ fn first_chars(text: &str, n: usize) -> &str {
     text.char_indices().nth(n).map_or(text, |(i, _)| &text[..i])
 }
 
+/// Sets `field` to `value`, reusing its buffer, when it differs.
 fn set_if_changed(field: &mut Option<String>, value: Option<&str>) {
     match (field.as_mut(), value) {
         (Some(old), Some(new)) if old == new => {}
