@@ -357,6 +357,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         header_timeout: Duration::from_secs(settings.http.header_timeout_secs.max(1)),
         send_timeout: Duration::from_secs(settings.http.send_timeout_secs.max(1)),
         max_connections: settings.http.max_connections,
+        served_at_once: Some(settings.http.served_at_once),
+        keep_turn: Duration::from_millis(settings.http.keep_turn_ms),
     };
     warn_if_accept_queue_short();
     let http_addr = serve(
@@ -371,6 +373,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
     .context("starting the phone HTTP door")?;
     let admin_limits = connections::ConnectionLimits {
         max_connections: 256,
+        served_at_once: None,
         ..phone_limits
     };
     tasks.spawn(console::sample_activity(admin_state.clone(), stop.clone()));

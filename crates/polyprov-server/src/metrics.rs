@@ -65,6 +65,7 @@ pub struct Metrics {
     logins: Family<EventLabels, Counter>,
     connections: Family<DoorLabels, Gauge>,
     connections_refused: Family<RefusedLabels, Counter>,
+    turn_waits: Family<DoorLabels, Counter>,
     actions: Family<ActionLabels, Counter>,
     mirror_syncs: Family<ResultLabels, Counter>,
     mirror_files: Family<ResultLabels, Counter>,
@@ -100,6 +101,12 @@ impl Default for Metrics {
         );
         let connections = Family::<DoorLabels, Gauge>::default();
         let connections_refused = Family::<RefusedLabels, Counter>::default();
+        let turn_waits = Family::<DoorLabels, Counter>::default();
+        registry.register(
+            "polyprov_turn_waits",
+            "Phone connections that found every turn of their door taken and waited for one (served_at_once); climbing while the cores idle: raise it",
+            turn_waits.clone(),
+        );
         registry.register(
             "polyprov_connections",
             "HTTP connections open now, by listener (http: phones, admin)",
@@ -187,6 +194,7 @@ impl Default for Metrics {
             logins,
             connections,
             connections_refused,
+            turn_waits,
         }
     }
 }
@@ -228,6 +236,12 @@ impl Metrics {
     /// HTTP connections open now on `door`.
     pub fn connections_open(&self, door: &'static str) -> i64 {
         self.connections.get_or_create(&DoorLabels { door }).get()
+    }
+
+    /// The counter of connections on `door` that waited for a turn (kept by the door's
+    /// [`crate::doors::turns::Turns`]: counted without a label lookup).
+    pub fn turn_waits(&self, door: &'static str) -> Counter {
+        self.turn_waits.get_or_create(&DoorLabels { door }).clone()
     }
 
     /// An HTTP connection ended.

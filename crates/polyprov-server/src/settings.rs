@@ -290,6 +290,15 @@ pub struct HttpSettings {
     /// Connections at once. Past this, or past what the open-file limit leaves room for, a new
     /// connection gets `503` and is closed.
     pub max_connections: usize,
+    /// Connections served at once (per door, HTTP and HTTPS each). Past this, new phones wait
+    /// in the kernel's accept queue, before their first request, until a connection ends or
+    /// waits on the network for more than `keep_turn_ms` (HAProxy's `maxconn`): in a storm the
+    /// phones already booting finish first. A tuning knob, not a fact about phones.
+    pub served_at_once: usize,
+    /// Milliseconds a connection keeps its turn while it waits on the network (the phone's next
+    /// request, a slow reader, a dripped upload). Long enough for a booting phone's next
+    /// request; short enough that idle keep-alive connections soon make room.
+    pub keep_turn_ms: u64,
 }
 
 /// The admin REST API and `/metrics`.
@@ -534,6 +543,8 @@ impl Default for HttpSettings {
             body_timeout_secs: 60,
             send_timeout_secs: 60,
             max_connections: 4096,
+            served_at_once: 128,
+            keep_turn_ms: 20,
         }
     }
 }

@@ -239,3 +239,132 @@ async fn connections_past_the_cap_get_503_and_the_server_recovers() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Sends a HEAD for the shared master on `s` and reads its answer's head; `None` if none came
+/// within `wait`.
+async fn head_answer(s: &mut TcpStream, wait: Duration) -> Option<String> {
+    s.write_all(b"HEAD /000000000000.cfg HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + wait;
+    while !out.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => panic!("closed: {:?}", String::from_utf8_lossy(&out)),
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// A server with a single turn, kept `keep_turn_ms` by a connection waiting on the network, and
+/// a connection that took it (answered once, now idle).
+async fn one_turn_taken(keep_turn_ms: u64) -> (TestServer, TcpStream) {
+    let t = TestServer::start_with(|s| {
+        s.http.served_at_once = 1;
+        s.http.keep_turn_ms = keep_turn_ms;
+    })
+    .await;
+    let mut taken = TcpStream::connect(t.server.http_addr).await.unwrap();
+    let answer = head_answer(&mut taken, PATIENCE).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    (t, taken)
+}
+
+/// `served_at_once` phones are served at once; the next waits (unanswered, in the accept queue)
+/// until a turn is free — here, until the phone holding the only turn hangs up. The idle
+/// connection keeps its turn because `keep_turn_ms` is far longer than this test.
+#[tokio::test]
+async fn a_phone_waits_for_a_turn_while_every_turn_is_taken() {
+    let (t, first) = one_turn_taken(600_000).await;
+    let mut second = TcpStream::connect(t.server.http_addr).await.unwrap();
+    // Not a timing assertion: with the turn held, no answer can come at all.
+    assert_eq!(
+        head_answer(&mut second, Duration::from_millis(500)).await,
+        None,
+        "answered without a turn"
+    );
+    drop(first);
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(PATIENCE, second.read(&mut buf))
+            .await
+            .expect("the freed turn never reached the waiting phone")
+            .unwrap();
+        assert!(n > 0, "closed");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    assert!(answer.starts_with(b"HTTP/1.1 200"));
+    t.assert_metric("polyprov_turn_waits_total{door=\"http\"} 1")
+        .await;
+}
+
+/// A connection that waits on the network longer than `keep_turn_ms` gives its turn away: an
+/// idle kept-alive connection, and one that stopped halfway through its header, cannot keep
+/// other phones out. Each then takes a turn again for its next request.
+#[tokio::test]
+async fn connections_waiting_on_the_network_give_their_turn_away() {
+    let (t, mut idle) = one_turn_taken(50).await;
+    let mut partial = TcpStream::connect(t.server.http_addr).await.unwrap();
+    partial
+        .write_all(b"HEAD /000000000000.cfg HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let mut phone = TcpStream::connect(t.server.http_addr).await.unwrap();
+        let answer = head_answer(&mut phone, PATIENCE)
+            .await
+            .expect("a waiting connection kept its turn");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    // The connections that gave their turn away are served when they speak again.
+    partial.write_all(b"Host: x\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(PATIENCE, partial.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    let answer = head_answer(&mut idle, PATIENCE).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+/// A connection that never pauses — a load generator, a proxy — goes back in line after a
+/// turn's worth of requests, so a phone waiting for the only turn is answered while that
+/// connection keeps sending.
+#[tokio::test]
+async fn a_connection_that_never_pauses_cannot_keep_a_waiting_phone_out() {
+    let (t, mut busy) = one_turn_taken(600_000).await;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hammer = tokio::spawn({
+        let done = done.clone();
+        async move {
+            let mut sent = 1u32;
+            // Bounded: far more than a turn's worth, and never past the waiting phone's answer.
+            while !done.load(std::sync::atomic::Ordering::Relaxed) && sent < 100_000 {
+                let answer = head_answer(&mut busy, PATIENCE).await.unwrap();
+                assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+                sent += 1;
+            }
+            sent
+        }
+    });
+    let mut waiting = TcpStream::connect(t.server.http_addr).await.unwrap();
+    let answer = head_answer(&mut waiting, PATIENCE)
+        .await
+        .expect("a busy connection kept the only turn");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    // The phone keeps the turn while it idles (`keep_turn_ms`): hanging up gives it back to the
+    // busy connection, whose request in flight is then answered.
+    drop(waiting);
+    let sent = hammer.await.unwrap();
+    assert!(sent > 1, "the busy connection was not served meanwhile");
+    assert!(
+        sent < 100_000,
+        "the phone got in only once the busy connection stopped"
+    );
+}

@@ -12,10 +12,14 @@
 //!   their boot, as nginx's one accept per turn of its event loop does (`bench/storm.sh 10000
 //!   1000`, phones taken at once: ~910 with neither, 150–250 with both, nginx ~220; at 100 at
 //!   once 7–11 phones wait in the accept queue, nginx 6–10).
+//! - Past `served_at_once` connections at work, the loop takes no new phone until a turn is
+//!   free ([`Turns`]): the phones already booting finish first.
 //! - At most `max_connections` at once, and never more than the open-file limit leaves room
 //!   for: past that a new connection is answered `503` and closed, and counted. An `accept`
 //!   that fails for want of descriptors backs off instead of spinning.
 
+use crate::doors::turns::{TurnIo, TurnWatch, Turns};
+use crate::doors::watched::{Watch, Watched};
 use crate::metrics::Metrics;
 use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -24,7 +28,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -42,6 +46,11 @@ pub struct ConnectionLimits {
     pub header_timeout: Duration,
     pub send_timeout: Duration,
     pub max_connections: usize,
+    /// Connections served at once, past which new ones wait in the kernel's accept queue
+    /// ([`Turns`]); `None`: every connection accepted is served at once (the admin API).
+    pub served_at_once: Option<usize>,
+    /// How long a connection waiting on the network keeps its turn.
+    pub keep_turn: Duration,
 }
 
 impl ConnectionLimits {
@@ -110,6 +119,9 @@ pub async fn serve(
         );
     }
     let slots = Arc::new(Semaphore::new(max));
+    let turns = limits
+        .served_at_once
+        .map(|n| Turns::new(n, limits.keep_turn, metrics.turn_waits(door)));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -142,7 +154,18 @@ pub async fn serve(
             tokio::spawn(answer_busy(tcp));
             continue;
         };
+        // The phone just taken waits here for a turn, and the next ones in the kernel's accept
+        // queue (no turn is held while the loop waits for a phone: a connection giving back a
+        // turn and wanting it again would wait for the next phone to arrive).
+        let turn = match &turns {
+            Some(turns) => tokio::select! {
+                _ = stop.cancelled() => break,
+                turn = turns.next() => Some(turn),
+            },
+            None => None,
+        };
         let _ = tcp.set_nodelay(true);
+        let tcp = TurnIo::new(tcp, TurnWatch::new(turn.clone()));
         metrics.connection_opened(door);
         let connection = Connection {
             handler: handler.clone(),
@@ -166,9 +189,9 @@ pub async fn serve(
             // future is ~9 KB; unboxed, those copies were most of the server's memcpy in a storm
             // (callgrind).
             match tls {
-                None => Box::pin(connection.serve(tcp, None)).await,
+                None => Box::pin(connection.serve(tcp, None, turn)).await,
                 Some(tls) => match Box::pin(handshake(&tls, tcp, peer, door)).await {
-                    Some((stream, cert)) => Box::pin(connection.serve(stream, cert)).await,
+                    Some((stream, cert)) => Box::pin(connection.serve(stream, cert, turn)).await,
                     None => metrics.connection_refused(door, "tls_handshake"),
                 },
             }
@@ -228,8 +251,12 @@ struct Connection {
 }
 
 impl Connection {
-    async fn serve<IO>(self, io: IO, cert: Option<crate::tls::PeerCertificate>)
-    where
+    async fn serve<IO>(
+        self,
+        io: IO,
+        cert: Option<crate::tls::PeerCertificate>,
+        turn: Option<Arc<crate::doors::turns::Turn>>,
+    ) where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let Connection {
@@ -241,14 +268,22 @@ impl Connection {
             peer,
             door,
         } = self;
-        let io = StallGuard::new(io, limits.send_timeout);
+        let io = StallGuard::new(io, Stall::new(limits.send_timeout));
         let router = match handler {
             Handler::Router(router) => router,
             Handler::Phones(phones) => {
                 drop(watcher);
                 let header_timeout = limits.header_timeout;
-                crate::doors::http::conn::serve(&phones, io, peer, cert, header_timeout, &stop)
-                    .await;
+                crate::doors::http::conn::serve(
+                    &phones,
+                    io,
+                    peer,
+                    cert,
+                    header_timeout,
+                    turn.as_deref(),
+                    &stop,
+                )
+                .await;
                 return;
             }
         };
@@ -273,11 +308,11 @@ impl Connection {
 /// client without a common protocol version or suite) are logged for the admin.
 async fn handshake(
     tls: &TlsDoor,
-    tcp: TcpStream,
+    tcp: TurnIo<TcpStream>,
     peer: std::net::SocketAddr,
     door: &'static str,
 ) -> Option<(
-    tokio_rustls::server::TlsStream<TcpStream>,
+    tokio_rustls::server::TlsStream<TurnIo<TcpStream>>,
     Option<crate::tls::PeerCertificate>,
 )> {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.tls.config());
@@ -336,17 +371,18 @@ async fn answer_busy(mut tcp: TcpStream) {
 
 /// A connection whose writes fail with `TimedOut` once they have been stuck for `timeout`: a
 /// client that stops reading cannot hold a connection and its file forever.
-pub struct StallGuard<T> {
-    inner: T,
+pub type StallGuard<T> = Watched<T, Stall>;
+
+/// The clock of a [`StallGuard`].
+pub struct Stall {
     timeout: Duration,
     deadline: Pin<Box<tokio::time::Sleep>>,
     armed: bool,
 }
 
-impl<T> StallGuard<T> {
-    pub fn new(inner: T, timeout: Duration) -> StallGuard<T> {
-        StallGuard {
-            inner,
+impl Stall {
+    pub fn new(timeout: Duration) -> Stall {
+        Stall {
             timeout,
             deadline: Box::pin(tokio::time::sleep(timeout)),
             armed: false,
@@ -362,8 +398,14 @@ impl<T> StallGuard<T> {
         }
         self.deadline.as_mut().poll(cx).is_ready()
     }
+}
 
-    fn guard<R>(
+impl Watch for Stall {
+    fn read<R>(&mut self, _: &mut Context<'_>, polled: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
+        polled
+    }
+
+    fn write<R>(
         &mut self,
         cx: &mut Context<'_>,
         polled: Poll<io::Result<R>>,
@@ -379,50 +421,6 @@ impl<T> StallGuard<T> {
                 ready
             }
         }
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for StallGuard<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for StallGuard<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.guard(cx, polled)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.guard(cx, polled)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let polled = Pin::new(&mut self.inner).poll_flush(cx);
-        self.guard(cx, polled)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let polled = Pin::new(&mut self.inner).poll_shutdown(cx);
-        self.guard(cx, polled)
     }
 }
 
@@ -444,6 +442,8 @@ mod tests {
             header_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(60),
             max_connections: 1000,
+            served_at_once: None,
+            keep_turn: Duration::from_millis(200),
         };
         let server = tokio::spawn(serve(
             listener,

@@ -7,3 +7,5 @@ pub mod connections;
 pub mod ftp;
 pub mod http;
 pub mod tftp;
+pub mod turns;
+pub mod watched;

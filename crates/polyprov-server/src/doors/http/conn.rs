@@ -9,6 +9,7 @@
 
 use super::wire::{self, Framing, Head, HeadError, KeepAlive};
 use super::{PhoneDoor, Reply, ReplyBody};
+use crate::doors::turns::{REQUESTS_PER_TURN, Turn};
 use crate::tls::PeerCertificate;
 use bytes::{Buf, Bytes, BytesMut};
 use std::net::SocketAddr;
@@ -33,6 +34,7 @@ pub(crate) async fn serve<IO>(
     peer: SocketAddr,
     cert: Option<PeerCertificate>,
     header_timeout: Duration,
+    turn: Option<&Turn>,
     stop: &CancellationToken,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin,
@@ -44,6 +46,7 @@ pub(crate) async fn serve<IO>(
         shared_login: None,
     };
     let user_agent_memo = crate::core::UserAgentMemo::default();
+    let mut answered_in_turn = 0u32;
     loop {
         let head = match conn.read_head(header_timeout, stop).await {
             Next::Head(h) => h,
@@ -58,6 +61,19 @@ pub(crate) async fn serve<IO>(
                 return;
             }
         };
+        // A connection that waited long enough to give its turn away queues for one again
+        // before it is answered (`turns.rs`).
+        // So does one answered `REQUESTS_PER_TURN` times in this turn.
+        if let Some(turn) = turn {
+            if answered_in_turn >= REQUESTS_PER_TURN {
+                turn.give_up();
+            }
+            if !turn.held() {
+                answered_in_turn = 0;
+                turn.take().await;
+            }
+            answered_in_turn += 1;
+        }
         let reply = super::answer(
             door,
             &mut conn,
