@@ -47,6 +47,9 @@ cat >"$WORK/polyprov.toml" <<EOF
 [ftp]
 passive_ports = [41000, 41999]
 max_sessions = 1024
+# Every client here is 127.0.0.1: without this, 36 of the 100 concurrent downloads would be
+# refused by the per-address cap (64), as vsftpd's max_per_ip=0 above refuses none.
+max_sessions_per_address = 1024
 EOF
 start_polyprov --config "$WORK/polyprov.toml" --http 127.0.0.1:0 --ftp 127.0.0.1:0
 PP_PORT=$(awk '/phones \(FTP\)/ {print $3}' "$WORK/summary" | awk -F: '{print $NF}')
