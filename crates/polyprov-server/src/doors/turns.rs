@@ -78,7 +78,9 @@ pub struct Turn {
 
 impl Turn {
     /// Takes a turn again if this connection gave its up (waiting behind the connections and
-    /// new phones already waiting: tokio's semaphore is first come, first served).
+    /// new phones already waiting: tokio's semaphore is first come, first served). The door
+    /// calls it once a request's head is in; an upload body that then waits long enough to give
+    /// the turn away is stored without one (rare, and little work).
     pub async fn take(&self) {
         if self.held.load(Ordering::Acquire) {
             return;
