@@ -19,7 +19,7 @@
 //!   that fails for want of descriptors backs off instead of spinning.
 
 use crate::doors::turns::{TurnIo, TurnWatch, Turns};
-use crate::doors::watched::{Watch, Watched};
+use crate::doors::watched::{Call, Watch, Watched};
 use crate::metrics::Metrics;
 use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -401,25 +401,21 @@ impl Stall {
 }
 
 impl Watch for Stall {
-    fn read<R>(&mut self, _: &mut Context<'_>, polled: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
-        polled
-    }
-
-    fn write<R>(
+    fn watch<R>(
         &mut self,
         cx: &mut Context<'_>,
+        call: Call,
         polled: Poll<io::Result<R>>,
     ) -> Poll<io::Result<R>> {
         match polled {
-            Poll::Pending if self.stalled(cx) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the client stopped reading",
-            ))),
-            Poll::Pending => Poll::Pending,
-            ready => {
+            Poll::Pending if call == Call::Write && self.stalled(cx) => Poll::Ready(Err(
+                io::Error::new(io::ErrorKind::TimedOut, "the client stopped reading"),
+            )),
+            Poll::Ready(_) if call == Call::Write => {
                 self.armed = false;
-                ready
+                polled
             }
+            polled => polled,
         }
     }
 }

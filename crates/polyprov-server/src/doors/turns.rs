@@ -11,12 +11,7 @@
 //! over a slow link never hold the door shut; and a connection that never pauses (a load
 //! generator, a proxy) goes back in line after [`REQUESTS_PER_TURN`] requests.
 
-/// Requests a connection is answered in one turn before it queues again behind the phones
-/// waiting: more than a phone's boot asks for (about 14 files), so a booting phone keeps its
-/// turn to the end, and a connection that never pauses cannot keep others out.
-pub const REQUESTS_PER_TURN: u32 = 32;
-
-use crate::doors::watched::{Watch, Watched};
+use crate::doors::watched::{Call, Watch, Watched};
 use prometheus_client::metrics::counter::Counter;
 use std::io;
 use std::pin::Pin;
@@ -26,32 +21,34 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
+/// Requests a connection is answered in one turn before it queues again behind the phones
+/// waiting: more than a phone's boot asks for (about 14 files), so a booting phone keeps its
+/// turn to the end, and a connection that never pauses cannot keep others out.
+pub const REQUESTS_PER_TURN: u32 = 32;
+
 /// One door's turns.
 #[derive(Debug)]
 pub struct Turns {
-    seats: Arc<Semaphore>,
+    seats: Semaphore,
     keep: Duration,
     waits: Counter,
 }
 
 impl Turns {
     /// `at_once` turns (at least one); a connection keeps its turn while it waits on the
-    /// network no longer than `keep`.
-    /// `waits` counts the connections that found no turn free.
-    pub fn new(at_once: usize, keep: Duration, waits: Counter) -> Turns {
-        Turns {
-            seats: Arc::new(Semaphore::new(at_once.clamp(1, Semaphore::MAX_PERMITS))),
+    /// network no longer than `keep`; `waits` counts the connections that found no turn free.
+    pub fn new(at_once: usize, keep: Duration, waits: Counter) -> Arc<Turns> {
+        Arc::new(Turns {
+            seats: Semaphore::new(at_once.clamp(1, Semaphore::MAX_PERMITS)),
             keep,
             waits,
-        }
+        })
     }
 
     /// Waits for a free turn, for a connection not accepted yet.
-    pub async fn next(&self) -> Arc<Turn> {
+    pub async fn next(self: &Arc<Self>) -> Arc<Turn> {
         let turn = Arc::new(Turn {
-            seats: self.seats.clone(),
-            keep: self.keep,
-            waits: self.waits.clone(),
+            turns: self.clone(),
             held: AtomicBool::new(false),
         });
         turn.take().await;
@@ -70,9 +67,7 @@ impl Turns {
 /// connection ends.
 #[derive(Debug)]
 pub struct Turn {
-    seats: Arc<Semaphore>,
-    keep: Duration,
-    waits: Counter,
+    turns: Arc<Turns>,
     held: AtomicBool,
 }
 
@@ -85,24 +80,27 @@ impl Turn {
         if self.held.load(Ordering::Acquire) {
             return;
         }
-        if let Ok(seat) = self.seats.try_acquire() {
-            seat.forget();
-            self.held.store(true, Ordering::Release);
-            return;
-        }
-        self.waits.inc();
-        // The door's semaphore is never closed, so the error cannot happen; were it closed,
-        // the connection would go on without a turn rather than stop.
-        if let Ok(seat) = self.seats.acquire().await {
-            seat.forget();
-            self.held.store(true, Ordering::Release);
-        }
+        let seats = &self.turns.seats;
+        let seat = match seats.try_acquire() {
+            Ok(seat) => seat,
+            Err(_) => {
+                self.turns.waits.inc();
+                // The door's semaphore is never closed, so this cannot fail; were it closed,
+                // the connection would go on without a turn rather than stop.
+                match seats.acquire().await {
+                    Ok(seat) => seat,
+                    Err(_) => return,
+                }
+            }
+        };
+        seat.forget();
+        self.held.store(true, Ordering::Release);
     }
 
     /// Gives the turn back, if held.
     pub fn give_up(&self) {
         if self.held.swap(false, Ordering::AcqRel) {
-            self.seats.add_permits(1);
+            self.turns.seats.add_permits(1);
         }
     }
 
@@ -137,10 +135,17 @@ impl TurnWatch {
             waiting: false,
         }
     }
+}
 
+impl Watch for TurnWatch {
     /// A `Pending` with the turn held starts the clock (once per wait), and the turn goes when
     /// it runs out; anything else ends the wait.
-    fn watch<R>(&mut self, cx: &mut Context<'_>, polled: Poll<R>) -> Poll<R> {
+    fn watch<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        _: Call,
+        polled: Poll<io::Result<R>>,
+    ) -> Poll<io::Result<R>> {
         let Some(turn) = &self.turn else {
             return polled;
         };
@@ -151,36 +156,20 @@ impl TurnWatch {
         if !turn.held() {
             return polled;
         }
-        let at = tokio::time::Instant::now() + turn.keep;
-        let clock = self
-            .clock
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
         if !self.waiting {
             self.waiting = true;
-            clock.as_mut().reset(at);
+            let at = tokio::time::Instant::now() + turn.turns.keep;
+            match &mut self.clock {
+                Some(clock) => clock.as_mut().reset(at),
+                None => self.clock = Some(Box::pin(tokio::time::sleep_until(at))),
+            }
         }
-        if clock.as_mut().poll(cx).is_ready() {
+        if let Some(clock) = &mut self.clock
+            && clock.as_mut().poll(cx).is_ready()
+        {
             turn.give_up();
         }
         polled
-    }
-}
-
-impl Watch for TurnWatch {
-    fn read<R>(
-        &mut self,
-        cx: &mut Context<'_>,
-        polled: Poll<io::Result<R>>,
-    ) -> Poll<io::Result<R>> {
-        self.watch(cx, polled)
-    }
-
-    fn write<R>(
-        &mut self,
-        cx: &mut Context<'_>,
-        polled: Poll<io::Result<R>>,
-    ) -> Poll<io::Result<R>> {
-        self.watch(cx, polled)
     }
 }
 
@@ -228,7 +217,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_connection_gives_its_turn_back_when_it_ends_and_the_next_waits_for_it() {
         let waits = Counter::default();
-        let turns = Arc::new(Turns::new(1, Duration::from_secs(3600), waits.clone()));
+        let turns = Turns::new(1, Duration::from_secs(3600), waits.clone());
         let first = turns.next().await;
         assert_eq!(waits.get(), 0, "a free turn is no wait");
         let waiting = tokio::spawn({

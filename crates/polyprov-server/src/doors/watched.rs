@@ -8,15 +8,20 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+/// Which way a watched call went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    Read,
+    /// A write, flush or shutdown.
+    Write,
+}
+
 /// What a [`Watched`] socket does with each call's result.
 pub trait Watch {
-    /// After a read.
-    fn read<R>(&mut self, cx: &mut Context<'_>, polled: Poll<io::Result<R>>)
-    -> Poll<io::Result<R>>;
-    /// After a write, flush or shutdown.
-    fn write<R>(
+    fn watch<R>(
         &mut self,
         cx: &mut Context<'_>,
+        call: Call,
         polled: Poll<io::Result<R>>,
     ) -> Poll<io::Result<R>>;
 }
@@ -41,7 +46,7 @@ impl<T: AsyncRead + Unpin, W: Watch + Unpin> AsyncRead for Watched<T, W> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
-        this.watch.read(cx, polled)
+        this.watch.watch(cx, Call::Read, polled)
     }
 }
 
@@ -53,7 +58,7 @@ impl<T: AsyncWrite + Unpin, W: Watch + Unpin> AsyncWrite for Watched<T, W> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
-        this.watch.write(cx, polled)
+        this.watch.watch(cx, Call::Write, polled)
     }
 
     fn poll_write_vectored(
@@ -63,7 +68,7 @@ impl<T: AsyncWrite + Unpin, W: Watch + Unpin> AsyncWrite for Watched<T, W> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        this.watch.write(cx, polled)
+        this.watch.watch(cx, Call::Write, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -73,12 +78,12 @@ impl<T: AsyncWrite + Unpin, W: Watch + Unpin> AsyncWrite for Watched<T, W> {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_flush(cx);
-        this.watch.write(cx, polled)
+        this.watch.watch(cx, Call::Write, polled)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_shutdown(cx);
-        this.watch.write(cx, polled)
+        this.watch.watch(cx, Call::Write, polled)
     }
 }
