@@ -266,6 +266,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         .with_lifecycle(settings.lifecycle.clone())
         .with_new_devices_per_minute(settings.provisioning.new_devices_per_minute)
         .with_flush_batch(settings.inventory.flush_batch)
+        .with_root_watch(settings.boot_root.watch_changes)
         .with_device_logins(
             settings.provisioning.device_logins,
             settings.provisioning.previous_login_hours,

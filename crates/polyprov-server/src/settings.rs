@@ -376,6 +376,10 @@ pub struct BootRootSettings {
     pub credentials: polyprov_mirror::Credentials,
     /// How often the local copy is brought up to date, in seconds.
     pub sync_interval_secs: u64,
+    /// Know what the boot root holds from a watch of its changes (inotify) instead of a `stat`
+    /// per request. Only on local file systems (ext2/3/4, XFS, btrfs, tmpfs, F2FS); turn it off
+    /// when something changes the root's files through a shared `mmap` without closing them.
+    pub watch_changes: bool,
 }
 
 impl Default for BootRootSettings {
@@ -387,6 +391,7 @@ impl Default for BootRootSettings {
             allow_http: false,
             credentials: Default::default(),
             sync_interval_secs: 10,
+            watch_changes: true,
         }
     }
 }

@@ -158,6 +158,51 @@ async fn rendered_files_follow_every_inventory_and_boot_root_change() {
     assert_eq!(attributes(&m)["CONFIG_FILES"], "site.cfg, features.cfg");
 }
 
+/// The boot root is known from a watch of its changes (`core/root_watch.rs`): whatever an admin
+/// does to it, the very next request sees — no pause, no retry.
+#[tokio::test]
+async fn every_boot_root_change_is_served_by_the_next_request() {
+    let t = TestServer::start().await;
+    let root = t.root();
+    let body = |path: &'static str| {
+        let t = &t;
+        async move {
+            let r = t.get(path).await;
+            match r.status().as_u16() {
+                200 => Some(r.text().await.unwrap()),
+                404 => None,
+                s => panic!("{path}: {s}"),
+            }
+        }
+    };
+    let licence = format!("{MAC}-license.cfg");
+    let path: &'static str = format!("/{licence}").leak();
+    assert_eq!(body(path).await, None);
+    std::fs::write(root.join(&licence), "<one/>").unwrap();
+    assert_eq!(body(path).await.as_deref(), Some("<one/>"));
+    // Same size, written in place.
+    std::fs::write(root.join(&licence), "<two/>").unwrap();
+    assert_eq!(body(path).await.as_deref(), Some("<two/>"));
+    // Replaced by a rename, in upper case (a name the vendor allows) after the lower is gone.
+    std::fs::remove_file(root.join(&licence)).unwrap();
+    assert_eq!(body(path).await, None);
+    std::fs::write(root.join("next"), "<three/>").unwrap();
+    std::fs::rename(
+        root.join("next"),
+        root.join(format!("{}-license.cfg", MAC.to_uppercase())),
+    )
+    .unwrap();
+    assert_eq!(body(path).await.as_deref(), Some("<three/>"));
+    // A folder made and filled, then taken away.
+    assert_eq!(body("/fw/sip.ld").await, None);
+    std::fs::create_dir(root.join("fw")).unwrap();
+    std::fs::write(root.join("fw/sip.ld"), "image").unwrap();
+    assert_eq!(body("/fw/sip.ld").await.as_deref(), Some("image"));
+    std::fs::rename(root.join("fw"), root.join("old-fw")).unwrap();
+    assert_eq!(body("/fw/sip.ld").await, None);
+    assert_eq!(body("/old-fw/sip.ld").await.as_deref(), Some("image"));
+}
+
 #[tokio::test]
 async fn the_same_inventory_renders_the_same_bytes() {
     let t = TestServer::start().await;

@@ -17,12 +17,17 @@ pub(super) fn file_stamp(path: &Path) -> std::io::Result<Option<Stamp>> {
     if !md.is_file() {
         return Ok(None);
     }
+    Ok(Some(stamp_of(&md)))
+}
+
+/// A file's size and modification time (ns since the Unix epoch).
+pub(super) fn stamp_of(md: &std::fs::Metadata) -> Stamp {
     let mtime = md
         .modified()
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_nanos());
-    Ok(Some((md.len(), mtime)))
+    (md.len(), mtime)
 }
 
 impl Core {
@@ -158,9 +163,12 @@ impl Core {
             return Err(Refusal::NotFound);
         }
         // Segments never hold a `/` nor start with one (`RequestPath`), so each push appends.
-        let mut full = self.root.clone();
-        full.extend(path.segments());
-        let stamp = file_stamp(&full).map_err(|e| Refusal::from_io(&e, &path.to_string()))?;
+        let rel: PathBuf = path.segments().iter().collect();
+        let stamp = self
+            .root_watch
+            .stamp(&rel)
+            .map_err(|e| Refusal::from_io(&e, &path.to_string()))?;
+        let full = self.root.join(rel);
         match stamp {
             Some((len, mtime)) if len <= small_files::MAX_FILE => match self
                 .small_file(&full, (len, mtime))

@@ -14,6 +14,7 @@ mod logins;
 mod refusal;
 mod render_cache;
 mod request;
+mod root_watch;
 mod security;
 mod sightings;
 mod small_files;
@@ -24,7 +25,6 @@ mod watch;
 mod tests;
 
 pub use activity::SecurityNote;
-use fetch::*;
 pub use fleet::Health;
 pub use lifecycle::{LifecycleError, Released};
 pub use listing::SharedEntry;
@@ -61,6 +61,8 @@ pub use polyprov_model::master::SHARED_MASTER;
 /// The provisioning core.
 pub struct Core {
     root: PathBuf,
+    /// Lookups in the boot root (see `root_watch.rs`).
+    root_watch: root_watch::RootWatch,
     inventory: Arc<Inventory>,
     /// What phones upload: the folder, or for the files phones download back the shared
     /// inventory's database (several nodes on PostgreSQL).
@@ -117,6 +119,7 @@ impl Core {
             polyprov_store::UploadStore::in_folder(uploads)
         };
         Core {
+            root_watch: root_watch::RootWatch::new(root.clone(), true),
             root,
             inventory,
             uploads,
@@ -145,6 +148,15 @@ impl Core {
             recent: Default::default(),
             slow_appends: Default::default(),
         }
+    }
+
+    /// Whether boot-root lookups go through a watch of its changes (`[boot_root] watch_changes`)
+    /// or `stat` on every request.
+    pub fn with_root_watch(mut self, on: bool) -> Core {
+        if !on {
+            self.root_watch = root_watch::RootWatch::new(self.root.clone(), false);
+        }
+        self
     }
 
     /// Per-device logins on or off, and how long a rotated-out login stays valid.

@@ -179,10 +179,11 @@ impl Core {
         render: &DeviceRender,
         path: &RequestPath,
     ) -> Result<Answer, Refusal> {
-        let base = self
-            .root
-            .join(path.with_file_name(SHARED_MASTER).to_string());
-        let stamp = file_stamp(&base)
+        let rel = path.with_file_name(SHARED_MASTER).to_string();
+        let base = self.root.join(&rel);
+        let stamp = self
+            .root_watch
+            .stamp(Path::new(&rel))
             .map_err(|e| Refusal::from_io(&e, SHARED_MASTER))?
             .unwrap_or((0, 0));
         if let Some((b, s, g)) = lock(&render.master).as_ref()
