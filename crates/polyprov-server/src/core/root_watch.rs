@@ -36,6 +36,16 @@ pub(super) const MAX_LISTED: usize = 100_000;
 /// Names kept over all listings (about 100 bytes each).
 const MAX_NAMES: usize = 200_000;
 
+/// A name made, removed or moved in a watched directory, or the directory itself removed or
+/// moved.
+const NAMES_CHANGED: Ev = Ev::IN_CREATE
+    .union(Ev::IN_DELETE)
+    .union(Ev::IN_MOVED_FROM)
+    .union(Ev::IN_MOVED_TO)
+    .union(Ev::IN_DELETE_SELF)
+    .union(Ev::IN_MOVE_SELF)
+    .union(Ev::IN_ONLYDIR);
+
 /// The boot root's lookups: through the watch when there is one, else a `stat` each.
 pub(super) struct RootWatch {
     root: PathBuf,
@@ -52,6 +62,7 @@ impl RootWatch {
             tracing::info!(root = %root.display(), file_system = %fs, "boot root: a stat per request (changes on this file system may not be reported to this machine)");
             None
         } else {
+            tracing::info!(root = %root.display(), "boot root: known from a watch of its changes (inotify)");
             return RootWatch::inotify(root);
         };
         RootWatch { root, watching }
@@ -259,16 +270,9 @@ impl Watching {
         let Ok(abs) = std::path::absolute(root) else {
             return false;
         };
-        let mask = Ev::IN_CREATE
-            | Ev::IN_DELETE
-            | Ev::IN_MOVED_FROM
-            | Ev::IN_MOVED_TO
-            | Ev::IN_DELETE_SELF
-            | Ev::IN_MOVE_SELF
-            | Ev::IN_ONLYDIR;
         let mut child = abs.as_path();
         while let (Some(parent), Some(name)) = (child.parent(), child.file_name()) {
-            match self.inotify.add_watch(parent, mask) {
+            match self.inotify.add_watch(parent, NAMES_CHANGED) {
                 Ok(wd) => {
                     self.by_wd.insert(wd, Watched::Parent(name.to_owned()));
                 }
@@ -287,19 +291,12 @@ impl Watching {
     /// Lists (and watches) `dir`; nothing is recorded when it cannot be.
     fn list(&mut self, root: &Path, dir: &Path) {
         let full = root.join(dir);
-        let mut mask = Ev::IN_MODIFY
-            | Ev::IN_ATTRIB
-            | Ev::IN_CLOSE_WRITE
-            | Ev::IN_CREATE
-            | Ev::IN_DELETE
-            | Ev::IN_MOVED_FROM
-            | Ev::IN_MOVED_TO
-            | Ev::IN_DELETE_SELF
-            | Ev::IN_MOVE_SELF
-            | Ev::IN_ONLYDIR;
-        if dir.as_os_str().is_empty() {
-            // The root may be a symlink; its parents' watches see it re-pointed.
-        } else {
+        // A file's contents or times changed (a `touch` sets both times: `IN_ATTRIB`), or a
+        // shared `mmap` written and closed.
+        let mut mask = NAMES_CHANGED | Ev::IN_MODIFY | Ev::IN_ATTRIB | Ev::IN_CLOSE_WRITE;
+        // The root may be a symlink (its parents' watches see it re-pointed); below it, a
+        // symlinked directory is never listed.
+        if !dir.as_os_str().is_empty() {
             mask |= Ev::IN_DONT_FOLLOW;
         }
         let Ok(wd) = self.inotify.add_watch(&full, mask) else {
