@@ -27,9 +27,12 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
 
 use nix::errno::Errno;
-use nix::sys::inotify::{AddWatchFlags as Ev, InitFlags, Inotify, InotifyEvent, WatchDescriptor};
+use nix::sys::inotify::{AddWatchFlags as Ev, InitFlags, Inotify, WatchDescriptor};
 
 use super::render_cache::Stamp;
+
+/// Keys here are the admin's file names, not a phone's: a fast hash, seeded per process.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// A directory with more entries than this is not listed (its lookups `stat`).
 pub(super) const MAX_LISTED: usize = 100_000;
@@ -125,6 +128,40 @@ fn unwatchable_file_system(root: &Path) -> Option<String> {
     }
 }
 
+/// Bytes read from inotify at once: room for many events (each 16 bytes and its name).
+const EVENTS_BUFFER: usize = 16 * 1024;
+
+/// One event as the kernel queues it (`struct inotify_event`, inotify(7)).
+struct Event {
+    /// The watch descriptor's number (`WatchDescriptor::as_raw`).
+    wd: i32,
+    mask: Ev,
+    name: Option<OsString>,
+}
+
+impl Event {
+    /// The next event in `rest` (what one `read` returned), or `None` at its end.
+    fn next(rest: &mut &[u8]) -> Option<Event> {
+        const HEAD: usize = 16;
+        let field = |at: usize| -> Option<[u8; 4]> { rest.get(at..at + 4)?.try_into().ok() };
+        let wd = i32::from_ne_bytes(field(0)?);
+        let mask = u32::from_ne_bytes(field(4)?);
+        let len = u32::from_ne_bytes(field(12)?) as usize;
+        let name = rest.get(HEAD..HEAD + len)?;
+        // The name is padded with NULs to an alignment.
+        let name = name.split(|b| *b == 0).next().unwrap_or_default();
+        let name = (!name.is_empty()).then(|| {
+            <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name).to_owned()
+        });
+        *rest = &rest[HEAD + len..];
+        Some(Event {
+            wd,
+            mask: Ev::from_bits_truncate(mask),
+            name,
+        })
+    }
+}
+
 /// What is known of one name in a listed directory.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Entry {
@@ -141,7 +178,7 @@ enum Entry {
 struct Listed {
     wd: WatchDescriptor,
     /// `None`: too many entries to keep; lookups in it `stat`.
-    names: Option<HashMap<OsString, Entry>>,
+    names: Option<Map<OsString, Entry>>,
 }
 
 enum Watched {
@@ -153,8 +190,12 @@ enum Watched {
 
 struct Watching {
     inotify: Inotify,
-    listings: HashMap<PathBuf, Listed>,
-    by_wd: HashMap<WatchDescriptor, Watched>,
+    /// Where queued events are read to (kept: a fresh zeroed buffer per lookup cost more than
+    /// the lookup).
+    events: Vec<u8>,
+    listings: Map<PathBuf, Listed>,
+    /// Every watch by its number, with what it is for.
+    by_wd: Map<i32, (WatchDescriptor, Watched)>,
     /// Names over all listings.
     names: usize,
     parents_watched: bool,
@@ -168,8 +209,9 @@ impl Watching {
     fn new(inotify: Inotify) -> Watching {
         Watching {
             inotify,
-            listings: HashMap::new(),
-            by_wd: HashMap::new(),
+            events: vec![0; EVENTS_BUFFER],
+            listings: Map::default(),
+            by_wd: Map::default(),
             names: 0,
             parents_watched: false,
             off: false,
@@ -182,26 +224,33 @@ impl Watching {
         if self.off {
             return;
         }
+        let mut buf = std::mem::take(&mut self.events);
         loop {
-            match self.inotify.read_events() {
-                Ok(events) => events.into_iter().for_each(|e| self.apply(e)),
-                Err(Errno::EAGAIN) => return,
+            match nix::unistd::read(&self.inotify, &mut buf) {
+                Ok(n) => {
+                    let mut rest = &buf[..n];
+                    while let Some(e) = Event::next(&mut rest) {
+                        self.apply(e);
+                    }
+                }
+                Err(Errno::EAGAIN) => break,
                 Err(Errno::EINTR) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "boot root: reading its changes failed, a stat per request from now on");
                     self.off = true;
-                    return;
+                    break;
                 }
             }
         }
+        self.events = buf;
     }
 
-    fn apply(&mut self, e: InotifyEvent) {
+    fn apply(&mut self, e: Event) {
         if e.mask.contains(Ev::IN_Q_OVERFLOW) {
             self.forget_all();
             return;
         }
-        let dir = match self.by_wd.get(&e.wd) {
+        let dir = match self.by_wd.get(&e.wd).map(|(_, w)| w) {
             None => return, // a watch already dropped
             Some(Watched::Parent(next)) => {
                 if e.name.as_ref().is_none_or(|n| n == next) {
@@ -249,14 +298,14 @@ impl Watching {
         for k in gone {
             if let Some(l) = self.listings.remove(&k) {
                 self.names -= l.names.map_or(0, |n| n.len());
-                self.by_wd.remove(&l.wd);
+                self.by_wd.remove(&l.wd.as_raw());
                 let _ = self.inotify.rm_watch(l.wd);
             }
         }
     }
 
     fn forget_all(&mut self) {
-        for wd in self.by_wd.keys() {
+        for (wd, _) in self.by_wd.values() {
             let _ = self.inotify.rm_watch(*wd);
         }
         self.by_wd.clear();
@@ -274,7 +323,8 @@ impl Watching {
         while let (Some(parent), Some(name)) = (child.parent(), child.file_name()) {
             match self.inotify.add_watch(parent, NAMES_CHANGED) {
                 Ok(wd) => {
-                    self.by_wd.insert(wd, Watched::Parent(name.to_owned()));
+                    self.by_wd
+                        .insert(wd.as_raw(), (wd, Watched::Parent(name.to_owned())));
                 }
                 Err(e) => {
                     tracing::warn!(dir = %parent.display(), error = %e, "boot root: cannot watch its path, a stat per request");
@@ -303,7 +353,7 @@ impl Watching {
             return;
         };
         self.disk_reads += 1;
-        let mut names = HashMap::new();
+        let mut names = Map::default();
         let complete = (|| {
             if self.names >= MAX_NAMES {
                 return Ok(false);
@@ -330,8 +380,9 @@ impl Watching {
                 return;
             }
         };
-        self.names += names.as_ref().map_or(0, HashMap::len);
-        self.by_wd.insert(wd, Watched::Dir(dir.to_path_buf()));
+        self.names += names.as_ref().map_or(0, |n| n.len());
+        self.by_wd
+            .insert(wd.as_raw(), (wd, Watched::Dir(dir.to_path_buf())));
         self.listings
             .insert(dir.to_path_buf(), Listed { wd, names });
     }
@@ -347,13 +398,17 @@ impl Watching {
             let Component::Normal(name) = part else {
                 return None;
             };
-            if !self.listings.contains_key(&dir) {
-                self.list(root, &dir);
-            }
-            let entry = match self.listings.get(&dir)?.names.as_ref()?.get(name) {
+            let found = match self.listings.get(&dir) {
+                Some(l) => l.names.as_ref()?.get(name).copied(),
+                None => {
+                    self.list(root, &dir);
+                    self.listings.get(&dir)?.names.as_ref()?.get(name).copied()
+                }
+            };
+            let entry = match found {
                 None => return Some(Ok(None)),
                 Some(Entry::Unknown) => self.look_at(root, &dir, name)?,
-                Some(known) => *known,
+                Some(known) => known,
             };
             let last = parts.peek().is_none();
             match entry {
@@ -578,6 +633,42 @@ mod tests {
             (n.clone(), n.clone()).prop_map(|(a, b)| Op::Rename(a, b)),
             n.prop_map(Op::MakeDir),
         ]
+    }
+
+    #[test]
+    fn events_are_read_as_the_kernel_lays_them_out() {
+        let mut bytes = Vec::new();
+        for (wd, mask, name) in [(1i32, 0x100u32, &b"a.cfg"[..]), (2, 0x400, b"")] {
+            let padded = if name.is_empty() { 0 } else { 16 };
+            bytes.extend(wd.to_ne_bytes());
+            bytes.extend(mask.to_ne_bytes());
+            bytes.extend(0u32.to_ne_bytes());
+            bytes.extend((padded as u32).to_ne_bytes());
+            bytes.extend(name);
+            bytes.extend(vec![0u8; padded - name.len()]);
+        }
+        let mut rest = &bytes[..];
+        let a = Event::next(&mut rest).unwrap();
+        assert_eq!(
+            (a.wd, a.mask, a.name.as_deref()),
+            (1, Ev::IN_CREATE, Some("a.cfg".as_ref()))
+        );
+        let b = Event::next(&mut rest).unwrap();
+        assert_eq!((b.wd, b.mask, b.name), (2, Ev::IN_DELETE_SELF, None));
+        assert!(Event::next(&mut rest).is_none());
+    }
+
+    proptest::proptest! {
+        /// Whatever the bytes, reading events ends and never panics.
+        #[test]
+        fn any_bytes_read_as_events_end(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let mut rest = &bytes[..];
+            let mut n = 0;
+            while Event::next(&mut rest).is_some() {
+                n += 1;
+            }
+            proptest::prop_assert!(n <= bytes.len() / 16);
+        }
     }
 
     proptest::proptest! {

@@ -12,7 +12,8 @@ const MAX_TOTAL: usize = 64 * 1024 * 1024;
 
 #[derive(Default)]
 pub(super) struct SmallFiles {
-    files: HashMap<PathBuf, (Stamp, Bytes)>,
+    /// Keyed by the admin's file paths (a fast hash: not a phone's input).
+    files: HashMap<PathBuf, (Stamp, Bytes), foldhash::fast::RandomState>,
     total: usize,
 }
 
