@@ -378,7 +378,8 @@ pub struct BootRootSettings {
     pub sync_interval_secs: u64,
     /// Know what the boot root holds from a watch of its changes (inotify) instead of a `stat`
     /// per request. Only on local file systems (ext2/3/4, XFS, btrfs, tmpfs, F2FS); turn it off
-    /// when something changes the root's files through a shared `mmap` without closing them.
+    /// when something changes the root's files through a shared `mmap` without closing them,
+    /// or mounts file systems into the root while the server runs.
     pub watch_changes: bool,
 }
 

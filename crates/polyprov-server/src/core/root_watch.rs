@@ -18,7 +18,9 @@
 //! entries, and everything when inotify is unavailable (its limits) or
 //! `[boot_root] watch_changes = false`. The root's own path is watched too (each parent, for the
 //! next name on the path): moving, replacing or re-pointing it (a symlink swap) starts over.
-//! Writes through a shared `mmap` raise no event until the file is closed.
+//! Writes through a shared `mmap` raise no event until the file is closed, and a file system
+//! mounted over a folder of the root while the server runs raises none at all (the kernel does
+//! not report mounts to inotify): mount first, or turn the watch off.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
