@@ -11,11 +11,12 @@
 //! change, so a change finished before a request arrives is seen by it — never stale, as with a
 //! `stat` per request. A listed file is `stat`ed once, then again only after an event names it.
 //!
-//! Still a `stat` per request, as before: a root on a file system other machines change unseen
-//! by this kernel (only ext2/3/4, XFS, btrfs, tmpfs and F2FS are watched — not NFS, SMB, FUSE or
-//! overlay), anything reached through a symlink, a file with other hard links (changed under
-//! another name, no event reaches the root's watch), a directory of more than [`MAX_LISTED`]
-//! entries, and everything when inotify is unavailable (its limits) or
+//! Still a `stat` per request, as before: a folder on a file system other machines change
+//! unseen by this kernel (only ext2/3/4, XFS, btrfs, tmpfs and F2FS are watched — not NFS, SMB,
+//! FUSE or overlay; checked for the root and for each folder listed, which may be a share
+//! mounted there), anything reached through a symlink, a file with other hard links (changed
+//! under another name, no event reaches the root's watch), a directory of more than
+//! [`MAX_LISTED`] entries, and everything when inotify is unavailable (its limits) or
 //! `[boot_root] watch_changes = false`. The root's own path is watched too (each parent, for the
 //! next name on the path): moving, replacing or re-pointing it (a symlink swap) starts over.
 //! Writes through a shared `mmap` raise no event until the file is closed, and a file system
@@ -357,7 +358,9 @@ impl Watching {
         self.disk_reads += 1;
         let mut names = Map::default();
         let complete = (|| {
-            if self.names >= MAX_NAMES {
+            // A folder may be another file system mounted in the root (an NFS share for the
+            // firmware): its lookups `stat` unless that one is watchable too.
+            if self.names >= MAX_NAMES || unwatchable_file_system(&full).is_some() {
                 return Ok(false);
             }
             for e in std::fs::read_dir(&full)? {
@@ -592,6 +595,18 @@ mod tests {
     fn file_systems_changed_behind_the_kernels_back_are_not_watched() {
         assert!(unwatchable_file_system(Path::new("/proc")).is_some());
         assert!(unwatchable_file_system(Path::new("/no/such/dir")).is_some());
+    }
+
+    #[test]
+    fn a_folder_on_a_file_system_it_cannot_vouch_for_is_looked_up_on_disk() {
+        // As if /proc were a folder of the root: listed, it would say what procfs held once.
+        let w = watch(Path::new("/proc"));
+        assert_eq!(
+            w.stamp(Path::new("version")).unwrap(),
+            direct(Path::new("/proc"), "version")
+        );
+        let g = w.watching.as_ref().unwrap().lock().unwrap();
+        assert!(g.listings[Path::new("")].names.is_none());
     }
 
     #[test]
