@@ -180,7 +180,8 @@ enum Entry {
 
 struct Listed {
     wd: WatchDescriptor,
-    /// `None`: too many entries to keep; lookups in it `stat`.
+    /// `None`: too many entries to keep, or on a file system a watch cannot vouch for;
+    /// lookups in it `stat`.
     names: Option<Map<OsString, Entry>>,
 }
 
