@@ -58,7 +58,10 @@ sleep 0.3
 # from the next. So the storm runs in ROUNDS rounds, the servers alternating which goes first,
 # each round with MACs of its own (new phones for both); the ratio reported is of the medians.
 ROUNDS=${ROUNDS:-5}
+# MAC prefixes: one per round, never repeated in a run (a repeated one would boot phones both
+# servers have met); after Poly's own OUIs, locally administered ones.
 PREFIXES=(0004f2 64167f 482567 00e0db 0004f3)
+for r in $(seq ${#PREFIXES[@]} $((ROUNDS - 1))); do PREFIXES+=("$(printf '02%04x' "$r")"); done
 [ -n "${KNOWN:-}" ] && PREFIXES=(0004f2)
 storm() { # name url round
   local pid=$NGINX_PID before before_user

@@ -380,6 +380,9 @@ impl Uploads {
             Err(e) => return Err(e.into()),
         };
         let mut len = f.metadata()?.len();
+        if len == 0 {
+            self.mark(mac, kind, true);
+        }
         if len > 0 && len + body.len() as u64 > self.limits.log_cap_bytes {
             drop(f);
             self.rotate(mac, kind)?;
@@ -449,11 +452,12 @@ impl Uploads {
 
     /// The newest stored upload of a kind (for logs, the current log).
     pub fn latest(&self, mac: Mac, kind: UploadKind) -> io::Result<Option<UploadInfo>> {
+        if !self.may_have(mac, kind)? {
+            // A new phone asks for its app log before uploading it: no disk lookup for that.
+            return Ok(None);
+        }
         if kind.is_log() {
             return self.version(mac, kind, 0);
-        }
-        if !self.may_have(mac, kind)? {
-            return Ok(None);
         }
         match versions_in(&self.kind_dir(mac, kind))?.pop() {
             Some((v, p)) => info(kind, v, &p).map(Some).map_err(into_io),
@@ -853,6 +857,37 @@ mod tests {
                 "round {round}: the override is hidden"
             );
         }
+    }
+
+    #[test]
+    fn a_new_devices_logs_are_found_once_appended_and_not_looked_for_before() {
+        let (_d, u) = store(UploadLimits::default());
+        let u = std::sync::Arc::new(u);
+        for round in 0..200u32 {
+            let m: Mac = format!("0004f2{round:06x}").parse().unwrap();
+            let writers: Vec<_> = [UploadKind::BootLog, UploadKind::AppLog]
+                .into_iter()
+                .map(|kind| {
+                    let u = u.clone();
+                    std::thread::spawn(move || u.put(m, kind, b"line\n").unwrap())
+                })
+                .collect();
+            for w in writers {
+                w.join().unwrap();
+            }
+            for kind in [UploadKind::BootLog, UploadKind::AppLog] {
+                assert!(
+                    u.latest(m, kind).unwrap().is_some(),
+                    "round {round}: the {kind:?} appended is hidden"
+                );
+            }
+        }
+        // A folder this store made holds no log it did not append: an app log placed behind
+        // its back is not looked for (a new phone's HEAD before its first upload reads no disk).
+        let m: Mac = "0004f2ffffff".parse().unwrap();
+        u.put(m, UploadKind::BootLog, b"booting").unwrap();
+        fs::write(u.log_file(m, UploadKind::AppLog, 0), "aside").unwrap();
+        assert!(u.latest(m, UploadKind::AppLog).unwrap().is_none());
     }
 
     #[test]

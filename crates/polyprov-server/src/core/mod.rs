@@ -153,9 +153,8 @@ impl Core {
     /// Whether boot-root lookups go through a watch of its changes (`[boot_root] watch_changes`)
     /// or `stat` on every request.
     pub fn with_root_watch(mut self, on: bool) -> Core {
-        if !on {
-            self.root_watch = root_watch::RootWatch::new(self.root.clone(), false);
-        }
+        self.root_watch = root_watch::RootWatch::new(self.root.clone(), on);
+        self.root_watch.start();
         self
     }
 

@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io;
 use std::path::{Component, Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use nix::errno::Errno;
 use nix::sys::inotify::{AddWatchFlags as Ev, InitFlags, Inotify, WatchDescriptor};
@@ -55,41 +55,62 @@ const NAMES_CHANGED: Ev = Ev::IN_CREATE
 /// The boot root's lookups: through the watch when there is one, else a `stat` each.
 pub(super) struct RootWatch {
     root: PathBuf,
-    watching: Option<Mutex<Watching>>,
+    enabled: bool,
+    /// Made on first use ([`RootWatch::start`]): building a core costs nothing until the
+    /// setting is known.
+    watching: OnceLock<Option<Mutex<Watching>>>,
 }
 
 impl RootWatch {
     /// Watches `root` when `enabled` and its file system is one this kernel sees every change
-    /// of; otherwise every lookup `stat`s.
+    /// of; otherwise every lookup `stat`s. Nothing is done until [`RootWatch::start`] or the
+    /// first lookup.
     pub(super) fn new(root: PathBuf, enabled: bool) -> RootWatch {
-        let watching = if !enabled {
-            None
-        } else if let Some(fs) = unwatchable_file_system(&root) {
-            tracing::info!(root = %root.display(), file_system = %fs, "boot root: a stat per request (changes on this file system may not be reported to this machine)");
-            None
-        } else {
-            tracing::info!(root = %root.display(), "boot root: known from a watch of its changes (inotify)");
-            return RootWatch::inotify(root);
-        };
-        RootWatch { root, watching }
+        RootWatch {
+            root,
+            enabled,
+            watching: OnceLock::new(),
+        }
+    }
+
+    /// Starts watching now (when enabled), so that start-up logs say how the root is looked
+    /// up; a later call, or a lookup, reuses what this made.
+    pub(super) fn start(&self) {
+        self.watching();
+    }
+
+    /// The watch, made on first use.
+    fn watching(&self) -> Option<&Mutex<Watching>> {
+        self.watching
+            .get_or_init(|| {
+                if !self.enabled {
+                    tracing::info!(root = %self.root.display(), "boot root: a stat per request ([boot_root] watch_changes = false)");
+                    None
+                } else if let Some(fs) = unwatchable_file_system(&self.root) {
+                    tracing::info!(root = %self.root.display(), file_system = %fs, "boot root: a stat per request (changes on this file system may not be reported to this machine)");
+                    None
+                } else {
+                    tracing::info!(root = %self.root.display(), "boot root: known from a watch of its changes (inotify)");
+                    inotify()
+                }
+            })
+            .as_ref()
     }
 
     /// Watches `root` whatever its file system.
+    #[cfg(test)]
     fn inotify(root: PathBuf) -> RootWatch {
-        let watching = match Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC) {
-            Ok(inotify) => Some(Mutex::new(Watching::new(inotify))),
-            Err(e) => {
-                tracing::warn!(error = %e, "boot root: cannot watch for changes (inotify), a stat per request");
-                None
-            }
-        };
-        RootWatch { root, watching }
+        RootWatch {
+            root,
+            enabled: true,
+            watching: OnceLock::from(inotify()),
+        }
     }
 
     /// Size and modification time of the regular file at `rel` under the root (`None`: there
     /// is none), as `fetch::file_stamp` would say now.
     pub(super) fn stamp(&self, rel: &Path) -> io::Result<Option<Stamp>> {
-        if let Some(w) = &self.watching {
+        if let Some(w) = self.watching() {
             let mut w = w.lock().unwrap_or_else(|e| e.into_inner());
             w.take_changes();
             if let Some(known) = w.lookup(&self.root, rel) {
@@ -102,10 +123,21 @@ impl RootWatch {
     /// Whether lookups go through a watch (false: a `stat` each).
     #[cfg(test)]
     fn is_watching(&self) -> bool {
-        self.watching.as_ref().is_some_and(|w| {
+        self.watching().is_some_and(|w| {
             let w = w.lock().unwrap_or_else(|e| e.into_inner());
             !w.off
         })
+    }
+}
+
+/// A watch not yet watching anything (`None`: inotify unavailable, its limits).
+fn inotify() -> Option<Mutex<Watching>> {
+    match Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC) {
+        Ok(inotify) => Some(Mutex::new(Watching::new(inotify))),
+        Err(e) => {
+            tracing::warn!(error = %e, "boot root: cannot watch for changes (inotify), a stat per request");
+            None
+        }
     }
 }
 
@@ -466,7 +498,7 @@ mod tests {
     }
 
     fn disk_reads(w: &RootWatch) -> u64 {
-        w.watching.as_ref().unwrap().lock().unwrap().disk_reads
+        w.watching().unwrap().lock().unwrap().disk_reads
     }
 
     /// What a `stat` says now, for comparison.
@@ -584,7 +616,7 @@ mod tests {
     fn a_directory_too_large_to_list_is_looked_up_on_disk() {
         let d = tempfile::tempdir().unwrap();
         let w = watch(d.path());
-        let mut g = w.watching.as_ref().unwrap().lock().unwrap();
+        let mut g = w.watching().unwrap().lock().unwrap();
         g.names = MAX_NAMES; // as if other listings held every name allowed
         drop(g);
         assert_eq!(w.stamp(Path::new("a.cfg")).unwrap(), None);
@@ -606,7 +638,7 @@ mod tests {
             w.stamp(Path::new("version")).unwrap(),
             direct(Path::new("/proc"), "version")
         );
-        let g = w.watching.as_ref().unwrap().lock().unwrap();
+        let g = w.watching().unwrap().lock().unwrap();
         assert!(g.listings[Path::new("")].names.is_none());
     }
 
