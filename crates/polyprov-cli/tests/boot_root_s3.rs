@@ -115,7 +115,7 @@ fn the_logs_phones_upload_are_copied_to_the_archive() {
     let archived = || {
         rt.block_on(async {
             match store
-                .get(&Key::from("site-1/node-a/0004f2aa0001/app.log"))
+                .get(&Key::from("site-1/node-a/0004f2aa0001-app.log"))
                 .await
             {
                 Ok(got) => String::from_utf8(got.bytes().await.unwrap().to_vec()).unwrap(),

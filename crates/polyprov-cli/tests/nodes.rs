@@ -202,22 +202,16 @@ impl Drop for Balancer {
     }
 }
 
-/// The log files in a data directory's upload store, as `<mac>/<log>` (every phone here is
+/// The log files in a data directory's upload store, as `<mac>-<log>` (every phone here is
 /// new, so each holds one upload).
 fn log_files(data: &Path) -> Vec<String> {
-    let Ok(devices) = std::fs::read_dir(data.join("uploads")) else {
+    let Ok(logs) = std::fs::read_dir(data.join("uploads/logs")) else {
         return Vec::new();
     };
-    let mut out = Vec::new();
-    for d in devices.flatten() {
-        for f in std::fs::read_dir(d.path()).into_iter().flatten().flatten() {
-            let name = f.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".log") {
-                out.push(format!("{}/{name}", d.file_name().to_string_lossy()));
-            }
-        }
-    }
-    out
+    logs.flatten()
+        .map(|f| f.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".log"))
+        .collect()
 }
 
 /// Three nodes behind nginx, one killed (SIGKILL) in the middle of a boot storm: the only

@@ -99,7 +99,8 @@ fn a_database_outage_is_served_through_and_recovered_from() {
     );
     assert!(put(&format!("{D1}-phone.cfg"), second).starts_with('2'));
     assert_eq!(override_of(D1), ("200".to_string(), second.to_string()));
-    let log = std::fs::read_to_string(data.join("uploads").join(D1).join("app.log")).unwrap();
+    let log =
+        std::fs::read_to_string(data.join("uploads/logs").join(format!("{D1}-app.log"))).unwrap();
     assert_eq!(log, "a log line\n");
 }
 

@@ -81,7 +81,16 @@ impl Archive {
             Err(_) => State::new(),
         };
         let mut report = ArchiveReport::default();
-        for (relative, path) in self.files(&select).await? {
+        let files = self.files(&select).await?;
+        // What is no longer there needs no record (a rotation dropped it, a layout moved it).
+        {
+            let listed: std::collections::BTreeSet<&str> = files
+                .iter()
+                .map(|(relative, _)| relative.as_str())
+                .collect();
+            state.retain(|relative, _| listed.contains(relative.as_str()));
+        }
+        for (relative, path) in files {
             let Ok(meta) = tokio::fs::metadata(&path).await else {
                 continue; // gone since the listing (a rotation)
             };

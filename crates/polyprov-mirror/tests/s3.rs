@@ -188,5 +188,12 @@ async fn an_archive_copies_each_changed_log_once() {
         get(&*s3.client("logs"), "node-a/0004f2aa0001/app.log").await,
         b"boot 1\nboot 2\n"
     );
+
+    // A file gone (a rotation dropped it, a new layout moved it) leaves no record behind.
+    std::fs::remove_file(device.join("boot.log")).unwrap();
+    archive.sync(logs).await.unwrap();
+    let kept: std::collections::BTreeMap<String, String> =
+        serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    assert_eq!(kept.keys().collect::<Vec<_>>(), ["0004f2aa0001/app.log"]);
     s3.stop();
 }

@@ -612,7 +612,7 @@ async fn sync_boot_root(
     }
 }
 
-/// Sends the logs phones upload to this node (`uploads/<mac>/<kind>.log[.N]`) to the log
+/// Sends the logs phones upload to this node (`uploads/logs/<mac>-<kind>.log[.N]`) to the log
 /// archive every `interval`, each when it changed; a failed send is tried again next time.
 fn archive_logs(
     store: &polyprov_mirror::StoreConfig,
@@ -620,7 +620,8 @@ fn archive_logs(
     interval: std::time::Duration,
     metrics: Arc<metrics::Metrics>,
 ) -> anyhow::Result<()> {
-    let archive = polyprov_mirror::Archive::new(store, uploads, &uploads.join(".log-archive.json"))
+    let logs = uploads.join(polyprov_store::uploads::LOGS_DIR);
+    let archive = polyprov_mirror::Archive::new(store, &logs, &uploads.join(".log-archive.json"))
         .with_context(|| format!("the log archive's object store {}", store.url))?;
     let url = store.url.clone();
     tokio::spawn(async move {
@@ -642,10 +643,10 @@ fn archive_logs(
     Ok(())
 }
 
-/// Whether a path in the upload folder is a log: `<mac>/<kind>` or `<mac>/<kind>.<N>` of a log
+/// Whether a path in the logs folder is a log: `<mac>-<kind>` or `<mac>-<kind>.<N>` of a log
 /// kind.
 fn is_log_file(relative: &str) -> bool {
-    let Some((mac, name)) = relative.split_once('/') else {
+    let Some((mac, name)) = relative.split_once('-') else {
         return false;
     };
     let base = match name.rsplit_once('.') {
@@ -783,14 +784,16 @@ fn restrict_dir(_dir: &Path) -> anyhow::Result<()> {
 mod tests {
     #[test]
     fn only_logs_and_their_rotations_are_archived() {
-        for yes in ["0004f2aa0001/app.log", "0004f2aa0001/boot.log.3"] {
+        for yes in ["0004f2aa0001-app.log", "0004f2aa0001-boot.log.3"] {
             assert!(super::is_log_file(yes), "{yes}");
         }
         for no in [
-            "0004f2aa0001/phone.cfg",
-            "0004f2aa0001/app.log.moving",
-            "0004f2aa0001/app.log.",
-            "not-a-mac/app.log",
+            "0004f2aa0001-phone.cfg",
+            "0004f2aa0001-app.log.moving",
+            "0004f2aa0001-app.log.",
+            "0004f2aa0001/app.log",
+            "sub/0004f2aa0001-app.log",
+            "not-a-mac-app.log",
             "app.log",
         ] {
             assert!(!super::is_log_file(no), "{no}");

@@ -5,13 +5,17 @@
 //! <mac>/phone.cfg/v000001, v000002, …   every version of the phone-menu override
 //! <mac>/web.cfg/v000001, …              every version of the web-UI override
 //! <mac>/directory.xml/v…                the last `keep_versions` versions
-//! <mac>/app.log, app.log.1, …          logs: appended, rotated at `log_cap_bytes`
+//! logs/<mac>-app.log, <mac>-app.log.1, … logs: appended, rotated at `log_cap_bytes`
 //! .tmp/                                 files being written; renamed into place when complete
 //! ```
-//! Logs are files in the device's folder, not a folder of their own: a phone's first boot then
-//! makes one directory, not three (creating directories was a third of a boot storm's server
-//! time). Logs stored by the first layout (`<mac>/app.log/current…`) are moved to their file
-//! names when the store is opened; `.layout` records that this was done.
+//! Logs are files of one folder, named as the phone names them (`LOG_FILE_DIRECTORY` on a
+//! plain FTP server looks the same): a phone's boot then makes no directory at all. A device's
+//! folder is made by its first upload of settings (overrides, directory, call lists, licence),
+//! which most phones in a boot storm never make — creating a directory per new phone was ~10% of
+//! the server's CPU in a storm of new phones, and each directory created was a third of it
+//! before logs left their own folders. Logs of earlier layouts (`<mac>/app.log/current…`, then
+//! `<mac>/app.log`, `app.log.N`) are moved here when the store is opened; `.layout` records that
+//! this was done.
 //! A file appears under its final name only when complete (write, fsync, rename), so a reader —
 //! a phone, the admin API — never sees part of an upload. Version files never change once there.
 //! Logs skip the fsync: every boot of every phone appends to them, and in a boot storm an fsync
@@ -141,12 +145,16 @@ pub struct Uploads {
 const STRIPES: usize = 64;
 
 /// The layout version `.layout` records (see the module documentation).
-const LAYOUT: &str = "2";
+const LAYOUT: &str = "3";
+
+/// The folder of every device's logs, in the uploads directory.
+pub const LOGS_DIR: &str = "logs";
 
 impl Uploads {
     /// Opens (creating) the upload store in `dir`, and clears files a crash left half-written.
     pub fn open(dir: &Path, limits: UploadLimits) -> io::Result<Uploads> {
         fs::create_dir_all(dir.join(".tmp"))?;
+        fs::create_dir_all(dir.join(LOGS_DIR))?;
         let quarantine = dir.with_file_name("quarantine");
         fs::create_dir_all(&quarantine)?;
         for e in fs::read_dir(dir.join(".tmp"))? {
@@ -163,20 +171,20 @@ impl Uploads {
         Ok(uploads)
     }
 
-    /// Moves logs of the first layout (`<mac>/<kind>/current`, `current.N`) to their file names
-    /// (`<mac>/<kind>`, `<kind>.N`), once: `.layout` says it was done. Safe to interrupt — a
-    /// current log waits as `<kind>.moving` until the next open finishes the move.
+    /// Moves logs of earlier layouts to `logs/`, once: `.layout` says it was done. Safe to
+    /// interrupt: each file moves with one rename, and the next open moves the rest.
     fn upgrade_layout(&self) -> io::Result<()> {
         let marker = self.dir.join(".layout");
         if fs::read_to_string(&marker).is_ok_and(|v| v.trim() == LAYOUT) {
             return Ok(());
         }
         for e in fs::read_dir(&self.dir)? {
-            let Some(mac) = e?.file_name().to_str().and_then(Mac::recognise) else {
+            let e = e?;
+            let Some(mac) = e.file_name().to_str().and_then(Mac::recognise) else {
                 continue;
             };
-            for kind in UploadKind::ALL.into_iter().filter(|k| k.is_log()) {
-                self.move_old_log(mac, kind)?;
+            if e.file_type()?.is_dir() {
+                self.move_old_logs(mac)?;
             }
         }
         let tmp = self.dir.join(".tmp").join("layout");
@@ -186,33 +194,35 @@ impl Uploads {
         fs::rename(tmp, marker)
     }
 
-    fn move_old_log(&self, mac: Mac, kind: UploadKind) -> io::Result<()> {
-        let old = self.kind_dir(mac, kind);
-        let moving = self
-            .dir
-            .join(mac.to_string())
-            .join(format!("{}.moving", kind.suffix()));
-        if old.is_dir() {
-            for e in fs::read_dir(&old)? {
-                let e = e?;
-                let rotation = e
-                    .file_name()
-                    .to_str()
-                    .and_then(|n| n.strip_prefix("current.")?.parse().ok());
-                if let Some(n) = rotation {
+    /// A device's logs from its folder to `logs/`: the first layout's `<kind>/current` and
+    /// `current.N`, the second's `<kind>` and `<kind>.N` (and `<kind>.moving`, a current log an
+    /// upgrade from the first left on its way). The folder goes when nothing else is in it.
+    fn move_old_logs(&self, mac: Mac) -> io::Result<()> {
+        let device = self.dir.join(mac.to_string());
+        let logs = || UploadKind::ALL.into_iter().filter(|k| k.is_log());
+        for kind in logs() {
+            let old = device.join(kind.suffix());
+            if old.is_dir() {
+                for e in fs::read_dir(&old)? {
+                    let e = e?;
+                    if let Some(n) = rotation_of(&e.file_name(), "current") {
+                        fs::rename(e.path(), self.log_file(mac, kind, n))?;
+                    }
+                }
+                fs::remove_dir(&old)?;
+            }
+        }
+        for e in fs::read_dir(&device)? {
+            let e = e?;
+            for kind in logs() {
+                if let Some(n) = rotation_of(&e.file_name(), kind.suffix()) {
                     fs::rename(e.path(), self.log_file(mac, kind, n))?;
                 }
             }
-            match fs::rename(old.join("current"), &moving) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
-            fs::remove_dir(&old)?;
         }
-        match fs::rename(&moving, self.log_file(mac, kind, 0)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
+        // Fails, as it should, when the device has settings in its folder.
+        let _ = fs::remove_dir(&device);
+        Ok(())
     }
 
     /// The limits in force.
@@ -226,10 +236,10 @@ impl Uploads {
 
     /// A log's file: `0` the current log, `N` its N-th rotation.
     fn log_file(&self, mac: Mac, kind: UploadKind, rotation: u64) -> PathBuf {
-        let dir = self.dir.join(mac.to_string());
+        let dir = self.dir.join(LOGS_DIR);
         match rotation {
-            0 => dir.join(kind.suffix()),
-            n => dir.join(format!("{}.{n}", kind.suffix())),
+            0 => dir.join(format!("{mac}-{}", kind.suffix())),
+            n => dir.join(format!("{mac}-{}.{n}", kind.suffix())),
         }
     }
 
@@ -272,27 +282,6 @@ impl Uploads {
         }
         map.insert(mac, bits);
         Ok(bits & (1 << kind as u8) != 0)
-    }
-
-    /// Creates a device's folder. When this call made it, the folder is known to hold no
-    /// versions: recorded at once, so a new phone's first override requests read no folder.
-    /// The shard's lock is held across the mkdir: whatever is written into the folder after it
-    /// marks its kind after this record.
-    fn make_device_dir(&self, mac: Mac) -> io::Result<()> {
-        let dir = self.dir.join(mac.to_string());
-        let mut map = self.presence(mac);
-        match fs::create_dir(&dir) {
-            Ok(()) => {
-                map.entry(mac).or_insert(0);
-                Ok(())
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                drop(map);
-                fs::create_dir_all(dir)
-            }
-            Err(e) => Err(e),
-        }
     }
 
     /// Records that `kind` now has versions for `mac` (if the device's entry was read already;
@@ -374,15 +363,13 @@ impl Uploads {
         let mut f = match open() {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                self.make_device_dir(mac)?;
+                // `logs/` removed while serving.
+                fs::create_dir_all(self.dir.join(LOGS_DIR))?;
                 open()?
             }
             Err(e) => return Err(e.into()),
         };
         let mut len = f.metadata()?.len();
-        if len == 0 {
-            self.mark(mac, kind, true);
-        }
         if len > 0 && len + body.len() as u64 > self.limits.log_cap_bytes {
             drop(f);
             self.rotate(mac, kind)?;
@@ -452,12 +439,11 @@ impl Uploads {
 
     /// The newest stored upload of a kind (for logs, the current log).
     pub fn latest(&self, mac: Mac, kind: UploadKind) -> io::Result<Option<UploadInfo>> {
-        if !self.may_have(mac, kind)? {
-            // A new phone asks for its app log before uploading it: no disk lookup for that.
-            return Ok(None);
-        }
         if kind.is_log() {
             return self.version(mac, kind, 0);
+        }
+        if !self.may_have(mac, kind)? {
+            return Ok(None);
         }
         match versions_in(&self.kind_dir(mac, kind))?.pop() {
             Some((v, p)) => info(kind, v, &p).map(Some).map_err(into_io),
@@ -734,6 +720,20 @@ fn versions_in(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
+/// Which log file `name` is, of the log named `base` in an earlier layout: `base` and
+/// `base.moving` the current log (0), `base.N` its N-th rotation.
+fn rotation_of(name: &std::ffi::OsStr, base: &str) -> Option<u64> {
+    let rest = name.to_str()?.strip_prefix(base)?;
+    if rest.is_empty() || rest == ".moving" {
+        return Some(0);
+    }
+    let n = rest.strip_prefix('.')?;
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    n.parse().ok()
+}
+
 fn info(kind: UploadKind, version: u64, path: &Path) -> Result<UploadInfo, UploadError> {
     let md = fs::metadata(path)?;
     let since_epoch = md
@@ -812,12 +812,14 @@ mod tests {
     }
 
     #[test]
-    fn a_new_devices_folder_made_by_its_first_log_is_known_empty() {
+    fn a_device_without_a_folder_is_known_empty_after_one_look() {
         let (_d, u) = store(UploadLimits::default());
         let m = mac();
         u.put(m, UploadKind::BootLog, b"booting").unwrap();
-        // The folder was made by this store: nothing is read to say it holds no override.
-        // (Shown by a version placed behind the store's back, which it does not look for.)
+        // Logs make no device folder.
+        assert!(!u.dir.join(m.to_string()).exists());
+        assert!(u.latest(m, UploadKind::PhoneOverride).unwrap().is_none());
+        // Looked at once: a version placed behind the store's back is not looked for.
         let aside = u.kind_dir(m, UploadKind::PhoneOverride);
         fs::create_dir_all(&aside).unwrap();
         fs::write(aside.join(version_name(1)), "<a/>").unwrap();
@@ -860,7 +862,7 @@ mod tests {
     }
 
     #[test]
-    fn a_new_devices_logs_are_found_once_appended_and_not_looked_for_before() {
+    fn logs_appended_at_once_by_new_devices_are_all_found() {
         let (_d, u) = store(UploadLimits::default());
         let u = std::sync::Arc::new(u);
         for round in 0..200u32 {
@@ -882,12 +884,17 @@ mod tests {
                 );
             }
         }
-        // A folder this store made holds no log it did not append: an app log placed behind
-        // its back is not looked for (a new phone's HEAD before its first upload reads no disk).
-        let m: Mac = "0004f2ffffff".parse().unwrap();
-        u.put(m, UploadKind::BootLog, b"booting").unwrap();
-        fs::write(u.log_file(m, UploadKind::AppLog, 0), "aside").unwrap();
-        assert!(u.latest(m, UploadKind::AppLog).unwrap().is_none());
+        let names: Vec<String> = fs::read_dir(u.dir.join(LOGS_DIR))
+            .unwrap()
+            .take(2)
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(
+            names
+                .iter()
+                .all(|n| n.starts_with("0004f2") && n.ends_with(".log")),
+            "{names:?}"
+        );
     }
 
     #[test]
@@ -986,32 +993,48 @@ mod tests {
     }
 
     #[test]
-    fn logs_of_the_first_layout_move_to_their_files_on_open() {
+    fn logs_of_earlier_layouts_move_to_the_logs_folder_on_open() {
         let d = tempfile::tempdir().unwrap();
-        let m = mac();
-        let dev = d.path().join("uploads").join(m.to_string());
+        let dir = d.path().join("uploads");
+        let (m, n): (Mac, Mac) = ("0004f2aa0001".parse().unwrap(), mac());
+        // The first layout: a folder per log.
+        let dev = dir.join(m.to_string());
         fs::create_dir_all(dev.join("app.log")).unwrap();
         fs::write(dev.join("app.log/current"), "new ").unwrap();
         fs::write(dev.join("app.log/current.1"), "old").unwrap();
-        // A move a crash interrupted: the current log waits under its temporary name.
+        // A move from it a crash interrupted: the current log waits under its temporary name.
         fs::write(dev.join("boot.log.moving"), "boot").unwrap();
-        let u = Uploads::open(&d.path().join("uploads"), UploadLimits::default()).unwrap();
-        let read = |kind, v| {
-            let i: UploadInfo = u.version(m, kind, v).unwrap().unwrap();
+        // The second layout: files in the device's folder, next to its settings.
+        let dev2 = dir.join(n.to_string());
+        fs::create_dir_all(dev2.join("web.cfg")).unwrap();
+        fs::write(dev2.join("web.cfg").join(version_name(1)), "<w/>").unwrap();
+        fs::write(dev2.join("app.log"), "two ").unwrap();
+        fs::write(dev2.join("app.log.2"), "older").unwrap();
+        fs::write(dev2.join("app.log.x"), "not a log").unwrap();
+        fs::write(dev2.join("boot.log"), "boot2").unwrap();
+        let u = Uploads::open(&dir, UploadLimits::default()).unwrap();
+        let read = |mac, kind, v| {
+            let i: UploadInfo = u.version(mac, kind, v).unwrap().unwrap();
             fs::read_to_string(i.path).unwrap()
         };
-        assert_eq!(read(UploadKind::BootLog, 0), "boot");
+        assert_eq!(read(m, UploadKind::BootLog, 0), "boot");
         u.put(m, UploadKind::AppLog, b"more").unwrap();
-        assert_eq!(read(UploadKind::AppLog, 0), "new more");
-        assert_eq!(read(UploadKind::AppLog, 1), "old");
-        assert!(dev.join("app.log").is_file() && !dev.join("boot.log.moving").exists());
+        assert_eq!(read(m, UploadKind::AppLog, 0), "new more");
+        assert_eq!(read(m, UploadKind::AppLog, 1), "old");
         assert_eq!(u.list(m).unwrap().len(), 3);
+        assert!(!dev.exists(), "a folder left empty is removed");
+        u.put(n, UploadKind::AppLog, b"more").unwrap();
+        assert_eq!(read(n, UploadKind::AppLog, 0), "two more");
+        assert_eq!(read(n, UploadKind::AppLog, 2), "older");
+        assert_eq!(read(n, UploadKind::BootLog, 0), "boot2");
+        assert_eq!(read(n, UploadKind::WebOverride, 1), "<w/>");
+        assert!(dev2.join("app.log.x").is_file() && !dev2.join("app.log").exists());
+        assert!(dir.join(LOGS_DIR).join("0004f2aa814c-app.log.2").is_file());
         // Done once: the store is not scanned again at the next open.
-        fs::create_dir_all(dev.join("web.cfg")).unwrap();
-        fs::create_dir_all(dev.join("boot.log.moving")).unwrap();
+        fs::write(dev2.join("boot.log"), "placed later").unwrap();
         drop(u);
-        Uploads::open(&d.path().join("uploads"), UploadLimits::default()).unwrap();
-        assert!(dev.join("boot.log.moving").is_dir());
+        Uploads::open(&dir, UploadLimits::default()).unwrap();
+        assert!(dev2.join("boot.log").is_file());
     }
 
     #[test]
